@@ -1,0 +1,50 @@
+"""``roomscope serve``: the collector's command, a thin shell over collector.server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from .errors import RoomscopeError
+from .server import Collector
+from .settings import load_settings
+
+
+@click.command("serve")
+@click.option("--db", "db", type=click.Path(dir_okay=False), help="DuckDB store file (store.path).")
+@click.option("--host", help="Address the OTLP receivers bind to (server.host).")
+@click.option("--grpc-port", type=int, help="OTLP/gRPC port, 0 = free port (server.grpc_port).")
+@click.option("--http-port", type=int, help="OTLP/HTTP port, 0 = free port (server.http_port).")
+@click.option("--api-port", type=int, help="Query API port, 0 = free port (server.api_port).")
+@click.option("--api-host", help="Address the query API binds to (server.api_host).")
+@click.pass_context
+def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host) -> None:  # noqa: ANN001
+    """Run the collector: OTLP ingest (gRPC + HTTP) into DuckDB, plus the query API."""
+    config = (ctx.obj or {}).get("config")
+    flags = {
+        "store.path": db or (ctx.obj or {}).get("db"),
+        "server.host": host,
+        "server.grpc_port": grpc_port,
+        "server.http_port": http_port,
+        "server.api_port": api_port,
+        "server.api_host": api_host,
+    }
+    try:
+        settings = load_settings(config, flags=flags)
+    except RoomscopeError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def ready(c: Collector) -> None:
+        click.echo(
+            f"roomscope ready: OTLP/gRPC :{c.ports['grpc']}  OTLP/HTTP :{c.ports['http']}"
+            f"  API http://{settings.get('server.api_host')}:{c.ports['api']}  store {c.store.path}",
+            err=True,
+        )
+
+    try:
+        asyncio.run(Collector(settings).serve(on_ready=ready))
+    except RoomscopeError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,95 @@
+"""Small builders shared by the flatteners: map columns, timestamps, ids, the decoded batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+MAP_TYPE = pa.map_(pa.string(), pa.string())
+TS_TYPE = pa.timestamp("ns")
+MAX_TS = (1 << 63) - 1  # TIMESTAMP_NS is a signed 64-bit count of nanoseconds
+
+
+@dataclass
+class Decoded:
+    """One request's records as an Arrow table plus what was rejected and why."""
+
+    signal: str  # "spans", "logs" or "metric_points"
+    table: pa.Table
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return self.table.num_rows
+
+    def reject(self, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < 5:
+            self.errors.append(message)
+
+    @property
+    def error_message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = "" if self.rejected <= len(self.errors) else f" (and {self.rejected - len(self.errors)} more)"
+        return "; ".join(self.errors) + more
+
+
+class MapColumn:
+    """Accumulates a MAP(VARCHAR, VARCHAR) column as keys/values/offsets lists."""
+
+    __slots__ = ("keys", "offsets", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.values: list[str | None] = []
+        self.offsets: list[int] = [0]
+
+    def add_dict(self, d: dict[str, str | None]) -> None:
+        self.keys.extend(d.keys())
+        self.values.extend(d.values())
+        self.offsets.append(len(self.keys))
+
+    def pop_row(self) -> None:
+        """Undo the last row (a record rejected after its attributes were read)."""
+        self.offsets.pop()
+        end = self.offsets[-1]
+        del self.keys[end:]
+        del self.values[end:]
+
+    def array(self) -> pa.Array:
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, pa.int32()),
+            pa.array(self.keys, pa.string()),
+            pa.array(self.values, pa.string()),
+        )
+
+
+def map_array(rows: list[dict[str, str | None]]) -> pa.Array:
+    col = MapColumn()
+    for row in rows:
+        col.add_dict(row)
+    return col.array()
+
+
+def check_ts(ns: int, what: str) -> int:
+    """A uint64 nanosecond timestamp that must fit TIMESTAMP_NS."""
+    if ns > MAX_TS:
+        raise ValueError(f"{what} {ns} is beyond the year 2262")
+    return ns
+
+
+def id_hex(raw: bytes, size: int, what: str, required: bool) -> str | None:
+    """Hex of a trace (16 bytes) or span (8 bytes) id; ValueError when it has the wrong size."""
+    if not raw:
+        if required:
+            raise ValueError(f"{what} is empty")
+        return None
+    if len(raw) != size:
+        raise ValueError(f"{what} has {len(raw)} bytes, expected {size}")
+    if required and not any(raw):
+        raise ValueError(f"{what} is all zeros")
+    return raw.hex()

@@ -1,0 +1,161 @@
+"""The one decode path: an OTLP body (protobuf or OTLP JSON) or a gRPC message → a Decoded batch.
+
+OTLP JSON differs from the protobuf JSON mapping only in its ids (hex, not base64); they are
+rewritten, then ``json_format`` builds the same message the protobuf path parses, so every
+record goes through the same flattener whatever its transport or encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from .columns import Decoded
+from .errors import DecodeError
+from .flatten_logs import flatten_logs
+from .flatten_metrics import flatten_metrics
+from .flatten_spans import flatten_spans
+from .tagging import Tagger
+
+# signal name (the URL path's last part) → (request type, response type, flattener, table)
+SIGNALS: dict[str, tuple[type[Message], type[Message], Callable[..., Decoded], str]] = {
+    "traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, flatten_spans, "spans"),
+    "logs": (ExportLogsServiceRequest, ExportLogsServiceResponse, flatten_logs, "logs"),
+    "metrics": (
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        flatten_metrics,
+        "metric_points",
+    ),
+}
+
+_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def _hex_to_b64(obj: dict[str, Any], where: str) -> None:
+    for key in _ID_KEYS:
+        value = obj.get(key)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise DecodeError(f"{where}.{key} must be a hex string")
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise DecodeError(f"{where}.{key} is not hex: {value[:40]!r}") from None
+        obj[key] = base64.b64encode(raw).decode("ascii")
+
+
+def _items(obj: Any, *keys: str) -> list[Any]:
+    """obj[key] for the first key present (lowerCamelCase or snake_case), as a list of dicts."""
+    if not isinstance(obj, dict):
+        raise DecodeError("expected a JSON object")
+    for key in keys:
+        value = obj.get(key)
+        if value is not None:
+            if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+                raise DecodeError(f"{key} must be a list of objects")
+            return value
+    return []
+
+
+def _rewrite_ids(signal: str, doc: Any) -> None:
+    """Turn OTLP JSON's hex ids into the base64 the protobuf JSON mapping expects, in place."""
+    if signal == "traces":
+        for rs in _items(doc, "resourceSpans", "resource_spans"):
+            for ss in _items(rs, "scopeSpans", "scope_spans"):
+                for sp in _items(ss, "spans"):
+                    _hex_to_b64(sp, "span")
+                    for link in _items(sp, "links"):
+                        _hex_to_b64(link, "span.link")
+    elif signal == "logs":
+        for rl in _items(doc, "resourceLogs", "resource_logs"):
+            for sl in _items(rl, "scopeLogs", "scope_logs"):
+                for lr in _items(sl, "logRecords", "log_records"):
+                    _hex_to_b64(lr, "logRecord")
+    else:
+        for rm in _items(doc, "resourceMetrics", "resource_metrics"):
+            for sm in _items(rm, "scopeMetrics", "scope_metrics"):
+                for metric in _items(sm, "metrics"):
+                    for kind, data in metric.items():
+                        if isinstance(data, dict):
+                            for dp in _items(data, "dataPoints", "data_points"):
+                                for ex in _items(dp, "exemplars"):
+                                    _hex_to_b64(ex, "exemplar")
+
+
+def parse_protobuf(signal: str, body: bytes) -> Message:
+    request_type = SIGNALS[signal][0]
+    try:
+        return request_type.FromString(body)
+    except (ProtobufDecodeError, RecursionError, ValueError) as exc:
+        raise DecodeError(f"invalid protobuf {request_type.__name__}: {exc}") from None
+
+
+def parse_json(signal: str, body: bytes) -> Message:
+    request_type = SIGNALS[signal][0]
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from None
+    _rewrite_ids(signal, doc)
+    try:
+        return json_format.ParseDict(doc, request_type(), ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
+        raise DecodeError(f"invalid OTLP JSON {request_type.__name__}: {exc}") from None
+
+
+def flatten(signal: str, request: Message, tagger: Tagger, received_ns: int | None = None) -> Decoded:
+    """A parsed Export*ServiceRequest → its Arrow batch (the single flattening entry point)."""
+    flattener = SIGNALS[signal][2]
+    try:
+        return flattener(request, tagger, received_ns or time.time_ns())
+    except RecursionError:
+        raise DecodeError("attribute values nested too deeply") from None
+
+
+def decode_body(signal: str, body: bytes, encoding: str, tagger: Tagger) -> Decoded:
+    """An HTTP body → Decoded; ``encoding`` is ``"protobuf"`` or ``"json"``."""
+    parse = parse_json if encoding == "json" else parse_protobuf
+    return flatten(signal, parse(signal, body), tagger)
+
+
+def response_message(signal: str, decoded: Decoded) -> Message:
+    """The Export*ServiceResponse for a decoded request (partial_success when records were rejected)."""
+    response = SIGNALS[signal][1]()
+    if decoded.rejected:
+        ps = response.partial_success
+        field = {
+            "traces": "rejected_spans",
+            "logs": "rejected_log_records",
+            "metrics": "rejected_data_points",
+        }[signal]
+        setattr(ps, field, decoded.rejected)
+        ps.error_message = decoded.error_message
+    return response
+
+
+def encode_message(message: Message, encoding: str) -> bytes:
+    if encoding == "json":
+        return json_format.MessageToJson(message, indent=None).encode()
+    return message.SerializeToString()
+

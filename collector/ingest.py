@@ -1,0 +1,41 @@
+"""What both receivers do with a request: decode it off the event loop, queue it, await its commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from google.protobuf.message import Message
+
+from .columns import Decoded
+from .decode import decode_body, flatten
+from .tagging import Tagger
+from .writer import Writer
+
+
+class Ingestor:
+    def __init__(self, writer: Writer, tagger: Tagger, decode_threads: int = 2):
+        self.writer = writer
+        self.tagger = tagger
+        self._pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="roomscope-decode")
+        self.accepting = True
+
+    async def _export(self, decode: Callable[[], Decoded]) -> Decoded:
+        loop = asyncio.get_running_loop()
+        decoded = await loop.run_in_executor(self._pool, decode)
+        future = self.writer.submit(decoded)  # raises Overloaded / StoreUnavailable
+        await asyncio.wrap_future(future)
+        return decoded
+
+    async def export_body(self, signal: str, body: bytes, encoding: str) -> Decoded:
+        """An OTLP/HTTP body (already decompressed) → committed records."""
+        return await self._export(lambda: decode_body(signal, body, encoding, self.tagger))
+
+    async def export_message(self, signal: str, request: Message) -> Decoded:
+        """A parsed OTLP/gRPC request → committed records."""
+        return await self._export(lambda: flatten(signal, request, self.tagger))
+
+    def close(self) -> None:
+        self.accepting = False
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,217 @@
+"""The store's tables (SPEC 4), their Arrow twins, and the migrations between schema versions.
+
+Column order and types are declared once here: the DDL and the Arrow schemas that the decoder
+fills are both derived from :data:`TABLES`, so a batch always lines up with its table.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+MAP = "MAP(VARCHAR, VARCHAR)"
+TS = "TIMESTAMP_NS"
+
+# (column, DuckDB type) in table order.
+TABLES: dict[str, list[tuple[str, str]]] = {
+    "spans": [
+        ("project", "VARCHAR"),
+        ("room", "VARCHAR"),
+        ("session_id", "VARCHAR"),
+        ("trace_id", "VARCHAR"),
+        ("span_id", "VARCHAR"),
+        ("parent_span_id", "VARCHAR"),
+        ("trace_state", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("kind", "VARCHAR"),
+        ("service_name", "VARCHAR"),
+        ("scope_name", "VARCHAR"),
+        ("scope_version", "VARCHAR"),
+        ("start_time", TS),
+        ("end_time", TS),
+        ("duration_ns", "BIGINT"),
+        ("status_code", "VARCHAR"),
+        ("status_message", "VARCHAR"),
+        ("attributes", MAP),
+        ("resource_attributes", MAP),
+        ("events", f"STRUCT(time {TS}, name VARCHAR, attributes {MAP}, dropped_attributes_count UINTEGER)[]"),
+        (
+            "links",
+            f"STRUCT(trace_id VARCHAR, span_id VARCHAR, trace_state VARCHAR, attributes {MAP},"
+            " dropped_attributes_count UINTEGER, flags UINTEGER)[]",
+        ),
+        ("flags", "UINTEGER"),
+        ("dropped_attributes_count", "UINTEGER"),
+        ("dropped_events_count", "UINTEGER"),
+        ("dropped_links_count", "UINTEGER"),
+        ("scope_attributes", "JSON"),
+        ("received_at", TS),
+    ],
+    "logs": [
+        ("project", "VARCHAR"),
+        ("room", "VARCHAR"),
+        ("session_id", "VARCHAR"),
+        ("time", TS),
+        ("observed_time", TS),
+        ("severity_number", "INTEGER"),
+        ("severity_text", "VARCHAR"),
+        ("body", "VARCHAR"),
+        ("trace_id", "VARCHAR"),
+        ("span_id", "VARCHAR"),
+        ("flags", "UINTEGER"),
+        ("service_name", "VARCHAR"),
+        ("scope_name", "VARCHAR"),
+        ("scope_version", "VARCHAR"),
+        ("event_name", "VARCHAR"),
+        ("attributes", MAP),
+        ("resource_attributes", MAP),
+        ("dropped_attributes_count", "UINTEGER"),
+        ("received_at", TS),
+    ],
+    "metric_points": [
+        ("project", "VARCHAR"),
+        ("room", "VARCHAR"),
+        ("session_id", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("description", "VARCHAR"),
+        ("unit", "VARCHAR"),
+        ("type", "VARCHAR"),
+        ("temporality", "VARCHAR"),
+        ("is_monotonic", "BOOLEAN"),
+        ("start_time", TS),
+        ("time", TS),
+        ("value", "DOUBLE"),
+        ("count", "UBIGINT"),
+        ("sum", "DOUBLE"),
+        ("min", "DOUBLE"),
+        ("max", "DOUBLE"),
+        ("bucket_counts", "UBIGINT[]"),
+        ("explicit_bounds", "DOUBLE[]"),
+        ("scale", "INTEGER"),
+        ("zero_count", "UBIGINT"),
+        ("zero_threshold", "DOUBLE"),
+        ("positive_offset", "INTEGER"),
+        ("positive_bucket_counts", "UBIGINT[]"),
+        ("negative_offset", "INTEGER"),
+        ("negative_bucket_counts", "UBIGINT[]"),
+        ("quantiles", "STRUCT(quantile DOUBLE, value DOUBLE)[]"),
+        (
+            "exemplars",
+            f"STRUCT(time {TS}, value DOUBLE, trace_id VARCHAR, span_id VARCHAR,"
+            f" filtered_attributes {MAP})[]",
+        ),
+        ("flags", "UINTEGER"),
+        ("service_name", "VARCHAR"),
+        ("scope_name", "VARCHAR"),
+        ("scope_version", "VARCHAR"),
+        ("attributes", MAP),
+        ("resource_attributes", MAP),
+        ("received_at", TS),
+    ],
+    "sessions": [
+        ("session_id", "VARCHAR PRIMARY KEY"),
+        ("project", "VARCHAR"),
+        ("room", "VARCHAR"),
+        ("source", "VARCHAR"),
+        ("started_at", TS),
+        ("last_seen_at", TS),
+        ("ended_at", TS),
+        ("span_count", "BIGINT"),
+        ("log_count", "BIGINT"),
+        ("metric_point_count", "BIGINT"),
+        ("error_count", "BIGINT"),
+        ("services", "VARCHAR[]"),
+    ],
+    "session_events": [
+        ("session_id", "VARCHAR"),
+        ("project", "VARCHAR"),
+        ("room", "VARCHAR"),
+        ("time", TS),
+        ("type", "VARCHAR"),
+        ("data", "JSON"),
+    ],
+}
+
+SIGNAL_TABLES = ("spans", "logs", "metric_points")
+
+_MAP_PA = pa.map_(pa.string(), pa.string())
+_TS_PA = pa.timestamp("ns")
+
+# Arrow types of the signal tables' columns, in table order; the decoder builds these.
+_PA_SCALARS = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "UINTEGER": pa.uint32(),
+    "UBIGINT": pa.uint64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    TS: _TS_PA,
+    MAP: _MAP_PA,
+    "UBIGINT[]": pa.list_(pa.uint64()),
+    "DOUBLE[]": pa.list_(pa.float64()),
+}
+
+_PA_NESTED = {
+    ("spans", "events"): pa.list_(
+        pa.struct(
+            [
+                ("time", _TS_PA),
+                ("name", pa.string()),
+                ("attributes", _MAP_PA),
+                ("dropped_attributes_count", pa.uint32()),
+            ]
+        )
+    ),
+    ("spans", "links"): pa.list_(
+        pa.struct(
+            [
+                ("trace_id", pa.string()),
+                ("span_id", pa.string()),
+                ("trace_state", pa.string()),
+                ("attributes", _MAP_PA),
+                ("dropped_attributes_count", pa.uint32()),
+                ("flags", pa.uint32()),
+            ]
+        )
+    ),
+    ("metric_points", "quantiles"): pa.list_(
+        pa.struct([("quantile", pa.float64()), ("value", pa.float64())])
+    ),
+    ("metric_points", "exemplars"): pa.list_(
+        pa.struct(
+            [
+                ("time", _TS_PA),
+                ("value", pa.float64()),
+                ("trace_id", pa.string()),
+                ("span_id", pa.string()),
+                ("filtered_attributes", _MAP_PA),
+            ]
+        )
+    ),
+}
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema a decoded batch of ``table`` has (signal tables only)."""
+    fields = []
+    for column, sql_type in TABLES[table]:
+        pa_type = _PA_NESTED.get((table, column)) or _PA_SCALARS[sql_type]
+        fields.append(pa.field(column, pa_type))
+    return pa.schema(fields)
+
+
+ARROW_SCHEMAS: dict[str, pa.Schema] = {t: arrow_schema(t) for t in SIGNAL_TABLES}
+
+
+def create_table_sql(table: str) -> str:
+    cols = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in TABLES[table])
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
+
+
+# Each migration takes the file from version N-1 to N. Version 1 creates everything.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [create_table_sql(t) for t in TABLES],
+}

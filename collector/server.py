@@ -1,0 +1,244 @@
+"""The collector's lifecycle: store + writer + OTLP receivers + query API, started and stopped in order.
+
+``Collector`` runs on an asyncio loop (``serve()`` for the CLI, with SIGINT/SIGTERM handling);
+``CollectorThread`` runs one on a background thread for tests and the demo, and returns only once
+every listener accepts connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from .errors import RoomscopeError
+from .grpc_receiver import create_grpc_server
+from .http_receiver import OTLPHttpApp
+from .ingest import Ingestor
+from .settings import Settings
+from .store import DuckDBStore
+from .tagging import Tagger
+from .writer import Writer
+
+log = logging.getLogger("roomscope.server")
+
+AppFactory = Callable[["Collector"], Any]
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the Collector owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RoomscopeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _default_api_factory(collector: Collector) -> Any:
+    from query.api import create_app  # the read side's REST API
+
+    return create_app(collector)
+
+
+def build_tracker(settings: Settings, store: DuckDBStore) -> Any:
+    try:
+        from .sessions import SessionTracker
+    except ImportError:  # pragma: no cover - sessions arrive with their own module
+        return None
+    return SessionTracker.from_settings(settings, store)
+
+
+class Collector:
+    def __init__(self, settings: Settings, api_factory: AppFactory | None = None):
+        self.settings = settings
+        self.api_factory = api_factory or _default_api_factory
+        self.store = DuckDBStore(settings.get("store.path"))
+        self.writer: Writer | None = None
+        self.ingestor: Ingestor | None = None
+        self.ports: dict[str, int] = {}
+        self._grpc = None
+        self._http: list[tuple[_UvicornServer, socket.socket, asyncio.Task]] = []
+        self._stop = asyncio.Event()
+        self.started = False
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.started
+            and self.ingestor is not None
+            and self.ingestor.accepting
+            and self.writer is not None
+            and self.writer.healthy
+        )
+
+    async def start(self) -> None:
+        s = self.settings
+        await asyncio.to_thread(self.store.open)
+        tracker = build_tracker(s, self.store)
+        self.writer = Writer(
+            self.store,
+            max_queue_records=s.get("limits.max_queue_records"),
+            max_batch_records=s.get("writer.max_batch_records"),
+            retry_after=s.get("limits.retry_after"),
+            tracker=tracker,
+            sweep_interval=s.get("sessions.sweep_interval"),
+            test_delay=s.get("writer.test_delay"),
+        )
+        self.writer.start()
+        self.ingestor = Ingestor(self.writer, Tagger.from_settings(s))
+        host = s.get("server.host")
+        max_body = s.get("limits.max_body_bytes")
+        self._grpc, self.ports["grpc"] = create_grpc_server(
+            self.ingestor, host, s.get("server.grpc_port"), max_body
+        )
+        await self._grpc.start()
+        otlp_app = OTLPHttpApp(self.ingestor, max_body, s.get("limits.request_timeout"))
+        await self._start_http("http", otlp_app, host, s.get("server.http_port"))
+        api_app = self.api_factory(self)
+        await self._start_http("api", api_app, s.get("server.api_host"), s.get("server.api_port"))
+        self.started = True
+        log.info(
+            "roomscope collecting into %s: OTLP/gRPC %s:%d, OTLP/HTTP %s:%d, API http://%s:%d",
+            self.store.path,
+            host,
+            self.ports["grpc"],
+            host,
+            self.ports["http"],
+            s.get("server.api_host"),
+            self.ports["api"],
+        )
+
+    async def _start_http(self, name: str, app: Any, host: str, port: int) -> None:
+        sock = _bind(host, port)
+        self.ports[name] = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            http="httptools",
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=int(self.settings.get("server.shutdown_timeout")),
+            limit_concurrency=1000,
+        )
+        config.load()
+        server = _UvicornServer(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        task = asyncio.create_task(server.main_loop(), name=f"roomscope-{name}")
+        self._http.append((server, sock, task))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, finish and commit what was acknowledged, close the store."""
+        timeout = self.settings.get("server.shutdown_timeout")
+        if self.ingestor is not None:
+            self.ingestor.accepting = False
+        if self._grpc is not None:
+            await self._grpc.stop(grace=timeout)
+        for server, _sock, _task in self._http:
+            server.should_exit = True
+        for server, sock, task in self._http:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.shutdown(sockets=[sock]), timeout)
+        self._http.clear()
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.stop, timeout)
+        if self.ingestor is not None:
+            self.ingestor.close()
+        await asyncio.to_thread(self.store.close)
+        self.started = False
+
+    async def serve(self, on_ready: Callable[[Collector], None] | None = None) -> None:
+        """Run until SIGINT/SIGTERM (or request_stop), then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self.start()
+            if on_ready is not None:
+                on_ready(self)
+            await self._stop.wait()
+            log.info("shutting down")
+        finally:
+            await self.stop()
+
+
+class CollectorThread:
+    """A Collector on its own thread and event loop (tests, demo). Use as a context manager."""
+
+    def __init__(self, settings: Settings, api_factory: AppFactory | None = None):
+        self.collector = Collector(settings, api_factory)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="roomscope-collector", daemon=True)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        c = self.collector
+        c._stop = asyncio.Event()
+        try:
+            await c.start()
+            self._ready.set()
+            await c._stop.wait()
+        finally:
+            await c.stop()
+
+    def start(self, timeout: float = 30) -> Collector:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("collector did not start")
+        if self._error is not None:
+            raise self._error
+        return self.collector
+
+    def stop(self, timeout: float = 30) -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.collector._stop.set)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return self.collector.ports

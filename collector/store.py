@@ -1,0 +1,138 @@
+"""The storage interface and its embedded DuckDB implementation.
+
+Everything that touches the DuckDB file for writing goes through :class:`Store`, so a second
+backend (DuckLake with a PostgreSQL catalog) can take its place: open/migrate, append Arrow
+batches and run a few statements in one transaction, hand out read cursors, close.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+
+from .errors import StoreError, StoreUnavailable
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+Transaction = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+class Store(Protocol):
+    path: str
+
+    def open(self) -> None: ...
+
+    def write(
+        self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None = None
+    ) -> None: ...
+
+    def cursor(self) -> duckdb.DuckDBPyConnection: ...
+
+    def close(self) -> None: ...
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """Bring a store file to SCHEMA_VERSION; returns the version it had (0 for a new file)."""
+    con.execute("CREATE TABLE IF NOT EXISTS roomscope_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    row = con.execute("SELECT value FROM roomscope_meta WHERE key = 'schema_version'").fetchone()
+    found = int(row[0]) if row else 0
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {found}, newer than this roomscope ({SCHEMA_VERSION});"
+            " upgrade roomscope"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        con.begin()
+        try:
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+            con.execute(
+                "INSERT OR REPLACE INTO roomscope_meta VALUES ('schema_version', ?)", [str(version)]
+            )
+            con.commit()
+        except Exception:
+            con.rollback()
+            raise
+    return found
+
+
+class DuckDBStore:
+    """One DuckDB file; the writer thread is the only caller of :meth:`write`."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open store {self.path}: directory {parent} does not exist")
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        migrate(self._con, self.path)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StoreUnavailable("store is closed")
+        return self._con
+
+    def write(self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None = None) -> None:
+        """Append batches to their tables and run ``also`` in the same transaction."""
+        con = self.con
+        con.begin()
+        try:
+            for table, batches in tables.items():
+                if not batches:
+                    continue
+                batch = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
+                if batch.num_rows == 0:
+                    continue
+                con.register("_roomscope_batch", batch)
+                try:
+                    con.execute(f"INSERT INTO {table} SELECT * FROM _roomscope_batch")
+                finally:
+                    con.unregister("_roomscope_batch")
+            if also is not None:
+                also(con)
+            con.commit()
+        except BaseException:
+            try:
+                con.rollback()
+            except duckdb.Error:
+                pass
+            raise
+
+    def execute(self, fn: Transaction) -> None:
+        """Run statements in one transaction on the writer's connection."""
+        self.write({}, fn)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database, for readers (thread-safe to create)."""
+        with self._lock:
+            return self.con.cursor()
+
+    def reopen(self) -> None:
+        """Close and open again (after an I/O failure invalidated the database)."""
+        self.close()
+        self.open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                try:
+                    self._con.execute("CHECKPOINT")
+                except duckdb.Error:
+                    pass
+                self._con.close()
+                self._con = None

@@ -1,0 +1,224 @@
+"""The one writer: a thread that owns the store's connection and commits decoded batches in groups.
+
+Receivers call :meth:`Writer.submit` with a decoded request and wait on the returned future; it
+resolves only after the request's records are committed, so an OK to an exporter means the data
+is in the file. The queue is bounded by records: past ``max_queue_records`` a submit raises
+:class:`Overloaded`, which receivers answer with a retryable status.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+
+from .columns import Decoded
+from .errors import Overloaded, StoreUnavailable
+from .store import Store, Transaction
+
+log = logging.getLogger("roomscope.writer")
+
+
+class Plan(Protocol):
+    def apply(self, con: duckdb.DuckDBPyConnection) -> None: ...
+
+
+class Tracker(Protocol):
+    """Session tracking, run by the writer thread (see collector/sessions.py)."""
+
+    def prepare(
+        self, tables: Mapping[str, list[pa.Table]], now_ns: int
+    ) -> tuple[dict[str, list[pa.Table]], Plan | None]: ...
+
+    def commit(self, plan: Plan) -> None: ...
+
+    def sweep(self, now_ns: int) -> Plan | None: ...
+
+
+@dataclass
+class _Item:
+    decoded: Decoded
+    future: Future = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class Writer:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_queue_records: int = 200_000,
+        max_batch_records: int = 20_000,
+        retry_after: int = 1,
+        tracker: Tracker | None = None,
+        sweep_interval: float = 5.0,
+        test_delay: float = 0.0,
+    ):
+        self.store = store
+        self.max_queue_records = max_queue_records
+        self.max_batch_records = max_batch_records
+        self.retry_after = retry_after
+        self.tracker = tracker
+        self.sweep_interval = sweep_interval
+        self.test_delay = test_delay
+        self._queue: queue.Queue = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.healthy = True
+        self.stats = {"commits": 0, "records": 0, "requests": 0, "rejected_overload": 0}
+
+    # -- receiving side -------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="roomscope-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, decoded: Decoded) -> Future:
+        """Queue a decoded request; the future resolves (None) once it is committed."""
+        n = decoded.accepted
+        item = _Item(decoded)
+        if n == 0:
+            item.future.set_result(None)
+            return item.future
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("collector is shutting down")
+            if self._pending and self._pending + n > self.max_queue_records:
+                self.stats["rejected_overload"] += 1
+                raise Overloaded(
+                    f"write queue full ({self._pending} records waiting); retry later",
+                    self.retry_after,
+                )
+            self._pending += n
+        self._queue.put(item)
+        return item.future
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new work, commit everything queued, then stop the thread."""
+        with self._lock:
+            self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    # -- writing side ---------------------------------------------------------------------
+    def _run(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_interval
+        while True:
+            wait = max(0.0, next_sweep - time.monotonic())
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._drain_and_stop()
+                return
+            if item is not None:
+                group, stop = self._gather(item)
+                self._commit(group)
+                if stop:
+                    self._drain_and_stop()
+                    return
+            if time.monotonic() >= next_sweep:
+                self._sweep()
+                next_sweep = time.monotonic() + self.sweep_interval
+
+    def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+        group = [first]
+        n = first.decoded.accepted
+        while n < self.max_batch_records:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return group, True
+            group.append(item)
+            n += item.decoded.accepted
+        return group, False
+
+    def _drain_and_stop(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._commit([item])
+        self._sweep()
+
+    def _sweep(self) -> None:
+        if self.tracker is None:
+            return
+        try:
+            plan = self.tracker.sweep(time.time_ns())
+            if plan is not None:
+                self.store.write({}, plan.apply)
+                self.tracker.commit(plan)
+        except Exception:
+            log.exception("session sweep failed; will retry")
+
+    def _write(self, group: list[_Item]) -> None:
+        tables: dict[str, list[pa.Table]] = {}
+        for item in group:
+            tables.setdefault(item.decoded.signal, []).append(item.decoded.table)
+        plan = None
+        if self.tracker is not None:
+            tables, plan = self.tracker.prepare(tables, time.time_ns())
+        if self.test_delay:
+            time.sleep(self.test_delay)
+        also: Transaction | None = plan.apply if plan is not None else None
+        self.store.write(tables, also)
+        if plan is not None and self.tracker is not None:
+            self.tracker.commit(plan)
+
+    def _commit(self, group: list[_Item]) -> None:
+        n = sum(item.decoded.accepted for item in group)
+        try:
+            self._write(group)
+        except Exception as exc:
+            if len(group) > 1 and not isinstance(exc, (duckdb.IOException, StoreUnavailable)):
+                # One bad request must not fail the others: commit them one by one.
+                for item in group:
+                    self._commit([item])
+                return
+            self._fail(group, n, exc)
+            return
+        self.healthy = True
+        with self._lock:
+            self._pending -= n
+        self.stats["commits"] += 1
+        self.stats["records"] += n
+        self.stats["requests"] += len(group)
+        for item in group:
+            item.future.set_result(None)
+
+    def _fail(self, group: list[_Item], n: int, exc: Exception) -> None:
+        log.error("commit of %d records failed: %s", n, exc)
+        error: Exception = exc
+        if isinstance(exc, (duckdb.IOException, duckdb.FatalException, duckdb.InvalidInputException)):
+            self.healthy = False
+            error = StoreUnavailable(f"store cannot be written: {exc}")
+            try:
+                self.store.reopen()  # type: ignore[attr-defined]
+            except Exception as reopen_exc:
+                log.error("reopening the store failed: %s", reopen_exc)
+        with self._lock:
+            self._pending -= n
+        for item in group:
+            item.future.set_exception(error)
