@@ -20,7 +20,7 @@ from .settings import load_settings
 @click.option("--api-port", type=int, help="Query API port, 0 = free port (server.api_port).")
 @click.option("--api-host", help="Address the query API binds to (server.api_host).")
 @click.pass_context
-def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host) -> None:  # noqa: ANN001
+def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host) -> None:
     """Run the collector: OTLP ingest (gRPC + HTTP) into DuckDB, plus the query API."""
     config = (ctx.obj or {}).get("config")
     flags = {
@@ -35,7 +35,9 @@ def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host
         settings = load_settings(config, flags=flags)
     except RoomscopeError as exc:
         raise click.ClickException(str(exc)) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     def ready(c: Collector) -> None:
         click.echo(

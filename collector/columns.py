@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-
 MAP_TYPE = pa.map_(pa.string(), pa.string())
 TS_TYPE = pa.timestamp("ns")
 MAX_TS = (1 << 63) - 1  # TIMESTAMP_NS is a signed 64-bit count of nanoseconds
@@ -34,7 +33,11 @@ class Decoded:
     def error_message(self) -> str:
         if not self.rejected:
             return ""
-        more = "" if self.rejected <= len(self.errors) else f" (and {self.rejected - len(self.errors)} more)"
+        more = (
+            ""
+            if self.rejected <= len(self.errors)
+            else f" (and {self.rejected - len(self.errors)} more)"
+        )
         return "; ".join(self.errors) + more
 
 

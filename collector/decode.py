@@ -124,7 +124,9 @@ def parse_json(signal: str, body: bytes) -> Message:
         raise DecodeError(f"invalid OTLP JSON {request_type.__name__}: {exc}") from None
 
 
-def flatten(signal: str, request: Message, tagger: Tagger, received_ns: int | None = None) -> Decoded:
+def flatten(
+    signal: str, request: Message, tagger: Tagger, received_ns: int | None = None
+) -> Decoded:
     """A parsed Export*ServiceRequest → its Arrow batch (the single flattening entry point)."""
     flattener = SIGNALS[signal][2]
     try:
@@ -158,4 +160,3 @@ def encode_message(message: Message, encoding: str) -> bytes:
     if encoding == "json":
         return json_format.MessageToJson(message, indent=None).encode()
     return message.SerializeToString()
-

@@ -12,7 +12,7 @@ from .tagging import Tagger
 SCHEMA = ARROW_SCHEMAS["logs"]
 
 
-def flatten_logs(req, tagger: Tagger, received_ns: int) -> Decoded:  # noqa: ANN001
+def flatten_logs(req, tagger: Tagger, received_ns: int) -> Decoded:
     tag_keys = tagger.all_keys
     cols: dict[str, list] = {f.name: [] for f in SCHEMA}
     attrs = MapColumn()

@@ -19,7 +19,7 @@ TEMPORALITY = {1: "delta", 2: "cumulative"}
 _MAPS = ("attributes", "resource_attributes")
 
 
-def _exemplars(dp) -> list[dict[str, Any]]:  # noqa: ANN001
+def _exemplars(dp) -> list[dict[str, Any]]:
     out = []
     for ex in dp.exemplars:
         w = ex.WhichOneof("value")
@@ -38,7 +38,7 @@ def _exemplars(dp) -> list[dict[str, Any]]:  # noqa: ANN001
     return out
 
 
-def _point_fields(kind: str, dp) -> dict[str, Any]:  # noqa: ANN001
+def _point_fields(kind: str, dp) -> dict[str, Any]:
     """The type-specific columns of one data point."""
     if kind in ("gauge", "sum"):
         w = dp.WhichOneof("value")
@@ -46,9 +46,7 @@ def _point_fields(kind: str, dp) -> dict[str, Any]:  # noqa: ANN001
     row: dict[str, Any] = {"count": dp.count}
     if kind == "summary":
         row["sum"] = dp.sum
-        row["quantiles"] = [
-            {"quantile": q.quantile, "value": q.value} for q in dp.quantile_values
-        ]
+        row["quantiles"] = [{"quantile": q.quantile, "value": q.value} for q in dp.quantile_values]
         return row
     row["sum"] = dp.sum if dp.HasField("sum") else None
     row["min"] = dp.min if dp.HasField("min") else None
@@ -67,7 +65,7 @@ def _point_fields(kind: str, dp) -> dict[str, Any]:  # noqa: ANN001
     return row
 
 
-def flatten_metrics(req, tagger: Tagger, received_ns: int) -> Decoded:  # noqa: ANN001
+def flatten_metrics(req, tagger: Tagger, received_ns: int) -> Decoded:
     tag_keys = tagger.all_keys
     rows: list[dict[str, Any]] = []
     maps = {name: MapColumn() for name in _MAPS}

@@ -31,7 +31,7 @@ def _dedupe_tail(keys: list[str], values: list[str | None], first: int) -> None:
     values.extend(row.values())
 
 
-def _links(sp) -> list[tuple]:  # noqa: ANN001
+def _links(sp) -> list[tuple]:
     out = []
     for ln in sp.links:
         out.append(
@@ -47,7 +47,7 @@ def _links(sp) -> list[tuple]:  # noqa: ANN001
     return out
 
 
-def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:  # noqa: ANN001, C901, PLR0915
+def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
     tag_keys = tagger.all_keys
     # Per resource×scope context, spread to spans by index.
     ctx_res = MapColumn()

@@ -22,7 +22,7 @@ from .ingest import Ingestor
 log = logging.getLogger("roomscope.grpc")
 
 
-async def _export(ingestor: Ingestor, signal: str, request: Message, context) -> Message:  # noqa: ANN001
+async def _export(ingestor: Ingestor, signal: str, request: Message, context) -> Message:
     try:
         if not ingestor.accepting:
             raise StoreUnavailable("collector is shutting down")
@@ -40,7 +40,7 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, ingestor: Ingestor):
         self.ingestor = ingestor
 
-    async def Export(self, request, context):  # noqa: ANN001, N802, ANN201
+    async def Export(self, request, context):
         return await _export(self.ingestor, "traces", request, context)
 
 
@@ -48,7 +48,7 @@ class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
     def __init__(self, ingestor: Ingestor):
         self.ingestor = ingestor
 
-    async def Export(self, request, context):  # noqa: ANN001, N802, ANN201
+    async def Export(self, request, context):
         return await _export(self.ingestor, "logs", request, context)
 
 
@@ -56,11 +56,13 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, ingestor: Ingestor):
         self.ingestor = ingestor
 
-    async def Export(self, request, context):  # noqa: ANN001, N802, ANN201
+    async def Export(self, request, context):
         return await _export(self.ingestor, "metrics", request, context)
 
 
-def create_grpc_server(ingestor: Ingestor, host: str, port: int, max_message_bytes: int) -> tuple[grpc.aio.Server, int]:
+def create_grpc_server(
+    ingestor: Ingestor, host: str, port: int, max_message_bytes: int
+) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server bound to host:port (0 = free port); returns it with the bound port."""
     server = grpc.aio.server(
         options=[

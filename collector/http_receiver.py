@@ -47,7 +47,9 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     try:
         out = d.decompress(body, limit + 1)
         if len(out) > limit or d.unconsumed_tail:
-            raise PayloadTooLarge(f"decompressed body exceeds {limit} bytes (limits.max_body_bytes)")
+            raise PayloadTooLarge(
+                f"decompressed body exceeds {limit} bytes (limits.max_body_bytes)"
+            )
         out += d.flush()
     except zlib.error as exc:
         raise DecodeError(f"invalid {encoding} body: {exc}") from None
@@ -105,7 +107,9 @@ class OTLPHttpApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise PayloadTooLarge(f"body exceeds {self.max_body_bytes} bytes (limits.max_body_bytes)")
+                raise PayloadTooLarge(
+                    f"body exceeds {self.max_body_bytes} bytes (limits.max_body_bytes)"
+                )
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
@@ -116,7 +120,13 @@ class OTLPHttpApp:
         path = scope["path"]
         signal = PATHS.get(path.rstrip("/") or path)
         if signal is None:
-            return 404, self._error(404, f"unknown path {path}; use /v1/traces, /v1/logs or /v1/metrics", encoding), []
+            return (
+                404,
+                self._error(
+                    404, f"unknown path {path}; use /v1/traces, /v1/logs or /v1/metrics", encoding
+                ),
+                [],
+            )
         if scope["method"] != "POST":
             msg = f"method {scope['method']} not allowed on {path}; use POST"
             return 405, self._error(405, msg, encoding), [(b"allow", b"POST")]
@@ -128,7 +138,9 @@ class OTLPHttpApp:
             declared = headers.get("content-length")
             size = int(declared) if declared and declared.isdigit() else None
             raw = await asyncio.wait_for(self._read_body(receive, size), self.request_timeout)
-            body = inflate(raw, headers.get("content-encoding", "").strip().lower(), self.max_body_bytes)
+            body = inflate(
+                raw, headers.get("content-encoding", "").strip().lower(), self.max_body_bytes
+            )
             if not self.ingestor.accepting:
                 raise StoreUnavailable("collector is shutting down")
             decoded = await self.ingestor.export_body(signal, body, encoding)

@@ -35,7 +35,10 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("status_message", "VARCHAR"),
         ("attributes", MAP),
         ("resource_attributes", MAP),
-        ("events", f"STRUCT(time {TS}, name VARCHAR, attributes {MAP}, dropped_attributes_count UINTEGER)[]"),
+        (
+            "events",
+            f"STRUCT(time {TS}, name VARCHAR, attributes {MAP}, dropped_attributes_count UINTEGER)[]",
+        ),
         (
             "links",
             f"STRUCT(trace_id VARCHAR, span_id VARCHAR, trace_state VARCHAR, attributes {MAP},"

@@ -37,7 +37,9 @@ class Store(Protocol):
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
     """Bring a store file to SCHEMA_VERSION; returns the version it had (0 for a new file)."""
-    con.execute("CREATE TABLE IF NOT EXISTS roomscope_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS roomscope_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+    )
     row = con.execute("SELECT value FROM roomscope_meta WHERE key = 'schema_version'").fetchone()
     found = int(row[0]) if row else 0
     if found > SCHEMA_VERSION:
@@ -72,7 +74,9 @@ class DuckDBStore:
         if self.path != ":memory:":
             parent = Path(self.path).expanduser().resolve().parent
             if not parent.is_dir():
-                raise StoreError(f"cannot open store {self.path}: directory {parent} does not exist")
+                raise StoreError(
+                    f"cannot open store {self.path}: directory {parent} does not exist"
+                )
         try:
             self._con = duckdb.connect(self.path)
         except duckdb.IOException as exc:
@@ -87,7 +91,9 @@ class DuckDBStore:
             raise StoreUnavailable("store is closed")
         return self._con
 
-    def write(self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None = None) -> None:
+    def write(
+        self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None = None
+    ) -> None:
         """Append batches to their tables and run ``also`` in the same transaction."""
         con = self.con
         con.begin()

@@ -33,7 +33,7 @@ class Tagger:
         self.all_keys = frozenset(self.project_keys + self.room_keys + self.session_keys)
 
     @classmethod
-    def from_settings(cls, settings) -> Tagger:  # noqa: ANN001 - Settings, avoids a cycle
+    def from_settings(cls, settings) -> Tagger:
         return cls(
             settings.get("tagging.project_keys"),
             settings.get("tagging.room_keys"),

@@ -211,7 +211,9 @@ class Writer:
     def _fail(self, group: list[_Item], n: int, exc: Exception) -> None:
         log.error("commit of %d records failed: %s", n, exc)
         error: Exception = exc
-        if isinstance(exc, (duckdb.IOException, duckdb.FatalException, duckdb.InvalidInputException)):
+        if isinstance(
+            exc, (duckdb.IOException, duckdb.FatalException, duckdb.InvalidInputException)
+        ):
             self.healthy = False
             error = StoreUnavailable(f"store cannot be written: {exc}")
             try:
