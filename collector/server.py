@@ -20,6 +20,7 @@ import uvicorn
 
 from .errors import RoomscopeError
 from .grpc_receiver import create_grpc_server
+from .http_protocol import guarded_protocol
 from .http_receiver import OTLPHttpApp
 from .ingest import Ingestor
 from .settings import Settings
@@ -136,7 +137,7 @@ class Collector:
             lifespan="off",
             log_config=None,
             access_log=False,
-            http="httptools",
+            http=guarded_protocol(self.settings.get("limits.header_timeout")),
             timeout_keep_alive=30,
             timeout_graceful_shutdown=int(self.settings.get("server.shutdown_timeout")),
             limit_concurrency=1000,

@@ -162,6 +162,15 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting(
+        "limits",
+        "header_timeout",
+        10.0,
+        "Seconds a client has to send a request's headers before the connection is closed"
+        " (slow-loris protection).",
+        float,
+        _positive,
+    ),
+    Setting(
         "writer",
         "max_batch_records",
         20_000,
