@@ -1,13 +1,117 @@
-"""The ``roomscope`` command line: a thin click shell over the query library."""
+"""The ``roomscope`` command line: a thin click shell over the query library (SPEC 5)."""
 
 from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 import click
 
 from collector.cli import serve
+from collector.errors import RoomscopeError
+
+from . import views
+from .errors import NotFound, QueryError
+from .filters import (
+    LogFilter,
+    MetricFilter,
+    SessionFilter,
+    SpanFilter,
+    parse_attrs,
+    parse_duration,
+    parse_severity,
+    parse_time,
+)
+from .output import OutputFormat, emit, emit_sql, output_options
+from .records import parse_ts
+from .source import Source, open_source
+from .traces import render_trees
 
 
-@click.group()
+class _Group(click.Group):
+    """Turns roomscope's own errors into one clear line on stderr and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RoomscopeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+class _Parsed(click.ParamType):
+    def __init__(self, name: str, parse: Callable[[str], Any]):
+        self.name, self.parse = name, parse
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return self.parse(value) if isinstance(value, str) else value
+        except QueryError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Parsed("DURATION", parse_duration)
+TIME = _Parsed("TIME", parse_time)
+ATTRS = _Parsed("K=V", lambda v: parse_attrs([v]))
+SEVERITY = _Parsed("LEVEL", parse_severity)
+
+
+@contextmanager
+def source(ctx: click.Context) -> Iterator[Source]:
+    src = open_source(**ctx.find_root().obj)
+    try:
+        yield src
+    finally:
+        src.close()
+
+
+def span_filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--name, --min/--max-duration, --attrs: folded into ``filters: dict`` by span_filter()."""
+    for opt in reversed(
+        [
+            click.option("--name", help="Span name contains TEXT (case-insensitive)."),
+            click.option(
+                "--min-duration",
+                type=DURATION,
+                help="Span duration (not the trace's) >= D, inclusive; bare number = ms, or"
+                " with ns/us/µs/ms/s/m: 1000, 1.5s, 250ms.",
+            ),
+            click.option(
+                "--max-duration", type=DURATION, help="Span duration <= D, inclusive (as above)."
+            ),
+            click.option(
+                "--attrs",
+                type=ATTRS,
+                multiple=True,
+                help="K=V (repeatable, or K1=V1,K2=V2): all must hold; span attributes, then"
+                " resource attributes; status=error also matches status code ERROR;"
+                " service=, name=, kind= fall back to the span's own fields.",
+            ),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def span_filter(**kw: Any) -> SpanFilter:
+    kw["attrs"] = tuple(pair for pairs in kw.get("attrs", ()) for pair in pairs)
+    return SpanFilter(**kw)
+
+
+def newest_session(src: Source, session_id: str | None, room: str | None) -> str:
+    if session_id is not None:
+        return session_id
+    found = src.sessions(SessionFilter(room=room, limit=1))["sessions"]
+    if not found:
+        raise NotFound("no sessions" + (f" in room {room!r}" if room else ""))
+    return found[0]["session_id"]
+
+
+@click.group(cls=_Group)
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--db", "db", type=click.Path(dir_okay=False), help="Read this store file directly.")
 @click.option("--server", "server", help="Query a running collector at this URL.")
@@ -19,3 +123,190 @@ def main(ctx: click.Context, config: str | None, db: str | None, server: str | N
 
 
 main.add_command(serve)
+
+
+@main.group()
+def session() -> None:
+    """Sessions: list them, inspect one, its traces, logs and metrics."""
+
+
+@session.command("list")
+@click.option("--room", help="Only sessions of this room.")
+@click.option("--active", "state", flag_value="active", help="Only active sessions.")
+@click.option("--ended", "state", flag_value="ended", help="Only ended sessions.")
+@click.option("--since", type=TIME, help="Seen since: 15m, 2h, 7d or an ISO timestamp.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N sessions.")
+@output_options
+@click.pass_context
+def session_list(
+    ctx: click.Context,
+    room: str | None,
+    state: str | None,
+    since: datetime | None,
+    limit: int | None,
+    output: OutputFormat,
+) -> None:
+    """Sessions, newest first."""
+    active = {"active": True, "ended": False}.get(state)
+    with source(ctx) as src:
+        result = src.sessions(SessionFilter(room, active, since, limit))
+    emit(output, result, "sessions", views.SESSIONS)
+
+
+@session.command("get")
+@click.argument("session_id")
+@output_options
+@click.pass_context
+def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> None:
+    """A session's summary, then its lifecycle events, log records and error spans in time order."""
+    with source(ctx) as src:
+        result = {**src.session(session_id), **src.session_events(session_id)}
+    if output is OutputFormat.TABLE:
+        click.echo(views.session_summary(result["session"], result["events"]))
+    else:
+        emit(output, result, "events", views.EVENTS)
+
+
+@session.command("traces")
+@click.argument("session_id", required=False)
+@click.option("--room", help="Newest session of this room (when no SESSION_ID).")
+@click.option("--trace-id", help="Only this trace.")
+@span_filter_options
+@click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
+@output_options
+@click.pass_context
+def session_traces(
+    ctx: click.Context,
+    session_id: str | None,
+    room: str | None,
+    show_attrs: bool,
+    output: OutputFormat,
+    **filters: Any,
+) -> None:
+    """Spans of one session as indented trees: traces in which at least one span matches."""
+    with source(ctx) as src:
+        sid = newest_session(src, session_id, room)
+        result = src.session_spans(sid, span_filter(**filters))
+    emit(output, result, "spans", [], lambda s: "\n".join(render_trees(s, show_attrs)).rstrip())
+
+
+@session.command("logs")
+@click.argument("session_id", required=False)
+@click.option("--room", help="Newest session of this room (when no SESSION_ID).")
+@click.option("--severity", type=SEVERITY, help="At least this level: TRACE..FATAL or 1-24.")
+@click.option("--grep", help="Body contains TEXT (case-insensitive).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new records until Ctrl-C.")
+@output_options
+@click.pass_context
+def session_logs(
+    ctx: click.Context,
+    session_id: str | None,
+    room: str | None,
+    severity: int | None,
+    grep: str | None,
+    follow: bool,
+    output: OutputFormat,
+) -> None:
+    """A session's log records in time order."""
+    with source(ctx) as src, suppress(KeyboardInterrupt) if follow else nullcontext():
+        sid = newest_session(src, session_id, room)
+        f = LogFilter(severity=severity, grep=grep)
+        result = src.session_logs(sid, f)
+        emit(output, result, "logs", views.LOGS)
+        if follow:
+            follow_logs(src, sid, f, result["logs"], output)
+
+
+def follow_logs(
+    src: Source, sid: str, f: LogFilter, seen: list[dict[str, Any]], output: OutputFormat
+) -> None:
+    """Poll by received_at cursor; new records print one per line (table rows or jsonl)."""
+    cursor = max((parse_ts(r["received_at"]) for r in seen), default=0)
+    fmt = OutputFormat.JSONL if output is OutputFormat.JSON else output
+    click.echo(f"following new log records of session {sid} (Ctrl-C to stop)", err=True)
+    while True:
+        time.sleep(0.5)
+        new = src.session_logs(sid, replace(f, after=cursor))["logs"]
+        if new:
+            cursor = max(parse_ts(r["received_at"]) for r in new)
+            emit(fmt, {"logs": new}, "logs", views.LOGS)
+            sys.stdout.flush()
+
+
+@session.command("metrics")
+@click.argument("session_id", required=False)
+@click.option("--room", help="Newest session of this room (when no SESSION_ID).")
+@click.option("--name", help="Only points of this metric.")
+@output_options
+@click.pass_context
+def session_metrics(
+    ctx: click.Context,
+    session_id: str | None,
+    room: str | None,
+    name: str | None,
+    output: OutputFormat,
+) -> None:
+    """A session's metric points."""
+    with source(ctx) as src:
+        result = src.session_metrics(newest_session(src, session_id, room), MetricFilter(name))
+    emit(output, result, "metrics", views.METRICS)
+
+
+@main.command("traces")
+@click.option("--room", help="Only spans of this room.")
+@click.option("--session", help="Only spans of this session.")
+@click.option("--service", help="Only spans of this service.")
+@span_filter_options
+@click.option("--since", type=TIME, help="Started since: 15m, 2h, 7d or an ISO timestamp.")
+@click.option("--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N spans.")
+@output_options
+@click.pass_context
+def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None:
+    """Span search across sessions, newest first. Durations are SPAN durations, not traces'."""
+    with source(ctx) as src:
+        result = src.traces(span_filter(**filters))
+    emit(output, result, "spans", views.SPANS)
+
+
+@main.command("trace")
+@click.argument("trace_id")
+@click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
+@output_options
+@click.pass_context
+def trace_cmd(ctx: click.Context, trace_id: str, show_attrs: bool, output: OutputFormat) -> None:
+    """One trace as an indented span tree."""
+    with source(ctx) as src:
+        result = src.trace(trace_id)
+    emit(output, result, "spans", [], lambda s: "\n".join(render_trees(s, show_attrs)).rstrip())
+
+
+@main.command("sql")
+@click.argument("query")
+@output_options
+@click.pass_context
+def sql_cmd(ctx: click.Context, query: str, output: OutputFormat) -> None:
+    """Read-only SQL over the tables (QUERY, or - to read it from stdin)."""
+    text = sys.stdin.read() if query == "-" else query
+    with source(ctx) as src:
+        result = src.sql(text)
+    emit_sql(output, result)
+
+
+@main.command("rooms")
+@output_options
+@click.pass_context
+def rooms_cmd(ctx: click.Context, output: OutputFormat) -> None:
+    """Rooms with session counts and last activity."""
+    with source(ctx) as src:
+        result = src.rooms()
+    emit(output, result, "rooms", views.ROOMS)
+
+
+@main.command("demo")
+@click.option("--db", type=click.Path(dir_okay=False), help="Store file (default: a temp dir).")
+def demo_cmd(db: str | None) -> None:
+    """Start a collector on a fresh store, send a realistic workload, show example queries."""
+    from .demo import run_demo
+
+    run_demo(db)

@@ -1,0 +1,290 @@
+"""``roomscope demo``: a collector on a fresh store, a realistic backdated workload sent through the
+OpenTelemetry SDK exporters, then the session list and a few example queries with real output.
+
+:func:`send_workload` is also what the query tests fill their stores with; it returns a manifest
+of every span it sent, so tests can compute the rows a query must return.
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from opentelemetry import trace
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+SEC = 1_000_000_000
+MS = 1_000_000
+
+
+@dataclass
+class SentSpan:
+    trace_id: str
+    span_id: str
+    name: str
+    room: str
+    session: str | None  # explicit id, None when the collector infers the session
+    service: str
+    duration_ns: int
+    status: str  # UNSET / OK / ERROR
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Manifest:
+    spans: list[SentSpan] = field(default_factory=list)
+    logs: int = 0
+    explicit_sessions: list[str] = field(default_factory=list)
+    rooms: list[str] = field(default_factory=list)
+
+
+# (room, explicit session id or None, minutes ago the session started, turns)
+SESSIONS = [
+    ("lobby", "lobby-standup-1", 9.0, 8),
+    ("lobby", None, 4.0, 5),
+    ("studio", "studio-render-42", 8.0, 10),
+    ("support", None, 14.0, 4),
+    ("support", None, 5.0, 6),  # > idle timeout after the previous one: a second inferred session
+]
+TOOLS = ["search", "calendar", "render", "ticket.lookup", "email.send"]
+
+
+class _Signals:
+    """One service's SDK pipeline (batched exporters over OTLP/gRPC)."""
+
+    def __init__(self, service: str, endpoint: str):
+        res = Resource.create({"service.name": service, "project": "demo"})
+        kw: dict[str, Any] = {"endpoint": endpoint, "insecure": True}
+        self.tp = TracerProvider(resource=res)
+        self.tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(**kw), max_queue_size=8192))
+        self.lp = LoggerProvider(resource=res)
+        self.lp.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(**kw), max_queue_size=8192)
+        )
+        self.reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(**kw), export_interval_millis=3_600_000
+        )
+        self.mp = MeterProvider(resource=res, metric_readers=[self.reader])
+        self.tracer = self.tp.get_tracer("roomscope.demo")
+        self.logger = self.lp.get_logger("roomscope.demo")
+        self.meter = self.mp.get_meter("roomscope.demo")
+
+    def shutdown(self) -> None:
+        """Flush and stop; metrics are collected once, by the meter provider's shutdown."""
+        for p in (self.tp, self.lp):
+            p.force_flush()
+        for p in (self.tp, self.lp, self.mp):
+            p.shutdown()
+
+
+def send_workload(grpc_endpoint: str, seed: int = 7, now_ns: int | None = None) -> Manifest:
+    """Send the demo sessions (backdated several minutes) and return what was sent."""
+    rng = random.Random(seed)
+    now_ns = now_ns or time.time_ns()
+    agent, tools = _Signals("agent", grpc_endpoint), _Signals("tools", grpc_endpoint)
+    m = Manifest(rooms=sorted({s[0] for s in SESSIONS}))
+    counter = 0
+    for room, session, minutes_ago, turns in SESSIONS:
+        tags = {"room": room, **({"session": session} if session else {})}
+        if session:
+            m.explicit_sessions.append(session)
+        t = now_ns - int(minutes_ago * 60 * SEC)
+        _log(agent, m, t, SeverityNumber.INFO, "INFO", f"participant joined {room}", tags)
+        for turn in range(turns):
+            counter += 1
+            t = _turn(agent, tools, m, rng, t, tags, room, session, turn, counter)
+            t += rng.randint(5, 40) * SEC
+        if session:
+            agent.meter.create_counter("agent.turns", unit="1").add(turns, tags)
+            agent.meter.create_histogram("llm.latency", unit="ms").record(850.0, tags)
+            tools.meter.create_gauge("tools.queue.depth").set(rng.randint(0, 5), tags)
+    agent.shutdown()
+    tools.shutdown()
+    return m
+
+
+def _turn(
+    agent: _Signals,
+    tools: _Signals,
+    m: Manifest,
+    rng: random.Random,
+    t: int,
+    tags: dict[str, str],
+    room: str,
+    session: str | None,
+    turn: int,
+    counter: int,
+) -> int:
+    """One agent turn: agent.turn → llm.call, tool.X (slow or failing now and then)."""
+    fail = counter % 4 == 0 or counter % 5 == 3
+    slow = counter % 3 == 0
+    tool = TOOLS[counter % len(TOOLS)]
+    llm_ms = rng.randint(300, 900) + (900 if slow else 0)
+    tool_ms = rng.randint(20, 200) + (1200 if slow and fail else 0)
+    total_ms = llm_ms + tool_ms + rng.randint(10, 60)
+    root = agent.tracer.start_span(
+        "agent.turn",
+        kind=SpanKind.SERVER,
+        attributes={**tags, "turn": turn, "user": f"user-{counter % 3}"},
+        start_time=t,
+    )
+    ctx = trace.set_span_in_context(root)
+    llm = agent.tracer.start_span(
+        "llm.call",
+        context=ctx,
+        kind=SpanKind.CLIENT,
+        attributes={**tags, "llm.model": "gpt-demo", "llm.tokens": 200 + counter * 17},
+        start_time=t + 5 * MS,
+    )
+    llm.end(end_time=t + (5 + llm_ms) * MS)
+    tstart = t + (10 + llm_ms) * MS
+    span = tools.tracer.start_span(
+        f"tool.{tool}", context=ctx, kind=SpanKind.INTERNAL, attributes={**tags, "tool": tool},
+        start_time=tstart,
+    )  # fmt: skip
+    if fail:
+        span.set_status(Status(StatusCode.ERROR, f"{tool} failed: upstream timeout"))
+        span.add_event("exception", {"exception.message": "upstream timeout"}, tstart + MS)
+    span.end(end_time=tstart + tool_ms * MS)
+    root.set_status(Status(StatusCode.ERROR, "turn failed") if fail else Status(StatusCode.OK))
+    root.end(end_time=t + total_ms * MS)
+    for s, svc, dur in (
+        (root, "agent", total_ms),
+        (llm, "agent", llm_ms),
+        (span, "tools", tool_ms),
+    ):
+        c = s.get_span_context()
+        m.spans.append(
+            SentSpan(
+                f"{c.trace_id:032x}", f"{c.span_id:016x}", s.name, room, session, svc,
+                dur * MS, s.status.status_code.name, dict(s.attributes or {}),
+            )
+        )  # fmt: skip
+    rc, lc = root.get_span_context(), llm.get_span_context()
+    tokens = f"llm request: {200 + counter * 17} tokens"
+    _log(agent, m, t + 5 * MS, SeverityNumber.TRACE, "TRACE", tokens, tags, lc.trace_id, lc.span_id)
+    _log(tools, m, tstart, SeverityNumber.DEBUG, "DEBUG", f"calling {tool}", tags)
+    if fail and counter % 8 == 0:
+        level, text, message = (
+            SeverityNumber.FATAL,
+            "FATAL",
+            f"turn {turn}: agent crashed in {tool}",
+        )
+    elif fail:
+        level, text, message = SeverityNumber.ERROR, "ERROR", f"turn {turn}: {tool} failed"
+    elif slow:
+        level, text, message = SeverityNumber.WARN, "WARN", f"turn {turn}: slow ({total_ms} ms)"
+    else:
+        level, text, message = SeverityNumber.INFO, "INFO", f"turn {turn}: done in {total_ms} ms"
+    _log(agent, m, t + total_ms * MS, level, text, message, tags, rc.trace_id, rc.span_id)
+    return t + total_ms * MS
+
+
+def _log(
+    sig: _Signals,
+    m: Manifest,
+    t: int,
+    level: SeverityNumber,
+    text: str,
+    body: str,
+    tags: dict[str, str],
+    trace_id: int | None = None,
+    span_id: int | None = None,
+) -> None:
+    sig.logger.emit(
+        LogRecord(
+            timestamp=t, observed_timestamp=t, severity_number=level, severity_text=text,
+            body=body, attributes=tags, trace_id=trace_id, span_id=span_id,
+        )
+    )  # fmt: skip
+    m.logs += 1
+
+
+@contextmanager
+def demo_collector(db: Path) -> Iterator[Any]:
+    from collector.server import CollectorThread
+    from collector.settings import load_settings
+
+    flags = {
+        "store.path": str(db),
+        "server.host": "127.0.0.1",
+        "server.grpc_port": 0,
+        "server.http_port": 0,
+        "server.api_port": 0,
+        "server.api_host": "127.0.0.1",
+    }
+    thread = CollectorThread(load_settings(env={}, flags=flags))
+    collector = thread.start()
+    try:
+        yield collector
+    finally:
+        thread.stop()
+
+
+def run_demo(db: str | None = None) -> None:
+    from .cli import main
+
+    path = Path(db) if db else Path(tempfile.mkdtemp(prefix="roomscope-demo-")) / "demo.duckdb"
+    if path.exists():
+        raise click.ClickException(f"{path} exists; the demo wants a fresh store")
+    started = time.monotonic()
+    click.echo(f"roomscope demo: starting a collector on a fresh store {path}", err=True)
+    with demo_collector(path) as collector:
+        grpc = f"127.0.0.1:{collector.ports['grpc']}"
+        click.echo(f"sending telemetry over OTLP/gRPC to {grpc} ...", err=True)
+        manifest = send_workload(grpc)
+    took = time.monotonic() - started
+    click.echo(
+        f"sent {len(manifest.spans)} spans and {manifest.logs} log records for rooms"
+        f" {', '.join(manifest.rooms)} in {took:.1f}s; collector stopped, store kept.\n",
+        err=True,
+    )
+    session = manifest.explicit_sessions[0]
+    slow_failed = next(s for s in manifest.spans if s.status == "ERROR" and s.duration_ns > SEC)
+    examples = [
+        ["session", "list"],
+        ["session", "get", session],
+        ["session", "traces", session, "--min-duration", "1s"],
+        ["traces", "--min-duration", "1000", "--attrs", "status=error"],
+        ["trace", slow_failed.trace_id, "--show-attrs"],
+        ["sql", "SELECT room, count(*) AS spans, round(avg(duration_ns) / 1e6) AS avg_ms"
+         " FROM spans GROUP BY room ORDER BY room"],
+    ]  # fmt: skip
+    for args in examples:
+        full = ["--db", str(path), *args]
+        click.secho("$ roomscope " + shlex.join(full), bold=True)
+        main.main(full, prog_name="roomscope", standalone_mode=False)
+        click.echo()
+    db_arg = shlex.quote(str(path))
+    click.echo("Try next:")
+    for hint in (
+        "rooms",
+        f"session logs {session} --severity warn",
+        "session metrics studio-render-42",
+        "traces --room studio --name llm -o json",
+        'sql "SELECT name, count(*) FROM spans GROUP BY name"',
+    ):
+        click.echo(f"  roomscope --db {db_arg} {hint}")
+    click.echo(
+        f"Or keep a collector running on it (roomscope serve --db {db_arg}) and query it with"
+        " --server http://127.0.0.1:4320 while it collects."
+    )

@@ -1,0 +1,129 @@
+"""The API's query parameters, declared once: handlers validate with them, /openapi.json is
+generated from them, and their names are the filter dataclasses' fields (so the CLI's filters
+travel to a server as the same parameters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import QueryError
+from .filters import (
+    parse_attrs,
+    parse_bool,
+    parse_duration,
+    parse_limit,
+    parse_severity,
+    parse_time,
+)
+
+
+def _text(value: str) -> str:
+    if not value:
+        raise QueryError("must not be empty")
+    return value
+
+
+def _after(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise QueryError(f"invalid cursor {value!r}: expected epoch nanoseconds") from None
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    schema: dict[str, Any]
+    repeatable: bool = False
+
+
+_STR = {"type": "string"}
+_DUR = {"type": "string", "example": "1.5s"}
+_TIME = {"type": "string", "example": "15m"}
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
+
+P = {
+    p.name: p
+    for p in (
+        Param("room", _text, "Room name.", _STR),
+        Param("session", _text, "Session id.", _STR),
+        Param("service", _text, "Service name (service_name).", _STR),
+        Param("name", _text, "Span name contains this text (case-insensitive).", _STR),
+        Param("trace_id", _text, "Trace id (32 hex digits).", _STR),
+        Param(
+            "min_duration",
+            parse_duration,
+            "Span duration at least (inclusive); bare number = ms, or ns/us/µs/ms/s/m.",
+            _DUR,
+        ),
+        Param("max_duration", parse_duration, "Span duration at most (inclusive).", _DUR),
+        Param(
+            "attrs",
+            lambda v: parse_attrs([v]),
+            "K=V; all must hold; span attributes, then resource attributes; status=error also"
+            " matches status code ERROR; service/name/kind fall back to the span's fields.",
+            {"type": "string", "example": "status=error"},
+            repeatable=True,
+        ),
+        Param("since", parse_time, "From this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
+        Param("until", parse_time, "Up to this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
+        Param("limit", parse_limit, "At most this many records.", _INT),
+        Param("active", parse_bool, "true: active sessions only; false: ended only.", _BOOL),
+        Param("severity", parse_severity, "Lowest severity: TRACE..FATAL or 1-24.", _STR),
+        Param("grep", _text, "Log body contains this text (case-insensitive).", _STR),
+        Param("after", _after, "Only records received after this cursor (epoch ns).", _INT),
+    )
+}  # fmt: skip
+
+SESSION_LIST = ("room", "active", "since", "limit")
+SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")
+SESSION_LOGS = ("severity", "grep", "after", "limit")
+SESSION_METRICS = ("name", "limit")
+TRACES = (
+    "room", "session", "service", "name", "trace_id", "min_duration", "max_duration", "attrs",
+    "since", "until", "limit",
+)  # fmt: skip
+
+
+def parse_params(allowed: tuple[str, ...], items: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Validate query parameters against their declarations; unknown or bad → QueryError."""
+    out: dict[str, Any] = {}
+    for key, raw in items:
+        if key not in allowed:
+            expected = ", ".join(allowed) or "none"
+            raise QueryError(f"unknown parameter {key!r} (expected: {expected})")
+        param = P[key]
+        try:
+            value = param.parse(raw)
+        except QueryError as exc:
+            raise QueryError(f"parameter {key}: {exc}") from None
+        if param.repeatable:
+            out[key] = out.get(key, ()) + tuple(value)
+        elif key in out:
+            raise QueryError(f"parameter {key} given more than once")
+        else:
+            out[key] = value
+    return out
+
+
+def openapi_parameters(allowed: tuple[str, ...]) -> list[dict[str, Any]]:
+    params = []
+    for name in allowed:
+        p = P[name]
+        schema = {"type": "array", "items": p.schema} if p.repeatable else p.schema
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": p.help,
+                "schema": schema,
+                **({"explode": True} if p.repeatable else {}),
+            }
+        )
+    return params

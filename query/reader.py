@@ -1,0 +1,63 @@
+"""The query library's front door: one object per DuckDB connection, one method per read.
+
+Each method returns the JSON object the API answers and ``-o json`` prints, so the CLI
+(``--db``), the CLI (``--server``, through the API) and the API return the same rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from . import sessions, traces
+from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from .sql import run_sql
+
+Result = dict[str, Any]
+
+
+class Reader:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, default_limit: int = 100, timeout: float = 30.0
+    ):
+        self.con = con
+        self.default_limit = default_limit
+        self.timeout = timeout
+
+    def sessions(self, f: SessionFilter) -> Result:
+        return {"sessions": sessions.list_sessions(self.con, f, self.default_limit)}
+
+    def session(self, session_id: str) -> Result:
+        return {"session": sessions.get_session(self.con, session_id)}
+
+    def session_events(self, session_id: str) -> Result:
+        return {"session_id": session_id, "events": sessions.session_timeline(self.con, session_id)}
+
+    def session_spans(self, session_id: str, f: SpanFilter) -> Result:
+        sessions.resolve_session(self.con, session_id)
+        return {"session_id": session_id, "spans": traces.session_spans(self.con, session_id, f)}
+
+    def session_logs(self, session_id: str, f: LogFilter) -> Result:
+        sessions.resolve_session(self.con, session_id)
+        return {"session_id": session_id, "logs": sessions.session_logs(self.con, session_id, f)}
+
+    def session_metrics(self, session_id: str, f: MetricFilter) -> Result:
+        sessions.resolve_session(self.con, session_id)
+        points = sessions.session_metrics(self.con, session_id, f, self.default_limit)
+        return {"session_id": session_id, "metrics": points}
+
+    def traces(self, f: SpanFilter) -> Result:
+        return {"spans": traces.search_spans(self.con, f, self.default_limit)}
+
+    def trace(self, trace_id: str) -> Result:
+        return {"spans": traces.get_trace(self.con, trace_id)}
+
+    def rooms(self) -> Result:
+        return {"rooms": sessions.list_rooms(self.con)}
+
+    def sql(self, text: str) -> Result:
+        return run_sql(self.con, text, self.timeout)
+
+    def close(self) -> None:
+        self.con.close()

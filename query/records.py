@@ -1,0 +1,130 @@
+"""Rows → JSON-ready records: SPEC 4 column names, timestamps as RFC 3339 UTC with nanoseconds.
+
+DuckDB hands TIMESTAMP_NS values to Python as microsecond datetimes, so timestamp columns are
+selected as ``epoch_ns(...)`` and formatted here; the same records go out through every output
+format, the CLI (``--db`` or ``--server``) and the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from collector.schema import TABLES, TS
+
+# The columns of each table that the read side returns (SPEC 4), in table order.
+COLUMNS: dict[str, list[str]] = {
+    "spans": [
+        "project", "room", "session_id", "trace_id", "span_id", "parent_span_id", "trace_state",
+        "name", "kind", "service_name", "scope_name", "scope_version", "start_time", "end_time",
+        "duration_ns", "status_code", "status_message", "attributes", "resource_attributes",
+        "events", "links", "received_at",
+    ],
+    "logs": [
+        "project", "room", "session_id", "time", "observed_time", "severity_number",
+        "severity_text", "body", "trace_id", "span_id", "service_name", "scope_name",
+        "event_name", "attributes", "resource_attributes", "received_at",
+    ],
+    "metric_points": [
+        "project", "room", "session_id", "name", "description", "unit", "type", "temporality",
+        "is_monotonic", "start_time", "time", "value", "count", "sum", "min", "max",
+        "bucket_counts", "explicit_bounds", "scale", "zero_count", "zero_threshold",
+        "positive_offset", "positive_bucket_counts", "negative_offset", "negative_bucket_counts",
+        "quantiles", "service_name", "scope_name", "attributes", "resource_attributes",
+        "received_at",
+    ],
+    "sessions": [c for c, _ in TABLES["sessions"]],
+    "session_events": [c for c, _ in TABLES["session_events"]],
+}  # fmt: skip
+
+TS_COLUMNS = {c for cols in TABLES.values() for c, t in cols if t == TS}
+
+_NESTED = {
+    "events": "list_transform(events, e -> {'time': epoch_ns(e.time), 'name': e.name,"
+    " 'attributes': e.attributes})",
+}
+
+
+def select_list(table: str, alias: str = "") -> str:
+    """The SELECT list of a table's read columns, timestamps as epoch nanoseconds."""
+    prefix = f"{alias}." if alias else ""
+    parts = []
+    for c in COLUMNS[table]:
+        if c in TS_COLUMNS:
+            parts.append(f"epoch_ns({prefix}{c}) AS {c}")
+        elif c in _NESTED and table == "spans":
+            parts.append(f"{_NESTED[c].replace('events', prefix + 'events', 1)} AS {c}")
+        else:
+            parts.append(f"{prefix}{c}")
+    return ", ".join(parts)
+
+
+def format_ts(ns: int | None) -> str | None:
+    """Epoch nanoseconds → ``2026-11-24T16:20:00.123456789Z``."""
+    if ns is None:
+        return None
+    seconds, frac = divmod(int(ns), 1_000_000_000)
+    base = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
+    return f"{base:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
+
+
+def parse_ts(text: str) -> int:
+    """The inverse of :func:`format_ts` (RFC 3339 UTC text → epoch ns)."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    base = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC)
+    seconds = int((base - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds())
+    return seconds * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+def jsonable(value: Any) -> Any:
+    """Any DuckDB value → something json.dumps accepts (maps → objects, times → text)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat() + "Z"
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+def to_record(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    record = {}
+    for name, value in zip(names, row, strict=True):
+        if name in TS_COLUMNS and isinstance(value, int):
+            record[name] = format_ts(value)
+        elif name == "events" and isinstance(value, list):
+            record[name] = [
+                {**jsonable(e), "time": format_ts(e.get("time"))} for e in value if e is not None
+            ]
+        else:
+            record[name] = jsonable(value)
+    return record
+
+
+def fetch_records(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    """Run a read and return its rows as records (timestamp columns selected as epoch_ns)."""
+    cur = con.execute(sql, list(params))
+    names = [d[0] for d in cur.description]
+    return [to_record(names, row) for row in cur.fetchall()]

@@ -1,0 +1,107 @@
+"""Filters → SQL WHERE clauses with bound parameters (never formatted user values).
+
+Every builder returns ``(sql_fragment, params)``; column and table names come from this module,
+user text only ever travels as a ``?`` parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .filters import SPAN_FIELDS, LogFilter, MetricFilter, SessionFilter, SpanFilter
+
+Where = tuple[list[str], list[Any]]
+
+
+def _attr_condition(key: str, value: str, alias: str) -> tuple[str, list[Any]]:
+    """SPEC 5: span attributes, then resource attributes; ``status`` and span-field fallbacks."""
+    p = f"{alias}." if alias else ""
+    looked_up = f"coalesce({p}attributes[?], {p}resource_attributes[?])"
+    if key == "status":
+        return (
+            f"({looked_up} = ? OR upper({p}status_code) = upper(?))",
+            [key, key, value, value],
+        )
+    if key in SPAN_FIELDS:
+        column = f"{p}{SPAN_FIELDS[key]}"
+        own = f"upper({column}) = upper(?)" if key == "kind" else f"{column} = ?"
+        return (
+            f"(CASE WHEN {looked_up} IS NOT NULL THEN {looked_up} = ? ELSE {own} END)",
+            [key, key, key, key, value, value],
+        )
+    return f"{looked_up} = ?", [key, key, value]
+
+
+def span_where(f: SpanFilter, alias: str = "") -> Where:
+    """Conditions one span must meet (all of them)."""
+    p = f"{alias}." if alias else ""
+    conds: list[str] = []
+    params: list[Any] = []
+
+    def add(sql: str, *values: Any) -> None:
+        conds.append(sql)
+        params.extend(values)
+
+    if f.room is not None:
+        add(f"{p}room = ?", f.room)
+    if f.session is not None:
+        add(f"{p}session_id = ?", f.session)
+    if f.service is not None:
+        add(f"{p}service_name = ?", f.service)
+    if f.name is not None:
+        add(f"contains(lower({p}name), lower(?))", f.name)
+    if f.trace_id is not None:
+        add(f"{p}trace_id = lower(?)", f.trace_id)
+    if f.min_duration is not None:
+        add(f"{p}duration_ns >= ?", f.min_duration)
+    if f.max_duration is not None:
+        add(f"{p}duration_ns <= ?", f.max_duration)
+    if f.since is not None:
+        add(f"{p}start_time >= ?", f.since.replace(tzinfo=None))
+    if f.until is not None:
+        add(f"{p}start_time <= ?", f.until.replace(tzinfo=None))
+    for key, value in f.attrs:
+        sql, values = _attr_condition(key, value, alias)
+        add(sql, *values)
+    return conds, params
+
+
+def session_where(f: SessionFilter) -> Where:
+    conds: list[str] = []
+    params: list[Any] = []
+    if f.room is not None:
+        conds.append("room = ?")
+        params.append(f.room)
+    if f.active is True:
+        conds.append("ended_at IS NULL")
+    elif f.active is False:
+        conds.append("ended_at IS NOT NULL")
+    if f.since is not None:
+        conds.append("last_seen_at >= ?")
+        params.append(f.since.replace(tzinfo=None))
+    return conds, params
+
+
+def log_where(f: LogFilter) -> Where:
+    conds: list[str] = []
+    params: list[Any] = []
+    if f.severity is not None:
+        conds.append("severity_number >= ?")
+        params.append(f.severity)
+    if f.grep is not None:
+        conds.append("contains(lower(body), lower(?))")
+        params.append(f.grep)
+    if f.after is not None:
+        conds.append("received_at > make_timestamp_ns(?)")
+        params.append(f.after)
+    return conds, params
+
+
+def metric_where(f: MetricFilter) -> Where:
+    if f.name is None:
+        return [], []
+    return ["name = ?"], [f.name]
+
+
+def where_sql(conds: list[str]) -> str:
+    return (" WHERE " + " AND ".join(conds)) if conds else ""

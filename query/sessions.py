@@ -1,0 +1,116 @@
+"""Session reads (SPEC 3/4): list, summary, the merged timeline, a session's logs and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from .errors import NotFound
+from .filters import LogFilter, MetricFilter, SessionFilter
+from .records import fetch_records, select_list
+from .search import log_where, metric_where, session_where, where_sql
+
+Record = dict[str, Any]
+
+
+def list_sessions(con: duckdb.DuckDBPyConnection, f: SessionFilter, limit: int) -> list[Record]:
+    """Newest first."""
+    conds, params = session_where(f)
+    sql = (
+        f"SELECT {select_list('sessions')} FROM sessions{where_sql(conds)}"
+        " ORDER BY started_at DESC, session_id DESC LIMIT ?"
+    )
+    return fetch_records(con, sql, [*params, f.limit or limit])
+
+
+def get_session(con: duckdb.DuckDBPyConnection, session_id: str) -> Record:
+    rows = fetch_records(
+        con, f"SELECT {select_list('sessions')} FROM sessions WHERE session_id = ?", [session_id]
+    )
+    if not rows:
+        raise NotFound(f"no session {session_id!r}")
+    return rows[0]
+
+
+def resolve_session(
+    con: duckdb.DuckDBPyConnection, session_id: str | None, room: str | None = None
+) -> str:
+    """The given session id if it exists (in sessions or any signal table), else the newest."""
+    if session_id is None:
+        sql = "SELECT session_id FROM sessions"
+        params: list[Any] = []
+        if room is not None:
+            sql += " WHERE room = ?"
+            params.append(room)
+        row = con.execute(sql + " ORDER BY started_at DESC LIMIT 1", params).fetchone()
+        if row is None:
+            where = f" in room {room!r}" if room is not None else ""
+            raise NotFound(f"no sessions{where}")
+        return row[0]
+    row = con.execute(
+        "SELECT 1 FROM sessions WHERE session_id = $1"
+        " UNION ALL (SELECT 1 FROM spans WHERE session_id = $1 LIMIT 1)"
+        " UNION ALL (SELECT 1 FROM logs WHERE session_id = $1 LIMIT 1)"
+        " UNION ALL (SELECT 1 FROM metric_points WHERE session_id = $1 LIMIT 1) LIMIT 1",
+        [session_id],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no session {session_id!r}")
+    return session_id
+
+
+def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Record]:
+    """Lifecycle events, log records and error spans of one session, in time order."""
+    resolve_session(con, session_id)
+    sql = """
+        SELECT epoch_ns(time) AS time, type, NULL AS severity_text, NULL AS service_name,
+               CAST(data AS VARCHAR) AS message, NULL AS trace_id, NULL AS span_id,
+               CASE type WHEN 'session.started' THEN 0 WHEN 'session.ended' THEN 4 ELSE 1 END AS o
+        FROM session_events WHERE session_id = $1
+        UNION ALL
+        SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2
+        FROM logs WHERE session_id = $1
+        UNION ALL
+        SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
+               name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3
+        FROM spans WHERE session_id = $1 AND upper(status_code) = 'ERROR'
+        ORDER BY time, o
+    """
+    rows = fetch_records(con, sql, [session_id])
+    for row in rows:
+        del row["o"]
+    return rows
+
+
+def session_logs(con: duckdb.DuckDBPyConnection, session_id: str, f: LogFilter) -> list[Record]:
+    conds, params = log_where(f)
+    sql = f"SELECT {select_list('logs')} FROM logs{where_sql(['session_id = ?', *conds])}"
+    sql += " ORDER BY time, received_at"
+    args = [session_id, *params]
+    if f.limit is not None:
+        sql += " LIMIT ?"
+        args.append(f.limit)
+    return fetch_records(con, sql, args)
+
+
+def session_metrics(
+    con: duckdb.DuckDBPyConnection, session_id: str, f: MetricFilter, limit: int
+) -> list[Record]:
+    conds, params = metric_where(f)
+    table = "metric_points"
+    sql = f"SELECT {select_list(table)} FROM {table}{where_sql(['session_id = ?', *conds])}"
+    sql += " ORDER BY name, time LIMIT ?"
+    return fetch_records(con, sql, [session_id, *params, f.limit or limit])
+
+
+def list_rooms(con: duckdb.DuckDBPyConnection) -> list[Record]:
+    """Rooms with session counts and last activity, most recently active first."""
+    sql = """
+        SELECT project, room, count(*) AS sessions,
+               count(*) FILTER (WHERE ended_at IS NULL) AS active_sessions,
+               sum(span_count) AS span_count, sum(log_count) AS log_count,
+               sum(error_count) AS error_count, epoch_ns(max(last_seen_at)) AS last_seen_at
+        FROM sessions GROUP BY project, room ORDER BY max(last_seen_at) DESC, room
+    """
+    return fetch_records(con, sql)

@@ -1,0 +1,160 @@
+"""How the CLI reaches the data: a store file opened read-only, or a running collector's API.
+
+Both sources have the :class:`~query.reader.Reader` methods and return the same JSON objects.
+Default (neither ``--db`` nor ``--server``): the configured server if it answers ``/healthz``
+within ``query.probe_timeout``, else the configured store file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import duckdb
+import httpx
+
+from collector.errors import RoomscopeError
+from collector.settings import Settings, load_settings
+
+from .errors import NotFound, QueryError, SourceError
+from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from .reader import Reader, Result
+
+API = "/api/v1"
+
+
+class LocalSource(Reader):
+    """A store file opened read-only (no collector may hold it)."""
+
+    def __init__(self, path: str, default_limit: int = 100, timeout: float = 30.0):
+        self.path = path
+        if path != ":memory:" and not Path(path).expanduser().is_file():
+            raise SourceError(
+                f"store file {path} does not exist; start a collector (roomscope serve), pass"
+                " --db PATH, or query a running collector with --server URL"
+            )
+        try:
+            con = duckdb.connect(str(Path(path).expanduser()), read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise SourceError(
+                    f"store file {path} is in use by a running collector; query it through"
+                    " its API with --server URL (e.g. --server http://127.0.0.1:4320)"
+                ) from None
+            raise SourceError(f"cannot open store file {path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot open store file {path}: {exc}") from None
+        super().__init__(con, default_limit, timeout)
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name.startswith("_") or name in ("close", "con") or not callable(attr):
+            return attr
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except duckdb.CatalogException:
+                raise SourceError(
+                    f"{self.path} is not a roomscope store (its tables are missing)"
+                ) from None
+            except duckdb.Error as exc:
+                raise QueryError(f"cannot read {self.path}: {str(exc).splitlines()[0]}") from None
+
+        return guarded
+
+
+class RemoteSource:
+    """A running collector's REST API (SPEC 6)."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Result:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"cannot reach roomscope server at {self.url}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 404:
+            raise NotFound(body.get("error") or f"not found: {path}")
+        if response.status_code >= 400:
+            message = body.get("error") or f"HTTP {response.status_code}"
+            raise QueryError(f"server at {self.url}: {message}")
+        return body
+
+    def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Result:
+        return self._call("GET", API + path, params=params or [])
+
+    def sessions(self, f: SessionFilter) -> Result:
+        return self._get("/sessions", f.to_params())
+
+    def session(self, session_id: str) -> Result:
+        return self._get(f"/sessions/{quote(session_id, safe='')}")
+
+    def session_events(self, session_id: str) -> Result:
+        return self._get(f"/sessions/{quote(session_id, safe='')}/events")
+
+    def session_spans(self, session_id: str, f: SpanFilter) -> Result:
+        return self._get(f"/sessions/{quote(session_id, safe='')}/spans", f.to_params())
+
+    def session_logs(self, session_id: str, f: LogFilter) -> Result:
+        return self._get(f"/sessions/{quote(session_id, safe='')}/logs", f.to_params())
+
+    def session_metrics(self, session_id: str, f: MetricFilter) -> Result:
+        return self._get(f"/sessions/{quote(session_id, safe='')}/metrics", f.to_params())
+
+    def traces(self, f: SpanFilter) -> Result:
+        return self._get("/traces", f.to_params())
+
+    def trace(self, trace_id: str) -> Result:
+        return self._get(f"/traces/{quote(trace_id, safe='')}")
+
+    def rooms(self) -> Result:
+        return self._get("/rooms")
+
+    def sql(self, text: str) -> Result:
+        return self._call("POST", API + "/sql", json={"sql": text})
+
+    def close(self) -> None:
+        self.client.close()
+
+
+Source = LocalSource | RemoteSource
+
+
+def _answers(url: str, timeout: float) -> bool:
+    try:
+        return httpx.get(url.rstrip("/") + "/healthz", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def settings_for(config: str | None) -> Settings:
+    try:
+        return load_settings(config)
+    except RoomscopeError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def open_source(
+    config: str | None = None, db: str | None = None, server: str | None = None
+) -> Source:
+    """The source the global options (or, failing them, the configuration) point at."""
+    settings = settings_for(config)
+    limit, timeout = settings.get("query.default_limit"), settings.get("query.timeout")
+    if server:
+        return RemoteSource(server, timeout=timeout + 30)
+    if db:
+        return LocalSource(db, limit, timeout)
+    host = settings.get("server.api_host")
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.get('server.api_port')}"
+    if _answers(url, settings.get("query.probe_timeout")):
+        return RemoteSource(url, timeout=timeout + 30)
+    return LocalSource(settings.get("store.path"), limit, timeout)

@@ -1,0 +1,72 @@
+"""Read-only ad-hoc SQL over the tables: one statement, reads only, results as columns + rows."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import QueryError
+from .records import format_ts, jsonable
+
+_EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.IGNORECASE)
+
+
+def check_read_only(sql: str) -> str:
+    """The single statement of ``sql`` if it only reads (SELECT/WITH/FROM, SHOW, DESCRIBE,
+    SUMMARIZE, EXPLAIN of a read); otherwise a clear QueryError."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL error: {str(exc).splitlines()[0]}") from None
+    if not statements:
+        raise QueryError("no SQL statement given")
+    if len(statements) > 1:
+        raise QueryError("one SQL statement at a time, please")
+    st = statements[0]
+    kind = st.type
+    if kind == duckdb.StatementType.EXPLAIN:
+        inner = duckdb.extract_statements(_EXPLAIN.sub("", st.query, count=1))
+        kind = inner[0].type if len(inner) == 1 else duckdb.StatementType.INVALID
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryError(
+            f"refused: roomscope sql is read-only ({kind.name.replace('_', ' ')} statements are"
+            " not allowed); use SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE or EXPLAIN"
+        )
+    return st.query
+
+
+def _column(array: pa.ChunkedArray) -> list[Any]:
+    t = array.type
+    if pa.types.is_timestamp(t):
+        factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[t.unit]
+        ints = pc.cast(array, pa.int64()).to_pylist()
+        return [None if v is None else format_ts(v * factor) for v in ints]
+    values = array.to_pylist()
+    if pa.types.is_map(t):
+        return [None if v is None else {k: jsonable(x) for k, x in v} for v in values]
+    return [jsonable(v) for v in values]
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, sql: str, timeout: float = 30.0) -> dict[str, Any]:
+    """``{"columns": [...], "rows": [[...]]}``; interrupted after ``timeout`` seconds."""
+    statement = check_read_only(sql)
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.start()
+    try:
+        table = con.execute(statement).to_arrow_table()
+    except duckdb.InterruptException:
+        raise QueryError(f"SQL query interrupted after {timeout:g}s (query.timeout)") from None
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL error: {str(exc).splitlines()[0]}") from None
+    finally:
+        timer.cancel()
+    columns = [_column(table.column(i)) for i in range(table.num_columns)]
+    return {
+        "columns": list(table.column_names),
+        "rows": [list(r) for r in zip(*columns, strict=True)],
+    }

@@ -1,0 +1,117 @@
+"""The store the query tests read: the demo workload (OTel SDK over gRPC) plus a few spans over
+OTLP/HTTP, sent through a running collector. ``world`` is imported by test_cli/test_api."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import make_settings, read_store
+from otel_sdk import pipeline
+
+from collector.server import CollectorThread
+from query.demo import MS, SEC, Manifest, SentSpan, send_workload
+
+
+class World:
+    """A collector over one store file, filled once; ``offline()`` stops it for --db readers."""
+
+    def __init__(self, db: Path):
+        self.db = db
+        self.thread: CollectorThread | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.thread = CollectorThread(make_settings(self.db))
+        self.collector = self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector.ports['api']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector.ports['http']}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.collector.ports['grpc']}"
+
+    @contextmanager
+    def offline(self) -> Iterator[str]:
+        """The collector stopped (its file released) for the duration; restarted afterwards."""
+        self.stop()
+        try:
+            yield str(self.db)
+        finally:
+            self.start()
+
+    def fill(self) -> Manifest:
+        manifest = send_workload(self.grpc_endpoint)
+        # Over OTLP/HTTP: an attribute status=error on a span whose status code is not ERROR.
+        p = pipeline("http", self.http_url, self.grpc_endpoint, {"service.name": "qa-bot"})
+        tracer = p.tracer()
+        start = manifest_start(manifest)
+        for name, dur_ms, attrs in (
+            ("check", 1500, {"status": "error"}),
+            ("check", 1000, {"status": "ok"}),
+            ("probe", 999, {"status": "error"}),
+        ):
+            tags = {"room": "qa", "session": "qa-1", **attrs}
+            span = tracer.start_span(name, attributes=tags, start_time=start)
+            span.end(end_time=start + dur_ms * MS)
+            c = span.get_span_context()
+            manifest.spans.append(
+                SentSpan(
+                    f"{c.trace_id:032x}", f"{c.span_id:016x}", name, "qa", "qa-1", "qa-bot",
+                    dur_ms * MS, "UNSET", tags,
+                )
+            )  # fmt: skip
+        p.shutdown()
+        manifest.rooms.append("qa")
+        manifest.explicit_sessions.append("qa-1")
+        return manifest
+
+
+def manifest_start(m: Manifest) -> int:
+    import time
+
+    return time.time_ns() - 3 * 60 * SEC
+
+
+def filled_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """Body of the module-scoped ``world`` fixture of each query test module."""
+    w = World(tmp_path_factory.mktemp("query") / "roomscope.duckdb")
+    try:
+        w.manifest = w.fill()
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from filled_world(tmp_path_factory)
+
+
+def test_every_sent_span_is_stored_with_its_room_session_and_duration(world: World) -> None:
+    with world.offline() as db:
+        rows = read_store(
+            Path(db), "SELECT span_id, room, session_id, duration_ns, status_code FROM spans"
+        )
+    stored = {r[0]: r[1:] for r in rows}
+    assert len(stored) == len(world.manifest.spans) >= 100
+    for s in world.manifest.spans:
+        room, session, duration, status = stored[s.span_id]
+        assert (room, duration, status) == (s.room, s.duration_ns, s.status)
+        if s.session is not None:
+            assert session == s.session
+        else:
+            assert session  # inferred by the collector
