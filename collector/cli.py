@@ -42,7 +42,8 @@ def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host
     def ready(c: Collector) -> None:
         click.echo(
             f"roomscope ready: OTLP/gRPC :{c.ports['grpc']}  OTLP/HTTP :{c.ports['http']}"
-            f"  API http://{settings.get('server.api_host')}:{c.ports['api']}  store {c.store.path}",
+            f"  API http://{settings.get('server.api_host')}:{c.ports['api']}"
+            f"  store {c.store.path}",
             err=True,
         )
 

@@ -92,7 +92,9 @@ def flatten_metrics(req, tagger: Tagger, received_ns: int) -> Decoded:
                             raise ValueError("timestamp is beyond the year 2262")
                         own = attr_dict(dp.attributes)
                         row = _point_fields(kind, dp)
-                        row["exemplars"] = _exemplars(dp) if dp.exemplars else []
+                        # SummaryDataPoint has no exemplars field
+                        has_ex = kind != "summary" and dp.exemplars
+                        row["exemplars"] = _exemplars(dp) if has_ex else []
                     except ValueError as exc:
                         out.reject(f"metric {metric.name!r}: {exc}")
                         continue

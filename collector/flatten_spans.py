@@ -131,13 +131,13 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
                 trace_state.append(sp.trace_state or None)
                 name.append(sp.name)
                 k = sp.kind
-                kind.append(KINDS[k] if k < n_kinds else str(k))
+                kind.append(KINDS[k] if 0 <= k < n_kinds else str(k))
                 start.append(st)
                 end.append(et)
                 duration.append(et - st)
                 status = sp.status
                 c = status.code
-                status_code.append(STATUS[c] if c < n_status else str(c))
+                status_code.append(STATUS[c] if 0 <= c < n_status else str(c))
                 status_message.append(status.message or None)
                 flags.append(sp.flags)
                 dropped_attrs.append(sp.dropped_attributes_count)

@@ -8,31 +8,41 @@ with a RetryInfo-style retry delay in the message, or store trouble).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from .decode import response_message
-from .errors import DecodeError, Overloaded, StoreUnavailable
+from .errors import DecodeError, Overloaded, RoomscopeError, StoreUnavailable
 from .ingest import Ingestor
 
 log = logging.getLogger("roomscope.grpc")
 
 
-async def _export(ingestor: Ingestor, signal: str, request: Message, context) -> Message:
+async def _export(ingestor: Ingestor, signal: str, request: bytes, context) -> Message:
     try:
         if not ingestor.accepting:
             raise StoreUnavailable("collector is shutting down")
-        decoded = await ingestor.export_message(signal, request)
+        # Raw bytes, decoded exactly like an HTTP protobuf body.
+        decoded = await ingestor.export_body(signal, request, "protobuf")
     except DecodeError as exc:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except Overloaded as exc:
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc} (retry after {exc.retry_after}s)")
     except StoreUnavailable as exc:
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    except Exception as exc:  # never let a request take the server down
+        log.exception("unexpected error handling a %s export", signal)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
     return response_message(signal, decoded)
 
 
@@ -72,10 +82,31 @@ def create_grpc_server(
         ],
         maximum_concurrent_rpcs=256,
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(ingestor), server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(ingestor), server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(ingestor), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+
+    # Every service gets the request's bytes (no deserializer): they take the same decode path
+    # as an OTLP/HTTP protobuf body (the C decoder for traces when it is on), and a malformed
+    # message is answered INVALID_ARGUMENT instead of grpc's own UNKNOWN.
+    def raw(service: str, servicer: Any, response: type[Message]) -> grpc.GenericRpcHandler:
+        handler = grpc.unary_unary_rpc_method_handler(
+            servicer(ingestor).Export,
+            request_deserializer=None,
+            response_serializer=response.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(
+            f"opentelemetry.proto.collector.{service}", {"Export": handler}
+        )
+
+    server.add_generic_rpc_handlers(
+        (
+            raw("trace.v1.TraceService", _Traces, ExportTraceServiceResponse),
+            raw("logs.v1.LogsService", _Logs, ExportLogsServiceResponse),
+            raw("metrics.v1.MetricsService", _Metrics, ExportMetricsServiceResponse),
+        )
+    )
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # newer grpcio raises instead of returning 0
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind OTLP/gRPC to {host}:{port}")
+        raise RoomscopeError(f"cannot listen on {host}:{port} (OTLP/gRPC)")
     return server, bound

@@ -9,6 +9,7 @@ content types and encodings, 503 with Retry-After when the writer's queue is ful
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import zlib
@@ -35,29 +36,53 @@ _GRPC_CODES = {400: 3, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8, 500: 13,
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    """Undo Content-Encoding, never producing more than ``limit`` bytes."""
+    """Undo Content-Encoding, never producing more than ``limit`` bytes.
+
+    A gzip body may hold several members (RFC 1952); each is inflated in turn, and the output is
+    capped as it is produced, so a gzip bomb costs at most ``limit`` bytes of memory.
+    """
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip"):
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        wbits = 16 + zlib.MAX_WBITS
     elif encoding == "deflate":
-        d = zlib.decompressobj()
+        wbits = zlib.MAX_WBITS
     else:
         raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r} (use gzip)")
+    too_large = f"decompressed body exceeds {limit} bytes (limits.max_body_bytes)"
+    parts: list[bytes] = []
+    size = 0
+    data = body
     try:
-        out = d.decompress(body, limit + 1)
-        if len(out) > limit or d.unconsumed_tail:
-            raise PayloadTooLarge(
-                f"decompressed body exceeds {limit} bytes (limits.max_body_bytes)"
-            )
-        out += d.flush()
+        while True:
+            d = zlib.decompressobj(wbits)
+            out = d.decompress(data, limit - size + 1)
+            size += len(out)
+            if size > limit or d.unconsumed_tail:
+                raise PayloadTooLarge(too_large)
+            parts.append(out)
+            if not d.eof:
+                raise DecodeError(f"truncated {encoding} body")
+            data = d.unused_data
+            if wbits == zlib.MAX_WBITS or not data.strip(b"\0"):
+                break  # trailing zero padding after the last gzip member is tolerated
     except zlib.error as exc:
         raise DecodeError(f"invalid {encoding} body: {exc}") from None
-    if not d.eof:
-        raise DecodeError(f"truncated {encoding} body")
-    if len(out) > limit:
-        raise PayloadTooLarge(f"decompressed body exceeds {limit} bytes (limits.max_body_bytes)")
-    return out
+    return b"".join(parts)
+
+
+class _Tracked:
+    """An ASGI ``receive`` that remembers whether the request body was read to its end."""
+
+    def __init__(self, receive: Any):
+        self._receive = receive
+        self.done = False
+
+    async def __call__(self) -> dict:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
 
 
 class OTLPHttpApp:
@@ -91,6 +116,20 @@ class OTLPHttpApp:
         if encoding == "protobuf":
             return st.SerializeToString()
         return json.dumps({"code": st.code, "message": message}).encode()
+
+    async def _discard_rest(self, receive: Any) -> None:
+        """Read and drop what is left of a refused body (bounded in bytes and time), so that the
+        client reads our 413 instead of a connection reset caused by unread data."""
+        if not isinstance(receive, _Tracked):
+            return
+
+        async def drain() -> None:
+            dropped = 0
+            while not receive.done and dropped <= self.max_body_bytes:
+                dropped += len((await receive()).get("body", b""))
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(drain(), min(self.request_timeout, 5.0))
 
     async def _read_body(self, receive: Any, declared: int | None) -> bytes:
         if declared is not None and declared > self.max_body_bytes:
@@ -132,19 +171,28 @@ class OTLPHttpApp:
             return 405, self._error(405, msg, encoding), [(b"allow", b"POST")]
         if encoding is None:
             ctype = headers.get("content-type", "")
-            msg = f"unsupported Content-Type {ctype!r}; use application/x-protobuf or application/json"
+            msg = (
+                f"unsupported Content-Type {ctype!r}; use application/x-protobuf or"
+                " application/json"
+            )
             return 415, self._error(415, msg, None), []
         try:
             declared = headers.get("content-length")
             size = int(declared) if declared and declared.isdigit() else None
+            receive = _Tracked(receive)
             raw = await asyncio.wait_for(self._read_body(receive, size), self.request_timeout)
-            body = inflate(
-                raw, headers.get("content-encoding", "").strip().lower(), self.max_body_bytes
-            )
+            content_encoding = headers.get("content-encoding", "").strip().lower()
+            if content_encoding in ("", "identity"):
+                body = raw
+            else:  # inflating up to max_body_bytes takes a while: keep the loop serving
+                body = await asyncio.get_running_loop().run_in_executor(
+                    None, inflate, raw, content_encoding, self.max_body_bytes
+                )
             if not self.ingestor.accepting:
                 raise StoreUnavailable("collector is shutting down")
             decoded = await self.ingestor.export_body(signal, body, encoding)
         except PayloadTooLarge as exc:
+            await self._discard_rest(receive)
             return 413, self._error(413, str(exc), encoding), [(b"connection", b"close")]
         except UnsupportedMediaType as exc:
             return 415, self._error(415, str(exc), encoding), []

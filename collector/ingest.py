@@ -1,4 +1,5 @@
-"""What both receivers do with a request: decode it off the event loop, queue it, await its commit."""
+"""What both receivers do with a request: decode it off the event loop, queue it, await its
+commit."""
 
 from __future__ import annotations
 
@@ -6,18 +7,19 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from google.protobuf.message import Message
-
 from .columns import Decoded
-from .decode import decode_body, flatten
+from .decode import decode_body
 from .tagging import Tagger
 from .writer import Writer
 
 
 class Ingestor:
-    def __init__(self, writer: Writer, tagger: Tagger, decode_threads: int = 2):
+    def __init__(
+        self, writer: Writer, tagger: Tagger, decode_threads: int = 2, fast_decode: bool = True
+    ):
         self.writer = writer
         self.tagger = tagger
+        self.fast_decode = fast_decode
         self._pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="roomscope-decode")
         self.accepting = True
 
@@ -29,12 +31,10 @@ class Ingestor:
         return decoded
 
     async def export_body(self, signal: str, body: bytes, encoding: str) -> Decoded:
-        """An OTLP/HTTP body (already decompressed) → committed records."""
-        return await self._export(lambda: decode_body(signal, body, encoding, self.tagger))
-
-    async def export_message(self, signal: str, request: Message) -> Decoded:
-        """A parsed OTLP/gRPC request → committed records."""
-        return await self._export(lambda: flatten(signal, request, self.tagger))
+        """An OTLP body (HTTP, already decompressed, or a gRPC request's bytes) → committed."""
+        return await self._export(
+            lambda: decode_body(signal, body, encoding, self.tagger, self.fast_decode)
+        )
 
     def close(self) -> None:
         self.accepting = False

@@ -37,7 +37,8 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("resource_attributes", MAP),
         (
             "events",
-            f"STRUCT(time {TS}, name VARCHAR, attributes {MAP}, dropped_attributes_count UINTEGER)[]",
+            f"STRUCT(time {TS}, name VARCHAR, attributes {MAP},"
+            " dropped_attributes_count UINTEGER)[]",
         ),
         (
             "links",

@@ -1,4 +1,5 @@
-"""The collector's lifecycle: store + writer + OTLP receivers + query API, started and stopped in order.
+"""The collector's lifecycle: store + writer + OTLP receivers + query API, started and stopped
+in order.
 
 ``Collector`` runs on an asyncio loop (``serve()`` for the CLI, with SIGINT/SIGTERM handling);
 ``CollectorThread`` runs one on a background thread for tests and the demo, and returns only once
@@ -62,6 +63,8 @@ def _default_api_factory(collector: Collector) -> Any:
 
 
 def build_tracker(settings: Settings, store: DuckDBStore) -> Any:
+    if not settings.get("sessions.enabled"):
+        return None
     try:
         from .sessions import SessionTracker
     except ImportError:  # pragma: no cover - sessions arrive with their own module
@@ -106,7 +109,9 @@ class Collector:
             test_delay=s.get("writer.test_delay"),
         )
         self.writer.start()
-        self.ingestor = Ingestor(self.writer, Tagger.from_settings(s))
+        self.ingestor = Ingestor(
+            self.writer, Tagger.from_settings(s), fast_decode=s.get("ingest.fast_decode")
+        )
         host = s.get("server.host")
         max_body = s.get("limits.max_body_bytes")
         self._grpc, self.ports["grpc"] = create_grpc_server(
@@ -153,26 +158,48 @@ class Collector:
         self._stop.set()
 
     async def stop(self) -> None:
-        """Stop accepting, finish and commit what was acknowledged, close the store."""
-        timeout = self.settings.get("server.shutdown_timeout")
+        """Stop accepting, finish and commit what was acknowledged, close the store.
+
+        Bounded by ``server.shutdown_timeout`` as a whole: the receivers (stopped together) get
+        until the deadline to finish in-flight requests, whose records the writer commits
+        meanwhile; then the writer gets what is left to commit anything still queued. Requests
+        arriving during shutdown are refused (HTTP 503, gRPC UNAVAILABLE, or no connection).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.get("server.shutdown_timeout")
+
+        def left() -> float:
+            return max(0.1, deadline - loop.time())
+
         if self.ingestor is not None:
             self.ingestor.accepting = False
+        steps = [self._stop_http(server, sock, task, left) for server, sock, task in self._http]
         if self._grpc is not None:
-            await self._grpc.stop(grace=timeout)
-        for server, _sock, _task in self._http:
-            server.should_exit = True
-        for server, sock, task in self._http:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.shutdown(sockets=[sock]), timeout)
+            steps.append(self._grpc.stop(grace=left()))
+        await asyncio.gather(*steps, return_exceptions=True)
         self._http.clear()
+        self._grpc = None
+        writer_done = True
         if self.writer is not None:
-            await asyncio.to_thread(self.writer.stop, timeout)
+            await asyncio.to_thread(self.writer.stop, left())
+            writer_done = not self.writer.running
         if self.ingestor is not None:
             self.ingestor.close()
-        await asyncio.to_thread(self.store.close)
+        if writer_done:
+            await asyncio.to_thread(self.store.close)
+        else:  # everything acked is committed; the WAL covers a commit cut short by the exit
+            log.error("writer did not finish within server.shutdown_timeout; exiting anyway")
         self.started = False
+
+    async def _stop_http(
+        self, server: _UvicornServer, sock: socket.socket, task: asyncio.Task, left: Any
+    ) -> None:
+        server.should_exit = True
+        server.config.timeout_graceful_shutdown = left()  # type: ignore[assignment]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, left())
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.shutdown(sockets=[sock]), left() + 0.5)
 
     async def serve(self, on_ready: Callable[[Collector], None] | None = None) -> None:
         """Run until SIGINT/SIGTERM (or request_stop), then shut down cleanly."""

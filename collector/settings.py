@@ -69,7 +69,14 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         _positive,
     ),
-    Setting("store", "path", "./roomscope.duckdb", "The DuckDB file telemetry is written to.", str),
+    Setting(
+        "store",
+        "path",
+        "./roomscope.duckdb",
+        "The DuckDB file telemetry is written to.",
+        str,
+        _non_empty,
+    ),
     Setting(
         "tagging",
         "project_keys",
@@ -129,6 +136,14 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting(
+        "sessions",
+        "enabled",
+        True,
+        "Track sessions (tag records with session ids, keep the sessions table). Turning it off"
+        " leaves inferred session ids NULL and the sessions tables unchanged; for benchmarks.",
+        bool,
+    ),
+    Setting(
         "limits",
         "max_body_bytes",
         16 * 1024 * 1024,
@@ -186,15 +201,63 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         _non_negative,
     ),
+    Setting(
+        "ingest",
+        "fast_decode",
+        True,
+        "Decode protobuf trace requests with the C decoder (collector._otlpfast) when it is"
+        " built; false forces the pure-Python path (same table, slower).",
+        bool,
+    ),
+    Setting(
+        "query",
+        "default_limit",
+        100,
+        "Records a search returns when it gives no --limit (traces, sessions, metrics).",
+        int,
+        _positive,
+    ),
+    Setting(
+        "query",
+        "timeout",
+        30.0,
+        "Seconds an ad-hoc SQL query (roomscope sql, POST /api/v1/sql) may run.",
+        float,
+        _positive,
+    ),
+    Setting(
+        "query",
+        "probe_timeout",
+        0.5,
+        "Seconds the CLI waits for the configured server's /healthz before it reads the"
+        " store file instead.",
+        float,
+        _positive,
+    ),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
+# ROOMSCOPE_* variables that are not settings but are read by roomscope.
+OTHER_ENV = frozenset({"ROOMSCOPE_CONFIG"})
+_KIND_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    list: "a list of strings",
+    str: "a string",
+}
 
 
-def _coerce(setting: Setting, value: Any, origin: str) -> Any:
-    """Turn a raw value (TOML, env text, flag) into the setting's type, or raise."""
+def _coerce(setting: Setting, value: Any, origin: str, typed: bool = False) -> Any:
+    """Turn a raw value (TOML, env text, flag) into the setting's type, or raise.
+
+    ``typed`` sources (TOML) must give numbers and booleans as such, not as text.
+    """
     kind = setting.kind
     try:
+        if typed and kind is not str and isinstance(value, str):
+            raise ValueError(value)
         if kind is bool:
             if isinstance(value, str):
                 low = value.strip().lower()
@@ -204,7 +267,7 @@ def _coerce(setting: Setting, value: Any, origin: str) -> Any:
             elif not isinstance(value, bool):
                 raise ValueError(value)
         elif kind is int:
-            if isinstance(value, bool) or isinstance(value, float):
+            if isinstance(value, (bool, float)):
                 raise ValueError(value)
             value = int(value)
         elif kind is float:
@@ -214,15 +277,13 @@ def _coerce(setting: Setting, value: Any, origin: str) -> Any:
         elif kind is list:
             if isinstance(value, str):
                 value = [p.strip() for p in value.split(",") if p.strip()]
-            if not isinstance(value, list):
+            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
                 raise ValueError(value)
-            value = [str(x) for x in value]
-        elif kind is str:
-            if not isinstance(value, str):
-                raise ValueError(value)
+        elif kind is str and not isinstance(value, str):
+            raise ValueError(value)
     except (TypeError, ValueError):
         raise SettingsError(
-            f"invalid setting {setting.key} ({origin}): {value!r} is not a {kind.__name__}"
+            f"invalid setting {setting.key} ({origin}): {value!r} is not {_KIND_NAMES[kind]}"
         ) from None
     if setting.check is not None:
         problem = setting.check(value)
@@ -287,10 +348,14 @@ def load_settings(
                 setting = BY_KEY.get(f"{section}.{name}")
                 if setting is None:
                     raise SettingsError(f"unknown setting {section}.{name} in {path}")
-                values[setting.key] = _coerce(setting, value, str(path))
-    for setting in SETTINGS:
-        if setting.env in env:
-            values[setting.key] = _coerce(setting, env[setting.env], setting.env)
+                values[setting.key] = _coerce(setting, value, str(path), typed=True)
+    for name, text in env.items():
+        if not name.startswith("ROOMSCOPE_") or name in OTHER_ENV:
+            continue
+        setting = BY_ENV.get(name)
+        if setting is None:
+            raise SettingsError(f"unknown setting {name} (environment variable)")
+        values[setting.key] = _coerce(setting, text, name)
     for key, value in (flags or {}).items():
         if value is None:
             continue
@@ -316,7 +381,8 @@ def render_toml() -> str:
     lines = [
         "# roomscope configuration. Every setting, with its default.",
         "# Precedence: defaults < this file < ROOMSCOPE_* environment variables < flags.",
-        "# Generated from collector/settings.py (python -m collector.settings > config/roomscope.toml).",
+        "# Generated from collector/settings.py:",
+        "#   python -m collector.settings > config/roomscope.toml",
     ]
     section = None
     for s in SETTINGS:

@@ -7,6 +7,7 @@ batches and run a few statements in one transaction, hand out read cursors, clos
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -69,6 +70,7 @@ class DuckDBStore:
         self.path = str(path)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        self._reopen_pending = False  # a reopen after a failure did not succeed yet
 
     def open(self) -> None:
         if self.path != ":memory:":
@@ -95,6 +97,8 @@ class DuckDBStore:
         self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None = None
     ) -> None:
         """Append batches to their tables and run ``also`` in the same transaction."""
+        if self._con is None and self._reopen_pending:
+            self.reopen()  # an earlier failure left the store closed: try again
         con = self.con
         con.begin()
         try:
@@ -113,10 +117,8 @@ class DuckDBStore:
                 also(con)
             con.commit()
         except BaseException:
-            try:
+            with contextlib.suppress(duckdb.Error):
                 con.rollback()
-            except duckdb.Error:
-                pass
             raise
 
     def execute(self, fn: Transaction) -> None:
@@ -129,16 +131,27 @@ class DuckDBStore:
             return self.con.cursor()
 
     def reopen(self) -> None:
-        """Close and open again (after an I/O failure invalidated the database)."""
+        """Close and open again (after an I/O failure invalidated the database).
+
+        Readers' cursors are closed with the old connection (they get a clean
+        ``ConnectionException``). When opening fails (the disk is still unusable), the store stays
+        closed and the next :meth:`write` tries again; until then :meth:`write` and
+        :meth:`cursor` raise :class:`StoreUnavailable`.
+        """
         self.close()
-        self.open()
+        self._reopen_pending = True
+        try:
+            self.open()
+        except (StoreError, duckdb.Error, OSError) as exc:
+            with contextlib.suppress(Exception):
+                self.close()
+            raise StoreUnavailable(f"cannot reopen store {self.path}: {exc}") from None
+        self._reopen_pending = False
 
     def close(self) -> None:
         with self._lock:
             if self._con is not None:
-                try:
+                with contextlib.suppress(duckdb.Error):
                     self._con.execute("CHECKPOINT")
-                except duckdb.Error:
-                    pass
                 self._con.close()
                 self._con = None

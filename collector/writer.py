@@ -8,6 +8,7 @@ is in the file. The queue is bounded by records: past ``max_queue_records`` a su
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -51,6 +52,43 @@ class _Item:
 
 _STOP = object()
 
+# Text of DuckDB errors that mean the file cannot be written (disk full, read-only, I/O error),
+# as opposed to a problem with one request's data. DuckDB reports a WAL write failure at commit
+# as a TransactionException ("Failed to commit: Could not write file ...").
+_STORE_TROUBLE = (
+    "could not write",
+    "could not read",
+    "could not open",
+    "could not fsync",
+    "could not truncate",
+    "no space left",
+    "read-only",
+    "read only",
+    "failed to commit",
+    "invalidated",
+    "connection already closed",
+)
+PROBE_INTERVAL = 1.0  # seconds between write probes while the store is failing
+
+
+def is_store_trouble(exc: BaseException) -> bool:
+    """True when a commit failed because the store cannot be written, not because of the data."""
+    if isinstance(exc, (duckdb.IOException, duckdb.FatalException, OSError, StoreUnavailable)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(s in text for s in _STORE_TROUBLE)
+
+
+def _needs_reopen(exc: BaseException) -> bool:
+    """DuckDB invalidates the database after a fatal I/O error; only a reopen brings it back."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.FatalException) or "invalidated" in text or "closed" in text
+
+
+def _probe(con: duckdb.DuckDBPyConnection) -> None:
+    """A tiny write: succeeds only when a commit can reach the disk again."""
+    con.execute("UPDATE roomscope_meta SET value = value WHERE key = 'schema_version'")
+
 
 class Writer:
     def __init__(
@@ -88,6 +126,10 @@ class Writer:
     def pending(self) -> int:
         return self._pending
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def submit(self, decoded: Decoded) -> Future:
         """Queue a decoded request; the future resolves (None) once it is committed."""
         n = decoded.accepted
@@ -119,8 +161,16 @@ class Writer:
     # -- writing side ---------------------------------------------------------------------
     def _run(self) -> None:
         next_sweep = time.monotonic() + self.sweep_interval
+        next_probe = 0.0
         while True:
+            if not self.healthy and time.monotonic() >= next_probe:
+                # On a clock, not only when idle: under steady traffic the queue never runs dry,
+                # and a request can fail before it reaches the store (which reopens it).
+                self._probe()
+                next_probe = time.monotonic() + PROBE_INTERVAL
             wait = max(0.0, next_sweep - time.monotonic())
+            if not self.healthy:
+                wait = min(wait, max(0.0, next_probe - time.monotonic()))
             try:
                 item = self._queue.get(timeout=wait)
             except queue.Empty:
@@ -162,6 +212,19 @@ class Writer:
                 self._commit([item])
         self._sweep()
 
+    def _probe(self) -> None:
+        """While the store is failing, try a tiny write now and then so health (and /readyz)
+        comes back by itself once the disk is usable again, even with no traffic."""
+        try:
+            self.store.write({}, _probe)
+        except Exception as exc:
+            if _needs_reopen(exc):
+                with contextlib.suppress(Exception):
+                    self.store.reopen()  # type: ignore[attr-defined]
+            return
+        log.warning("store is writable again")
+        self.healthy = True
+
     def _sweep(self) -> None:
         if self.tracker is None:
             return
@@ -192,7 +255,7 @@ class Writer:
         try:
             self._write(group)
         except Exception as exc:
-            if len(group) > 1 and not isinstance(exc, (duckdb.IOException, StoreUnavailable)):
+            if len(group) > 1 and not is_store_trouble(exc):
                 # One bad request must not fail the others: commit them one by one.
                 for item in group:
                     self._commit([item])
@@ -211,15 +274,15 @@ class Writer:
     def _fail(self, group: list[_Item], n: int, exc: Exception) -> None:
         log.error("commit of %d records failed: %s", n, exc)
         error: Exception = exc
-        if isinstance(
-            exc, (duckdb.IOException, duckdb.FatalException, duckdb.InvalidInputException)
-        ):
+        if is_store_trouble(exc):
+            # Retryable (503 / UNAVAILABLE); nothing of the group was committed.
             self.healthy = False
             error = StoreUnavailable(f"store cannot be written: {exc}")
-            try:
-                self.store.reopen()  # type: ignore[attr-defined]
-            except Exception as reopen_exc:
-                log.error("reopening the store failed: %s", reopen_exc)
+            if _needs_reopen(exc):
+                try:
+                    self.store.reopen()  # type: ignore[attr-defined]
+                except Exception as reopen_exc:
+                    log.error("reopening the store failed: %s", reopen_exc)
         with self._lock:
             self._pending -= n
         for item in group:

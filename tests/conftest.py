@@ -1,4 +1,4 @@
-"""Shared fixtures: a collector on free ports over a store in tmp_path, and real OTel SDK exporters."""
+"""Shared fixtures: a collector on free ports over a store in tmp_path, real OTel SDK exporters."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class RunningCollector:
 
 @pytest.fixture
 def start_collector(tmp_path: Path) -> Iterator[Any]:
-    """Factory: start_collector(**setting_overrides) -> RunningCollector; all stopped at teardown."""
+    """Factory: start_collector(**setting_overrides) -> RunningCollector; stopped at teardown."""
     started: list[RunningCollector] = []
 
     def start(db: Path | None = None, **overrides: Any) -> RunningCollector:
@@ -93,3 +93,7 @@ def read_store(db: Path, sql: str, params: list | None = None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+# tests/benchmarks/ holds scripts run by hand (not tests); never import them while collecting.
+collect_ignore_glob = ["benchmarks/*"]

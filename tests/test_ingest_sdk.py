@@ -1,4 +1,4 @@
-"""The real OTel SDK exporters (gRPC and HTTP/protobuf) → collector → DuckDB rows, all three signals."""
+"""Real OTel SDK exporters (gRPC and HTTP/protobuf) → collector → DuckDB rows, all three signals."""
 
 from __future__ import annotations
 
