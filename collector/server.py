@@ -76,7 +76,9 @@ class Collector:
     def __init__(self, settings: Settings, api_factory: AppFactory | None = None):
         self.settings = settings
         self.api_factory = api_factory or _default_api_factory
-        self.store = DuckDBStore(settings.get("store.path"))
+        self.store = DuckDBStore(
+            settings.get("store.path"), settings.get("store.checkpoint_wal_bytes")
+        )
         self.writer: Writer | None = None
         self.ingestor: Ingestor | None = None
         self.ports: dict[str, int] = {}
@@ -107,6 +109,7 @@ class Collector:
             tracker=tracker,
             sweep_interval=s.get("sessions.sweep_interval"),
             test_delay=s.get("writer.test_delay"),
+            idle_checkpoint_bytes=s.get("store.idle_checkpoint_bytes"),
         )
         self.writer.start()
         self.ingestor = Ingestor(

@@ -78,6 +78,24 @@ SETTINGS: tuple[Setting, ...] = (
         _non_empty,
     ),
     Setting(
+        "store",
+        "checkpoint_wal_bytes",
+        256 * 1024 * 1024,
+        "Write-ahead log size that forces a checkpoint under load. Checkpoints rewrite the last"
+        " row group, so rare large ones cost far less per record than DuckDB's 16 MiB default.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "store",
+        "idle_checkpoint_bytes",
+        8 * 1024 * 1024,
+        "When ingest pauses (checked every sessions.sweep_interval), checkpoint if the"
+        " write-ahead log has grown past this many bytes.",
+        int,
+        _positive,
+    ),
+    Setting(
         "tagging",
         "project_keys",
         ["project", "meshagent.project"],

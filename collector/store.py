@@ -8,6 +8,7 @@ batches and run a few statements in one transaction, hand out read cursors, clos
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,10 @@ class Store(Protocol):
     ) -> None: ...
 
     def cursor(self) -> duckdb.DuckDBPyConnection: ...
+
+    def wal_bytes(self) -> int: ...
+
+    def checkpoint(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -66,8 +71,9 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
 class DuckDBStore:
     """One DuckDB file; the writer thread is the only caller of :meth:`write`."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, checkpoint_wal_bytes: int = 256 * 1024 * 1024):
         self.path = str(path)
+        self.checkpoint_wal_bytes = checkpoint_wal_bytes
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._reopen_pending = False  # a reopen after a failure did not succeed yet
@@ -81,6 +87,7 @@ class DuckDBStore:
                 )
         try:
             self._con = duckdb.connect(self.path)
+            self._con.execute(f"SET checkpoint_threshold = '{int(self.checkpoint_wal_bytes)}B'")
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         except duckdb.Error as exc:
@@ -124,6 +131,17 @@ class DuckDBStore:
     def execute(self, fn: Transaction) -> None:
         """Run statements in one transaction on the writer's connection."""
         self.write({}, fn)
+
+    def wal_bytes(self) -> int:
+        """Size of the write-ahead log not yet checkpointed into the file."""
+        try:
+            return os.path.getsize(self.path + ".wal")
+        except OSError:
+            return 0
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file (the writer thread calls this when idle)."""
+        self.con.execute("CHECKPOINT")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the same database, for readers (thread-safe to create)."""
