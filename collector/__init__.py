@@ -1,6 +1,7 @@
 """roomscope's collector: OTLP ingest into DuckDB."""
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 
@@ -16,7 +17,9 @@ class _KnownAbsent(importlib.abc.MetaPathFinder):
     def __init__(self, names: set[str]):
         self.names = names
 
-    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201, ARG002
+    def find_spec(
+        self, name: str, path: object, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name in self.names:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
