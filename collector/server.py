@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -24,7 +25,7 @@ from .grpc_receiver import create_grpc_server
 from .http_protocol import guarded_protocol
 from .http_receiver import OTLPHttpApp
 from .ingest import Ingestor
-from .settings import Settings
+from .settings import Settings, load_settings
 from .store import DuckDBStore
 from .tagging import Tagger
 from .writer import Writer
@@ -273,3 +274,20 @@ class CollectorThread:
     @property
     def ports(self) -> dict[str, int]:
         return self.collector.ports
+
+
+def loopback_settings(db: str | Path, **overrides: Any) -> Settings:
+    """Settings for a collector on 127.0.0.1 with free ports and the given store (tests, demo).
+
+    Environment variables are ignored, so a user's ROOMSCOPE_* cannot leak in.
+    """
+    flags: dict[str, Any] = {
+        "store.path": str(db),
+        "server.host": "127.0.0.1",
+        "server.grpc_port": 0,
+        "server.http_port": 0,
+        "server.api_port": 0,
+        "server.api_host": "127.0.0.1",
+    }
+    flags.update(overrides)
+    return load_settings(env={}, flags=flags)

@@ -221,18 +221,9 @@ def _log(
 
 @contextmanager
 def demo_collector(db: Path) -> Iterator[Any]:
-    from collector.server import CollectorThread
-    from collector.settings import load_settings
+    from collector.server import CollectorThread, loopback_settings
 
-    flags = {
-        "store.path": str(db),
-        "server.host": "127.0.0.1",
-        "server.grpc_port": 0,
-        "server.http_port": 0,
-        "server.api_port": 0,
-        "server.api_host": "127.0.0.1",
-    }
-    thread = CollectorThread(load_settings(env={}, flags=flags))
+    thread = CollectorThread(loopback_settings(db))
     collector = thread.start()
     try:
         yield collector

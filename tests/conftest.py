@@ -12,22 +12,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (otlp_factory, otel_sdk)
 
-from collector.server import Collector, CollectorThread
-from collector.settings import Settings, load_settings
+from collector.server import Collector, CollectorThread, loopback_settings
+from collector.settings import Settings
 
 
 def make_settings(db: Path, **overrides: Any) -> Settings:
     """Settings for a test collector: loopback, free ports, the given store file."""
-    flags = {
-        "store.path": str(db),
-        "server.host": "127.0.0.1",
-        "server.grpc_port": 0,
-        "server.http_port": 0,
-        "server.api_port": 0,
-        "server.api_host": "127.0.0.1",
-    }
-    flags.update(overrides)
-    return load_settings(env={}, flags=flags)
+    return loopback_settings(db, **overrides)
 
 
 class RunningCollector:
