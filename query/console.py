@@ -1,0 +1,146 @@
+"""The web console: static pages under ``query/static`` (served at ``/``, no CDN), plus the API
+the console needs beyond SPEC 6, declared like every other route (``query/params.py``) so they
+appear in ``/openapi.json``:
+
+- ``GET /api/v1/live`` — new spans and log records of a room or session as server-sent events
+  (``Accept: text/event-stream``), fed by one poller for all subscribers (:mod:`query.live`);
+  any other ``Accept`` gets a JSON snapshot of the newest rows.
+- ``GET /api/v1/sessions/{session_id}/metric_series`` — metric points as chart-ready series.
+- ``GET /api/v1/sessions/{session_id}/waterfall`` — the session's spans, compact and columnar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import params as P
+from .api import ApiRoute
+from .errors import QueryError
+from .filters import MetricFilter, SpanFilter
+from .live import LiveHub
+from .reader import Reader, Result
+from .records import fetch_records, select_list
+from .search import where_sql
+from .series import metric_series
+from .sessions import resolve_session
+from .waterfall import session_waterfall
+
+STATIC = Path(__file__).parent / "static"
+Answer = Callable[[Callable[[Reader], Result]], Awaitable[Response]]
+
+LIVE = ApiRoute(
+    "/api/v1/live",
+    "Live tail of a room or session: with Accept: text/event-stream, server-sent events"
+    " (`span` and `log`, data = the record as JSON) as rows arrive; otherwise a JSON snapshot"
+    " of the newest spans and logs.",
+    None,
+    P.LIVE,
+    "spans",
+)
+SERIES = ApiRoute(
+    "/api/v1/sessions/{session_id}/metric_series",
+    "The session's metrics as time series for charts: gauges/sums as values, histograms as"
+    " count/p50/p99 per interval.",
+    lambda r, p, q: {
+        "session_id": p["session_id"],
+        "series": metric_series(r.con, p["session_id"], MetricFilter(**q)),
+    },
+    P.SESSION_METRICS,
+    "series",
+)
+WATERFALL = ApiRoute(
+    "/api/v1/sessions/{session_id}/waterfall",
+    "The session's spans (as .../spans) in a compact columnar form for the waterfall: ids,"
+    " parent, name, service, kind, status, start offset from base_time and duration in ns.",
+    lambda r, p, q: session_waterfall(r.con, p["session_id"], SpanFilter(**q)),
+    P.SESSION_SPANS,
+    "rows",
+)
+API_ROUTES = (LIVE, SERIES, WATERFALL)
+
+
+def live_snapshot(r: Reader, q: dict[str, Any]) -> Result:
+    """The newest spans and logs (by receive time) of the room/session, oldest first."""
+    conds, args = [], []
+    for key, column in (("room", "room"), ("session", "session_id")):
+        if key in q:
+            conds.append(f"{column} = ?")
+            args.append(q[key])
+    limit = q.get("limit") or r.default_limit
+    out: Result = {}
+    for key, table in (("spans", "spans"), ("logs", "logs")):
+        sql = (
+            f"SELECT {select_list(table)} FROM {table}{where_sql(conds)}"
+            " ORDER BY received_at DESC LIMIT ?"
+        )
+        out[key] = fetch_records(r.con, sql, [*args, limit])[::-1]
+    return out
+
+
+class Console:
+    def __init__(self, collector: Any, answer: Answer):
+        self.hub = LiveHub(collector)
+        self.answer = answer
+        self.api_routes = API_ROUTES
+        self.routes: list[BaseRoute] = [
+            Route("/", self.index),
+            Route(LIVE.path, self.live),
+            Route(SERIES.path, self.session_read(SERIES)),
+            Route(WATERFALL.path, self.session_read(WATERFALL)),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+
+    def document(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The OpenAPI document with the live route's two media types."""
+        ok = doc["paths"][LIVE.path]["get"]["responses"]["200"]
+        ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+        ok["content"]["application/json"]["schema"]["properties"] = {"spans": {}, "logs": {}}
+        return doc
+
+    async def index(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    def _params(self, route: ApiRoute, request: Request) -> dict[str, Any] | JSONResponse:
+        try:
+            return P.parse_params(route.params, request.query_params.multi_items())
+        except QueryError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    def session_read(self, route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+        """A GET handler for a declared per-session route: 400 on bad parameters, 404 on an
+        unknown session, else the route's call."""
+        assert route.call is not None
+        call = route.call
+
+        async def handler(request: Request) -> Response:
+            q = self._params(route, request)
+            if isinstance(q, Response):
+                return q
+            path = dict(request.path_params)
+
+            def read(r: Reader) -> Result:
+                resolve_session(r.con, path["session_id"])
+                return call(r, path, q)
+
+            return await self.answer(read)
+
+        return handler
+
+    async def live(self, request: Request) -> Response:
+        q = self._params(LIVE, request)
+        if isinstance(q, Response):
+            return q
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            return await self.answer(lambda r: live_snapshot(r, q))
+        return StreamingResponse(
+            self.hub.stream(q.get("room"), q.get("session")),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )

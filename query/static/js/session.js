@@ -1,0 +1,141 @@
+// Session page: summary, waterfall (+ span details), logs (severity, text), timeline, metrics.
+import { get } from "./api.js";
+import { h, shortTime, clock, fmtNs, sessionDuration, severityClass } from "./util.js";
+import { Waterfall, spanDetail, fromColumns } from "./waterfall.js";
+import { lineChart, seriesLines } from "./charts.js";
+
+const LEVELS = [["", "all"], ["DEBUG", "debug+"], ["INFO", "info+"], ["WARN", "warn+"], ["ERROR", "error+"]];
+const LEVEL_NUM = { "": 0, TRACE: 1, DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17, FATAL: 21 };
+
+function replaceParams(update) {
+  const [path, query = ""] = location.hash.slice(1).split("?");
+  const q = new URLSearchParams(query);
+  for (const [k, v] of Object.entries(update)) (v ? q.set(k, v) : q.delete(k));
+  const s = q.toString();
+  history.replaceState(null, "", `#${path}${s ? "?" + s : ""}`);
+}
+
+export function summary(s) {
+  const active = s.ended_at === null || s.ended_at === undefined;
+  const item = (k, v) => h("div", { class: "stat" }, h("div", { class: "stat-k" }, k), h("div", { class: "stat-v" }, v));
+  return h("section", { class: "summary card" },
+    h("div", { class: "summary-title" },
+      h("h2", {}, s.session_id), h("span", { class: `pill ${active ? "active" : "ended"}` }, active ? "active" : "ended"),
+      h("a", { class: "btn", href: `#/live?session=${encodeURIComponent(s.session_id)}` }, "Live ▸")),
+    h("div", { class: "stats" },
+      item("room", s.room || "(none)"), item("project", s.project), item("source", s.source),
+      item("started", shortTime(s.started_at)), item("ended", active ? "active" : shortTime(s.ended_at)),
+      item("duration", sessionDuration(s)), item("spans", s.span_count), item("logs", s.log_count),
+      item("metric points", s.metric_point_count), item("errors", h("span", { class: s.error_count ? "error-text" : "" }, s.error_count)),
+      item("services", (s.services || []).join(", "))));
+}
+
+export function logTable(logs) {
+  return h("table", { class: "grid logs" },
+    h("thead", {}, h("tr", {}, h("th", {}, "time"), h("th", {}, "level"), h("th", {}, "service"), h("th", {}, "body"))),
+    h("tbody", {}, logs.map((l) => h("tr", { class: "log-row", dataset: { severity: l.severity_text || "" } },
+      h("td", { class: "mono" }, clock(l.time)),
+      h("td", {}, h("span", { class: `sev ${severityClass(l.severity_text, l.severity_number)}` }, l.severity_text || l.severity_number || "")),
+      h("td", {}, l.service_name || ""), h("td", { class: "body" }, l.body ?? "")))));
+}
+
+export async function sessionPage(root, id, params) {
+  const sid = encodeURIComponent(id);
+  const base = `/api/v1/sessions/${sid}`;
+  const detail = h("aside", { class: "detail card" }, h("p", { class: "muted" }, "Click a span for its attributes, events and links."));
+  const wfBox = h("div", { class: "wf-box" }, h("p", { class: "muted" }, "loading spans…"));
+  const head = h("div", {}, h("p", { class: "muted" }, "loading…"));
+  const logsBox = h("div", {});
+  const timelineBox = h("div", { class: "timeline" });
+  const metricsBox = h("div", { class: "charts" });
+  const severity = h("select", { id: "log-severity" }, LEVELS.map(([v, label]) => h("option", { value: v }, label)));
+  const grep = h("input", { id: "log-grep", type: "search", placeholder: "search log text" });
+  const logCount = h("span", { class: "muted" });
+  severity.value = (params.get("severity") || "").toUpperCase();
+  grep.value = params.get("grep") || "";
+  root.replaceChildren(head,
+    h("section", { class: "card" }, h("h3", {}, "Traces"), h("div", { class: "wf-layout" }, wfBox, detail)),
+    h("section", { class: "card" }, h("div", { class: "section-head" }, h("h3", {}, "Logs"), severity, grep, logCount), logsBox),
+    h("div", { class: "two" },
+      h("section", { class: "card" }, h("h3", {}, "Timeline"), timelineBox),
+      h("section", { class: "card" }, h("h3", {}, "Metrics"), metricsBox)));
+
+  let wf = null;
+  const traces = new Map(); // trace id -> its full spans, fetched when one of its spans is opened
+  const open = async (s) => {
+    replaceParams({ span: s.span_id });
+    if (!traces.has(s.trace_id)) traces.set(s.trace_id, get(`/api/v1/traces/${s.trace_id}`).then((r) => r.spans));
+    const full = (await traces.get(s.trace_id)).find((x) => x.span_id === s.span_id);
+    if (full && wf && wf.selected === s.span_id) detail.replaceChildren(spanDetail(full));
+  };
+  // index.html starts this fetch before the modules load (window.__prefetch), when it can.
+  const pre = window.__prefetch;
+  window.__prefetch = null;
+  const wfPath = `${base}/waterfall`;
+  const wfAnswer = pre && pre.path === wfPath ? pre.answer.then((r) => (r && r.ok ? r.json() : get(wfPath))) : get(wfPath);
+  const spansP = wfAnswer.then((answer) => {
+    const spans = fromColumns(answer);
+    wf = new Waterfall(wfBox, spans, { selected: params.get("span"), onSelect: open });
+    if (!spans.length) wfBox.replaceChildren(h("p", { class: "muted" }, "no spans"));
+    window.__wfRendered = performance.now();
+    performance.mark("waterfall-rendered");
+  });
+  await wfAnswer.catch(() => null); // the waterfall first; the smaller reads follow
+  get(base).then(({ session }) => head.replaceChildren(summary(session)));
+
+  let logs = [];
+  const drawLogs = () => {
+    const min = LEVEL_NUM[severity.value] || 0;
+    const text = grep.value.trim().toLowerCase();
+    const shown = logs.filter((l) => (l.severity_number || 0) >= min && (!text || String(l.body ?? "").toLowerCase().includes(text)));
+    logCount.textContent = `${shown.length} of ${logs.length}`;
+    logsBox.replaceChildren(shown.length ? logTable(shown) : h("p", { class: "muted" }, "no matching log records"));
+  };
+  severity.addEventListener("change", () => { replaceParams({ severity: severity.value.toLowerCase() }); drawLogs(); });
+  grep.addEventListener("input", () => { replaceParams({ grep: grep.value }); drawLogs(); });
+  get(`${base}/logs`).then((r) => { logs = r.logs; drawLogs(); });
+
+  get(`${base}/events`).then(({ events }) => {
+    timelineBox.replaceChildren(h("ol", { class: "events-list" }, events.map((e) => {
+      const cls = e.type === "span.error" ? "ev-error" : e.type === "log" ? severityClass(e.severity_text) : "ev-life";
+      const li = h("li", { class: `ev ${cls}`, dataset: { type: e.type } },
+        h("span", { class: "mono" }, clock(e.time)), h("span", { class: "ev-type" }, e.type === "log" ? e.severity_text || "log" : e.type),
+        h("span", { class: "ev-msg" }, e.message ?? ""));
+      if (e.span_id) li.addEventListener("click", async () => { await spansP; wf && wf.reveal(e.span_id); });
+      return li;
+    })));
+  });
+
+  get(`${base}/metric_series`).then(({ series }) => {
+    if (!series.length) return metricsBox.replaceChildren(h("p", { class: "muted" }, "no metrics"));
+    metricsBox.replaceChildren(...series.map((s) => {
+      const lines = seriesLines(s);
+      const attrs = Object.entries(s.attributes || {}).filter(([k]) => k !== "room" && k !== "session").map(([k, v]) => `${k}=${v}`).join(" ");
+      return h("figure", { class: "chart-box", dataset: { metric: s.name } },
+        h("figcaption", {}, h("b", {}, s.name), ` ${s.type}${s.unit ? " · " + s.unit : ""} · ${s.service_name || ""} ${attrs}`),
+        lineChart(lines.main),
+        lines.count ? lineChart(lines.count, { height: 50 }) : null,
+        lines.count ? h("div", { class: "legend" }, h("span", { class: "p50" }, "p50"), h("span", { class: "p99" }, "p99"), h("span", { class: "count" }, "count")) : null);
+    }));
+  });
+  await spansP;
+}
+
+export async function tracePage(root, traceId, params) {
+  const detail = h("aside", { class: "detail card" }, h("p", { class: "muted" }, "Click a span for its attributes, events and links."));
+  const wfBox = h("div", { class: "wf-box" });
+  const { spans } = await get(`/api/v1/traces/${encodeURIComponent(traceId)}`);
+  const first = spans[0] || {};
+  root.replaceChildren(
+    h("section", { class: "card" },
+      h("h2", {}, `trace ${traceId}`),
+      h("p", {}, first.session_id ? h("a", { href: `#/session/${encodeURIComponent(first.session_id)}` }, `session ${first.session_id}`) : "", first.room ? ` · room ${first.room}` : "", ` · ${spans.length} spans`),
+      h("div", { class: "wf-layout" }, wfBox, detail)));
+  new Waterfall(wfBox, spans, {
+    selected: params.get("span"),
+    onSelect: (s) => { detail.replaceChildren(spanDetail(s)); replaceParams({ span: s.span_id }); },
+  });
+  window.__wfRendered = performance.now();
+}
+
+export { fmtNs };

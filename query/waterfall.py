@@ -1,0 +1,66 @@
+"""A session's spans in the compact, columnar shape the console's waterfall draws from.
+
+Only what the waterfall needs (ids, parent, name, service, status, start offset, duration) as
+rows of plain values, repeated text sent once, so 5,000 spans are one small read and one small
+JSON body; a span's
+attributes, events and links are fetched per trace when it is opened (``/api/v1/traces/{id}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from .filters import SpanFilter
+from .records import format_ts
+from .search import span_where, where_sql
+
+COLUMNS = [
+    "trace_id", "span_id", "parent_span_id", "name", "service_name", "kind", "status_code",
+    "start_ns", "duration_ns",
+]  # fmt: skip
+CODED = {"trace_id", "name", "service_name", "kind", "status_code"}
+
+
+def session_waterfall(
+    con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter
+) -> dict[str, Any]:
+    """Spans of the session's traces in which one span matches ``f`` (as ``.../spans``), in
+    start order; ``start_ns`` is nanoseconds after ``base_time`` (the earliest start)."""
+    conds, params = span_where(SpanFilter(**{**f.__dict__, "session": session_id, "limit": None}))
+    sql = f"""
+        WITH s AS (
+            SELECT trace_id, span_id, parent_span_id, name, service_name, kind, status_code,
+                   epoch_ns(start_time) AS start, duration_ns
+            FROM spans WHERE session_id = ?
+              AND trace_id IN (SELECT trace_id FROM spans{where_sql(conds)})
+        )
+        SELECT trace_id, span_id, parent_span_id, name, service_name, kind, status_code,
+               start - min(start) OVER () AS start_ns, duration_ns, min(start) OVER () AS base
+        FROM s ORDER BY start, span_id
+    """
+    rows = con.execute(sql, [session_id, *params]).fetchall()
+    base = rows[0][-1] if rows else None
+    # Repeated text (trace ids, names, services, kinds, statuses) travels once, in ``strings``;
+    # those columns hold indexes into it (null stays null).
+    strings: dict[str, int] = {}
+
+    def ref(text: str | None) -> int | None:
+        return None if text is None else strings.setdefault(text, len(strings))
+
+    coded = [i for i, c in enumerate(COLUMNS) if c in CODED]
+    out = []
+    for r in rows:
+        row = list(r[:-1])
+        for i in coded:
+            row[i] = ref(row[i])
+        out.append(row)
+    return {
+        "session_id": session_id,
+        "base_time": format_ts(base),
+        "columns": COLUMNS,
+        "coded": [COLUMNS[i] for i in coded],
+        "strings": list(strings),
+        "rows": out,
+    }
