@@ -204,7 +204,10 @@ def create_app(collector: Any) -> Starlette:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 
-    document = openapi()
+    from .console import Console  # the web console: static pages, live tail, metric series
+
+    console = Console(collector, answer)
+    document = console.document(openapi(ROUTES + console.api_routes))
 
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -216,4 +219,5 @@ def create_app(collector: Any) -> Starlette:
             routes.append(Route(r.path, sql, methods=["POST"]))
         else:
             routes.append(Route(r.path, handler(r), methods=["GET"]))
+    routes.extend(console.routes)
     return Starlette(routes=routes)

@@ -84,6 +84,7 @@ SESSION_LIST = ("room", "active", "since", "limit")
 SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")
 SESSION_LOGS = ("severity", "grep", "after", "limit")
 SESSION_METRICS = ("name", "limit")
+LIVE = ("room", "session", "limit")
 TRACES = (
     "room", "session", "service", "name", "trace_id", "min_duration", "max_duration", "attrs",
     "since", "until", "limit",
