@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"
@@ -215,7 +215,44 @@ def create_table_sql(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
 
 
+# trace id → the start times its spans cover, one row per trace per commit (version 2). A lookup
+# by trace id reads this small table, then only the spans' row groups in that time range (zone
+# maps on time-ordered data), instead of every trace_id of the store. Maintained by
+# DuckDBStore.write; retention deletes its old rows with the spans.
+TRACE_INDEX = "trace_index"
+TRACE_INDEX_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {TRACE_INDEX}"
+    f" (trace_id VARCHAR, first_start {TS}, last_start {TS})"
+)
+TRACE_INDEX_INSERT = (
+    f"INSERT INTO {TRACE_INDEX} SELECT trace_id, min(start_time), max(start_time)"
+    " FROM {source} WHERE trace_id IS NOT NULL GROUP BY trace_id"
+)
+
+# The attribute keys that occur in spans, per map ('span' or 'resource') (version 2). A search
+# on ``--attrs K=V`` skips a map lookup on every row when K never occurs in that map: decoding
+# MAP values is the costly part of a scan. Maintained by DuckDBStore.write (keys it has not seen
+# yet); retention leaves it, so it may hold keys no span has any more (only costs a lookup).
+ATTRIBUTE_KEYS = "span_attribute_keys"
+_PK = "PRIMARY KEY (map, key)"
+ATTRIBUTE_KEYS_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {ATTRIBUTE_KEYS} (map VARCHAR, key VARCHAR, {_PK})"
+)
+ATTRIBUTE_KEYS_INSERT = f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS} VALUES (?, ?)"
+ATTRIBUTE_KEYS_LOAD = f"SELECT map, key FROM {ATTRIBUTE_KEYS}"
+ATTRIBUTE_KEYS_BACKFILL = (
+    f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS}"
+    " SELECT DISTINCT 'span', unnest(map_keys(attributes)) FROM spans"
+    " UNION SELECT DISTINCT 'resource', unnest(map_keys(resource_attributes)) FROM spans"
+)
+
 # Each migration takes the file from version N-1 to N. Version 1 creates everything.
 MIGRATIONS: dict[int, list[str]] = {
     1: [create_table_sql(t) for t in TABLES],
+    2: [
+        TRACE_INDEX_SQL,
+        TRACE_INDEX_INSERT.format(source="spans"),
+        ATTRIBUTE_KEYS_SQL,
+        ATTRIBUTE_KEYS_BACKFILL,
+    ],
 }

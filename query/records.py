@@ -11,10 +11,11 @@ import base64
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from collector.schema import TABLES, TS
 
@@ -121,10 +122,43 @@ def to_record(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     return record
 
 
+Convert = Callable[[Any], Any] | None
+
+
+def _converter(t: pa.DataType) -> Convert:
+    """What turns an Arrow ``to_pylist`` value into what DuckDB's ``fetchall`` gives: maps
+    (lists of pairs) → dicts, whole decimals (HUGEINT sums) → ints; None when nothing to do."""
+    if pa.types.is_map(t):
+        item = _converter(t.item_type)
+        if item is None:
+            return lambda v: None if v is None else dict(v)
+        return lambda v: None if v is None else {k: item(x) for k, x in v}
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _converter(t.value_type)
+        if inner is None:
+            return None
+        return lambda v: None if v is None else [inner(x) for x in v]
+    if pa.types.is_struct(t):
+        fields = [(f.name, _converter(f.type)) for f in t]
+        if all(c is None for _, c in fields):
+            return None
+        return lambda v: None if v is None else {n: (c(v[n]) if c else v[n]) for n, c in fields}
+    if pa.types.is_decimal(t) and t.scale == 0:
+        return lambda v: None if v is None else int(v)
+    return None
+
+
 def fetch_records(
     con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
 ) -> list[dict[str, Any]]:
-    """Run a read and return its rows as records (timestamp columns selected as epoch_ns)."""
-    cur = con.execute(sql, list(params))
-    names = [d[0] for d in cur.description]
-    return [to_record(names, row) for row in cur.fetchall()]
+    """Run a read and return its rows as records (timestamp columns selected as epoch_ns).
+
+    Rows travel as Arrow (about twice as fast as ``fetchall`` for rows with maps and lists)."""
+    table = con.execute(sql, list(params)).to_arrow_table()
+    names = table.column_names
+    columns = []
+    for column in table.columns:
+        values = column.to_pylist()
+        convert = _converter(column.type)
+        columns.append(values if convert is None else [convert(v) for v in values])
+    return [to_record(names, row) for row in zip(*columns, strict=True)]

@@ -8,32 +8,71 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
+
 from .filters import SPAN_FIELDS, LogFilter, MetricFilter, SessionFilter, SpanFilter
 
 Where = tuple[list[str], list[Any]]
 
 
-def _attr_condition(key: str, value: str, alias: str) -> tuple[str, list[Any]]:
-    """SPEC 5: span attributes, then resource attributes; ``status`` and span-field fallbacks."""
+# Which maps a key occurs in ("span", "resource"); None: not known (look in both).
+KeyMaps = dict[str, set[str]] | None
+
+
+def attribute_key_maps(con: duckdb.DuckDBPyConnection, keys: list[str]) -> KeyMaps:
+    """The maps each of ``keys`` occurs in, from span_attribute_keys (schema version 2)."""
+    if not keys:
+        return {}
+    found: dict[str, set[str]] = {k: set() for k in keys}
+    try:
+        rows = con.execute(
+            "SELECT key, map FROM span_attribute_keys WHERE list_contains(?, key)", [keys]
+        ).fetchall()
+    except duckdb.CatalogException:  # a version-1 file opened read-only
+        return None
+    for key, map_name in rows:
+        found[key].add(map_name)
+    return found
+
+
+def _attr_condition(
+    key: str, value: str, alias: str, maps: set[str] | None = None
+) -> tuple[str, list[Any]]:
+    """SPEC 5: span attributes, then resource attributes; ``status`` and span-field fallbacks.
+
+    ``maps`` (the maps ``key`` occurs in at all) drops lookups that cannot match: decoding a
+    MAP column is what a scan spends most on."""
     p = f"{alias}." if alias else ""
-    looked_up = f"coalesce({p}attributes[?], {p}resource_attributes[?])"
+    if maps is None:
+        maps = {"span", "resource"}
+    lookups = [
+        f"{p}{m}[?]"
+        for n, m in (("span", "attributes"), ("resource", "resource_attributes"))
+        if n in maps
+    ]
+    looked_up = f"coalesce({', '.join(lookups)})" if len(lookups) > 1 else "".join(lookups)
+    kp = [key] * len(lookups)
     if key == "status":
-        return (
-            f"({looked_up} = ? OR upper({p}status_code) = upper(?))",
-            [key, key, value, value],
-        )
+        own = f"upper({p}status_code) = upper(?)"
+        if not lookups:
+            return own, [value]
+        return f"({own} OR {looked_up} = ?)", [value, *kp, value]
     if key in SPAN_FIELDS:
         column = f"{p}{SPAN_FIELDS[key]}"
         own = f"upper({column}) = upper(?)" if key == "kind" else f"{column} = ?"
+        if not lookups:
+            return own, [value]
         return (
             f"(CASE WHEN {looked_up} IS NOT NULL THEN {looked_up} = ? ELSE {own} END)",
-            [key, key, key, key, value, value],
+            [*kp, *kp, value, value],
         )
-    return f"{looked_up} = ?", [key, key, value]
+    if not lookups:
+        return "false", []
+    return f"{looked_up} = ?", [*kp, value]
 
 
-def span_where(f: SpanFilter, alias: str = "") -> Where:
-    """Conditions one span must meet (all of them)."""
+def span_where(f: SpanFilter, alias: str = "", key_maps: KeyMaps = None) -> Where:
+    """Conditions one span must meet (all of them); ``key_maps`` from attribute_key_maps."""
     p = f"{alias}." if alias else ""
     conds: list[str] = []
     params: list[Any] = []
@@ -61,7 +100,8 @@ def span_where(f: SpanFilter, alias: str = "") -> Where:
     if f.until is not None:
         add(f"{p}start_time <= ?", f.until.replace(tzinfo=None))
     for key, value in f.attrs:
-        sql, values = _attr_condition(key, value, alias)
+        maps = None if key_maps is None else key_maps.get(key)
+        sql, values = _attr_condition(key, value, alias, maps)
         add(sql, *values)
     return conds, params
 

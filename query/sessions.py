@@ -48,46 +48,98 @@ def resolve_session(
             where = f" in room {room!r}" if room is not None else ""
             raise NotFound(f"no sessions{where}")
         return row[0]
-    row = con.execute(
-        "SELECT 1 FROM sessions WHERE session_id = $1"
-        " UNION ALL (SELECT 1 FROM spans WHERE session_id = $1 LIMIT 1)"
-        " UNION ALL (SELECT 1 FROM logs WHERE session_id = $1 LIMIT 1)"
-        " UNION ALL (SELECT 1 FROM metric_points WHERE session_id = $1 LIMIT 1) LIMIT 1",
-        [session_id],
-    ).fetchone()
+    # The sessions table first: the UNION below reads the signal tables' session_id columns
+    # whole (DuckDB runs its branches in parallel), ~12 ms at 10 M spans.
+    row = con.execute("SELECT 1 FROM sessions WHERE session_id = ?", [session_id]).fetchone()
+    if row is None:
+        row = con.execute(
+            "(SELECT 1 FROM spans WHERE session_id = $1 LIMIT 1)"
+            " UNION ALL (SELECT 1 FROM logs WHERE session_id = $1 LIMIT 1)"
+            " UNION ALL (SELECT 1 FROM metric_points WHERE session_id = $1 LIMIT 1) LIMIT 1",
+            [session_id],
+        ).fetchone()
     if row is None:
         raise NotFound(f"no session {session_id!r}")
     return session_id
 
 
+# Which column places a table's records in time, and which sessions column counts them.
+_WINDOW = {"spans": ("start_time", "span_count"), "logs": ("time", "log_count")}
+
+
+def session_window(
+    con: duckdb.DuckDBPyConnection, session_id: str, table: str, alias: str = ""
+) -> tuple[str, list[Any]]:
+    """`` AND <time> BETWEEN ...``: the session's known time window, when it holds all of the
+    session's records of ``table``; else no condition.
+
+    Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
+    group outside it. It is used only when a count over the window equals the session's own
+    count: records placed at their receive time (clock skew, no timestamp) or removed by
+    retention make the counts differ, and the query then reads the whole table (still right).
+    """
+    column, counter = _WINDOW[table]
+    row = con.execute(
+        f"SELECT epoch_ns(started_at), epoch_ns(last_seen_at), {counter} FROM sessions"
+        " WHERE session_id = ?",
+        [session_id],
+    ).fetchone()
+    if row is None or row[0] is None:
+        return "", []
+    p = f"{alias}." if alias else ""
+    cond = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+    (inside,) = con.execute(
+        f"SELECT count(*) FROM {table} WHERE session_id = ?{cond.replace(p, '')}",
+        [session_id, row[0], row[1]],
+    ).fetchone()
+    return (cond, [row[0], row[1]]) if inside == row[2] else ("", [])
+
+
 def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Record]:
     """Lifecycle events, log records and error spans of one session, in time order."""
     resolve_session(con, session_id)
-    sql = """
+    lwin, lparams = session_window(con, session_id, "logs")
+    swin, sparams = session_window(con, session_id, "spans")
+    sql = f"""
         SELECT epoch_ns(time) AS time, type, NULL AS severity_text, NULL AS service_name,
                CAST(data AS VARCHAR) AS message, NULL AS trace_id, NULL AS span_id,
                CASE type WHEN 'session.started' THEN 0 WHEN 'session.ended' THEN 4 ELSE 1 END AS o
         FROM session_events WHERE session_id = $1
         UNION ALL
         SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2
-        FROM logs WHERE session_id = $1
+        FROM logs WHERE session_id = $1{lwin}
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3
-        FROM spans WHERE session_id = $1 AND upper(status_code) = 'ERROR'
+        FROM spans WHERE session_id = $1 AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
-    rows = fetch_records(con, sql, [session_id])
+    # $n parameters: the windows' bounds follow the session id in order.
+    params = [session_id, *lparams, *sparams]
+    sql = sql.replace("make_timestamp_ns(?)", "make_timestamp_ns(${})")
+    sql = _number_params(sql, iter(range(2, 1 + len(params))))
+    rows = fetch_records(con, sql, params)
     for row in rows:
         del row["o"]
     return rows
 
 
+def _number_params(sql: str, numbers: Any) -> str:
+    """Replace each ``${}`` placeholder left by session_window with the next ``$n``."""
+    out = []
+    parts = sql.split("${}")
+    for part in parts[:-1]:
+        out.append(part + f"${next(numbers)}")
+    out.append(parts[-1])
+    return "".join(out)
+
+
 def session_logs(con: duckdb.DuckDBPyConnection, session_id: str, f: LogFilter) -> list[Record]:
     conds, params = log_where(f)
+    window, wparams = session_window(con, session_id, "logs")
     sql = f"SELECT {select_list('logs')} FROM logs{where_sql(['session_id = ?', *conds])}"
-    sql += " ORDER BY time, received_at"
-    args = [session_id, *params]
+    sql += window + " ORDER BY time, received_at"
+    args = [session_id, *params, *wparams]
     if f.limit is not None:
         sql += " LIMIT ?"
         args.append(f.limit)

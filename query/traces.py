@@ -10,29 +10,56 @@ import duckdb
 from .errors import NotFound, QueryError
 from .filters import SpanFilter, format_ns_duration
 from .records import fetch_records, select_list
-from .search import span_where, where_sql
+from .search import attribute_key_maps, span_where, where_sql
 
 Record = dict[str, Any]
 _HEX = set("0123456789abcdef")
 
 
+# Newest-first searches look at the newest hour, then day, before all of time: spans arrive
+# roughly in time order, so DuckDB's zone maps on start_time skip every older row group.
+SEARCH_WINDOWS_NS = (3_600 * 10**9, 86_400 * 10**9)
+
+
 def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> list[Record]:
-    """Spans matching every condition, newest first."""
-    conds, params = span_where(f)
-    sql = f"SELECT {select_list('spans')} FROM spans{where_sql(conds)}"
-    sql += " ORDER BY start_time DESC, span_id LIMIT ?"
-    return fetch_records(con, sql, [*params, f.limit or limit])
+    """Spans matching every condition, newest first.
+
+    When the newest window already holds ``limit`` matches, they are the newest overall (the
+    window has no upper bound), so the older data is never read."""
+    n = f.limit or limit
+    conds, params = span_where(f, key_maps=attribute_key_maps(con, [k for k, _ in f.attrs]))
+    sql = f"SELECT {select_list('spans')} FROM spans"
+    order = " ORDER BY start_time DESC, span_id LIMIT ?"
+    (newest,) = con.execute("SELECT epoch_ns(max(start_time)) FROM spans").fetchone()
+    if newest is not None:
+        if f.until is not None:
+            newest = min(newest, int(f.until.timestamp()) * 10**9)
+        since = int(f.since.timestamp()) * 10**9 if f.since is not None else None
+        for width in SEARCH_WINDOWS_NS:
+            if since is not None and newest - width <= since:
+                break
+            window = [*conds, "start_time >= make_timestamp_ns(?)"]
+            rows = fetch_records(con, sql + where_sql(window) + order, [*params, newest - width, n])
+            if len(rows) >= n:
+                return rows
+    return fetch_records(con, sql + where_sql(conds) + order, [*params, n])
 
 
 def session_spans(con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter) -> list[Record]:
     """All spans of the session's traces in which at least one span matches (Jaeger semantics)."""
-    conds, params = span_where(SpanFilter(**{**f.__dict__, "session": session_id, "limit": None}))
-    sql = (
-        f"SELECT {select_list('spans', 's')} FROM spans s WHERE s.session_id = ?"
-        f" AND s.trace_id IN (SELECT trace_id FROM spans{where_sql(conds)})"
-        " ORDER BY s.start_time, s.span_id"
+    from .sessions import session_window  # sessions imports this module's neighbours
+
+    maps = attribute_key_maps(con, [k for k, _ in f.attrs])
+    conds, params = span_where(
+        SpanFilter(**{**f.__dict__, "session": session_id, "limit": None}), key_maps=maps
     )
-    return fetch_records(con, sql, [session_id, *params])
+    window, wparams = session_window(con, session_id, "spans")
+    sql = f"SELECT {select_list('spans', 's')} FROM spans s WHERE s.session_id = ?{window}"
+    order = " ORDER BY s.start_time, s.span_id"
+    if len(conds) == 1:  # only the session itself: every span of it matches
+        return fetch_records(con, sql + order, [session_id, *wparams])
+    sql += f" AND s.trace_id IN (SELECT trace_id FROM spans{where_sql(conds)}{window})"
+    return fetch_records(con, sql + order, [session_id, *wparams, *params, *wparams])
 
 
 def check_trace_id(trace_id: str) -> str:
@@ -45,7 +72,24 @@ def check_trace_id(trace_id: str) -> str:
 def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     tid = check_trace_id(trace_id)
     sql = f"SELECT {select_list('spans')} FROM spans WHERE trace_id = ?"
-    rows = fetch_records(con, sql + " ORDER BY start_time, span_id", [tid])
+    order = " ORDER BY start_time, span_id"
+    # The trace's time range from the small trace_index table, so that only the row groups of
+    # those times are read; spans without a start time, or a store without the index, fall
+    # back to reading every trace id.
+    try:
+        first, last = con.execute(
+            "SELECT epoch_ns(min(first_start)), epoch_ns(max(last_start)) FROM trace_index"
+            " WHERE trace_id = ?",
+            [tid],
+        ).fetchone()
+    except duckdb.CatalogException:  # a version-1 file opened read-only (not migrated)
+        first = last = None
+    rows = []
+    if first is not None:
+        window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+        rows = fetch_records(con, sql + window + order, [tid, first, last])
+    if not rows:
+        rows = fetch_records(con, sql + order, [tid])
     if not rows:
         raise NotFound(f"no trace {tid}")
     return rows

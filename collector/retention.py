@@ -1,0 +1,242 @@
+"""Retention: delete whole old data so the store stays bounded (setting ``retention.max_age``).
+
+Spans, log records and metric points older than the cutoff go (by their own time), with their
+``trace_index`` rows; sessions whose ``last_seen_at`` is older go with their events. Deletes run
+in slices of ``SLICE_NS`` of data time, each its own transaction: the background job hands each
+slice to the writer thread (:meth:`Writer.run`), so ingest commits interleave with them instead
+of waiting behind one long delete. Data arrives roughly in time order, so a slice's delete reads
+only the row groups of that slice (zone maps) and leaves whole row groups empty, which the next
+checkpoint frees for reuse: the file stops growing once retention deletes as fast as data
+arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from .schema import TRACE_INDEX
+
+log = logging.getLogger("roomscope.retention")
+
+SLICE_NS = 3_600 * 10**9  # one hour of data per delete transaction
+# table → its time column (rows with no time are judged by when they were received)
+TIME_COLUMNS = {"spans": "start_time", "logs": "time", "metric_points": "time"}
+_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)?\s*$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``3600`` (seconds), ``0`` → seconds; ValueError otherwise."""
+    m = _AGE_RE.match(str(text))
+    if not m:
+        raise ValueError(f"invalid age {text!r}: use a number with s, m, h, d or w, e.g. 7d")
+    return float(m.group(1)) * _AGE_SECONDS[m.group(2) or "s"]
+
+
+def check_age(text: str) -> str | None:
+    """Settings check for ``retention.max_age``."""
+    try:
+        parse_age(text)
+    except ValueError:
+        return "is not an age: use e.g. 7d, 12h, 90m, or 0 to keep data forever"
+    return None
+
+
+@dataclass
+class Pruned:
+    """Rows deleted, per table."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def add(self, table: str, n: int) -> None:
+        self.rows[table] = self.rows.get(table, 0) + n
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+def _deleted(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _oldest_ns(con: duckdb.DuckDBPyConnection) -> int | None:
+    times = []
+    for table, column in TIME_COLUMNS.items():
+        (t,) = con.execute(f"SELECT epoch_ns(min({column})) FROM {table}").fetchone()
+        if t is not None:
+            times.append(t)
+    return min(times) if times else None
+
+
+def slices(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> list[int]:
+    """Upper bounds of the delete slices, oldest first, the last one being the cutoff."""
+    oldest = _oldest_ns(con)
+    if oldest is None or oldest >= cutoff_ns:
+        return [cutoff_ns]
+    bounds = list(range(oldest + SLICE_NS, cutoff_ns, SLICE_NS))
+    return [*bounds, cutoff_ns]
+
+
+def delete_slice(con: duckdb.DuckDBPyConnection, upto_ns: int, pruned: Pruned) -> None:
+    """Delete signal rows older than ``upto_ns`` (one transaction, on the writer's connection)."""
+    con.begin()
+    try:
+        for table, column in TIME_COLUMNS.items():
+            pruned.add(
+                table,
+                _deleted(
+                    con, f"DELETE FROM {table} WHERE {column} < make_timestamp_ns(?)", [upto_ns]
+                ),
+            )
+        con.execute(f"DELETE FROM {TRACE_INDEX} WHERE last_start < make_timestamp_ns(?)", [upto_ns])
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def delete_rest(con: duckdb.DuckDBPyConnection, cutoff_ns: int, pruned: Pruned) -> set[str]:
+    """Rows with no time received before the cutoff, and old sessions with their events;
+    returns the deleted session ids."""
+    con.begin()
+    try:
+        for table, column in TIME_COLUMNS.items():
+            pruned.add(
+                table,
+                _deleted(
+                    con,
+                    f"DELETE FROM {table} WHERE {column} IS NULL"
+                    " AND received_at < make_timestamp_ns(?)",
+                    [cutoff_ns],
+                ),
+            )
+        ids = {
+            r[0]
+            for r in con.execute(
+                "SELECT session_id FROM sessions WHERE last_seen_at < make_timestamp_ns(?)",
+                [cutoff_ns],
+            ).fetchall()
+        }
+        if ids:
+            con.execute(
+                "DELETE FROM session_events WHERE session_id IN"
+                " (SELECT session_id FROM sessions WHERE last_seen_at < make_timestamp_ns(?))",
+                [cutoff_ns],
+            )
+            pruned.add(
+                "sessions",
+                _deleted(
+                    con,
+                    "DELETE FROM sessions WHERE last_seen_at < make_timestamp_ns(?)",
+                    [cutoff_ns],
+                ),
+            )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return ids
+
+
+def prune_connection(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> Pruned:
+    """Everything older than the cutoff, slice by slice, on one connection (``roomscope prune``
+    on a stopped store), then a checkpoint so the freed blocks are reused."""
+    pruned = Pruned()
+    for upto in slices(con, cutoff_ns):
+        delete_slice(con, upto, pruned)
+    delete_rest(con, cutoff_ns, pruned)
+    con.execute("CHECKPOINT")
+    return pruned
+
+
+class Retention:
+    """The background job: every ``interval`` seconds, delete what is older than ``max_age``
+    through the writer, one slice per writer task, then checkpoint."""
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[Any], Any]], Any],
+        max_age: float,
+        interval: float = 60.0,
+        forget: Callable[[set[str]], None] | None = None,
+    ):
+        self.run = run  # Writer.run
+        self.max_age_ns = int(max_age * 1e9)
+        self.interval = interval
+        self.forget = forget
+        self.stats = {"runs": 0, "deleted": 0}
+        self.last = Pruned()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ran = threading.Condition()
+
+    def start(self) -> None:
+        if self.max_age_ns <= 0:
+            return  # keep forever
+        self._thread = threading.Thread(target=self._loop, name="roomscope-retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.prune_once()
+            except Exception as exc:  # the store may be failing; next round tries again
+                log.warning("retention run failed: %s", exc)
+
+    def prune_once(self, now_ns: int | None = None) -> Pruned:
+        cutoff = (time.time_ns() if now_ns is None else now_ns) - self.max_age_ns
+        pruned = Pruned()
+        bounds = self.run(lambda store: slices(store.con, cutoff)).result()
+        for upto in bounds:
+            if self._stop.is_set():
+                return pruned
+            self.run(lambda store, upto=upto: delete_slice(store.con, upto, pruned)).result()
+        ids = self.run(lambda store: delete_rest(store.con, cutoff, pruned)).result()
+        if ids and self.forget is not None:
+            self.run(lambda store: self.forget(ids)).result()
+        if pruned.total:
+            self.run(lambda store: store.checkpoint()).result()
+            log.info("retention deleted %s", pruned.rows)
+        with self.ran:
+            self.stats["runs"] += 1
+            self.stats["deleted"] += pruned.total
+            self.last = pruned
+            self.ran.notify_all()
+        return pruned
+
+
+def prune_store(path: str, older_than: float, now_ns: int | None = None) -> Pruned:
+    """``roomscope prune``: open a store file that no collector holds and prune it."""
+    from .errors import StoreError
+    from .store import DuckDBStore
+
+    store = DuckDBStore(path)
+    try:
+        store.open()
+    except StoreError as exc:
+        if "lock" in str(exc).lower():
+            raise StoreError(
+                f"store {path} is in use (a running collector holds it): its retention job"
+                " prunes it (setting retention.max_age); or stop it and run roomscope prune"
+            ) from None
+        raise
+    try:
+        cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than * 1e9)
+        return prune_connection(store.con, cutoff)
+    finally:
+        store.close()

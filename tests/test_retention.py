@@ -1,0 +1,242 @@
+"""Retention (issue 6): old spans, logs, metric points and sessions go; nothing newer does.
+
+Covers the collector's background job (short interval), ``roomscope prune`` on a stopped store,
+its refusal while a collector runs, the schema 1 → 2 migration (trace_index), and a store whose
+file stops growing under steady ingest with retention on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+from click.testing import CliRunner
+from conftest import read_store
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from otlp_factory import kv, trace_request
+
+from collector.decode import decode_body
+from collector.retention import Retention, parse_age
+from collector.schema import MIGRATIONS
+from collector.sessions import SessionTracker
+from collector.store import DuckDBStore
+from collector.tagging import Tagger
+from collector.writer import Writer
+from query.cli import main
+from query.reader import Reader
+
+DAY = 86_400 * 10**9
+NOW = time.time_ns()
+OLD = NOW - 10 * DAY  # older than the 7 d default
+NEW = NOW - 60 * 10**9
+
+
+def logs_request(session: str, t_ns: int, n: int = 5) -> ExportLogsServiceRequest:
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.extend([kv("service.name", "agent"), kv("room", "lobby")])
+    rl.resource.attributes.append(kv("session", session))
+    sl = rl.scope_logs.add()
+    for i in range(n):
+        rec = sl.log_records.add(time_unix_nano=t_ns + i, severity_number=9, severity_text="INFO")
+        rec.body.string_value = f"line {i}"
+    return req
+
+
+def metrics_request(session: str, t_ns: int, n: int = 5) -> ExportMetricsServiceRequest:
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.extend([kv("service.name", "agent"), kv("room", "lobby")])
+    rm.resource.attributes.append(kv("session", session))
+    metric = rm.scope_metrics.add().metrics.add(name="queue.depth")
+    for i in range(n):
+        metric.gauge.data_points.add(time_unix_nano=t_ns + i, as_int=i)
+    return req
+
+
+def post(rc, signal: str, message) -> None:
+    r = httpx.post(
+        f"{rc.http_url}/v1/{signal}",
+        content=message.SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+    )
+    assert r.status_code == 200, r.text
+
+
+def send_old_and_new(rc) -> None:
+    for session, t in (("old-session", OLD), ("new-session", NEW)):
+        post(rc, "traces", trace_request(64, session=session, start_ns=t, seed=t % 1000))
+        post(rc, "logs", logs_request(session, t))
+        post(rc, "metrics", metrics_request(session, t))
+
+
+def counts(query) -> dict[str, int]:
+    out = {}
+    for table, column in (("spans", "start_time"), ("logs", "time"), ("metric_points", "time")):
+        for label, op in (("old", "<"), ("new", ">=")):
+            sql = f"SELECT count(*) FROM {table} WHERE {column} {op} make_timestamp_ns(?)"
+            out[f"{table}.{label}"] = query(sql, [NOW - 7 * DAY])[0][0]
+    for label, sid in (("old", "old-session"), ("new", "new-session")):
+        out[f"sessions.{label}"] = query(
+            "SELECT count(*) FROM sessions WHERE session_id = ?", [sid]
+        )[0][0]
+        out[f"session_events.{label}"] = query(
+            "SELECT count(*) FROM session_events WHERE session_id = ?", [sid]
+        )[0][0]
+    out["trace_index.old"] = query(
+        "SELECT count(*) FROM trace_index WHERE last_start < make_timestamp_ns(?)",
+        [NOW - 7 * DAY],
+    )[0][0]
+    return out
+
+
+def assert_pruned(before: dict[str, int], after: dict[str, int]) -> None:
+    for key, n in before.items():
+        if key.endswith(".old"):
+            assert after[key] == 0, (key, after)
+        else:
+            assert n > 0 and after[key] == n, (key, before, after)
+
+
+def test_background_job_deletes_old_data_only(start_collector):
+    rc = start_collector(**{"retention.max_age": "0"})  # keep everything while sending
+    send_old_and_new(rc)
+    before = counts(rc.query)
+    assert before["spans.old"] == 64 and before["logs.old"] == 5 and before["sessions.old"] == 1
+    rc.stop()
+
+    rc = start_collector(rc.db, **{"retention.max_age": "7d", "retention.interval": 0.05})
+    job = rc.collector.retention
+    deadline = time.monotonic() + 20
+    with job.ran:
+        while job.stats["deleted"] == 0:
+            assert job.ran.wait(max(0.0, deadline - time.monotonic())), "retention never ran"
+    assert_pruned(before, counts(rc.query))
+    assert job.last.rows["spans"] == 64 and job.last.rows["sessions"] == 1
+    # The tracker forgot the deleted session: new records for its id start it afresh.
+    post(rc, "traces", trace_request(8, session="old-session", start_ns=NEW, seed=5))
+    assert rc.query("SELECT span_count FROM sessions WHERE session_id = 'old-session'") == [(8,)]
+
+
+def test_prune_command_on_a_stopped_store(start_collector):
+    rc = start_collector(**{"retention.max_age": "0"})
+    send_old_and_new(rc)
+    before = counts(rc.query)
+    rc.stop()
+    result = CliRunner().invoke(main, ["--db", str(rc.db), "prune", "--older-than", "7d"])
+    assert result.exit_code == 0, result.output
+    assert "64 spans" in result.output and "1 sessions" in result.output
+    assert_pruned(before, counts(lambda sql, p: read_store(rc.db, sql, p)))
+
+
+def test_prune_refuses_while_a_collector_runs(start_collector):
+    rc = start_collector(**{"retention.max_age": "0"})
+    result = CliRunner().invoke(main, ["--server", rc.api_url, "prune", "--older-than", "7d"])
+    assert result.exit_code == 1
+    assert "collector is running" in result.output
+    # Another process: DuckDB's file lock (in this process the file is simply shared).
+    cmd = [sys.executable, "-c", "from query.cli import main; main()"]
+    cmd += ["--db", str(rc.db), "prune", "--older-than", "7d"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done
+    assert "in use (a running collector holds it)" in done.stderr
+
+
+@pytest.mark.parametrize("bad", ["0", "soon", "-1d"])
+def test_prune_rejects_bad_ages(bad, tmp_path):
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "x"), "prune", "--older-than", bad])
+    assert result.exit_code == 2
+
+
+def test_max_age_setting_is_checked(tmp_path):
+    from collector.errors import SettingsError
+    from collector.settings import load_settings
+
+    assert parse_age("7d") == 7 * 86400 and parse_age("0") == 0
+    with pytest.raises(SettingsError, match=r"retention\.max_age"):
+        load_settings(env={"ROOMSCOPE_RETENTION_MAX_AGE": "a week"})
+
+
+def test_migration_from_version_1_adds_the_trace_index(tmp_path):
+    db = str(tmp_path / "v1.duckdb")
+    con = duckdb.connect(db)
+    con.execute("CREATE TABLE roomscope_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    for statement in MIGRATIONS[1]:
+        con.execute(statement)
+    con.execute("INSERT INTO roomscope_meta VALUES ('schema_version', '1')")
+    tid = "ab" * 16
+    con.execute(
+        "INSERT INTO spans (trace_id, span_id, name, start_time) VALUES"
+        " (?, '00000000000000a1', 'root', make_timestamp_ns(?)),"
+        " (?, '00000000000000a2', 'child', make_timestamp_ns(?))",
+        [tid, NEW, tid, NEW + 5],
+    )
+    con.close()
+    store = DuckDBStore(db)
+    store.open()
+    store.close()
+    assert read_store(tmp_path / "v1.duckdb", "SELECT value FROM roomscope_meta") == [("2",)]
+    assert read_store(
+        tmp_path / "v1.duckdb",
+        "SELECT trace_id, epoch_ns(first_start), epoch_ns(last_start) FROM trace_index",
+    ) == [(tid, NEW, NEW + 5)]
+    reader = Reader(duckdb.connect(db, read_only=True))
+    assert [s["name"] for s in reader.trace(tid)["spans"]] == ["root", "child"]
+    reader.close()
+
+
+def test_file_stops_growing_under_steady_ingest(tmp_path):
+    """Two simulated days of steady ingest (one request per 10 data-minutes) into a store that
+    keeps 6 hours: once retention has started deleting, the file stays within a bound."""
+    db = str(tmp_path / "steady.duckdb")
+    store = DuckDBStore(db)
+    store.open()
+    tracker = SessionTracker()
+    tracker.attach(store)
+    writer = Writer(store, tracker=tracker)
+    writer.start()
+    job = Retention(writer.run, parse_age("6h"), forget=tracker.forget)
+    tagger = Tagger()
+    start = NOW - 2 * DAY
+    step = 10 * 60 * 10**9
+    sizes = []
+    try:
+        for i in range(2 * 24 * 6):
+            t = start + i * step
+            body = trace_request(400, session=f"s{i // 12}", start_ns=t, seed=i)
+            writer.submit(decode_body("traces", body.SerializeToString(), "protobuf", tagger))
+            if i % 6 == 5:  # hourly, as the job would
+                job.prune_once(now_ns=t)
+                sizes.append(os.path.getsize(db))
+    finally:
+        writer.stop()
+        store.close()
+    plateau = sizes[len(sizes) // 3 :]  # after the first 16 hours
+    assert max(plateau[-8:]) <= max(plateau[:8]) * 1.15, sizes
+    (kept,) = read_store(Path(db), "SELECT count(*) FROM spans")[0]
+    assert kept <= 7 * 6 * 400
+
+
+def test_run_executes_on_the_writer_thread(tmp_path):
+    store = DuckDBStore(str(tmp_path / "w.duckdb"))
+    store.open()
+    writer = Writer(store)
+    writer.start()
+    try:
+        name = writer.run(lambda s: threading.current_thread().name).result(10)
+        assert name == "roomscope-writer"
+        with pytest.raises(ZeroDivisionError):
+            writer.run(lambda s: 1 / 0).result(10)
+    finally:
+        writer.stop()
+        store.close()
