@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from .auth import SCOPES, create_token
 from .errors import RoomscopeError
 from .server import Collector
 from .settings import load_settings
@@ -42,7 +43,7 @@ def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host
     def ready(c: Collector) -> None:
         click.echo(
             f"roomscope ready: OTLP/gRPC :{c.ports['grpc']}  OTLP/HTTP :{c.ports['http']}"
-            f"  API http://{settings.get('server.api_host')}:{c.ports['api']}"
+            f"  API {'https' if c.tls else 'http'}://{settings.get('server.api_host')}:{c.ports['api']}"
             f"  store {c.store.path}",
             err=True,
         )
@@ -51,3 +52,32 @@ def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host
         asyncio.run(Collector(settings).serve(on_ready=ready))
     except RoomscopeError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@click.group("token")
+def token_group() -> None:
+    """Bearer tokens for auth.enabled (stored as SHA-256 hashes in auth.tokens_file)."""
+
+
+@token_group.command("create")
+@click.option("--project", required=True, help="The project the token reads or writes.")
+@click.option(
+    "--scope", type=click.Choice(SCOPES), required=True, help="ingest (OTLP) or query (API)."
+)
+@click.option(
+    "--tokens-file",
+    type=click.Path(dir_okay=False),
+    help="Tokens file to append to (default: auth.tokens_file).",
+)
+@click.pass_context
+def token_create(ctx: click.Context, project: str, scope: str, tokens_file: str | None) -> None:
+    """Create a token: prints it once; only its hash is stored."""
+    try:
+        if tokens_file is None:
+            config = (ctx.find_root().obj or {}).get("config")
+            tokens_file = load_settings(config).get("auth.tokens_file")
+        token = create_token(tokens_file, project, scope)
+    except RoomscopeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)
+    click.echo(f"{scope} token for project {project!r} added to {tokens_file}", err=True)

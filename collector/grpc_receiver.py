@@ -2,7 +2,8 @@
 
 gRPC decompresses gzip itself and enforces the message size limit (limits.max_body_bytes) on
 the decompressed message. Errors map to INVALID_ARGUMENT (bad payload), UNAVAILABLE (queue full,
-with a RetryInfo-style retry delay in the message, or store trouble).
+with a RetryInfo-style retry delay in the message, or store trouble), UNAUTHENTICATED (auth on and
+no valid ingest token in the ``authorization`` metadata).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from .auth import UNAUTHORIZED, Auth
 from .decode import response_message
 from .errors import DecodeError, Overloaded, RoomscopeError, StoreUnavailable
 from .ingest import Ingestor
@@ -28,12 +30,26 @@ from .ingest import Ingestor
 log = logging.getLogger("roomscope.grpc")
 
 
-async def _export(ingestor: Ingestor, signal: str, request: bytes, context) -> Message:
+def _authorization(context) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key.lower() == "authorization":
+            return value if isinstance(value, str) else None
+    return None
+
+
+async def _export(
+    ingestor: Ingestor, signal: str, request: bytes, context, auth: Auth | None = None
+) -> Message:
+    project = None
+    if auth is not None:
+        project = auth.project(_authorization(context), "ingest")
+        if project is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHORIZED)
     try:
         if not ingestor.accepting:
             raise StoreUnavailable("collector is shutting down")
         # Raw bytes, decoded exactly like an HTTP protobuf body.
-        decoded = await ingestor.export_body(signal, request, "protobuf")
+        decoded = await ingestor.export_body(signal, request, "protobuf", project)
     except DecodeError as exc:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except Overloaded as exc:
@@ -47,33 +63,43 @@ async def _export(ingestor: Ingestor, signal: str, request: bytes, context) -> M
 
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, ingestor: Ingestor):
+    def __init__(self, ingestor: Ingestor, auth: Auth | None = None):
         self.ingestor = ingestor
+        self.auth = auth
 
     async def Export(self, request, context):
-        return await _export(self.ingestor, "traces", request, context)
+        return await _export(self.ingestor, "traces", request, context, self.auth)
 
 
 class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, ingestor: Ingestor):
+    def __init__(self, ingestor: Ingestor, auth: Auth | None = None):
         self.ingestor = ingestor
+        self.auth = auth
 
     async def Export(self, request, context):
-        return await _export(self.ingestor, "logs", request, context)
+        return await _export(self.ingestor, "logs", request, context, self.auth)
 
 
 class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, ingestor: Ingestor):
+    def __init__(self, ingestor: Ingestor, auth: Auth | None = None):
         self.ingestor = ingestor
+        self.auth = auth
 
     async def Export(self, request, context):
-        return await _export(self.ingestor, "metrics", request, context)
+        return await _export(self.ingestor, "metrics", request, context, self.auth)
 
 
 def create_grpc_server(
-    ingestor: Ingestor, host: str, port: int, max_message_bytes: int
+    ingestor: Ingestor,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    auth: Auth | None = None,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A grpc.aio server bound to host:port (0 = free port); returns it with the bound port."""
+    """A grpc.aio server bound to host:port (0 = free port); returns it with the bound port.
+
+    ``tls``: (PEM key, PEM certificate chain) to serve TLS instead of plaintext."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -88,7 +114,7 @@ def create_grpc_server(
     # message is answered INVALID_ARGUMENT instead of grpc's own UNKNOWN.
     def raw(service: str, servicer: Any, response: type[Message]) -> grpc.GenericRpcHandler:
         handler = grpc.unary_unary_rpc_method_handler(
-            servicer(ingestor).Export,
+            servicer(ingestor, auth).Export,
             request_deserializer=None,
             response_serializer=response.SerializeToString,
         )
@@ -104,7 +130,11 @@ def create_grpc_server(
         )
     )
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if tls is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            creds = grpc.ssl_server_credentials([tls])
+            bound = server.add_secure_port(f"{host}:{port}", creds)
     except RuntimeError:  # newer grpcio raises instead of returning 0
         bound = 0
     if bound == 0:

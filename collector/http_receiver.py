@@ -3,7 +3,8 @@
 Statuses follow the OTLP spec: 200 with an Export*ServiceResponse in the request's encoding,
 400 for bad payloads, 413 for bodies over limits.max_body_bytes (also after decompression: a
 gzip body is inflated in steps and refused as soon as it passes the limit), 415 for unknown
-content types and encodings, 503 with Retry-After when the writer's queue is full.
+content types and encodings, 503 with Retry-After when the writer's queue is full, 401
+(before the body is read) without a valid ingest token when auth.enabled is on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from google.rpc import status_pb2
 
+from .auth import UNAUTHORIZED, Auth
 from .decode import encode_message, response_message
 from .errors import (
     DecodeError,
@@ -32,7 +34,7 @@ log = logging.getLogger("roomscope.http")
 PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metrics"}
 CONTENT_TYPES = {"application/x-protobuf": "protobuf", "application/json": "json"}
 MEDIA = {"protobuf": b"application/x-protobuf", "json": b"application/json"}
-_GRPC_CODES = {400: 3, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
+_GRPC_CODES = {400: 3, 401: 16, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
@@ -86,10 +88,17 @@ class _Tracked:
 
 
 class OTLPHttpApp:
-    def __init__(self, ingestor: Ingestor, max_body_bytes: int, request_timeout: float = 30.0):
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        max_body_bytes: int,
+        request_timeout: float = 30.0,
+        auth: Auth | None = None,
+    ):
         self.ingestor = ingestor
         self.max_body_bytes = max_body_bytes
         self.request_timeout = request_timeout
+        self.auth = auth  # None: no tokens (auth.enabled = false)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -176,6 +185,13 @@ class OTLPHttpApp:
                 " application/json"
             )
             return 415, self._error(415, msg, None), []
+        project = None
+        if self.auth is not None:
+            project = self.auth.project(headers.get("authorization"), "ingest")
+            if project is None:  # same answer whatever was wrong with the token
+                await self._discard_rest(_Tracked(receive))
+                challenge = [(b"www-authenticate", b"Bearer"), (b"connection", b"close")]
+                return 401, self._error(401, UNAUTHORIZED, encoding), challenge
         try:
             declared = headers.get("content-length")
             size = int(declared) if declared and declared.isdigit() else None
@@ -190,7 +206,7 @@ class OTLPHttpApp:
                 )
             if not self.ingestor.accepting:
                 raise StoreUnavailable("collector is shutting down")
-            decoded = await self.ingestor.export_body(signal, body, encoding)
+            decoded = await self.ingestor.export_body(signal, body, encoding, project)
         except PayloadTooLarge as exc:
             await self._discard_rest(receive)
             return 413, self._error(413, str(exc), encoding), [(b"connection", b"close")]

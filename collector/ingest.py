@@ -30,10 +30,15 @@ class Ingestor:
         await asyncio.wrap_future(future)
         return decoded
 
-    async def export_body(self, signal: str, body: bytes, encoding: str) -> Decoded:
-        """An OTLP body (HTTP, already decompressed, or a gRPC request's bytes) → committed."""
+    async def export_body(
+        self, signal: str, body: bytes, encoding: str, project: str | None = None
+    ) -> Decoded:
+        """An OTLP body (HTTP, already decompressed, or a gRPC request's bytes) → committed.
+
+        ``project`` (an ingest token's) is stamped on every record, whatever the data says."""
+        tagger = self.tagger if project is None else self.tagger.forced(project)
         return await self._export(
-            lambda: decode_body(signal, body, encoding, self.tagger, self.fast_decode)
+            lambda: decode_body(signal, body, encoding, tagger, self.fast_decode)
         )
 
     def close(self) -> None:

@@ -20,11 +20,13 @@ from typing import Any
 
 import uvicorn
 
-from .errors import RoomscopeError
+from .auth import Auth
+from .errors import RoomscopeError, SettingsError
 from .grpc_receiver import create_grpc_server
 from .http_protocol import guarded_protocol
 from .http_receiver import OTLPHttpApp
 from .ingest import Ingestor
+from .retention import Retention, parse_age
 from .settings import Settings, load_settings
 from .store import DuckDBStore
 from .tagging import Tagger
@@ -76,6 +78,31 @@ def build_tracker(settings: Settings, store: DuckDBStore) -> Any:
     return SessionTracker.from_settings(settings, store)
 
 
+def _no_extension_downloads(store: DuckDBStore) -> None:
+    """An unknown function in user SQL must not make DuckDB fetch an extension from the network
+    (autoinstall) or load one from disk (autoload); the collector needs none beyond the built-in
+    json and parquet."""
+    cur = store.cursor()
+    try:
+        cur.execute("SET autoinstall_known_extensions = false")
+        cur.execute("SET autoload_known_extensions = false")
+    finally:
+        cur.close()
+
+
+def _tls_files(settings: Settings) -> tuple[str, str] | None:
+    """(cert, key) when tls.cert_file and tls.key_file are set, None when neither is."""
+    cert, key = settings.get("tls.cert_file"), settings.get("tls.key_file")
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise SettingsError("set both tls.cert_file and tls.key_file, or neither")
+    for name, path in (("tls.cert_file", cert), ("tls.key_file", key)):
+        if not Path(path).expanduser().is_file():
+            raise SettingsError(f"{name}: no such file {path}")
+    return str(Path(cert).expanduser()), str(Path(key).expanduser())
+
+
 class Collector:
     def __init__(self, settings: Settings, api_factory: AppFactory | None = None):
         self.settings = settings
@@ -84,7 +111,10 @@ class Collector:
             settings.get("store.path"), settings.get("store.checkpoint_wal_bytes")
         )
         self.writer: Writer | None = None
+        self.retention: Retention | None = None
         self.ingestor: Ingestor | None = None
+        self.auth: Auth | None = Auth.from_settings(settings)  # None: auth.enabled is off
+        self.tls = _tls_files(settings)
         self.ports: dict[str, int] = {}
         self._grpc = None
         self._http: list[tuple[_UvicornServer, socket.socket, asyncio.Task]] = []
@@ -104,6 +134,7 @@ class Collector:
     async def start(self) -> None:
         s = self.settings
         await asyncio.to_thread(self.store.open)
+        await asyncio.to_thread(_no_extension_downloads, self.store)
         tracker = build_tracker(s, self.store)
         self.writer = Writer(
             self.store,
@@ -116,29 +147,41 @@ class Collector:
             idle_checkpoint_bytes=s.get("store.idle_checkpoint_bytes"),
         )
         self.writer.start()
+        self.retention = Retention(
+            self.writer.run,
+            parse_age(s.get("retention.max_age")),
+            s.get("retention.interval"),
+            forget=getattr(tracker, "forget", None),
+        )
+        self.retention.start()
         self.ingestor = Ingestor(
             self.writer, Tagger.from_settings(s), fast_decode=s.get("ingest.fast_decode")
         )
         host = s.get("server.host")
         max_body = s.get("limits.max_body_bytes")
+        tls = None
+        if self.tls is not None:
+            tls = (Path(self.tls[1]).read_bytes(), Path(self.tls[0]).read_bytes())
         self._grpc, self.ports["grpc"] = create_grpc_server(
-            self.ingestor, host, s.get("server.grpc_port"), max_body
+            self.ingestor, host, s.get("server.grpc_port"), max_body, self.auth, tls
         )
         await self._grpc.start()
-        otlp_app = OTLPHttpApp(self.ingestor, max_body, s.get("limits.request_timeout"))
+        otlp_app = OTLPHttpApp(self.ingestor, max_body, s.get("limits.request_timeout"), self.auth)
         await self._start_http("http", otlp_app, host, s.get("server.http_port"))
         api_app = self.api_factory(self)
         await self._start_http("api", api_app, s.get("server.api_host"), s.get("server.api_port"))
         self.started = True
         log.info(
-            "roomscope collecting into %s: OTLP/gRPC %s:%d, OTLP/HTTP %s:%d, API http://%s:%d",
+            "roomscope collecting into %s: OTLP/gRPC %s:%d, OTLP/HTTP %s:%d, API %s://%s:%d%s",
             self.store.path,
             host,
             self.ports["grpc"],
             host,
             self.ports["http"],
+            "https" if self.tls else "http",
             s.get("server.api_host"),
             self.ports["api"],
+            " (auth on)" if self.auth else "",
         )
 
     async def _start_http(self, name: str, app: Any, host: str, port: int) -> None:
@@ -153,6 +196,8 @@ class Collector:
             timeout_keep_alive=30,
             timeout_graceful_shutdown=int(self.settings.get("server.shutdown_timeout")),
             limit_concurrency=1000,
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
         )
         config.load()
         server = _UvicornServer(config)
@@ -187,6 +232,8 @@ class Collector:
         self._http.clear()
         self._grpc = None
         writer_done = True
+        if self.retention is not None:
+            await asyncio.to_thread(self.retention.stop)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop, left())
             writer_done = not self.writer.running

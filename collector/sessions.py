@@ -185,6 +185,16 @@ class SessionTracker:
             else:
                 self._active.discard(sid)
 
+    def forget(self, session_ids: set[str]) -> None:
+        """Drop sessions whose rows were deleted (retention); writer thread only."""
+        for sid in session_ids:
+            state = self._sessions.pop(sid, None)
+            self._active.discard(sid)
+            if state is not None and state.source == "inferred":
+                ids = self._rooms.get((state.project, state.room))
+                if ids is not None and sid in ids:
+                    ids.remove(sid)
+
     def _windows(self, project: str | None, room: str) -> list[Window]:
         return [
             Window(sid, s.started_at, s.last_seen_at)

@@ -51,6 +51,12 @@ def _non_empty_list(v: list[str]) -> str | None:
     return None if v and all(isinstance(x, str) and x for x in v) else "must list one key or more"
 
 
+def _age(v: str) -> str | None:
+    from .retention import check_age
+
+    return check_age(v)
+
+
 def _non_empty(v: str) -> str | None:
     return None if v else "must not be empty"
 
@@ -228,6 +234,23 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
     ),
     Setting(
+        "retention",
+        "max_age",
+        "7d",
+        "Delete spans, logs and metric points older than this (by their own time), and"
+        " sessions last seen before it: 30d, 12h, 90m; 0 keeps everything.",
+        str,
+        lambda v: _age(v),
+    ),
+    Setting(
+        "retention",
+        "interval",
+        60.0,
+        "Seconds between retention runs (each deletes in one-hour slices through the writer).",
+        float,
+        _positive,
+    ),
+    Setting(
         "query",
         "default_limit",
         100,
@@ -252,12 +275,51 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         _positive,
     ),
+    Setting(
+        "query",
+        "max_rows",
+        10_000,
+        "Rows an ad-hoc SQL query returns at most (results are streamed and cut there).",
+        int,
+        _positive,
+    ),
+    Setting(
+        "auth",
+        "enabled",
+        False,
+        "Require bearer tokens: ingest tokens on OTLP, query tokens on the query API (each"
+        " token sees and writes only its project).",
+        bool,
+    ),
+    Setting(
+        "auth",
+        "tokens_file",
+        "./roomscope-tokens.toml",
+        "TOML file of token hashes ([[tokens]] sha256, project, scope); written by"
+        " `roomscope token create`.",
+        str,
+        _non_empty,
+    ),
+    Setting(
+        "tls",
+        "cert_file",
+        "",
+        "PEM certificate (chain) for TLS on all three listeners; empty = plain TCP.",
+        str,
+    ),
+    Setting(
+        "tls",
+        "key_file",
+        "",
+        "PEM private key for tls.cert_file.",
+        str,
+    ),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
 # ROOMSCOPE_* variables that are not settings but are read by roomscope.
-OTHER_ENV = frozenset({"ROOMSCOPE_CONFIG"})
+OTHER_ENV = frozenset({"ROOMSCOPE_CONFIG", "ROOMSCOPE_TOKEN"})
 _KIND_NAMES = {
     bool: "true or false",
     int: "an integer",

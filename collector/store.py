@@ -16,9 +16,16 @@ from typing import Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import StoreError, StoreUnavailable
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from .schema import (
+    ATTRIBUTE_KEYS_INSERT,
+    ATTRIBUTE_KEYS_LOAD,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TRACE_INDEX_INSERT,
+)
 
 Transaction = Callable[[duckdb.DuckDBPyConnection], None]
 
@@ -77,6 +84,7 @@ class DuckDBStore:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._reopen_pending = False  # a reopen after a failure did not succeed yet
+        self._attribute_keys: set[tuple[str, str]] = set()  # rows of span_attribute_keys
 
     def open(self) -> None:
         if self.path != ":memory:":
@@ -93,6 +101,7 @@ class DuckDBStore:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         migrate(self._con, self.path)
+        self._attribute_keys = set(self._con.execute(ATTRIBUTE_KEYS_LOAD).fetchall())
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -107,6 +116,7 @@ class DuckDBStore:
         if self._con is None and self._reopen_pending:
             self.reopen()  # an earlier failure left the store closed: try again
         con = self.con
+        new_keys: set[tuple[str, str]] = set()
         con.begin()
         try:
             for table, batches in tables.items():
@@ -118,15 +128,31 @@ class DuckDBStore:
                 con.register("_roomscope_batch", batch)
                 try:
                     con.execute(f"INSERT INTO {table} SELECT * FROM _roomscope_batch")
+                    if table == "spans":
+                        con.execute(TRACE_INDEX_INSERT.format(source="_roomscope_batch"))
+                        new_keys |= self._new_attribute_keys(batch)
                 finally:
                     con.unregister("_roomscope_batch")
+            if new_keys:
+                con.executemany(ATTRIBUTE_KEYS_INSERT, [list(k) for k in new_keys])
             if also is not None:
                 also(con)
             con.commit()
+            self._attribute_keys |= new_keys
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.rollback()
             raise
+
+    def _new_attribute_keys(self, batch: pa.Table) -> set[tuple[str, str]]:
+        """The batch's attribute keys (span and resource maps) not yet in span_attribute_keys
+        (Arrow compute on the batch: ~1 ms for 20,000 spans; the table sees only new keys)."""
+        found = set()
+        for map_name, column in (("span", "attributes"), ("resource", "resource_attributes")):
+            for chunk in batch[column].chunks:
+                keys = pc.unique(chunk.keys).to_pylist()  # type: ignore[attr-defined]
+                found.update((map_name, k) for k in keys if k is not None)
+        return found - self._attribute_keys
 
     def execute(self, fn: Transaction) -> None:
         """Run statements in one transaction on the writer's connection."""

@@ -31,6 +31,7 @@ class Tagger:
         self.default_project = default_project
         # Every key that can change a tag: records are only re-tagged when they carry one.
         self.all_keys = frozenset(self.project_keys + self.room_keys + self.session_keys)
+        self._forced: dict[str, Tagger] = {}
 
     @classmethod
     def from_settings(cls, settings) -> Tagger:
@@ -40,6 +41,15 @@ class Tagger:
             settings.get("tagging.session_keys"),
             settings.get("tagging.default_project"),
         )
+
+    def forced(self, project: str) -> Tagger:
+        """This tagger with ``project`` stamped on every record: no attribute can name another
+        (an ingest token's project, SPEC 5). Cached per project."""
+        tagger = self._forced.get(project)
+        if tagger is None:
+            tagger = Tagger((), self.room_keys, self.session_keys, project)
+            self._forced[project] = tagger
+        return tagger
 
     @staticmethod
     def _first(attrs: Mapping[str, str | None], keys: Sequence[str]) -> str | None:

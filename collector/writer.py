@@ -13,10 +13,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -51,6 +51,21 @@ class _Item:
 
 
 _STOP = object()
+
+
+@dataclass
+class _Task:
+    """A function run on the writer thread between commits (see :meth:`Writer.run`)."""
+
+    fn: Callable[[Store], Any]
+    future: Future = field(default_factory=Future)
+
+    def __call__(self, store: Store) -> None:
+        try:
+            self.future.set_result(self.fn(store))
+        except BaseException as exc:  # the caller gets it from the future
+            self.future.set_exception(exc)
+
 
 # Text of DuckDB errors that mean the file cannot be written (disk full, read-only, I/O error),
 # as opposed to a problem with one request's data. DuckDB reports a WAL write failure at commit
@@ -158,6 +173,16 @@ class Writer:
         self._queue.put(item)
         return item.future
 
+    def run(self, fn: Callable[[Store], Any]) -> Future:
+        """Run ``fn(store)`` on the writer thread, between group commits (maintenance such as
+        retention deletes: the writer owns the connection). The future has its result."""
+        task = _Task(fn)
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("collector is shutting down")
+        self._queue.put(task)
+        return task.future
+
     def stop(self, timeout: float | None = None) -> None:
         """Refuse new work, commit everything queued, then stop the thread."""
         with self._lock:
@@ -186,7 +211,9 @@ class Writer:
             if item is _STOP:
                 self._drain_and_stop()
                 return
-            if item is not None:
+            if isinstance(item, _Task):
+                item(self.store)
+            elif item is not None:
                 group, stop = self._gather(item)
                 self._commit(group)
                 if stop:
@@ -218,6 +245,9 @@ class Writer:
                 break
             if item is _STOP:
                 return group, True
+            if isinstance(item, _Task):  # runs after this group's commit (back of the queue)
+                self._queue.put(item)
+                break
             group.append(item)
             n += item.decoded.accepted
         return group, False
@@ -228,7 +258,9 @@ class Writer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not _STOP:
+            if isinstance(item, _Task):
+                item(self.store)
+            elif item is not _STOP:
                 self._commit([item])
         self._sweep()
 

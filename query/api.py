@@ -2,13 +2,16 @@
 
 Routes are declared once in :data:`ROUTES` (path, parameters, the Reader call); the handlers
 validate with those declarations and ``/openapi.json`` is generated from them. Reads run in a
-threadpool on a fresh reader cursor of the collector's store.
+threadpool on a fresh reader cursor of the collector's store. With ``auth.enabled``,
+:class:`TokenGate` requires a query token on ``/api/`` and the cursor is scoped to its project
+(:mod:`query.sandbox`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from collector.auth import UNAUTHORIZED, Auth
 from collector.errors import StoreUnavailable
 
 from . import params as P
@@ -151,20 +155,57 @@ def _json_schema(keys: list[str]) -> dict[str, Any]:
     return {"application/json": {"schema": {"type": "object", "properties": props}}}
 
 
+# The project of the request's query token (auth on); None: every project (auth off).
+_PROJECT: ContextVar[str | None] = ContextVar("roomscope_project", default=None)
+
+
+class TokenGate:
+    """ASGI middleware: with auth on, every ``/api/`` request needs a query token (401 with the
+    same message whatever was wrong); its project is what every read of the request sees.
+    The live event stream, fed by one poller for all projects, is refused to project tokens."""
+
+    def __init__(self, app: Any, auth: Auth | None):
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if self.auth is None or scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        project = self.auth.project(headers.get("authorization"), "query")
+        if project is None:
+            response = JSONResponse(
+                {"error": UNAUTHORIZED}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+            await response(scope, receive, send)
+            return
+        if scope["path"] == "/api/v1/live" and "text/event-stream" in headers.get("accept", ""):
+            msg = "the live event stream is not available with auth on; poll GET /api/v1/live"
+            await JSONResponse({"error": msg}, status_code=403)(scope, receive, send)
+            return
+        token = _PROJECT.set(project)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _PROJECT.reset(token)
+
+
 def create_app(collector: Any) -> Starlette:
     settings = collector.settings
     limit, timeout = settings.get("query.default_limit"), settings.get("query.timeout")
+    max_rows = settings.get("query.max_rows")
 
-    def read(fn: Callable[[Reader], Result]) -> Result:
+    def read(fn: Callable[[Reader], Result], project: str | None) -> Result:
         cur = collector.store.cursor()
         try:
-            return fn(Reader(cur, limit, timeout))
+            return fn(Reader(cur, limit, timeout, max_rows, project))
         finally:
             cur.close()
 
     async def answer(fn: Callable[[Reader], Result]) -> JSONResponse:
         try:
-            return JSONResponse(await run_in_threadpool(read, fn))
+            return JSONResponse(await run_in_threadpool(read, fn, _PROJECT.get()))
         except QueryError as exc:
             return _error(str(exc), exc.status)
         except StoreUnavailable as exc:
@@ -220,4 +261,8 @@ def create_app(collector: Any) -> Starlette:
         else:
             routes.append(Route(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    auth = getattr(collector, "auth", None)
+    if auth is not None:
+        app.add_middleware(TokenGate, auth=auth)
+    return app

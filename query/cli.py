@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from collector.cli import serve
+from collector.cli import serve, token_group
 from collector.errors import RoomscopeError
 
 from . import views
@@ -115,14 +115,22 @@ def newest_session(src: Source, session_id: str | None, room: str | None) -> str
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--db", "db", type=click.Path(dir_okay=False), help="Read this store file directly.")
 @click.option("--server", "server", help="Query a running collector at this URL.")
+@click.option(
+    "--token",
+    envvar="ROOMSCOPE_TOKEN",
+    help="Query token sent to the server as a bearer token (ROOMSCOPE_TOKEN).",
+)
 @click.version_option(package_name="roomscope")
 @click.pass_context
-def main(ctx: click.Context, config: str | None, db: str | None, server: str | None) -> None:
+def main(
+    ctx: click.Context, config: str | None, db: str | None, server: str | None, token: str | None
+) -> None:
     """roomscope: OpenTelemetry for room-based applications, stored in DuckDB."""
-    ctx.obj = {"config": config, "db": db, "server": server}
+    ctx.obj = {"config": config, "db": db, "server": server, "token": token}
 
 
 main.add_command(serve)
+main.add_command(token_group)
 
 
 @main.group()
@@ -310,3 +318,49 @@ def demo_cmd(db: str | None) -> None:
     from .demo import run_demo
 
     run_demo(db)
+
+
+@main.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    type=_Parsed("AGE", lambda t: _age(t)),
+    help="Delete records older than this (30d, 12h, 90m) and sessions last seen before it.",
+)
+@click.pass_context
+def prune_cmd(ctx: click.Context, older_than: float) -> None:
+    """Delete old data from a store file (the collector's retention.max_age does it while
+    it runs); --db names the file, else the configured store.path."""
+    from collector.retention import prune_store
+
+    from .source import _answers, settings_for
+
+    obj = ctx.find_root().obj
+    settings = settings_for(obj["config"])
+    path = obj["db"]
+    if path is None:
+        host = settings.get("server.api_host")
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        url = obj["server"] or f"http://{host}:{settings.get('server.api_port')}"
+        if obj["server"] or _answers(url, settings.get("query.probe_timeout")):
+            raise QueryError(
+                f"a collector is running at {url} and owns the store: its retention job prunes"
+                " it (setting retention.max_age); or stop it and run roomscope prune"
+            )
+        path = settings.get("store.path")
+    pruned = prune_store(path, older_than)
+    rows = ", ".join(f"{n} {table}" for table, n in sorted(pruned.rows.items()) if n) or "nothing"
+    click.echo(f"pruned {path}: deleted {rows}")
+
+
+def _age(text: str) -> float:
+    from collector.retention import parse_age
+
+    try:
+        seconds = parse_age(text)
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
+    if seconds <= 0:
+        raise QueryError(f"invalid age {text!r}: must be more than 0")
+    return seconds

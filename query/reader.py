@@ -12,6 +12,7 @@ import duckdb
 
 from . import sessions, traces
 from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from .sandbox import scope
 from .sql import run_sql
 
 Result = dict[str, Any]
@@ -19,11 +20,19 @@ Result = dict[str, Any]
 
 class Reader:
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, default_limit: int = 100, timeout: float = 30.0
+        self,
+        con: duckdb.DuckDBPyConnection,
+        default_limit: int = 100,
+        timeout: float = 30.0,
+        max_rows: int = 10_000,
+        project: str | None = None,
     ):
+        """``project``: see only that project's rows (a query token's), in every method."""
         self.con = con
         self.default_limit = default_limit
         self.timeout = timeout
+        self.max_rows = max_rows
+        self.readable = scope(con, project) if project is not None else None
 
     def sessions(self, f: SessionFilter) -> Result:
         return {"sessions": sessions.list_sessions(self.con, f, self.default_limit)}
@@ -57,7 +66,7 @@ class Reader:
         return {"rooms": sessions.list_rooms(self.con)}
 
     def sql(self, text: str) -> Result:
-        return run_sql(self.con, text, self.timeout)
+        return run_sql(self.con, text, self.timeout, self.max_rows, self.readable)
 
     def close(self) -> None:
         self.con.close()

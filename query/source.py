@@ -68,9 +68,11 @@ class LocalSource(Reader):
 class RemoteSource:
     """A running collector's REST API (SPEC 6)."""
 
-    def __init__(self, url: str, timeout: float = 60.0):
+    def __init__(self, url: str, timeout: float = 60.0, token: str | None = None):
         self.url = url.rstrip("/")
-        self.client = httpx.Client(base_url=self.url, timeout=timeout)
+        # A query token goes as a bearer header; https uses SSL_CERT_FILE for a private CA.
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Result:
         try:
@@ -143,18 +145,21 @@ def settings_for(config: str | None) -> Settings:
 
 
 def open_source(
-    config: str | None = None, db: str | None = None, server: str | None = None
+    config: str | None = None,
+    db: str | None = None,
+    server: str | None = None,
+    token: str | None = None,
 ) -> Source:
     """The source the global options (or, failing them, the configuration) point at."""
     settings = settings_for(config)
     limit, timeout = settings.get("query.default_limit"), settings.get("query.timeout")
     if server:
-        return RemoteSource(server, timeout=timeout + 30)
+        return RemoteSource(server, timeout=timeout + 30, token=token)
     if db:
         return LocalSource(db, limit, timeout)
     host = settings.get("server.api_host")
     host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     url = f"http://{host}:{settings.get('server.api_port')}"
     if _answers(url, settings.get("query.probe_timeout")):
-        return RemoteSource(url, timeout=timeout + 30)
+        return RemoteSource(url, timeout=timeout + 30, token=token)
     return LocalSource(settings.get("store.path"), limit, timeout)

@@ -12,7 +12,9 @@ import pyarrow.compute as pc
 
 from .errors import QueryError
 from .records import format_ts, jsonable
+from .sandbox import check_select, scope
 
+_BATCH_ROWS = 2048
 _EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.IGNORECASE)
 
 
@@ -52,13 +54,40 @@ def _column(array: pa.ChunkedArray) -> list[Any]:
     return [jsonable(v) for v in values]
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, sql: str, timeout: float = 30.0) -> dict[str, Any]:
-    """``{"columns": [...], "rows": [[...]]}``; interrupted after ``timeout`` seconds."""
+def run_sql(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    timeout: float = 30.0,
+    max_rows: int = 10_000,
+    readable: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """``{"columns": [...], "rows": [[...]]}``, plus ``"truncated": true`` when cut; interrupted
+    after ``timeout`` seconds, streamed in batches and cut after ``max_rows`` rows.
+
+    ``readable``: the tables the statement may read (:func:`query.sandbox.scope`); None reads
+    every table of the store. Either way the statement passes :func:`sandbox.check_select`.
+    """
     statement = check_read_only(sql)
+    explain = _EXPLAIN.match(statement)
+    inner = statement[explain.end() :] if explain else statement
+    if readable is None:
+        readable = scope(con, None)
     timer = threading.Timer(timeout, con.interrupt)
     timer.start()
     try:
-        table = con.execute(statement).to_arrow_table()
+        check_select(con, inner, readable)
+        reader = con.execute(statement).to_arrow_reader(_BATCH_ROWS)
+        batches: list[pa.RecordBatch] = []
+        count = 0
+        truncated = False
+        for batch in reader:
+            if count + batch.num_rows > max_rows:
+                batches.append(batch.slice(0, max_rows - count))
+                truncated = True
+                break
+            batches.append(batch)
+            count += batch.num_rows
+        table = pa.Table.from_batches(batches, schema=reader.schema)
     except duckdb.InterruptException:
         raise QueryError(f"SQL query interrupted after {timeout:g}s (query.timeout)") from None
     except duckdb.Error as exc:
@@ -66,7 +95,10 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str, timeout: float = 30.0) -> 
     finally:
         timer.cancel()
     columns = [_column(table.column(i)) for i in range(table.num_columns)]
-    return {
+    result: dict[str, Any] = {
         "columns": list(table.column_names),
         "rows": [list(r) for r in zip(*columns, strict=True)],
     }
+    if truncated:  # cut at query.max_rows
+        result["truncated"] = True
+    return result
