@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from .schema import TRACE_INDEX
+from .store import transaction
 
 log = logging.getLogger("roomscope.retention")
 
@@ -89,8 +90,7 @@ def slices(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> list[int]:
 
 def delete_slice(con: duckdb.DuckDBPyConnection, upto_ns: int, pruned: Pruned) -> None:
     """Delete signal rows older than ``upto_ns`` (one transaction, on the writer's connection)."""
-    con.begin()
-    try:
+    with transaction(con):
         for table, column in TIME_COLUMNS.items():
             pruned.add(
                 table,
@@ -99,17 +99,12 @@ def delete_slice(con: duckdb.DuckDBPyConnection, upto_ns: int, pruned: Pruned) -
                 ),
             )
         con.execute(f"DELETE FROM {TRACE_INDEX} WHERE last_start < make_timestamp_ns(?)", [upto_ns])
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
 
 
 def delete_rest(con: duckdb.DuckDBPyConnection, cutoff_ns: int, pruned: Pruned) -> set[str]:
     """Rows with no time received before the cutoff, and old sessions with their events;
     returns the deleted session ids."""
-    con.begin()
-    try:
+    with transaction(con):
         for table, column in TIME_COLUMNS.items():
             pruned.add(
                 table,
@@ -141,10 +136,6 @@ def delete_rest(con: duckdb.DuckDBPyConnection, cutoff_ns: int, pruned: Pruned) 
                     [cutoff_ns],
                 ),
             )
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return ids
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -48,6 +48,19 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN … COMMIT on ``con``; any exception rolls back and propagates."""
+    con.begin()
+    try:
+        yield con
+        con.commit()
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.rollback()
+        raise
+
+
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
     """Bring a store file to SCHEMA_VERSION; returns the version it had (0 for a new file)."""
     con.execute(
@@ -61,17 +74,12 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
             " upgrade roomscope"
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        con.begin()
-        try:
+        with transaction(con):
             for statement in MIGRATIONS[version]:
                 con.execute(statement)
             con.execute(
                 "INSERT OR REPLACE INTO roomscope_meta VALUES ('schema_version', ?)", [str(version)]
             )
-            con.commit()
-        except Exception:
-            con.rollback()
-            raise
     return found
 
 
