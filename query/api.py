@@ -159,10 +159,17 @@ def _json_schema(keys: list[str]) -> dict[str, Any]:
 _PROJECT: ContextVar[str | None] = ContextVar("roomscope_project", default=None)
 
 
+def token_project(scope: dict) -> str | None:
+    """The project :class:`TokenGate` validated for this request (``request.state.project``);
+    None when auth is off."""
+    return scope.get("state", {}).get("project")
+
+
 class TokenGate:
     """ASGI middleware: with auth on, every ``/api/`` request needs a query token (401 with the
-    same message whatever was wrong); its project is what every read of the request sees.
-    The live event stream, fed by one poller for all projects, is refused to project tokens."""
+    same message whatever was wrong); its project is what every read of the request sees, and
+    is put in the request's state (:func:`token_project`) for handlers that read without a
+    Reader, like the live event stream (filtered to that project by :mod:`query.live`)."""
 
     def __init__(self, app: Any, auth: Auth | None):
         self.app = app
@@ -180,10 +187,7 @@ class TokenGate:
             )
             await response(scope, receive, send)
             return
-        if scope["path"] == "/api/v1/live" and "text/event-stream" in headers.get("accept", ""):
-            msg = "the live event stream is not available with auth on; poll GET /api/v1/live"
-            await JSONResponse({"error": msg}, status_code=403)(scope, receive, send)
-            return
+        scope = {**scope, "state": {**scope.get("state", {}), "project": project}}
         token = _PROJECT.set(project)
         try:
             await self.app(scope, receive, send)

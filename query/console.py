@@ -4,7 +4,8 @@ appear in ``/openapi.json``:
 
 - ``GET /api/v1/live`` — new spans and log records of a room or session as server-sent events
   (``Accept: text/event-stream``), fed by one poller for all subscribers (:mod:`query.live`);
-  any other ``Accept`` gets a JSON snapshot of the newest rows.
+  any other ``Accept`` gets a JSON snapshot of the newest rows. With auth on, both hold only
+  the rows of the query token's project (from :class:`query.api.TokenGate`).
 - ``GET /api/v1/sessions/{session_id}/metric_series`` — metric points as chart-ready series.
 - ``GET /api/v1/sessions/{session_id}/waterfall`` — the session's spans, compact and columnar.
 """
@@ -20,8 +21,10 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from collector.auth import UNAUTHORIZED
+
 from . import params as P
-from .api import ApiRoute
+from .api import ApiRoute, token_project
 from .errors import QueryError
 from .filters import MetricFilter, SpanFilter
 from .live import LiveHub
@@ -39,7 +42,7 @@ LIVE = ApiRoute(
     "/api/v1/live",
     "Live tail of a room or session: with Accept: text/event-stream, server-sent events"
     " (`span` and `log`, data = the record as JSON) as rows arrive; otherwise a JSON snapshot"
-    " of the newest spans and logs.",
+    " of the newest spans and logs. With auth on, only rows of the query token's project.",
     None,
     P.LIVE,
     "spans",
@@ -87,6 +90,7 @@ def live_snapshot(r: Reader, q: dict[str, Any]) -> Result:
 class Console:
     def __init__(self, collector: Any, answer: Answer):
         self.hub = LiveHub(collector)
+        self.auth = getattr(collector, "auth", None) is not None
         self.answer = answer
         self.api_routes = API_ROUTES
         self.routes: list[BaseRoute] = [
@@ -139,8 +143,11 @@ class Console:
             return q
         if "text/event-stream" not in request.headers.get("accept", ""):
             return await self.answer(lambda r: live_snapshot(r, q))
+        project = token_project(request.scope)  # the token's project, never a parameter
+        if project is None and self.auth:  # unreachable past TokenGate; never stream it all
+            return JSONResponse({"error": UNAUTHORIZED}, status_code=401)
         return StreamingResponse(
-            self.hub.stream(q.get("room"), q.get("session")),
+            self.hub.stream(q.get("room"), q.get("session"), project),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -2,8 +2,10 @@
 
 The hub polls the store about twice a second with a receive-time cursor (``received_at``), only
 while someone listens, and fans the new spans and log records out to every subscriber whose
-room/session matches. A short lookback window (deduplicated) covers rows received just before
-the cursor but committed just after a poll.
+project/room/session matches. With auth on, a subscriber's project is the one of the query token
+that opened the stream (never a client parameter), so one poller serves every project and each
+stream holds only its own project's rows. A short lookback window (deduplicated) covers rows
+received just before the cursor but committed just after a poll.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from .records import fetch_records, select_list
+from .records import COLUMNS, fetch_records, select_list
 
 POLL_SECONDS = 0.5
 LOOKBACK_NS = 2_000_000_000
@@ -34,11 +36,14 @@ TABLES = (
 class Subscriber:
     room: str | None
     session: str | None
+    project: str | None = None  # None: every project (auth off)
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_ROWS)
     )
 
     def wants(self, row: dict[str, Any]) -> bool:
+        if self.project is not None and row.get("project") != self.project:
+            return False
         if self.session is not None and row.get("session_id") != self.session:
             return False
         return self.room is None or row.get("room") == self.room
@@ -65,8 +70,10 @@ class LiveHub:
         ingestor = getattr(self.collector, "ingestor", None)
         return ingestor is not None and not ingestor.accepting
 
-    def subscribe(self, room: str | None, session: str | None) -> Subscriber:
-        sub = Subscriber(room, session)
+    def subscribe(
+        self, room: str | None, session: str | None, project: str | None = None
+    ) -> Subscriber:
+        sub = Subscriber(room, session, project)
         self.subscribers.add(sub)
         if self._task is None or self._task.done():
             self.start_ns = time.time_ns()
@@ -114,7 +121,10 @@ class LiveHub:
         cursor = self.cursors.get(table, self.start_ns)
         seen = self.seen.setdefault(table, {})
         floor = max(self.start_ns, cursor - LOOKBACK_NS)
-        select = f"SELECT epoch_ns(received_at) AS _rx, {select_list(table)} FROM {table}"
+        columns = select_list(table)
+        if "project" not in COLUMNS[table]:  # subscribers filter on it: always select it
+            columns += ", project"
+        select = f"SELECT epoch_ns(received_at) AS _rx, {columns} FROM {table}"
         rows = fetch_records(
             cur,
             f"{select} WHERE received_at > make_timestamp_ns(?) ORDER BY received_at LIMIT ?",
@@ -147,9 +157,12 @@ class LiveHub:
         self.seen[table] = {k: rx for k, rx in seen.items() if rx > floor}
         return fresh
 
-    async def stream(self, room: str | None, session: str | None) -> AsyncIterator[str]:
-        """The SSE body: ``ready``, then ``span``/``log`` events; ends when the collector stops."""
-        sub = self.subscribe(room, session)
+    async def stream(
+        self, room: str | None, session: str | None, project: str | None = None
+    ) -> AsyncIterator[str]:
+        """The SSE body: ``ready``, then ``span``/``log`` events of ``project`` (None: all);
+        ends when the collector stops."""
+        sub = self.subscribe(room, session, project)
         try:
             yield _event("ready", {"room": room, "session": session})
             last = time.monotonic()

@@ -9,11 +9,13 @@ writes ``docs/console-*.png``::
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +149,35 @@ def send_many_spans(grpc_endpoint: str, n: int = 5000, per_trace: int = 50) -> N
     tp.shutdown()
 
 
-def send_live_span(http_url: str, grpc_endpoint: str, name: str, room: str = SHOP_ROOM) -> None:
-    p = pipeline("http", http_url, grpc_endpoint, {"service.name": "web", "room": room})
+def send_live_span(
+    http_url: str,
+    grpc_endpoint: str,
+    name: str,
+    room: str = SHOP_ROOM,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """One span and one log record (``<name> finished``) of ``room``; ``headers``: e.g. an
+    ingest token's ``authorization``."""
+    resource = {"service.name": "web", "room": room}
+    p = pipeline("http", http_url, grpc_endpoint, resource, headers=headers)
     span = p.tracer("live").start_span(name, attributes={"live": "yes"})
     span.end()
     p.log = p.logger("live")
     p.log.warning(f"{name} finished")
     p.shutdown()
+
+
+def sse_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, Any]]:
+    """Server-sent events of a raw body: (event, parsed data); ':' comment frames skipped."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            lines = [line for line in block.decode().splitlines() if not line.startswith(":")]
+            fields = dict(line.split(": ", 1) for line in lines)
+            if "data" in fields:
+                yield fields["event"], json.loads(fields["data"])
 
 
 def take_screenshots(api_url: str, http_url: str, grpc_endpoint: str, out: Path) -> list[Path]:

@@ -5,7 +5,8 @@ over server-sent events, metric series, static assets)."""
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -27,8 +28,10 @@ from screenshots import (
     send_live_span,
     send_many_spans,
     send_shop_session,
+    sse_events,
 )
 
+from collector.auth import create_token
 from collector.server import CollectorThread
 from query.console import STATIC
 from query.demo import send_workload
@@ -140,18 +143,6 @@ def test_live_without_event_stream_accept_is_a_json_snapshot(store: Store) -> No
     assert {s["session_id"] for s in snap["spans"] + snap["logs"]} == {SHOP_SESSION}
 
 
-def _events(chunks: Iterator[bytes]) -> Iterator[tuple[str, Any]]:
-    """Server-sent events from the raw body: (event, parsed data)."""
-    buf = b""
-    for chunk in chunks:
-        buf += chunk
-        while b"\n\n" in buf:
-            block, buf = buf.split(b"\n\n", 1)
-            fields = dict(line.split(": ", 1) for line in block.decode().splitlines())
-            if "data" in fields:
-                yield fields["event"], json.loads(fields["data"])
-
-
 def test_live_streams_new_spans_and_logs_of_the_room_only(store: Store) -> None:
     headers = {"Accept": "text/event-stream"}
     timeout = httpx.Timeout(10, read=15)
@@ -159,7 +150,7 @@ def test_live_streams_new_spans_and_logs_of_the_room_only(store: Store) -> None:
         "GET", store.api + "/api/v1/live", params={"room": "sse"}, headers=headers, timeout=timeout
     ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
-        events = _events(r.iter_raw())
+        events = sse_events(r.iter_raw())
         assert next(events)[0] == "ready"
         send_live_span(store.http, store.grpc, "other.room.span", room="elsewhere")
         send_live_span(store.http, store.grpc, "sse.span", room="sse")
@@ -228,6 +219,7 @@ def test_sessions_list_into_session_waterfall_in_nesting_and_order(store: Store,
     )
     assert bars[0] == [0, 100] and all(0 <= left < 100 for left, _w in bars)
     assert bars[4][0] > bars[2][0] > bars[1][0]  # payment.charge after cart.load after auth
+    _assert_time_axis(page, trace_ms=420)
     page.locator(".wf-row[data-name='payment.charge']").click()
     detail = page.locator(".span-detail")
     assert "ERROR: card expired" in detail.inner_text()
@@ -238,6 +230,30 @@ def test_sessions_list_into_session_waterfall_in_nesting_and_order(store: Store,
     page.wait_for_selector("figure.chart-box[data-metric='checkout.latency'] svg circle")
     timeline = page.locator(".ev").evaluate_all("es => es.map(e => e.dataset.type)")
     assert timeline[0] == "session.started" and "span.error" in timeline
+
+
+def _assert_time_axis(page: Any, trace_ms: float) -> None:
+    """The waterfall header's ticks: nice 1/2/5 steps from 0 across the trace, 4 to 10 of them,
+    each over one of the grid lines that run through the trace's rows."""
+    ticks = page.locator(".wf-axis .wf-tick").evaluate_all(
+        "ts => ts.map(t => [parseFloat(t.dataset.t), t.textContent,"
+        " t.getBoundingClientRect().left + (t.classList.contains('first') ? 0"
+        " : t.getBoundingClientRect().width / 2)])"
+    )
+    values = [t for t, _label, _x in ticks]
+    assert 4 <= len(ticks) <= 10, ticks
+    assert values[0] == 0 and ticks[0][1] == "0"
+    assert all(a < b for a, b in itertools.pairwise(values)), values
+    step = values[1]
+    assert all(abs(v - i * step) < 1e-6 for i, v in enumerate(values)) and values[-1] <= trace_ms
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(abs(mantissa - m) < 1e-9 for m in (1, 2, 5)), step
+    assert all(re.fullmatch(r"\d+(\.\d+)? (ns|µs|ms|s)", label) for _t, label, _x in ticks[1:])
+    # The grid lines under the first trace's rows sit right under the ticks (same track).
+    grid = page.locator(".wf-grid").first.locator(".wf-gridline")
+    lines = grid.evaluate_all("ls => ls.map(l => l.getBoundingClientRect().left)")
+    assert len(lines) == len(ticks) - 1
+    assert all(abs(x - line) <= 1.5 for (_t, _l, x), line in zip(ticks[1:], lines, strict=True))
 
 
 def test_logs_filter_by_severity_and_text(store: Store, page: Any) -> None:
@@ -307,6 +323,50 @@ def test_live_view_shows_a_span_sent_after_the_page_opened_and_pauses(
     page.wait_for_selector("#live-spans tr[data-name='live.two']")
     first = page.locator("#live-spans tr").first.get_attribute("data-name")
     assert first == "live.two"  # newest on top
+
+
+def test_live_view_with_auth_on_shows_only_the_query_tokens_project(
+    start_collector: Any, tmp_path: Path, page: Any
+) -> None:
+    """Auth on: the console asks for the query token, then reads the event stream with it in the
+    Authorization header (never in the URL) and shows the token's project's spans only."""
+    tokens_file = tmp_path / "tokens.toml"
+    query = create_token(tokens_file, "alpha", "query")
+    ingest = {p: {"authorization": f"Bearer {create_token(tokens_file, p, 'ingest')}"}
+              for p in ("alpha", "beta")}  # fmt: skip
+    rc = start_collector(**{"auth.enabled": True, "auth.tokens_file": str(tokens_file)})
+    streams: list[Any] = []
+    page.on(
+        "request",
+        lambda r: (
+            "/api/v1/live" in r.url
+            and "event-stream" in r.headers.get("accept", "")
+            and streams.append(r)
+        ),
+    )
+    page.goto(f"{rc.api_url}/#/live?room=lobby")
+    page.wait_for_selector("#token-dialog[open]")
+    page.locator("#token-input").fill(query)
+    page.locator("#token-save").click()
+    page.wait_for_selector("#app[data-live=ready]")
+    assert streams and streams[-1].headers.get("authorization") == f"Bearer {query}"
+    assert all(query not in r.url for r in streams)
+    send = lambda project, name: send_live_span(  # noqa: E731
+        rc.http_url, rc.grpc_endpoint, name, room="lobby", headers=ingest[project]
+    )
+    send("beta", "beta.hidden")
+    assert rc.query("SELECT count(*) FROM spans WHERE project = 'beta'") == [(1,)]
+    send("alpha", "alpha.live")  # received after beta's: the stream would show beta's first
+    page.wait_for_selector("#live-spans tr[data-name='alpha.live']")
+    page.wait_for_selector("#live-logs td.body >> text=alpha.live finished")
+    assert page.locator("#live-spans tr[data-name='beta.hidden']").count() == 0
+    assert "beta.hidden" not in page.locator("#live-logs").inner_text()
+    page.locator("#live-pause").click()  # pause and resume work on the token's stream too
+    send("alpha", "alpha.held")
+    page.wait_for_function("document.body.innerText.includes('2 held')")
+    assert page.locator("#live-spans tr[data-name='alpha.held']").count() == 0
+    page.locator("#live-pause").click()
+    page.wait_for_selector("#live-spans tr[data-name='alpha.held']")
 
 
 def test_session_of_5000_spans_loads_within_budget(store: Store, page: Any) -> None:

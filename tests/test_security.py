@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from otel_sdk import pipeline
 from otlp_factory import trace_request
+from screenshots import sse_events
 
 from collector.auth import UNAUTHORIZED, Auth, create_token, hash_token, read_tokens
 from query.cli import main
@@ -218,6 +219,59 @@ def test_cli_sends_its_token(two_projects: Secured, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ROOMSCOPE_TOKEN", two_projects.tokens["beta-query"])
     env = runner.invoke(main, ["--server", api, *sql])
     assert env.exit_code == 0 and "beta-room" in env.stdout and "alpha-room" not in env.stdout
+
+
+def _send_span(s: Secured, project: str, name: str) -> None:
+    """One span of room "lobby" through the OTel SDK exporter, with the project's ingest token."""
+    rc = s.rc
+    resource = {"service.name": "web", "room": "lobby"}
+    p = pipeline(
+        "http", rc.http_url, rc.grpc_endpoint, resource, headers=s.bearer(f"{project}-ingest")
+    )
+    p.tracer().start_span(name).end()
+    p.shutdown()
+
+
+def test_live_stream_of_a_query_token_holds_only_its_project(secured: Secured) -> None:
+    rc, api = secured.rc, secured.rc.api_url + "/api/v1/live"
+    sse = {"accept": "text/event-stream"}
+    timeout = httpx.Timeout(10, read=15)
+    with httpx.stream(
+        "GET", api, headers={**sse, **secured.bearer("alpha-query")}, timeout=timeout
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r.iter_raw())
+        assert next(events)[0] == "ready"
+        _send_span(secured, "alpha", "alpha.first")
+        _send_span(secured, "beta", "beta.secret")
+        # beta's span is stored before alpha's last one is sent, and the stream delivers rows in
+        # receive order: had it been let through, it would come before alpha.last.
+        assert rc.query("SELECT count(*) FROM spans WHERE project = 'beta'") == [(1,)]
+        _send_span(secured, "alpha", "alpha.last")
+        got = []
+        for kind, row in events:
+            assert kind == "span" and row["project"] == "alpha", row
+            got.append(row["name"])
+            if row["name"] == "alpha.last":
+                break
+    assert got == ["alpha.first", "alpha.last"]
+    # The JSON snapshot of the same route is scoped the same way.
+    snap = httpx.get(api, params={"room": "lobby"}, headers=secured.bearer("beta-query")).json()
+    assert [sp["name"] for sp in snap["spans"]] == ["beta.secret"]
+    # The project is the token's, never a parameter.
+    r = httpx.get(api, params={"project": "beta"}, headers={**sse, **secured.bearer("alpha-query")})
+    assert r.status_code == 400 and "unknown parameter" in r.json()["error"]
+
+
+@pytest.mark.parametrize("who", [None, "nonsense", "beta-ingest"])
+def test_live_stream_refuses_missing_wrong_and_ingest_tokens(secured: Secured, who: str | None):
+    headers = {"accept": "text/event-stream"}
+    if who == "nonsense":
+        headers["authorization"] = "Bearer rs_not-a-token"
+    elif who:
+        headers.update(secured.bearer(who))
+    r = httpx.get(secured.rc.api_url + "/api/v1/live", headers=headers, timeout=10)
+    assert r.status_code == 401 and r.json() == {"error": UNAUTHORIZED}
 
 
 # --- logs --------------------------------------------------------------------------------------

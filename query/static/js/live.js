@@ -1,29 +1,46 @@
-// Live view: new spans and logs of a room or session as they arrive (server-sent events read
-// through fetch, so the Authorization header travels too), pausable.
+// Live view: new spans and logs of a room or session as they arrive, pausable. The server-sent
+// events are read through fetch() and parsed here (EventSource can't send the Authorization
+// header); with auth on, the stream holds only the token's project. Tokens never go in URLs.
 import { get, request } from "./api.js";
 import { h, clock, fmtNs, severityClass, setHash } from "./util.js";
 
 const KEEP = 500;
 
-async function* sse(path, params, signal) {
+// One SSE frame (the lines of a blank-line separated block) -> {event, data} or null.
+export function parseFrame(block) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split(/\r\n|\r|\n/)) {
+    if (!line || line.startsWith(":")) continue; // ":" lines are comments (heartbeats)
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") event = value;
+    else if (field === "data") data.push(value);
+  }
+  return data.length ? { event, data: data.join("\n") } : null;
+}
+
+// The events of a text/event-stream response read with fetch (same headers as every API call).
+export async function* sse(path, params, signal) {
   const res = await request(path, params, { headers: { Accept: "text/event-stream" }, signal });
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += value;
-    let cut;
-    while ((cut = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      let event = "message", data = "";
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data += line.slice(5).trim();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value;
+      let m;
+      while ((m = /\r\n\r\n|\n\n|\r\r/.exec(buf))) {
+        const frame = parseFrame(buf.slice(0, m.index));
+        buf = buf.slice(m.index + m[0].length);
+        if (frame) yield { event: frame.event, data: JSON.parse(frame.data) };
       }
-      if (data) yield { event, data: JSON.parse(data) };
     }
+  } finally {
+    reader.cancel().catch(() => {});
   }
 }
 

@@ -1,6 +1,9 @@
 // Trace waterfall: spans nested under their parents on each trace's time axis, one pass to lay
 // out, then only the visible rows are in the DOM (virtualized), so 5,000 spans render at once.
+// The sticky header holds the time axis (nice ticks) of the trace at the top of the view; light
+// grid lines run through each visible trace's rows at its own ticks.
 import { h, tsMs, fmtNs, clock, kvTable } from "./util.js";
+import { niceTicks, maxTicksFor } from "./axis.js";
 
 const ROW = 22;
 const OVERSCAN = 12;
@@ -65,13 +68,21 @@ export class Waterfall {
     this.rows = layout(spans);
     this.onSelect = onSelect;
     this.selected = selected || null;
+    this.heads = new Int32Array(this.rows.length); // row index -> its trace header's row index
+    let head = 0;
+    this.rows.forEach((r, i) => {
+      if (r.kind === "trace") head = i;
+      this.heads[i] = head;
+      this.rows[head].end = i + 1;
+    });
     this.scroll = h("div", { class: "wf-scroll", style: { maxHeight: `${maxHeight}px` } });
     this.inner = h("div", { class: "wf-inner", style: { height: `${this.rows.length * ROW}px` } });
-    this.scroll.append(this.inner);
-    this.el = h("div", { class: "waterfall", dataset: { rows: String(this.rows.length) } },
-      h("div", { class: "wf-head" }, h("div", { class: "wf-label" }, "span"), h("div", { class: "wf-axis" }, h("span", {}, "0"), h("span", {}, "trace duration →"))),
-      this.scroll);
+    this.axis = h("div", { class: "wf-axis" });
+    this.axisLabel = h("div", { class: "wf-label" }, "span");
+    this.scroll.append(h("div", { class: "wf-head" }, this.axisLabel, this.axis), this.inner);
+    this.el = h("div", { class: "waterfall", dataset: { rows: String(this.rows.length) } }, this.scroll);
     container.replaceChildren(this.el);
+    this.axisHead = -1;
     this.first = -1;
     this.last = -1;
     this.scroll.addEventListener("scroll", () => this.draw(), { passive: true });
@@ -81,6 +92,13 @@ export class Waterfall {
     });
     this.draw(true);
     if (this.selected) this.reveal(this.selected);
+    let width = this.axis.clientWidth;
+    new ResizeObserver(() => { // ticks fit the width: redraw when it changes
+      if (this.axis.clientWidth === width) return;
+      width = this.axis.clientWidth;
+      this.axisHead = -1;
+      this.draw(true);
+    }).observe(this.axis);
   }
 
   select(spanId) {
@@ -106,8 +124,47 @@ export class Waterfall {
     this.first = first;
     this.last = last;
     const frag = document.createDocumentFragment();
+    for (let i = first; i < last; ) { // grid lines first, so the rows paint over them
+      const head = this.heads[i];
+      frag.append(this.grid(head));
+      i = this.rows[head].end;
+    }
     for (let i = first; i < last; i++) frag.append(this.row(this.rows[i], i));
     this.inner.replaceChildren(frag);
+    this.drawAxis();
+  }
+
+  // A trace's ticks, for the width the track has now (cached per trace and tick budget).
+  ticks(head) {
+    const r = this.rows[head];
+    const max = maxTicksFor(this.axis.clientWidth);
+    if (!r.ticks || r.ticksMax !== max) {
+      const span = r.t1 - r.t0 || 1;
+      r.ticks = niceTicks(span, max).map((t) => ({ ...t, pct: (t.t / span) * 100 }));
+      r.ticksMax = max;
+    }
+    return r.ticks;
+  }
+
+  grid(head) {
+    const r = this.rows[head];
+    return h("div", { class: "wf-grid", style: { top: `${(head + 1) * ROW}px`, height: `${(r.end - head - 1) * ROW}px` } },
+      this.ticks(head).slice(1).map((t) => h("div", { class: "wf-gridline", style: { left: `${t.pct}%` } })));
+  }
+
+  // The header's axis: the ticks of the trace whose rows are at the top of the view.
+  drawAxis() {
+    if (!this.rows.length) return;
+    const top = Math.min(this.rows.length - 1, Math.floor(this.scroll.scrollTop / ROW));
+    const head = this.heads[top];
+    if (head === this.axisHead) return;
+    this.axisHead = head;
+    const r = this.rows[head];
+    this.axis.dataset.traceId = r.trace_id;
+    this.axis.title = `time from the start of trace ${r.trace_id} (${fmtNs((r.t1 - r.t0) * 1e6)})`;
+    this.axisLabel.textContent = this.rows.length > r.end - head ? `span · axis: trace ${r.trace_id.slice(0, 8)}…` : "span";
+    this.axis.replaceChildren(...this.ticks(head).map((t, i) =>
+      h("span", { class: `wf-tick${i === 0 ? " first" : ""}`, style: { left: `${t.pct}%` }, dataset: { t: String(t.t) } }, t.label)));
   }
 
   row(r, i) {
