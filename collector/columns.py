@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -19,6 +22,8 @@ class Decoded:
     table: pa.Table
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    # rows the table refers to, stored once in their own table (spans: "resources")
+    side: dict[str, pa.Table] = field(default_factory=dict)
 
     @property
     def accepted(self) -> int:
@@ -96,3 +101,33 @@ def id_hex(raw: bytes, size: int, what: str, required: bool) -> str | None:
     if required and not any(raw):
         raise ValueError(f"{what} is all zeros")
     return raw.hex()
+
+
+@functools.lru_cache(maxsize=4096)
+def _resource_id(items: tuple[tuple[str, str | None], ...]) -> int:
+    digest = hashlib.blake2b(json.dumps(items).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def resource_id(attributes: dict[str, str | None] | None) -> int:
+    """The id of a resource: a 64-bit hash of its attributes (whatever their order)."""
+    return _resource_id(tuple(sorted((attributes or {}).items())))
+
+
+def resource_rows(ctx_maps: pa.Array, ctx: pa.Array) -> tuple[pa.Array, pa.Table]:
+    """Resource attributes per resource×scope context (``ctx_maps``) and each record's context
+    index (``ctx``) → each record's resource id, and the ``resources`` rows (one per resource)."""
+    ids: list[int] = []
+    firsts: dict[int, int] = {}
+    for i, pairs in enumerate(ctx_maps.to_pylist()):
+        rid = _resource_id(tuple(sorted(pairs or ())))
+        ids.append(rid)
+        firsts.setdefault(rid, i)
+    resources = pa.Table.from_arrays(
+        [
+            pa.array(list(firsts), pa.uint64()),
+            ctx_maps.take(pa.array(list(firsts.values()), pa.int32())),
+        ],
+        names=["resource_id", "attributes"],
+    )
+    return pa.array(ids, pa.uint64()).take(ctx), resources

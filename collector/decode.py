@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
@@ -30,7 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from . import fast_spans
-from .columns import Decoded
+from .columns import TS_TYPE, Decoded
 from .errors import DecodeError
 from .flatten_logs import flatten_logs
 from .flatten_metrics import flatten_metrics
@@ -145,9 +148,34 @@ def decode_body(
     ``"json"``. Protobuf trace bodies take the C decoder (collector._otlpfast) when it is built
     and ``fast`` (setting ingest.fast_decode) is on; it builds the very same table."""
     if fast and fast_spans.AVAILABLE and signal == "traces" and encoding != "json":
-        return fast_spans.flatten_spans_bytes(body, tagger, time.time_ns())
-    parse = parse_json if encoding == "json" else parse_protobuf
-    return flatten(signal, parse(signal, body), tagger)
+        decoded = fast_spans.flatten_spans_bytes(body, tagger, time.time_ns())
+    else:
+        parse = parse_json if encoding == "json" else parse_protobuf
+        decoded = flatten(signal, parse(signal, body), tagger)
+    if decoded.signal == "spans" and decoded.accepted:
+        decoded.side["trace_index"] = trace_index_rows(decoded.table)
+    return decoded
+
+
+def trace_index_rows(spans: pa.Table) -> pa.Table:
+    """The ``trace_index`` rows of a batch of spans (each trace's first and last start), built
+    here in the receiving thread so the single writer only appends them (~0.25 µs a span)."""
+    tid = spans["trace_id"].combine_chunks()
+    start = spans["start_time"].combine_chunks()
+    if tid.null_count:
+        keep = pc.is_valid(tid)
+        tid, start = tid.filter(keep), start.filter(keep)
+    enc = tid.dictionary_encode()
+    codes = enc.indices.to_numpy()
+    times = start.cast(pa.int64()).to_numpy()
+    first = np.full(len(enc.dictionary), np.iinfo(np.int64).max)
+    last = np.full(len(enc.dictionary), np.iinfo(np.int64).min)
+    np.minimum.at(first, codes, times)
+    np.maximum.at(last, codes, times)
+    return pa.table(
+        [enc.dictionary, pa.array(first, TS_TYPE), pa.array(last, TS_TYPE)],
+        names=["trace_id", "first_start", "last_start"],
+    )
 
 
 def response_message(signal: str, decoded: Decoded) -> Message:

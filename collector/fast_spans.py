@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .columns import MAP_TYPE, TS_TYPE, Decoded
+from .columns import MAP_TYPE, TS_TYPE, Decoded, resource_rows
 from .errors import DecodeError
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
@@ -71,6 +71,7 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
     except ValueError as exc:
         raise DecodeError(f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
     ctx = _fixed(c["ctx"], _I32, 4)
+    resource_ids, resources = resource_rows(_map(c["ctx.resource_attributes"]), ctx)
     events = pa.ListArray.from_arrays(
         _fixed(c["events.offsets"], _I32, 4),
         pa.StructArray.from_arrays(
@@ -111,12 +112,11 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
         _str(c["ctx.scope_name"]).take(ctx),
         _str(c["ctx.scope_version"]).take(ctx),
         _fixed(c["start_time"], TS_TYPE, 8),
-        _fixed(c["end_time"], TS_TYPE, 8),
         _fixed(c["duration_ns"], pa.int64(), 8),
         _str(c["status_code"]),
         _str(c["status_message"]),
         _map(c["attributes"]),
-        _map(c["ctx.resource_attributes"]).take(ctx),
+        resource_ids,
         events,
         links,
         _fixed(c["flags"], pa.uint32(), 4),
@@ -126,4 +126,5 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
         _str(c["ctx.scope_attributes"]).take(ctx),
         pa.repeat(pa.scalar(received_ns, TS_TYPE), n),
     ]
-    return Decoded("spans", pa.Table.from_arrays(columns, schema=SCHEMA), rejected, errors)
+    table = pa.Table.from_arrays(columns, schema=SCHEMA)
+    return Decoded("spans", table, rejected, errors, {"resources": resources})

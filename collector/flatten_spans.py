@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .attributes import attr_dict, json_attrs, value_text
-from .columns import MAX_TS, TS_TYPE, Decoded, MapColumn, id_hex
+from .columns import MAX_TS, TS_TYPE, Decoded, MapColumn, id_hex, resource_rows
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
 
@@ -67,7 +67,6 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
     name: list[str] = []
     kind: list[str] = []
     start: list[int] = []
-    end: list[int] = []
     duration: list[int] = []
     status_code: list[str] = []
     status_message: list[str | None] = []
@@ -133,7 +132,6 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
                 k = sp.kind
                 kind.append(KINDS[k] if 0 <= k < n_kinds else str(k))
                 start.append(st)
-                end.append(et)
                 duration.append(et - st)
                 status = sp.status
                 c = status.code
@@ -182,6 +180,7 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
 
     n = len(trace_id)
     ctx = pa.array(ctx_idx, pa.int32())
+    resource_ids, resources = resource_rows(ctx_res.array(), ctx)
     if any(t > MAX_TS for t in ev_time):
         ev_time = [min(t, MAX_TS) for t in ev_time]
     events = pa.ListArray.from_arrays(
@@ -228,12 +227,11 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
         pa.array(ctx_scope_name, pa.string()).take(ctx),
         pa.array(ctx_scope_version, pa.string()).take(ctx),
         pa.array(start, TS_TYPE),
-        pa.array(end, TS_TYPE),
         pa.array(duration, pa.int64()),
         pa.array(status_code, pa.string()),
         pa.array(status_message, pa.string()),
         attrs.array(),
-        ctx_res.array().take(ctx),
+        resource_ids,
         events,
         links_arr,
         pa.array(flags, pa.uint32()),
@@ -244,4 +242,5 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
         pa.array([received_ns] * n, TS_TYPE),
     ]
     out.table = pa.Table.from_arrays(columns, schema=SCHEMA)
+    out.side["resources"] = resources
     return out

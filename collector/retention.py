@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 
-from .schema import TRACE_INDEX
+from .schema import TRACE_INDEX, storage_table
 from .store import transaction
 
 log = logging.getLogger("roomscope.retention")
@@ -73,7 +73,7 @@ def _deleted(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int
 def _oldest_ns(con: duckdb.DuckDBPyConnection) -> int | None:
     times = []
     for table, column in TIME_COLUMNS.items():
-        (t,) = con.execute(f"SELECT epoch_ns(min({column})) FROM {table}").fetchone()
+        (t,) = con.execute(f"SELECT epoch_ns(min({column})) FROM {storage_table(table)}").fetchone()
         if t is not None:
             times.append(t)
     return min(times) if times else None
@@ -95,7 +95,9 @@ def delete_slice(con: duckdb.DuckDBPyConnection, upto_ns: int, pruned: Pruned) -
             pruned.add(
                 table,
                 _deleted(
-                    con, f"DELETE FROM {table} WHERE {column} < make_timestamp_ns(?)", [upto_ns]
+                    con,
+                    f"DELETE FROM {storage_table(table)} WHERE {column} < make_timestamp_ns(?)",
+                    [upto_ns],
                 ),
             )
         con.execute(f"DELETE FROM {TRACE_INDEX} WHERE last_start < make_timestamp_ns(?)", [upto_ns])
@@ -110,7 +112,7 @@ def delete_rest(con: duckdb.DuckDBPyConnection, cutoff_ns: int, pruned: Pruned) 
                 table,
                 _deleted(
                     con,
-                    f"DELETE FROM {table} WHERE {column} IS NULL"
+                    f"DELETE FROM {storage_table(table)} WHERE {column} IS NULL"
                     " AND received_at < make_timestamp_ns(?)",
                     [cutoff_ns],
                 ),
@@ -201,6 +203,7 @@ class Retention:
         if ids and self.forget is not None:
             self.run(lambda store: self.forget(ids)).result()
         if pruned.total:
+            pruned.add("resources", self.run(lambda store: store.prune_resources()).result())
             self.run(lambda store: store.checkpoint()).result()
             log.info("retention deleted %s", pruned.rows)
         with self.ran:
@@ -228,6 +231,9 @@ def prune_store(path: str, older_than: float, now_ns: int | None = None) -> Prun
         raise
     try:
         cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than * 1e9)
-        return prune_connection(store.con, cutoff)
+        pruned = prune_connection(store.con, cutoff)
+        if pruned.total:
+            pruned.add("resources", store.prune_resources())
+        return pruned
     finally:
         store.close()

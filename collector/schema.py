@@ -8,14 +8,52 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"
 
+# The spans table as versions 1 and 2 stored it (SPEC 4's columns, in its order).
+V1_SPANS: list[tuple[str, str]] = [
+    ("project", "VARCHAR"),
+    ("room", "VARCHAR"),
+    ("session_id", "VARCHAR"),
+    ("trace_id", "VARCHAR"),
+    ("span_id", "VARCHAR"),
+    ("parent_span_id", "VARCHAR"),
+    ("trace_state", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("kind", "VARCHAR"),
+    ("service_name", "VARCHAR"),
+    ("scope_name", "VARCHAR"),
+    ("scope_version", "VARCHAR"),
+    ("start_time", TS),
+    ("end_time", TS),
+    ("duration_ns", "BIGINT"),
+    ("status_code", "VARCHAR"),
+    ("status_message", "VARCHAR"),
+    ("attributes", MAP),
+    ("resource_attributes", MAP),
+    (
+        "events",
+        f"STRUCT(time {TS}, name VARCHAR, attributes {MAP}, dropped_attributes_count UINTEGER)[]",
+    ),
+    (
+        "links",
+        f"STRUCT(trace_id VARCHAR, span_id VARCHAR, trace_state VARCHAR, attributes {MAP},"
+        " dropped_attributes_count UINTEGER, flags UINTEGER)[]",
+    ),
+    ("flags", "UINTEGER"),
+    ("dropped_attributes_count", "UINTEGER"),
+    ("dropped_events_count", "UINTEGER"),
+    ("dropped_links_count", "UINTEGER"),
+    ("scope_attributes", "JSON"),
+    ("received_at", TS),
+]
+
 # (column, DuckDB type) in table order.
 TABLES: dict[str, list[tuple[str, str]]] = {
-    "spans": [
+    "span_data": [
         ("project", "VARCHAR"),
         ("room", "VARCHAR"),
         ("session_id", "VARCHAR"),
@@ -29,12 +67,11 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("scope_name", "VARCHAR"),
         ("scope_version", "VARCHAR"),
         ("start_time", TS),
-        ("end_time", TS),
         ("duration_ns", "BIGINT"),
         ("status_code", "VARCHAR"),
         ("status_message", "VARCHAR"),
         ("attributes", MAP),
-        ("resource_attributes", MAP),
+        ("resource_id", "UBIGINT"),
         (
             "events",
             f"STRUCT(time {TS}, name VARCHAR, attributes {MAP},"
@@ -127,6 +164,10 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("error_count", "BIGINT"),
         ("services", "VARCHAR[]"),
     ],
+    "resources": [
+        ("resource_id", "UBIGINT PRIMARY KEY"),
+        ("attributes", MAP),
+    ],
     "session_events": [
         ("session_id", "VARCHAR"),
         ("project", "VARCHAR"),
@@ -138,6 +179,21 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 }
 
 SIGNAL_TABLES = ("spans", "logs", "metric_points")
+
+# Where each signal's rows are stored (version 3): spans in ``span_data`` (no end_time, which is
+# start + duration; a resource id instead of the resource's attributes, which live once in
+# ``resources``) behind the ``spans`` view that SQL users and SPEC 4 see.
+STORAGE_TABLES = {"spans": "span_data", "logs": "logs", "metric_points": "metric_points"}
+
+
+def storage_table(signal: str) -> str:
+    return STORAGE_TABLES.get(signal, signal)
+
+
+# The read side's expressions for the two span columns that are not stored, over a span_data
+# row ``s`` joined to its resource row ``r``.
+SPAN_END_TIME = "make_timestamp_ns(epoch_ns({s}.start_time) + {s}.duration_ns)"
+SPAN_RESOURCE_JOIN = "LEFT JOIN resources {r} ON {r}.resource_id = {s}.resource_id"
 
 _MAP_PA = pa.map_(pa.string(), pa.string())
 _TS_PA = pa.timestamp("ns")
@@ -159,7 +215,7 @@ _PA_SCALARS = {
 }
 
 _PA_NESTED = {
-    ("spans", "events"): pa.list_(
+    ("span_data", "events"): pa.list_(
         pa.struct(
             [
                 ("time", _TS_PA),
@@ -169,7 +225,7 @@ _PA_NESTED = {
             ]
         )
     ),
-    ("spans", "links"): pa.list_(
+    ("span_data", "links"): pa.list_(
         pa.struct(
             [
                 ("trace_id", pa.string()),
@@ -202,17 +258,39 @@ def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema a decoded batch of ``table`` has (signal tables only)."""
     fields = []
     for column, sql_type in TABLES[table]:
+        sql_type = sql_type.removesuffix(" PRIMARY KEY")
         pa_type = _PA_NESTED.get((table, column)) or _PA_SCALARS[sql_type]
         fields.append(pa.field(column, pa_type))
     return pa.schema(fields)
 
 
-ARROW_SCHEMAS: dict[str, pa.Schema] = {t: arrow_schema(t) for t in SIGNAL_TABLES}
+ARROW_SCHEMAS: dict[str, pa.Schema] = {
+    t: arrow_schema(storage_table(t)) for t in (*SIGNAL_TABLES, "resources")
+}
 
 
-def create_table_sql(table: str) -> str:
-    cols = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in TABLES[table])
+def create_table_sql(table: str, columns: list[tuple[str, str]] | None = None) -> str:
+    cols = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in columns or TABLES[table])
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
+
+
+# SPEC 4's ``spans``: span_data with end_time and resource_attributes put back, columns in
+# SPEC order. Ad-hoc SQL reads this; the query library reads span_data and joins the
+# resources of the rows it returns only (a join before ORDER BY … LIMIT would join every match).
+_SPAN_VIEW_COLUMNS = [
+    f"{SPAN_END_TIME.format(s='s')} AS end_time"
+    if c == "end_time"
+    else "r.attributes AS resource_attributes"
+    if c == "resource_attributes"
+    else f"s.{c}"
+    for c, _ in V1_SPANS
+]
+SPANS_VIEW_SQL = (
+    "CREATE OR REPLACE VIEW spans AS SELECT "
+    + ", ".join(_SPAN_VIEW_COLUMNS)
+    + " FROM span_data s "
+    + SPAN_RESOURCE_JOIN.format(s="s", r="r")
+)
 
 
 # trace id → the start times its spans cover, one row per trace per commit (version 2). A lookup
@@ -246,13 +324,34 @@ ATTRIBUTE_KEYS_BACKFILL = (
     " UNION SELECT DISTINCT 'resource', unnest(map_keys(resource_attributes)) FROM spans"
 )
 
-# Each migration takes the file from version N-1 to N. Version 1 creates everything.
+# The resource ids of version-2 rows are DuckDB's hash of the map (new rows get
+# collector.columns.resource_id's): either way one id names one set of attributes.
+_V3_FROM_V2 = [
+    create_table_sql("resources"),
+    "INSERT INTO resources SELECT hash(resource_attributes), any_value(resource_attributes)"
+    " FROM spans GROUP BY hash(resource_attributes)",
+    create_table_sql("span_data"),
+    "INSERT INTO span_data SELECT "
+    + ", ".join(
+        "hash(resource_attributes)" if c == "resource_id" else c for c, _ in TABLES["span_data"]
+    )
+    + " FROM spans",
+    "DROP TABLE spans",
+    SPANS_VIEW_SQL,
+]
+
+# Each migration takes the file from version N-1 to N; a new file runs them all (version 1
+# creates the tables as they were then).
 MIGRATIONS: dict[int, list[str]] = {
-    1: [create_table_sql(t) for t in TABLES],
+    1: [
+        create_table_sql(t, V1_SPANS if t == "spans" else None)
+        for t in ("spans", "logs", "metric_points", "sessions", "session_events")
+    ],
     2: [
         TRACE_INDEX_SQL,
         TRACE_INDEX_INSERT.format(source="spans"),
         ATTRIBUTE_KEYS_SQL,
         ATTRIBUTE_KEYS_BACKFILL,
     ],
+    3: _V3_FROM_V2,
 }

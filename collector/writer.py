@@ -290,15 +290,18 @@ class Writer:
 
     def _write(self, group: list[_Item]) -> None:
         tables: dict[str, list[pa.Table]] = {}
+        side: dict[str, list[pa.Table]] = {}  # rows the signals' rows refer to (resources)
         for item in group:
             tables.setdefault(item.decoded.signal, []).append(item.decoded.table)
+            for name, table in item.decoded.side.items():
+                side.setdefault(name, []).append(table)
         plan = None
         if self.tracker is not None:
             tables, plan = self.tracker.prepare(tables, time.time_ns())
         if self.test_delay:
             time.sleep(self.test_delay)
         also: Transaction | None = plan.apply if plan is not None else None
-        self.store.write(tables, also)
+        self.store.write({**side, **tables}, also)
         if plan is not None and self.tracker is not None:
             self.tracker.commit(plan)
 

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector.schema import TABLES, TS
+from collector.schema import TABLES, TS, V1_SPANS
 
 # The columns of each table that the read side returns (SPEC 4), in table order.
 COLUMNS: dict[str, list[str]] = {
@@ -44,11 +44,19 @@ COLUMNS: dict[str, list[str]] = {
     "session_events": [c for c, _ in TABLES["session_events"]],
 }  # fmt: skip
 
-TS_COLUMNS = {c for cols in TABLES.values() for c, t in cols if t == TS}
+TS_COLUMNS = {c for cols in [*TABLES.values(), V1_SPANS] for c, t in cols if t == TS}
 
 _NESTED = {
     "events": "list_transform(events, e -> {'time': epoch_ns(e.time), 'name': e.name,"
     " 'attributes': e.attributes})",
+}
+
+
+# The spans columns that span_data does not store, over a span_data row ``s`` joined to its
+# resources row ``r`` (see span_rows_sql).
+_SPAN_DERIVED = {
+    "end_time": "epoch_ns(s.start_time) + s.duration_ns AS end_time",
+    "resource_attributes": "r.attributes AS resource_attributes",
 }
 
 
@@ -57,13 +65,32 @@ def select_list(table: str, alias: str = "") -> str:
     prefix = f"{alias}." if alias else ""
     parts = []
     for c in COLUMNS[table]:
-        if c in TS_COLUMNS:
+        if table == "spans" and alias == "s" and c in _SPAN_DERIVED:
+            parts.append(_SPAN_DERIVED[c])
+        elif c in TS_COLUMNS:
             parts.append(f"epoch_ns({prefix}{c}) AS {c}")
         elif c in _NESTED and table == "spans":
             parts.append(f"{_NESTED[c].replace('events', prefix + 'events', 1)} AS {c}")
         else:
             parts.append(f"{prefix}{c}")
     return ", ".join(parts)
+
+
+def span_rows_sql(where: str, order: str, limit: bool = False) -> str:
+    """The read columns of the spans (SPEC 4) whose span_data rows meet ``where`` (a WHERE
+    clause on span_data's own columns, or ""), in ``order`` (output column names), with a
+    ``LIMIT ?`` parameter when ``limit``.
+
+    Filtering, ordering and limiting run on span_data alone; only the rows that remain are
+    joined to their resources (through the ``spans`` view, DuckDB would join every match
+    before the LIMIT: 10x slower for a search over many spans)."""
+    inner = f"SELECT * FROM span_data{where}"
+    if limit:
+        inner += f" ORDER BY {order} LIMIT ?"
+    return (
+        f"SELECT {select_list('spans', 's')} FROM ({inner}) s"
+        f" LEFT JOIN resources r ON r.resource_id = s.resource_id ORDER BY {order}"
+    )
 
 
 def format_ts(ns: int | None) -> str | None:

@@ -35,6 +35,30 @@ def attribute_key_maps(con: duckdb.DuckDBPyConnection, keys: list[str]) -> KeyMa
     return found
 
 
+_IN_RESOURCES = "{p}resource_id IN (SELECT resource_id FROM resources WHERE {cond})"
+
+
+def _lookup(key: str, value: str | None, p: str, maps: set[str]) -> tuple[str, list[Any]]:
+    """``coalesce(attributes[key], resource_attributes[key]) = value`` (``IS NOT NULL`` when
+    value is None) on span_data, whose resource attributes sit in the resources table."""
+    test = "= ?" if value is not None else "IS NOT NULL"
+    tail = [value] if value is not None else []
+    span = f"{p}attributes[?] {test}"
+    resource = _IN_RESOURCES.format(p=p, cond=f"attributes[?] {test}")
+    if maps == {"span", "resource"}:
+        if value is None:
+            return f"({span} OR {resource})", [key, key]
+        return (
+            f"(CASE WHEN {p}attributes[?] IS NOT NULL THEN {span} ELSE {resource} END)",
+            [key, key, *tail, key, *tail],
+        )
+    if "span" in maps:
+        return span, [key, *tail]
+    if "resource" in maps:
+        return resource, [key, *tail]
+    return "false", []
+
+
 def _attr_condition(
     key: str, value: str, alias: str, maps: set[str] | None = None
 ) -> tuple[str, list[Any]]:
@@ -45,30 +69,21 @@ def _attr_condition(
     p = f"{alias}." if alias else ""
     if maps is None:
         maps = {"span", "resource"}
-    lookups = [
-        f"{p}{m}[?]"
-        for n, m in (("span", "attributes"), ("resource", "resource_attributes"))
-        if n in maps
-    ]
-    looked_up = f"coalesce({', '.join(lookups)})" if len(lookups) > 1 else "".join(lookups)
-    kp = [key] * len(lookups)
+    maps = maps & {"span", "resource"}
+    looked_up, lp = _lookup(key, value, p, maps)
     if key == "status":
         own = f"upper({p}status_code) = upper(?)"
-        if not lookups:
+        if not maps:
             return own, [value]
-        return f"({own} OR {looked_up} = ?)", [value, *kp, value]
+        return f"({own} OR {looked_up})", [value, *lp]
     if key in SPAN_FIELDS:
         column = f"{p}{SPAN_FIELDS[key]}"
         own = f"upper({column}) = upper(?)" if key == "kind" else f"{column} = ?"
-        if not lookups:
+        if not maps:
             return own, [value]
-        return (
-            f"(CASE WHEN {looked_up} IS NOT NULL THEN {looked_up} = ? ELSE {own} END)",
-            [*kp, *kp, value, value],
-        )
-    if not lookups:
-        return "false", []
-    return f"{looked_up} = ?", [*kp, value]
+        present, pp = _lookup(key, None, p, maps)
+        return f"(CASE WHEN {present} THEN {looked_up} ELSE {own} END)", [*pp, *lp, value]
+    return looked_up, lp
 
 
 def span_where(f: SpanFilter, alias: str = "", key_maps: KeyMaps = None) -> Where:

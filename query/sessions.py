@@ -6,6 +6,8 @@ from typing import Any
 
 import duckdb
 
+from collector.schema import storage_table
+
 from .errors import NotFound
 from .filters import LogFilter, MetricFilter, SessionFilter
 from .records import fetch_records, select_list
@@ -53,7 +55,7 @@ def resolve_session(
     row = con.execute("SELECT 1 FROM sessions WHERE session_id = ?", [session_id]).fetchone()
     if row is None:
         row = con.execute(
-            "(SELECT 1 FROM spans WHERE session_id = $1 LIMIT 1)"
+            "(SELECT 1 FROM span_data WHERE session_id = $1 LIMIT 1)"
             " UNION ALL (SELECT 1 FROM logs WHERE session_id = $1 LIMIT 1)"
             " UNION ALL (SELECT 1 FROM metric_points WHERE session_id = $1 LIMIT 1) LIMIT 1",
             [session_id],
@@ -89,7 +91,7 @@ def session_window(
     p = f"{alias}." if alias else ""
     cond = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
     (inside,) = con.execute(
-        f"SELECT count(*) FROM {table} WHERE session_id = ?{cond.replace(p, '')}",
+        f"SELECT count(*) FROM {storage_table(table)} WHERE session_id = ?{cond.replace(p, '')}",
         [session_id, row[0], row[1]],
     ).fetchone()
     return (cond, [row[0], row[1]]) if inside == row[2] else ("", [])
@@ -111,7 +113,7 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3
-        FROM spans WHERE session_id = $1 AND upper(status_code) = 'ERROR'{swin}
+        FROM span_data WHERE session_id = $1 AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
     # $n parameters: the windows' bounds follow the session id in order.

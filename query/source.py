@@ -15,6 +15,7 @@ import duckdb
 import httpx
 
 from collector.errors import RoomscopeError
+from collector.schema import SCHEMA_VERSION
 from collector.settings import Settings, load_settings
 
 from .errors import NotFound, QueryError, SourceError
@@ -45,6 +46,7 @@ class LocalSource(Reader):
             raise SourceError(f"cannot open store file {path}: {exc}") from None
         except duckdb.Error as exc:
             raise SourceError(f"cannot open store file {path}: {exc}") from None
+        _check_version(con, path)
         super().__init__(con, default_limit, timeout)
 
     def __getattribute__(self, name: str) -> Any:
@@ -163,3 +165,20 @@ def open_source(
     if _answers(url, settings.get("query.probe_timeout")):
         return RemoteSource(url, timeout=timeout + 30, token=token)
     return LocalSource(settings.get("store.path"), limit, timeout)
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """A read-only store must already have this roomscope's layout (a collector migrates it)."""
+    try:
+        row = con.execute(
+            "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return  # not a store at all: the first query says so
+    if row is not None and int(row[0]) < SCHEMA_VERSION:
+        con.close()
+        raise SourceError(
+            f"store file {path} has schema version {row[0]}, older than this roomscope's"
+            f" ({SCHEMA_VERSION}); start a collector on it once (roomscope serve --db {path})"
+            " to upgrade it"
+        )

@@ -9,7 +9,7 @@ import duckdb
 
 from .errors import NotFound, QueryError
 from .filters import SpanFilter, format_ns_duration
-from .records import fetch_records, select_list
+from .records import fetch_records, span_rows_sql
 from .search import attribute_key_maps, span_where, where_sql
 
 Record = dict[str, Any]
@@ -28,9 +28,8 @@ def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> l
     window has no upper bound), so the older data is never read."""
     n = f.limit or limit
     conds, params = span_where(f, key_maps=attribute_key_maps(con, [k for k, _ in f.attrs]))
-    sql = f"SELECT {select_list('spans')} FROM spans"
-    order = " ORDER BY start_time DESC, span_id LIMIT ?"
-    (newest,) = con.execute("SELECT epoch_ns(max(start_time)) FROM spans").fetchone()
+    order = "start_time DESC, span_id"
+    (newest,) = con.execute("SELECT epoch_ns(max(start_time)) FROM span_data").fetchone()
     if newest is not None:
         if f.until is not None:
             newest = min(newest, int(f.until.timestamp()) * 10**9)
@@ -39,10 +38,11 @@ def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> l
             if since is not None and newest - width <= since:
                 break
             window = [*conds, "start_time >= make_timestamp_ns(?)"]
-            rows = fetch_records(con, sql + where_sql(window) + order, [*params, newest - width, n])
+            sql = span_rows_sql(where_sql(window), order, limit=True)
+            rows = fetch_records(con, sql, [*params, newest - width, n])
             if len(rows) >= n:
                 return rows
-    return fetch_records(con, sql + where_sql(conds) + order, [*params, n])
+    return fetch_records(con, span_rows_sql(where_sql(conds), order, limit=True), [*params, n])
 
 
 def session_spans(con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter) -> list[Record]:
@@ -54,12 +54,13 @@ def session_spans(con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter
         SpanFilter(**{**f.__dict__, "session": session_id, "limit": None}), key_maps=maps
     )
     window, wparams = session_window(con, session_id, "spans")
-    sql = f"SELECT {select_list('spans', 's')} FROM spans s WHERE s.session_id = ?{window}"
-    order = " ORDER BY s.start_time, s.span_id"
+    where = f" WHERE session_id = ?{window}"
+    order = "start_time, span_id"
     if len(conds) == 1:  # only the session itself: every span of it matches
-        return fetch_records(con, sql + order, [session_id, *wparams])
-    sql += f" AND s.trace_id IN (SELECT trace_id FROM spans{where_sql(conds)}{window})"
-    return fetch_records(con, sql + order, [session_id, *wparams, *params, *wparams])
+        return fetch_records(con, span_rows_sql(where, order), [session_id, *wparams])
+    where += f" AND trace_id IN (SELECT trace_id FROM span_data{where_sql(conds)}{window})"
+    sql = span_rows_sql(where, order)
+    return fetch_records(con, sql, [session_id, *wparams, *params, *wparams])
 
 
 def check_trace_id(trace_id: str) -> str:
@@ -71,8 +72,8 @@ def check_trace_id(trace_id: str) -> str:
 
 def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     tid = check_trace_id(trace_id)
-    sql = f"SELECT {select_list('spans')} FROM spans WHERE trace_id = ?"
-    order = " ORDER BY start_time, span_id"
+    where = " WHERE trace_id = ?"
+    order = "start_time, span_id"
     # The trace's time range from the small trace_index table, so that only the row groups of
     # those times are read; spans without a start time, or a store without the index, fall
     # back to reading every trace id.
@@ -87,9 +88,9 @@ def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     rows = []
     if first is not None:
         window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-        rows = fetch_records(con, sql + window + order, [tid, first, last])
+        rows = fetch_records(con, span_rows_sql(where + window, order), [tid, first, last])
     if not rows:
-        rows = fetch_records(con, sql + order, [tid])
+        rows = fetch_records(con, span_rows_sql(where, order), [tid])
     if not rows:
         raise NotFound(f"no trace {tid}")
     return rows

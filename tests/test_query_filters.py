@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from collector.schema import TABLES, create_table_sql
+from collector.columns import resource_id
+from collector.store import migrate
 from query.errors import NotFound, QueryError
 from query.filters import (
     SpanFilter,
@@ -124,8 +125,7 @@ def test_filters_round_trip_through_api_parameters() -> None:
 @pytest.fixture
 def con() -> duckdb.DuckDBPyConnection:
     c = duckdb.connect()
-    for table in TABLES:
-        c.execute(create_table_sql(table))
+    migrate(c, ":memory:")
     spans = [
         # name, kind, service, status_code, duration_ms, attributes, resource attributes
         ("a", "SERVER", "agent", "ERROR", 1000, {}, {"service.name": "agent"}),
@@ -136,11 +136,12 @@ def con() -> duckdb.DuckDBPyConnection:
     ]
     base = datetime(2026, 11, 24, 12, 0)
     for i, (name, kind, svc, status, ms, attrs, res) in enumerate(spans):
+        c.execute("INSERT OR IGNORE INTO resources VALUES (?, ?)", [resource_id(res), res])
         c.execute(
-            "INSERT INTO spans (project, room, session_id, trace_id, span_id, parent_span_id,"
-            " name, kind, service_name, start_time, end_time, duration_ns, status_code,"
-            " attributes, resource_attributes, events, links)"
-            " VALUES ('p', 'r', 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], [])",
+            "INSERT INTO span_data (project, room, session_id, trace_id, span_id, parent_span_id,"
+            " name, kind, service_name, start_time, duration_ns, status_code,"
+            " attributes, resource_id, events, links)"
+            " VALUES ('p', 'r', 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], [])",
             [
                 "0" * 31 + "1",
                 f"{i + 1:016x}",
@@ -149,13 +150,17 @@ def con() -> duckdb.DuckDBPyConnection:
                 kind,
                 svc,
                 base + timedelta(seconds=i),
-                base + timedelta(seconds=i, milliseconds=ms),
                 ms * 1_000_000,
                 status,
                 attrs,
-                res,
+                resource_id(res),
             ],
         )
+    c.execute(  # what DuckDBStore.write keeps up to date
+        "INSERT INTO span_attribute_keys SELECT DISTINCT 'span', unnest(map_keys(attributes))"
+        " FROM span_data UNION SELECT DISTINCT 'resource', unnest(map_keys(attributes))"
+        " FROM resources"
+    )
     return c
 
 

@@ -176,16 +176,20 @@ def test_migration_from_version_1_adds_the_trace_index(tmp_path):
     con.execute("INSERT INTO roomscope_meta VALUES ('schema_version', '1')")
     tid = "ab" * 16
     con.execute(
-        "INSERT INTO spans (trace_id, span_id, name, start_time) VALUES"
-        " (?, '00000000000000a1', 'root', make_timestamp_ns(?)),"
-        " (?, '00000000000000a2', 'child', make_timestamp_ns(?))",
-        [tid, NEW, tid, NEW + 5],
+        "INSERT INTO spans (trace_id, span_id, name, start_time, duration_ns, end_time) VALUES"
+        " (?, '00000000000000a1', 'root', make_timestamp_ns(?), 7, make_timestamp_ns(? + 7)),"
+        " (?, '00000000000000a2', 'child', make_timestamp_ns(?), 7, make_timestamp_ns(? + 7))",
+        [tid, NEW, NEW, tid, NEW + 5, NEW + 5],
     )
     con.close()
     store = DuckDBStore(db)
     store.open()
     store.close()
-    assert read_store(tmp_path / "v1.duckdb", "SELECT value FROM roomscope_meta") == [("2",)]
+    assert read_store(tmp_path / "v1.duckdb", "SELECT value FROM roomscope_meta") == [("3",)]
+    assert read_store(  # version 3: span_data + resources behind the spans view
+        tmp_path / "v1.duckdb",
+        "SELECT name, epoch_ns(end_time), resource_attributes FROM spans ORDER BY name",
+    ) == [("child", NEW + 12, None), ("root", NEW + 7, None)]
     assert read_store(
         tmp_path / "v1.duckdb",
         "SELECT trace_id, epoch_ns(first_start), epoch_ns(last_start) FROM trace_index",
