@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 MAP_TYPE = pa.map_(pa.string(), pa.string())
 TS_TYPE = pa.timestamp("ns")
@@ -103,10 +104,15 @@ def id_hex(raw: bytes, size: int, what: str, required: bool) -> str | None:
     return raw.hex()
 
 
+def _content_id(value: object) -> int:
+    """A 64-bit id of a JSON-able value: the same value gets the same id in every process."""
+    digest = hashlib.blake2b(json.dumps(value).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 @functools.lru_cache(maxsize=4096)
 def _resource_id(items: tuple[tuple[str, str | None], ...]) -> int:
-    digest = hashlib.blake2b(json.dumps(items).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    return _content_id(items)
 
 
 def resource_id(attributes: dict[str, str | None] | None) -> int:
@@ -131,3 +137,41 @@ def resource_rows(ctx_maps: pa.Array, ctx: pa.Array) -> tuple[pa.Array, pa.Table
         names=["resource_id", "attributes"],
     )
     return pa.array(ids, pa.uint64()).take(ctx), resources
+
+
+_SEP = "\x1f"
+
+
+@functools.lru_cache(maxsize=4096)
+def keyset_id(keys: tuple[str, ...]) -> int:
+    """The id of a list of attribute keys (in their order)."""
+    return _content_id(keys)
+
+
+def split_attributes(attrs: pa.MapArray) -> tuple[pa.Array, pa.Array, pa.Table]:
+    """A MAP column → (each row's keyset id, each row's values in key order, the
+    ``attribute_keysets`` rows of the keysets it uses).
+
+    Rows are grouped by their keys joined into one string (Arrow compute, no Python per row);
+    when a key holds the separator or is empty, so that joining could confuse two lists, rows
+    are grouped by their key lists in Python instead."""
+    keys = pa.ListArray.from_arrays(attrs.offsets, attrs.keys)
+    values = pa.ListArray.from_arrays(attrs.offsets, attrs.items)
+    flat = attrs.keys
+    if len(flat) and (
+        pc.any(pc.equal(flat, "")).as_py() or pc.any(pc.match_substring(flat, _SEP)).as_py()
+    ):
+        lists = [tuple(k) for k in keys.to_pylist()]
+        uniques = list(dict.fromkeys(lists))
+        index = {k: i for i, k in enumerate(uniques)}
+        codes = pa.array([index[k] for k in lists], pa.int32())
+    else:
+        enc = pc.binary_join(keys, _SEP).dictionary_encode()
+        uniques = [tuple(j.split(_SEP)) if j else () for j in enc.dictionary.to_pylist()]
+        codes = enc.indices
+    ids = [keyset_id(k) for k in uniques]
+    keysets = pa.Table.from_arrays(
+        [pa.array(ids, pa.uint64()), pa.array([list(k) for k in uniques], pa.list_(pa.string()))],
+        names=["keyset_id", "keys"],
+    )
+    return pa.array(ids, pa.uint64()).take(codes), values, keysets

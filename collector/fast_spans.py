@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .columns import MAP_TYPE, TS_TYPE, Decoded, resource_rows
+from .columns import MAP_TYPE, TS_TYPE, Decoded, resource_rows, split_attributes
 from .errors import DecodeError
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
@@ -71,6 +71,7 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
     except ValueError as exc:
         raise DecodeError(f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
     ctx = _fixed(c["ctx"], _I32, 4)
+    keysets, attr_values, keyset_rows = split_attributes(_map(c["attributes"]))
     resource_ids, resources = resource_rows(_map(c["ctx.resource_attributes"]), ctx)
     events = pa.ListArray.from_arrays(
         _fixed(c["events.offsets"], _I32, 4),
@@ -115,7 +116,8 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
         _fixed(c["duration_ns"], pa.int64(), 8),
         _str(c["status_code"]),
         _str(c["status_message"]),
-        _map(c["attributes"]),
+        keysets,
+        attr_values,
         resource_ids,
         events,
         links,
@@ -127,4 +129,5 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
         pa.repeat(pa.scalar(received_ns, TS_TYPE), n),
     ]
     table = pa.Table.from_arrays(columns, schema=SCHEMA)
-    return Decoded("spans", table, rejected, errors, {"resources": resources})
+    side = {"resources": resources, "attribute_keysets": keyset_rows}
+    return Decoded("spans", table, rejected, errors, side)

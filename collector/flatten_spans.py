@@ -10,7 +10,15 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .attributes import attr_dict, json_attrs, value_text
-from .columns import MAX_TS, TS_TYPE, Decoded, MapColumn, id_hex, resource_rows
+from .columns import (
+    MAX_TS,
+    TS_TYPE,
+    Decoded,
+    MapColumn,
+    id_hex,
+    resource_rows,
+    split_attributes,
+)
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
 
@@ -180,6 +188,7 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
 
     n = len(trace_id)
     ctx = pa.array(ctx_idx, pa.int32())
+    keysets, attr_values, keyset_rows = split_attributes(attrs.array())
     resource_ids, resources = resource_rows(ctx_res.array(), ctx)
     if any(t > MAX_TS for t in ev_time):
         ev_time = [min(t, MAX_TS) for t in ev_time]
@@ -230,7 +239,8 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
         pa.array(duration, pa.int64()),
         pa.array(status_code, pa.string()),
         pa.array(status_message, pa.string()),
-        attrs.array(),
+        keysets,
+        attr_values,
         resource_ids,
         events,
         links_arr,
@@ -243,4 +253,5 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
     ]
     out.table = pa.Table.from_arrays(columns, schema=SCHEMA)
     out.side["resources"] = resources
+    out.side["attribute_keysets"] = keyset_rows
     return out

@@ -203,7 +203,7 @@ class Retention:
         if ids and self.forget is not None:
             self.run(lambda store: self.forget(ids)).result()
         if pruned.total:
-            pruned.add("resources", self.run(lambda store: store.prune_resources()).result())
+            pruned.add("shared", self.run(lambda store: store.prune_shared()).result())
             self.run(lambda store: store.checkpoint()).result()
             log.info("retention deleted %s", pruned.rows)
         with self.ran:
@@ -233,7 +233,7 @@ def prune_store(path: str, older_than: float, now_ns: int | None = None) -> Prun
         cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than * 1e9)
         pruned = prune_connection(store.con, cutoff)
         if pruned.total:
-            pruned.add("resources", store.prune_resources())
+            pruned.add("shared", store.prune_shared())
         return pruned
     finally:
         store.close()

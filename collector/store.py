@@ -24,6 +24,7 @@ from .schema import (
     ATTRIBUTE_KEYS_LOAD,
     MIGRATIONS,
     SCHEMA_VERSION,
+    SHARED_TABLES,
     TRACE_INDEX_INSERT,
     storage_table,
 )
@@ -51,6 +52,18 @@ class Store(Protocol):
     def checkpoint(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def _attribute_keys(table: str, batch: pa.Table | None) -> set[tuple[str, str]]:
+    """The (map, key) rows of span_attribute_keys that new shared rows bring: a keyset's keys
+    are span attribute keys, a resource's attribute keys resource ones."""
+    if batch is None:
+        return set()
+    if table == "resources":
+        keys = pc.unique(batch["attributes"].combine_chunks().keys)
+        return {("resource", k) for k in keys.to_pylist() if k is not None}
+    keys = pc.unique(pc.list_flatten(batch["keys"].combine_chunks()))
+    return {("span", k) for k in keys.to_pylist() if k is not None}
 
 
 def _one_table(batches: Sequence[pa.Table]) -> pa.Table | None:
@@ -105,7 +118,7 @@ class DuckDBStore:
         self._lock = threading.Lock()
         self._reopen_pending = False  # a reopen after a failure did not succeed yet
         self._attribute_keys: set[tuple[str, str]] = set()  # rows of span_attribute_keys
-        self._resource_ids: set[int] = set()  # ids in the resources table
+        self._known: dict[str, set[int]] = {t: set() for t in SHARED_TABLES}  # ids held
 
     def open(self) -> None:
         if self.path != ":memory:":
@@ -125,11 +138,12 @@ class DuckDBStore:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         migrate(self._con, self.path)
         self._attribute_keys = set(self._con.execute(ATTRIBUTE_KEYS_LOAD).fetchall())
-        self._load_resource_ids()
+        self._load_known()
 
-    def _load_resource_ids(self) -> None:
-        rows = self.con.execute("SELECT resource_id FROM resources").fetchall()
-        self._resource_ids = {r[0] for r in rows}
+    def _load_known(self) -> None:
+        for table, id_column in SHARED_TABLES.items():
+            rows = self.con.execute(f"SELECT {id_column} FROM {table}").fetchall()
+            self._known[table] = {r[0] for r in rows}
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -140,42 +154,46 @@ class DuckDBStore:
     def write(
         self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None = None
     ) -> None:
-        """Append batches to their tables (by signal: ``spans``, ``logs``, ``metric_points``,
-        and the side table ``resources``) and run ``also`` in the same transaction."""
+        """Append batches to their tables and run ``also`` in the same transaction.
+
+        ``tables`` maps signals (``spans``, ``logs``, ``metric_points``) and the rows they refer
+        to (SHARED_TABLES, ``trace_index``) to batches; shared rows the store already holds are
+        skipped."""
         if self._con is None and self._reopen_pending:
             self.reopen()  # an earlier failure left the store closed: try again
         con = self.con
         new_keys: set[tuple[str, str]] = set()
-        new_resources: set[int] = set()
+        new_ids: dict[str, set[int]] = {}
         with transaction(con):
             for name, batches in tables.items():
                 batch = _one_table(batches)
-                if batch is not None and name == "resources":
-                    batch, new_resources = self._new_resources(batch)
-                    new_keys |= self._new_attribute_keys(batch, "resource")
+                if batch is not None and name in SHARED_TABLES:
+                    batch, new_ids[name] = self._unseen(name, batch)
+                    new_keys |= _attribute_keys(name, batch)
                 if batch is None:
                     continue
                 con.register("_roomscope_batch", batch)
                 try:
                     con.execute(f"INSERT INTO {storage_table(name)} SELECT * FROM _roomscope_batch")
-                    if name == "spans":
-                        if "trace_index" not in tables:  # else the decoder built its rows
-                            con.execute(TRACE_INDEX_INSERT.format(source="_roomscope_batch"))
-                        new_keys |= self._new_attribute_keys(batch, "span")
+                    if name == "spans" and "trace_index" not in tables:
+                        con.execute(TRACE_INDEX_INSERT.format(source="_roomscope_batch"))
                 finally:
                     con.unregister("_roomscope_batch")
+            new_keys -= self._attribute_keys
             if new_keys:
                 con.executemany(ATTRIBUTE_KEYS_INSERT, [list(k) for k in new_keys])
             if also is not None:
                 also(con)
         self._attribute_keys |= new_keys
-        self._resource_ids |= new_resources
+        for name, ids in new_ids.items():
+            self._known[name] |= ids
 
-    def _new_resources(self, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
-        """The resource rows whose id the store does not hold yet (each id once)."""
+    def _unseen(self, table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
+        """The rows of a shared table whose id the store does not hold yet (each id once)."""
+        known = self._known[table]
         fresh: dict[int, int] = {}
-        for i, rid in enumerate(batch["resource_id"].to_pylist()):
-            if rid not in self._resource_ids:
+        for i, rid in enumerate(batch[SHARED_TABLES[table]].to_pylist()):
+            if rid not in known:
                 fresh.setdefault(rid, i)
         if not fresh:
             return None, set()
@@ -183,24 +201,19 @@ class DuckDBStore:
             batch = batch.take(list(fresh.values()))
         return batch, set(fresh)
 
-    def _new_attribute_keys(self, batch: pa.Table | None, map_name: str) -> set[tuple[str, str]]:
-        """The keys of the batch's ``attributes`` maps not yet in span_attribute_keys (Arrow
-        compute on the batch: ~1 ms for 20,000 spans; the table sees only new keys)."""
-        found = set()
-        for chunk in batch["attributes"].chunks if batch is not None else ():
-            keys = pc.unique(chunk.keys).to_pylist()  # type: ignore[attr-defined]
-            found.update((map_name, k) for k in keys if k is not None)
-        return found - self._attribute_keys
-
-    def prune_resources(self) -> int:
-        """Delete the resources no span refers to any more (after retention); how many."""
+    def prune_shared(self) -> int:
+        """Delete the resources and keysets no span refers to any more (after retention)."""
+        deleted = 0
         with transaction(self.con) as con:
-            row = con.execute(
-                "DELETE FROM resources WHERE resource_id NOT IN"
-                " (SELECT DISTINCT resource_id FROM span_data WHERE resource_id IS NOT NULL)"
-            ).fetchone()
-        self._load_resource_ids()
-        return int(row[0]) if row else 0
+            for table, id_column in SHARED_TABLES.items():
+                column = "resource_id" if table == "resources" else "attribute_keyset"
+                row = con.execute(
+                    f"DELETE FROM {table} WHERE {id_column} NOT IN"
+                    f" (SELECT DISTINCT {column} FROM span_data WHERE {column} IS NOT NULL)"
+                ).fetchone()
+                deleted += int(row[0]) if row else 0
+        self._load_known()
+        return deleted
 
     def execute(self, fn: Transaction) -> None:
         """Run statements in one transaction on the writer's connection."""

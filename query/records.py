@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector.schema import TABLES, TS, V1_SPANS
+from collector.schema import SPAN_ATTRIBUTES, SPAN_JOINS, TABLES, TS, V1_SPANS
 
 # The columns of each table that the read side returns (SPEC 4), in table order.
 COLUMNS: dict[str, list[str]] = {
@@ -56,6 +56,7 @@ _NESTED = {
 # resources row ``r`` (see span_rows_sql).
 _SPAN_DERIVED = {
     "end_time": "epoch_ns(s.start_time) + s.duration_ns AS end_time",
+    "attributes": f"{SPAN_ATTRIBUTES.format(k='k', s='s')} AS attributes",
     "resource_attributes": "r.attributes AS resource_attributes",
 }
 
@@ -82,15 +83,13 @@ def span_rows_sql(where: str, order: str, limit: bool = False) -> str:
     ``LIMIT ?`` parameter when ``limit``.
 
     Filtering, ordering and limiting run on span_data alone; only the rows that remain are
-    joined to their resources (through the ``spans`` view, DuckDB would join every match
-    before the LIMIT: 10x slower for a search over many spans)."""
+    joined to their resources and attribute keys (through the ``spans`` view, DuckDB would join
+    every match before the LIMIT: 10x slower for a search over many spans)."""
     inner = f"SELECT * FROM span_data{where}"
     if limit:
         inner += f" ORDER BY {order} LIMIT ?"
-    return (
-        f"SELECT {select_list('spans', 's')} FROM ({inner}) s"
-        f" LEFT JOIN resources r ON r.resource_id = s.resource_id ORDER BY {order}"
-    )
+    joins = SPAN_JOINS.format(s="s", r="r", k="k")
+    return f"SELECT {select_list('spans', 's')} FROM ({inner}) s {joins} ORDER BY {order}"
 
 
 def format_ts(ns: int | None) -> str | None:

@@ -6,6 +6,7 @@ user text only ever travels as a ``?`` parameter.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -15,73 +16,101 @@ from .filters import SPAN_FIELDS, LogFilter, MetricFilter, SessionFilter, SpanFi
 Where = tuple[list[str], list[Any]]
 
 
-# Which maps a key occurs in ("span", "resource"); None: not known (look in both).
-KeyMaps = dict[str, set[str]] | None
+@dataclass(frozen=True)
+class KeyPlaces:
+    """Where an attribute key occurs: in which span keysets (id, 1-based position), and whether
+    in any resource. ``keysets`` None: not known (look the position up per row)."""
+
+    keysets: tuple[tuple[int, int], ...] | None = None
+    resource: bool = True
+
+
+UNKNOWN = KeyPlaces()
+KeyMaps = dict[str, KeyPlaces] | None
+CASE_LIMIT = 64  # more keysets hold the key: look its position up per row instead
 
 
 def attribute_key_maps(con: duckdb.DuckDBPyConnection, keys: list[str]) -> KeyMaps:
-    """The maps each of ``keys`` occurs in, from span_attribute_keys (schema version 2)."""
+    """Where each of ``keys`` occurs (attribute_keysets and span_attribute_keys): a search
+    then reads a span's value straight from its position, and skips lookups that cannot match
+    (decoding attribute values is what a scan spends most on)."""
     if not keys:
         return {}
-    found: dict[str, set[str]] = {k: set() for k in keys}
-    try:
-        rows = con.execute(
-            "SELECT key, map FROM span_attribute_keys WHERE list_contains(?, key)", [keys]
+    keysets: dict[str, list[tuple[int, int]]] = {k: [] for k in keys}
+    rows = con.execute(
+        "SELECT q.key, ks.keyset_id, list_position(ks.keys, q.key)"
+        " FROM (SELECT unnest(?::VARCHAR[]) AS key) q"
+        " JOIN attribute_keysets ks ON list_contains(ks.keys, q.key) ORDER BY 2",
+        [keys],
+    ).fetchall()
+    for key, keyset, position in rows:
+        keysets[key].append((keyset, position))
+    in_resources = {
+        r[0]
+        for r in con.execute(
+            "SELECT key FROM span_attribute_keys WHERE map = 'resource' AND list_contains(?, key)",
+            [keys],
         ).fetchall()
-    except duckdb.CatalogException:  # a version-1 file opened read-only
-        return None
-    for key, map_name in rows:
-        found[key].add(map_name)
-    return found
+    }
+    return {k: KeyPlaces(tuple(keysets[k]), k in in_resources) for k in keys}
 
 
 _IN_RESOURCES = "{p}resource_id IN (SELECT resource_id FROM resources WHERE {cond})"
+_KEYS_OF_ROW = "(SELECT keys FROM attribute_keysets WHERE keyset_id = {p}attribute_keyset)"
 
 
-def _lookup(key: str, value: str | None, p: str, maps: set[str]) -> tuple[str, list[Any]]:
+def _span_value(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]] | None:
+    """SQL for a span's value of attribute ``key`` (NULL when it has none); None: no span has
+    the key. Values sit in ``attribute_values`` at the key's position in the span's keyset."""
+    if places.keysets is None or len(places.keysets) > CASE_LIMIT:
+        return f"{p}attribute_values[list_position({_KEYS_OF_ROW.format(p=p)}, ?)]", [key]
+    if not places.keysets:
+        return None
+    whens = " ".join(
+        f"WHEN {int(ks)}::UBIGINT THEN {p}attribute_values[{int(pos)}]"
+        for ks, pos in places.keysets
+    )
+    return f"(CASE {p}attribute_keyset {whens} END)", []
+
+
+def _lookup(key: str, value: str | None, p: str, places: KeyPlaces) -> tuple[str, list[Any]]:
     """``coalesce(attributes[key], resource_attributes[key]) = value`` (``IS NOT NULL`` when
-    value is None) on span_data, whose resource attributes sit in the resources table."""
+    value is None) on span_data; "false" when no span or resource has the key."""
     test = "= ?" if value is not None else "IS NOT NULL"
     tail = [value] if value is not None else []
-    span = f"{p}attributes[?] {test}"
+    span = _span_value(key, p, places)
     resource = _IN_RESOURCES.format(p=p, cond=f"attributes[?] {test}")
-    if maps == {"span", "resource"}:
+    if span is not None and places.resource:
+        sql, sp = span
         if value is None:
-            return f"({span} OR {resource})", [key, key]
+            return f"({sql} IS NOT NULL OR {resource})", [*sp, key]
         return (
-            f"(CASE WHEN {p}attributes[?] IS NOT NULL THEN {span} ELSE {resource} END)",
-            [key, key, *tail, key, *tail],
+            f"(CASE WHEN {sql} IS NOT NULL THEN {sql} = ? ELSE {resource} END)",
+            [*sp, *sp, value, key, value],
         )
-    if "span" in maps:
-        return span, [key, *tail]
-    if "resource" in maps:
+    if span is not None:
+        return f"{span[0]} {test}", [*span[1], *tail]
+    if places.resource:
         return resource, [key, *tail]
     return "false", []
 
 
 def _attr_condition(
-    key: str, value: str, alias: str, maps: set[str] | None = None
+    key: str, value: str, alias: str, places: KeyPlaces = UNKNOWN
 ) -> tuple[str, list[Any]]:
-    """SPEC 5: span attributes, then resource attributes; ``status`` and span-field fallbacks.
-
-    ``maps`` (the maps ``key`` occurs in at all) drops lookups that cannot match: decoding a
-    MAP column is what a scan spends most on."""
+    """SPEC 5: span attributes, then resource attributes; ``status`` and span-field fallbacks."""
     p = f"{alias}." if alias else ""
-    if maps is None:
-        maps = {"span", "resource"}
-    maps = maps & {"span", "resource"}
-    looked_up, lp = _lookup(key, value, p, maps)
+    looked_up, lp = _lookup(key, value, p, places)
+    absent = looked_up == "false"
     if key == "status":
         own = f"upper({p}status_code) = upper(?)"
-        if not maps:
-            return own, [value]
-        return f"({own} OR {looked_up})", [value, *lp]
+        return (own, [value]) if absent else (f"({own} OR {looked_up})", [value, *lp])
     if key in SPAN_FIELDS:
         column = f"{p}{SPAN_FIELDS[key]}"
         own = f"upper({column}) = upper(?)" if key == "kind" else f"{column} = ?"
-        if not maps:
+        if absent:
             return own, [value]
-        present, pp = _lookup(key, None, p, maps)
+        present, pp = _lookup(key, None, p, places)
         return f"(CASE WHEN {present} THEN {looked_up} ELSE {own} END)", [*pp, *lp, value]
     return looked_up, lp
 
@@ -115,8 +144,8 @@ def span_where(f: SpanFilter, alias: str = "", key_maps: KeyMaps = None) -> Wher
     if f.until is not None:
         add(f"{p}start_time <= ?", f.until.replace(tzinfo=None))
     for key, value in f.attrs:
-        maps = None if key_maps is None else key_maps.get(key)
-        sql, values = _attr_condition(key, value, alias, maps)
+        places = UNKNOWN if key_maps is None else key_maps.get(key, UNKNOWN)
+        sql, values = _attr_condition(key, value, alias, places)
         add(sql, *values)
     return conds, params
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from collector.columns import resource_id
+from collector.columns import keyset_id, resource_id
 from collector.store import migrate
+from query import search
 from query.errors import NotFound, QueryError
 from query.filters import (
     SpanFilter,
@@ -137,11 +138,15 @@ def con() -> duckdb.DuckDBPyConnection:
     base = datetime(2026, 11, 24, 12, 0)
     for i, (name, kind, svc, status, ms, attrs, res) in enumerate(spans):
         c.execute("INSERT OR IGNORE INTO resources VALUES (?, ?)", [resource_id(res), res])
+        keys = list(attrs)
+        c.execute(
+            "INSERT OR IGNORE INTO attribute_keysets VALUES (?, ?)", [keyset_id(tuple(keys)), keys]
+        )
         c.execute(
             "INSERT INTO span_data (project, room, session_id, trace_id, span_id, parent_span_id,"
             " name, kind, service_name, start_time, duration_ns, status_code,"
-            " attributes, resource_id, events, links)"
-            " VALUES ('p', 'r', 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], [])",
+            " attribute_keyset, attribute_values, resource_id, events, links)"
+            " VALUES ('p', 'r', 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], [])",
             [
                 "0" * 31 + "1",
                 f"{i + 1:016x}",
@@ -152,16 +157,26 @@ def con() -> duckdb.DuckDBPyConnection:
                 base + timedelta(seconds=i),
                 ms * 1_000_000,
                 status,
-                attrs,
+                keyset_id(tuple(keys)),
+                list(attrs.values()),
                 resource_id(res),
             ],
         )
     c.execute(  # what DuckDBStore.write keeps up to date
-        "INSERT INTO span_attribute_keys SELECT DISTINCT 'span', unnest(map_keys(attributes))"
-        " FROM span_data UNION SELECT DISTINCT 'resource', unnest(map_keys(attributes))"
+        "INSERT INTO span_attribute_keys SELECT DISTINCT 'span', unnest(keys)"
+        " FROM attribute_keysets UNION SELECT DISTINCT 'resource', unnest(map_keys(attributes))"
         " FROM resources"
     )
     return c
+
+
+@pytest.fixture(params=["keyset positions", "per-row positions"])
+def lookups(request, monkeypatch) -> str:
+    """Attribute values are found at their key's position in each keyset: from a CASE over the
+    keysets holding the key, or (beyond CASE_LIMIT keysets) looked up per row; both must agree."""
+    if request.param == "per-row positions":
+        monkeypatch.setattr(search, "CASE_LIMIT", 0)
+    return request.param
 
 
 def names(con: duckdb.DuckDBPyConnection, **kw: object) -> list[str]:
@@ -173,20 +188,20 @@ def test_min_duration_is_inclusive_and_max_too(con: duckdb.DuckDBPyConnection) -
     assert names(con, max_duration=parse_duration("1s")) == ["a", "c"]
 
 
-def test_status_error_matches_status_code_any_case_and_the_attribute(con) -> None:
+def test_status_error_matches_status_code_any_case_and_the_attribute(con, lookups) -> None:
     assert names(con, attrs=(("status", "error"),)) == ["a", "b", "e"]
     assert names(con, attrs=(("status", "OK"),)) == ["b"]
     assert names(con, attrs=(("status", "unset"),)) == ["c", "d"]
 
 
-def test_attrs_look_in_span_then_resource_attributes_and_all_must_hold(con) -> None:
+def test_attrs_look_in_span_then_resource_attributes_and_all_must_hold(con, lookups) -> None:
     assert names(con, attrs=(("k", "v"),)) == ["c", "d"]
     assert names(con, attrs=(("k", "resource"),)) == []  # the span's own value wins
     assert names(con, attrs=(("k", "v"), ("status", "unset"))) == ["c", "d"]
     assert names(con, attrs=(("k", "v"), ("status", "error"))) == []
 
 
-def test_service_name_kind_fall_back_to_span_fields(con) -> None:
+def test_service_name_kind_fall_back_to_span_fields(con, lookups) -> None:
     assert names(con, attrs=(("service", "tools"),)) == ["c", "e"]  # d has an attribute
     assert names(con, attrs=(("service", "svc-attr"),)) == ["d"]
     assert names(con, attrs=(("name", "a"),)) == ["a"]

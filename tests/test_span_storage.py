@@ -118,7 +118,7 @@ def test_retention_removes_unused_resources_and_a_new_span_brings_its_resource_b
         return Done(fn(store))
 
     pruned = Retention(run, 7 * 86400).prune_once()
-    assert pruned.rows["spans"] == 8 and pruned.rows["resources"] == 1
+    assert pruned.rows["spans"] == 8 and pruned.rows["shared"] == 1
     con = store.cursor()
     assert con.execute("SELECT count(*) FROM resources").fetchone() == (1,)
     # The same old resource comes again (now fresh): its row is written again, not assumed.
@@ -150,3 +150,19 @@ def test_search_on_resource_attributes_reads_the_resources_table(tmp_path):
     assert search_spans(con, SpanFilter(attrs=(("tool", "search"),)), 100)
     con.close()
     store.close()
+
+
+def test_attribute_keysets_keep_lists_apart_that_joining_would_confuse():
+    from collector.columns import keyset_id, map_array, split_attributes
+
+    rows = [{"a\x1fb": "1"}, {"a": "x", "b": "y"}, {"": "e"}, {}, {"a": "z", "b": None}]
+    ids, values, keysets = split_attributes(map_array(rows))
+    expected = [tuple(r) for r in rows]
+    assert ids.to_pylist() == [keyset_id(k) for k in expected]
+    assert values.to_pylist() == [list(r.values()) for r in rows]
+    assert sorted(map(tuple, keysets["keys"].to_pylist())) == sorted(set(expected))
+    plain = [{"a": "1"}, {"a": "2", "b": "3"}, {}]  # the vectorized path
+    ids, values, keysets = split_attributes(map_array(plain))
+    assert ids.to_pylist() == [keyset_id(tuple(r)) for r in plain]
+    assert values.to_pylist() == [["1"], ["2", "3"], []]
+    assert keysets.num_rows == 3
