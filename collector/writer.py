@@ -36,12 +36,17 @@ class Tracker(Protocol):
     """Session tracking, run by the writer thread (see collector/sessions.py)."""
 
     def prepare(
-        self, tables: Mapping[str, list[pa.Table]], now_ns: int
+        self, tables: Mapping[str, list[pa.Table]], now_ns: int, flush: bool = True
     ) -> tuple[dict[str, list[pa.Table]], Plan | None]: ...
 
     def commit(self, plan: Plan) -> None: ...
 
     def sweep(self, now_ns: int) -> Plan | None: ...
+
+    def flush(self) -> Plan | None: ...
+
+    @property
+    def pending(self) -> bool: ...
 
 
 @dataclass
@@ -83,6 +88,7 @@ _STORE_TROUBLE = (
     "invalidated",
     "connection already closed",
 )
+IDLE_FLUSH_SECONDS = 0.05  # quiet this long: write pending session-row changes
 PROBE_INTERVAL = 1.0  # seconds between write probes while the store is failing
 
 
@@ -202,12 +208,15 @@ class Writer:
                 self._probe()
                 next_probe = time.monotonic() + PROBE_INTERVAL
             wait = max(0.0, next_sweep - time.monotonic())
+            if self.tracker is not None and self.tracker.pending:
+                wait = min(wait, IDLE_FLUSH_SECONDS)
             if not self.healthy:
                 wait = min(wait, max(0.0, next_probe - time.monotonic()))
             try:
                 item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = None
+                self._flush_sessions()
             if item is _STOP:
                 self._drain_and_stop()
                 return
@@ -277,6 +286,17 @@ class Writer:
         log.warning("store is writable again")
         self.healthy = True
 
+    def _flush_sessions(self) -> None:
+        if self.tracker is None or not self.tracker.pending or not self.healthy:
+            return
+        try:
+            plan = self.tracker.flush()
+            if plan is not None:
+                self.store.write({}, plan.apply)
+                self.tracker.commit(plan)
+        except Exception:
+            log.exception("writing session rows failed; will retry")
+
     def _sweep(self) -> None:
         if self.tracker is None:
             return
@@ -297,7 +317,10 @@ class Writer:
                 side.setdefault(name, []).append(table)
         plan = None
         if self.tracker is not None:
-            tables, plan = self.tracker.prepare(tables, time.time_ns())
+            # A lone request with nothing queued behind it writes its session-row changes now;
+            # under load they wait (for IDLE_FLUSH_SECONDS of quiet, the next sweep, or 1 s).
+            alone = len(group) == 1 and self._queue.empty()
+            tables, plan = self.tracker.prepare(tables, time.time_ns(), flush=alone)
         if self.test_delay:
             time.sleep(self.test_delay)
         also: Transaction | None = plan.apply if plan is not None else None

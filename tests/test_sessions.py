@@ -348,3 +348,54 @@ def test_tracking_can_be_turned_off(start_collector):
     assert sessions(collector) == []
     rows = collector.query("SELECT session_id, count(*) FROM spans GROUP BY 1 ORDER BY 1")
     assert rows == [("given", 4), (None, 4)]
+
+
+def test_under_load_session_rows_are_written_by_a_later_flush_and_a_crash_recounts(tmp_path):
+    """With more data queued, a group commit leaves changes to existing session rows pending
+    (records, events and new sessions are written at once); a flushing commit or the sweep writes
+    them. After a crash with changes pending, start-up counts the active sessions' records again."""
+    from collector.decode import flatten
+    from collector.tagging import Tagger
+
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    store.open()
+    tracker = SessionTracker(idle_timeout=300)
+    tracker.attach(store)
+    t0 = time.time_ns() - 60 * S
+
+    def commit(seed: int, flush: bool) -> None:
+        batch = flatten("traces", spans(8, "lobby", t0 + seed * S, seed=seed), Tagger()).table
+        tables, plan = tracker.prepare({"spans": [batch]}, time.time_ns(), flush=flush)
+        store.write(tables, plan.apply)
+        tracker.commit(plan)
+
+    def row() -> list[tuple]:
+        return store.cursor().execute("SELECT span_count FROM sessions").fetchall()
+
+    commit(0, flush=False)  # a new session: its row is written now
+    assert row() == [(8,)]
+    commit(1, flush=False)
+    commit(2, flush=False)
+    assert row() == [(8,)] and tracker.active()[0].span_count == 24
+    commit(3, flush=True)
+    assert row() == [(32,)]
+    commit(4, flush=False)
+    assert row() == [(32,)]
+    plan = tracker.sweep(time.time_ns())  # nothing idle yet, but the pending change goes out
+    store.write({}, plan.apply)
+    tracker.commit(plan)
+    assert row() == [(40,)]
+
+    commit(5, flush=False)
+    store.close()  # "crash": the tracker's pending change is lost with the process
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    store.open()
+    assert row() == [(40,)]
+    tracker = SessionTracker(idle_timeout=300)
+    tracker.attach(store)
+    assert tracker.active()[0].span_count == 48
+    plan = tracker.sweep(time.time_ns())
+    store.write({}, plan.apply)
+    tracker.commit(plan)
+    assert row() == [(48,)]
+    store.close()

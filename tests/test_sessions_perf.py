@@ -48,9 +48,9 @@ class TimedTracker:
         self.tracker = tracker
         self.seconds = 0.0
 
-    def prepare(self, tables, now_ns):
+    def prepare(self, tables, now_ns, flush=True):
         start = time.perf_counter()
-        tables, plan = self.tracker.prepare(tables, now_ns)
+        tables, plan = self.tracker.prepare(tables, now_ns, flush)
         self.seconds += time.perf_counter() - start
         return tables, (None if plan is None else _TimedPlan(plan, self))
 
@@ -61,6 +61,14 @@ class TimedTracker:
 
     def sweep(self, now_ns):
         return None
+
+    @property
+    def pending(self) -> bool:
+        return self.tracker.pending
+
+    def flush(self):
+        plan = self.tracker.flush()
+        return None if plan is None else _TimedPlan(plan, self)
 
 
 class _TimedPlan:
