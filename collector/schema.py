@@ -51,44 +51,18 @@ V1_SPANS: list[tuple[str, str]] = [
     ("received_at", TS),
 ]
 
+# How version 3's span_data stores the spans columns it does not keep as they are (see
+# STORAGE_TABLES below); every other column keeps its name, type and place.
+_STORED_AS: dict[str, list[tuple[str, str]]] = {
+    "end_time": [],  # start_time + duration_ns
+    "attributes": [("attribute_keyset", "UBIGINT"), ("attribute_values", "VARCHAR[]")],
+    "resource_attributes": [("resource_id", "UBIGINT")],
+}
+
 # (column, DuckDB type) in table order.
 TABLES: dict[str, list[tuple[str, str]]] = {
     "span_data": [
-        ("project", "VARCHAR"),
-        ("room", "VARCHAR"),
-        ("session_id", "VARCHAR"),
-        ("trace_id", "VARCHAR"),
-        ("span_id", "VARCHAR"),
-        ("parent_span_id", "VARCHAR"),
-        ("trace_state", "VARCHAR"),
-        ("name", "VARCHAR"),
-        ("kind", "VARCHAR"),
-        ("service_name", "VARCHAR"),
-        ("scope_name", "VARCHAR"),
-        ("scope_version", "VARCHAR"),
-        ("start_time", TS),
-        ("duration_ns", "BIGINT"),
-        ("status_code", "VARCHAR"),
-        ("status_message", "VARCHAR"),
-        ("attribute_keyset", "UBIGINT"),
-        ("attribute_values", "VARCHAR[]"),
-        ("resource_id", "UBIGINT"),
-        (
-            "events",
-            f"STRUCT(time {TS}, name VARCHAR, attributes {MAP},"
-            " dropped_attributes_count UINTEGER)[]",
-        ),
-        (
-            "links",
-            f"STRUCT(trace_id VARCHAR, span_id VARCHAR, trace_state VARCHAR, attributes {MAP},"
-            " dropped_attributes_count UINTEGER, flags UINTEGER)[]",
-        ),
-        ("flags", "UINTEGER"),
-        ("dropped_attributes_count", "UINTEGER"),
-        ("dropped_events_count", "UINTEGER"),
-        ("dropped_links_count", "UINTEGER"),
-        ("scope_attributes", "JSON"),
-        ("received_at", TS),
+        column for name, sql_type in V1_SPANS for column in _STORED_AS.get(name, [(name, sql_type)])
     ],
     "logs": [
         ("project", "VARCHAR"),
