@@ -1,0 +1,321 @@
+"""Every setting of roomscope as data: section, name, default, help text, type and check.
+
+collector/settings.py turns this table into loaded settings (defaults < TOML < environment <
+flags), environment variable names and the documented ``config/roomscope.toml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    name: str
+    default: Any
+    help: str
+    kind: type  # int, float, str, bool or list (of str)
+    check: Callable[[Any], str | None] | None = None  # returns a problem, or None
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def env(self) -> str:
+        return f"ROOMSCOPE_{self.section}_{self.name}".upper()
+
+
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a port number 0-65535 (0 picks a free port)"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be 0 or greater"
+
+
+def _non_empty_list(v: list[str]) -> str | None:
+    return None if v and all(isinstance(x, str) and x for x in v) else "must list one key or more"
+
+
+def _age(v: str) -> str | None:
+    from .retention import check_age
+
+    return check_age(v)
+
+
+def _non_empty(v: str) -> str | None:
+    return None if v else "must not be empty"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server", "host", "0.0.0.0", "Address the OTLP receivers bind to.", str, _non_empty),
+    Setting("server", "grpc_port", 4317, "OTLP/gRPC port.", int, _port),
+    Setting("server", "http_port", 4318, "OTLP/HTTP port.", int, _port),
+    Setting("server", "api_host", "127.0.0.1", "Address the query API binds to.", str, _non_empty),
+    Setting("server", "api_port", 4320, "Query API port (REST API, health checks).", int, _port),
+    Setting(
+        "server",
+        "shutdown_timeout",
+        10.0,
+        "Seconds a shutdown waits for in-flight requests before it stops them.",
+        float,
+        _positive,
+    ),
+    Setting(
+        "store",
+        "path",
+        "./roomscope.duckdb",
+        "The DuckDB file telemetry is written to.",
+        str,
+        _non_empty,
+    ),
+    Setting(
+        "store",
+        "threads",
+        0,
+        "DuckDB worker threads of the collector's database; 0: one less than the cores (at"
+        " least 1). Fewer threads make appends cheaper (1 thread: ~40% less per span than 2)"
+        " and leave a core to the receivers; queries through this collector's API use them.",
+        int,
+        _non_negative,
+    ),
+    Setting(
+        "store",
+        "checkpoint_wal_bytes",
+        256 * 1024 * 1024,
+        "Write-ahead log size that forces a checkpoint under load. Checkpoints rewrite the last"
+        " row group, so rare large ones cost far less per record than DuckDB's 16 MiB default.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "store",
+        "idle_checkpoint_bytes",
+        8 * 1024 * 1024,
+        "When ingest pauses (checked every sessions.sweep_interval), checkpoint if the"
+        " write-ahead log has grown past this many bytes.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "tagging",
+        "project_keys",
+        ["project", "meshagent.project"],
+        "Attribute keys naming the project, first present wins (record, then resource).",
+        list,
+        _non_empty_list,
+    ),
+    Setting(
+        "tagging",
+        "room_keys",
+        ["room", "room.name", "meshagent.room"],
+        "Attribute keys naming the room, first present wins (record, then resource).",
+        list,
+        _non_empty_list,
+    ),
+    Setting(
+        "tagging",
+        "session_keys",
+        ["session", "session.id", "meshagent.session.id"],
+        "Attribute keys carrying an explicit session id (record, then resource).",
+        list,
+        _non_empty_list,
+    ),
+    Setting(
+        "tagging",
+        "default_project",
+        "default",
+        "Project of records that name none.",
+        str,
+        _non_empty,
+    ),
+    Setting(
+        "sessions",
+        "idle_timeout",
+        300.0,
+        "Seconds without a record after which a session ends; also the gap that splits"
+        " inferred sessions.",
+        float,
+        _positive,
+    ),
+    Setting(
+        "sessions",
+        "max_future_skew",
+        300.0,
+        "Records stamped more than this many seconds after their arrival are taken at"
+        " their receive time when sessions are tracked (clock skew).",
+        float,
+        _non_negative,
+    ),
+    Setting(
+        "sessions",
+        "sweep_interval",
+        5.0,
+        "Seconds between sweeps that end idle sessions.",
+        float,
+        _positive,
+    ),
+    Setting(
+        "sessions",
+        "enabled",
+        True,
+        "Track sessions (tag records with session ids, keep the sessions table). Turning it off"
+        " leaves inferred session ids NULL and the sessions tables unchanged; for benchmarks.",
+        bool,
+    ),
+    Setting(
+        "limits",
+        "max_body_bytes",
+        16 * 1024 * 1024,
+        "Largest request body accepted, after decompression (413 above it).",
+        int,
+        _positive,
+    ),
+    Setting(
+        "limits",
+        "max_queue_records",
+        200_000,
+        "Records decoded but not yet committed, at most; past it requests get 503/"
+        "UNAVAILABLE with Retry-After so exporters retry.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "limits",
+        "retry_after",
+        1,
+        "Seconds given in Retry-After when the queue is full.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "limits",
+        "request_timeout",
+        30.0,
+        "Seconds a client has to send a whole request (headers and body).",
+        float,
+        _positive,
+    ),
+    Setting(
+        "limits",
+        "header_timeout",
+        10.0,
+        "Seconds a client has to send a request's headers before the connection is closed"
+        " (slow-loris protection).",
+        float,
+        _positive,
+    ),
+    Setting(
+        "writer",
+        "max_batch_records",
+        20_000,
+        "Records committed together in one group commit, at most.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "writer",
+        "test_delay",
+        0.0,
+        "Seconds the writer sleeps before each commit (testing overload; keep 0).",
+        float,
+        _non_negative,
+    ),
+    Setting(
+        "ingest",
+        "fast_decode",
+        True,
+        "Decode protobuf trace requests with the C decoder (collector._otlpfast) when it is"
+        " built; false forces the pure-Python path (same table, slower).",
+        bool,
+    ),
+    Setting(
+        "retention",
+        "max_age",
+        "7d",
+        "Delete spans, logs and metric points older than this (by their own time), and"
+        " sessions last seen before it: 30d, 12h, 90m; 0 keeps everything.",
+        str,
+        lambda v: _age(v),
+    ),
+    Setting(
+        "retention",
+        "interval",
+        60.0,
+        "Seconds between retention runs (each deletes in one-hour slices through the writer).",
+        float,
+        _positive,
+    ),
+    Setting(
+        "query",
+        "default_limit",
+        100,
+        "Records a search returns when it gives no --limit (traces, sessions, metrics).",
+        int,
+        _positive,
+    ),
+    Setting(
+        "query",
+        "timeout",
+        30.0,
+        "Seconds an ad-hoc SQL query (roomscope sql, POST /api/v1/sql) may run.",
+        float,
+        _positive,
+    ),
+    Setting(
+        "query",
+        "probe_timeout",
+        0.5,
+        "Seconds the CLI waits for the configured server's /healthz before it reads the"
+        " store file instead.",
+        float,
+        _positive,
+    ),
+    Setting(
+        "query",
+        "max_rows",
+        10_000,
+        "Rows an ad-hoc SQL query returns at most (results are streamed and cut there).",
+        int,
+        _positive,
+    ),
+    Setting(
+        "auth",
+        "enabled",
+        False,
+        "Require bearer tokens: ingest tokens on OTLP, query tokens on the query API (each"
+        " token sees and writes only its project).",
+        bool,
+    ),
+    Setting(
+        "auth",
+        "tokens_file",
+        "./roomscope-tokens.toml",
+        "TOML file of token hashes ([[tokens]] sha256, project, scope); written by"
+        " `roomscope token create`.",
+        str,
+        _non_empty,
+    ),
+    Setting(
+        "tls",
+        "cert_file",
+        "",
+        "PEM certificate (chain) for TLS on all three listeners; empty = plain TCP.",
+        str,
+    ),
+    Setting(
+        "tls",
+        "key_file",
+        "",
+        "PEM private key for tls.cert_file.",
+        str,
+    ),
+)
