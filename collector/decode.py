@@ -128,6 +128,10 @@ def parse_json(signal: str, body: bytes) -> Message:
         return json_format.ParseDict(doc, request_type(), ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
         raise DecodeError(f"invalid OTLP JSON {request_type.__name__}: {exc}") from None
+    except SystemError:  # upb, on a field name that is not valid Unicode (a lone surrogate)
+        raise DecodeError(
+            f"invalid OTLP JSON {request_type.__name__}: a name is not valid Unicode"
+        ) from None
 
 
 def flatten(

@@ -93,6 +93,9 @@ def test_malformed_json_is_400_naming_json(collector):
         ({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 12}]}]}]}, "traceId"),
         ({"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "xyz!"}]}]}]}, "spanId"),
         ({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "0a " * 16}]}]}]}, "traceId"),
+        # a field name with a lone surrogate (json.loads accepts it; protobuf's upb raised
+        # SystemError on it, found by test_hostile_input)
+        ({"resourceSpans": [{"resource": {"\ud800": None}}]}, "not valid Unicode"),
     ],
 )
 def test_json_of_the_wrong_shape_is_400_naming_the_field(collector, doc, named):
