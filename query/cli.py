@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
@@ -232,13 +233,19 @@ def follow_logs(
     cursor = max((parse_ts(r["received_at"]) for r in seen), default=0)
     fmt = OutputFormat.JSONL if output is OutputFormat.JSON else output
     click.echo(f"following new log records of session {sid} (Ctrl-C to stop)", err=True)
-    while True:
-        time.sleep(0.5)
-        new = src.session_logs(sid, replace(f, after=cursor))["logs"]
-        if new:
-            cursor = max(parse_ts(r["received_at"]) for r in new)
-            emit(fmt, {"logs": new}, "logs", views.LOGS)
-            sys.stdout.flush()
+    # Ctrl-C ends the loop between polls: a KeyboardInterrupt raised inside an HTTP request can
+    # leave httpx's connection pool locked, and closing the client then hangs.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            new = src.session_logs(sid, replace(f, after=cursor))["logs"]
+            if new:
+                cursor = max(parse_ts(r["received_at"]) for r in new)
+                emit(fmt, {"logs": new}, "logs", views.LOGS)
+                sys.stdout.flush()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @session.command("metrics")
