@@ -4,6 +4,7 @@ commit."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,11 +23,22 @@ class Ingestor:
         self.fast_decode = fast_decode
         self._pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="roomscope-decode")
         self.accepting = True
+        self._decoding = 0  # requests between arrival and the writer's queue
+        self._lock = threading.Lock()  # the HTTP and gRPC receivers run separate event loops
+        writer.decoding = lambda: self._decoding
+
+    def _count(self, delta: int) -> None:
+        with self._lock:
+            self._decoding += delta
 
     async def _export(self, decode: Callable[[], Decoded]) -> Decoded:
         loop = asyncio.get_running_loop()
-        decoded = await loop.run_in_executor(self._pool, decode)
-        future = self.writer.submit(decoded)  # raises Overloaded / StoreUnavailable
+        self._count(1)
+        try:
+            decoded = await loop.run_in_executor(self._pool, decode)
+            future = self.writer.submit(decoded)  # raises Overloaded / StoreUnavailable
+        finally:
+            self._count(-1)
         await asyncio.wrap_future(future)
         return decoded
 

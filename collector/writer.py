@@ -88,6 +88,7 @@ _STORE_TROUBLE = (
     "invalidated",
     "connection already closed",
 )
+LINGER_SECONDS = 0.002  # longest a group waits for requests still being decoded
 IDLE_FLUSH_SECONDS = 0.05  # quiet this long: write pending session-row changes
 PROBE_INTERVAL = 1.0  # seconds between write probes while the store is failing
 
@@ -138,6 +139,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.healthy = True
+        self.decoding: Callable[[], int] = lambda: 0  # requests being decoded (the Ingestor's)
         self.stats = {
             "commits": 0,
             "records": 0,
@@ -196,6 +198,14 @@ class Writer:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout)
+        st = self.stats
+        log.info(
+            "writer stopped: %d records in %d requests, %d group commits (%.1f requests each)",
+            st["records"],
+            st["requests"],
+            st["commits"],
+            st["requests"] / max(1, st["commits"]),
+        )
 
     # -- writing side ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -245,13 +255,23 @@ class Writer:
             log.warning("idle checkpoint failed: %s", exc)
 
     def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+        """The next group commit: what is queued, up to max_batch_records. When requests are
+        still being decoded, wait up to LINGER_SECONDS for them: each group pays a commit and
+        the session bookkeeping once, so fewer, bigger groups cost less per record."""
         group = [first]
         n = first.decoded.accepted
+        deadline = time.monotonic() + LINGER_SECONDS
         while n < self.max_batch_records:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.decoding():
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
             if item is _STOP:
                 return group, True
             if isinstance(item, _Task):  # runs after this group's commit (back of the queue)
