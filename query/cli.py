@@ -19,6 +19,7 @@ from collector.errors import RoomscopeError
 from . import views
 from .errors import NotFound, QueryError
 from .filters import (
+    MAX_LIMIT,
     LogFilter,
     MetricFilter,
     SessionFilter,
@@ -144,7 +145,7 @@ def session() -> None:
 @click.option("--active", "state", flag_value="active", help="Only active sessions.")
 @click.option("--ended", "state", flag_value="ended", help="Only ended sessions.")
 @click.option("--since", type=TIME, help="Seen since: 15m, 2h, 7d or an ISO timestamp.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N sessions.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N sessions.")
 @output_options
 @click.pass_context
 def session_list(
@@ -274,7 +275,7 @@ def session_metrics(
 @span_filter_options
 @click.option("--since", type=TIME, help="Started since: 15m, 2h, 7d or an ISO timestamp.")
 @click.option("--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N spans.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N spans.")
 @output_options
 @click.pass_context
 def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None:

@@ -109,13 +109,16 @@ def parse_severity(text: str) -> int:
         ) from None
 
 
+MAX_LIMIT = 1_000_000  # rows one read may ask for (the SQL row cap is query.max_rows)
+
+
 def parse_limit(text: str | int) -> int:
     try:
         value = int(text)
     except (TypeError, ValueError):
         raise QueryError(f"invalid limit {text!r}: expected a whole number") from None
-    if value < 1:
-        raise QueryError(f"invalid limit {value}: must be 1 or more")
+    if not 1 <= value <= MAX_LIMIT:
+        raise QueryError(f"invalid limit {value}: must be 1 to {MAX_LIMIT:,}")
     return value
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import QueryError
 from .filters import (
+    MAX_LIMIT,
     parse_attrs,
     parse_bool,
     parse_duration,
@@ -27,9 +28,12 @@ def _text(value: str) -> str:
 
 def _after(value: str) -> int:
     try:
-        return int(value)
+        cursor = int(value)
     except ValueError:
         raise QueryError(f"invalid cursor {value!r}: expected epoch nanoseconds") from None
+    if not 0 <= cursor < 2**63:
+        raise QueryError(f"invalid cursor {value!r}: epoch nanoseconds from 0 to 2^63-1")
+    return cursor
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,21 @@ P = {
         ),
         Param("since", parse_time, "From this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
         Param("until", parse_time, "Up to this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
-        Param("limit", parse_limit, "At most this many records.", _INT),
+        Param(
+            "limit",
+            parse_limit,
+            "At most this many records.",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        ),
         Param("active", parse_bool, "true: active sessions only; false: ended only.", _BOOL),
         Param("severity", parse_severity, "Lowest severity: TRACE..FATAL or 1-24.", _STR),
         Param("grep", _text, "Log body contains this text (case-insensitive).", _STR),
-        Param("after", _after, "Only records received after this cursor (epoch ns).", _INT),
+        Param(
+            "after",
+            _after,
+            "Only records received after this cursor (epoch ns).",
+            {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        ),
     )
 }  # fmt: skip
 
