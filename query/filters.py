@@ -83,17 +83,27 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     """``15m``, ``2h``, ``7d`` (that long ago) or an ISO timestamp (UTC by default) → UTC."""
     now = now or datetime.now(UTC)
     m = _AGE_RE.match(str(text))
-    if m:
-        return now - timedelta(seconds=float(m.group(1)) * _AGE_SECONDS[m.group(2)])
     try:
-        value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+        if m:
+            value = now - timedelta(seconds=float(m.group(1)) * _AGE_SECONDS[m.group(2)])
+        else:
+            value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:
         raise QueryError(
             f"invalid time {text!r}: use an age like 15m, 2h, 7d or an ISO timestamp"
         ) from None
+    except OverflowError:
+        value = datetime.min  # caught as out of range below
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
+    if not _TS_NS_MIN <= value <= _TS_NS_MAX:
+        raise QueryError(f"invalid time {text!r}: stored times lie between 1678 and 2261")
     return value.astimezone(UTC)
+
+
+# What TIMESTAMP_NS holds (a signed 64-bit count of nanoseconds around 1970), with a margin.
+_TS_NS_MIN = datetime(1678, 1, 1, tzinfo=UTC)
+_TS_NS_MAX = datetime(2261, 12, 31, tzinfo=UTC)
 
 
 def parse_severity(text: str) -> int:
