@@ -82,25 +82,22 @@ def session_window(
     """
     column, counter = _WINDOW[table]
     row = con.execute(
-        f"SELECT epoch_ns(started_at), epoch_ns(last_seen_at), {counter}, ended_at IS NULL"
-        " FROM sessions WHERE session_id = ?",
+        f"SELECT epoch_ns(started_at), epoch_ns(last_seen_at), {counter} FROM sessions"
+        " WHERE session_id = ?",
         [session_id],
     ).fetchone()
     if row is None or row[0] is None:
         return "", []
+    # Under sustained ingest the row trails the newest records by up to a second (the tracker
+    # writes row changes in batches, README "What a session row holds"); records newer than
+    # its window show once it is written.
     p = f"{alias}." if alias else ""
-    # An active session's row may trail its newest records by up to a second under load (the
-    # tracker writes row changes in batches), so its window stays open towards now.
-    cond = f" AND {p}{column} >= make_timestamp_ns(?)"
-    params = [row[0]]
-    if not row[3]:
-        cond = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-        params.append(row[1])
+    cond = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
     (inside,) = con.execute(
         f"SELECT count(*) FROM {storage_table(table)} WHERE session_id = ?{cond.replace(p, '')}",
-        [session_id, *params],
+        [session_id, row[0], row[1]],
     ).fetchone()
-    return (cond, params) if inside == row[2] else ("", [])
+    return (cond, [row[0], row[1]]) if inside == row[2] else ("", [])
 
 
 def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Record]:
