@@ -88,18 +88,19 @@ def slices(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> list[int]:
     return [*bounds, cutoff_ns]
 
 
+def _delete_signal_rows(
+    con: duckdb.DuckDBPyConnection, condition: str, params: list[Any], pruned: Pruned
+) -> None:
+    """DELETE from each signal table WHERE ``condition`` ({column}: the table's time column)."""
+    for table, column in TIME_COLUMNS.items():
+        sql = f"DELETE FROM {storage_table(table)} WHERE {condition.format(column=column)}"
+        pruned.add(table, _deleted(con, sql, params))
+
+
 def delete_slice(con: duckdb.DuckDBPyConnection, upto_ns: int, pruned: Pruned) -> None:
     """Delete signal rows older than ``upto_ns`` (one transaction, on the writer's connection)."""
     with transaction(con):
-        for table, column in TIME_COLUMNS.items():
-            pruned.add(
-                table,
-                _deleted(
-                    con,
-                    f"DELETE FROM {storage_table(table)} WHERE {column} < make_timestamp_ns(?)",
-                    [upto_ns],
-                ),
-            )
+        _delete_signal_rows(con, "{column} < make_timestamp_ns(?)", [upto_ns], pruned)
         con.execute(f"DELETE FROM {TRACE_INDEX} WHERE last_start < make_timestamp_ns(?)", [upto_ns])
 
 
@@ -107,16 +108,8 @@ def delete_rest(con: duckdb.DuckDBPyConnection, cutoff_ns: int, pruned: Pruned) 
     """Rows with no time received before the cutoff, and old sessions with their events;
     returns the deleted session ids."""
     with transaction(con):
-        for table, column in TIME_COLUMNS.items():
-            pruned.add(
-                table,
-                _deleted(
-                    con,
-                    f"DELETE FROM {storage_table(table)} WHERE {column} IS NULL"
-                    " AND received_at < make_timestamp_ns(?)",
-                    [cutoff_ns],
-                ),
-            )
+        condition = "{column} IS NULL AND received_at < make_timestamp_ns(?)"
+        _delete_signal_rows(con, condition, [cutoff_ns], pruned)
         ids = {
             r[0]
             for r in con.execute(

@@ -307,26 +307,23 @@ class Writer:
         self.healthy = True
 
     def _flush_sessions(self) -> None:
-        if self.tracker is None or not self.tracker.pending or not self.healthy:
-            return
-        try:
-            plan = self.tracker.flush()
-            if plan is not None:
-                self.store.write({}, plan.apply)
-                self.tracker.commit(plan)
-        except Exception:
-            log.exception("writing session rows failed; will retry")
+        if self.tracker is not None and self.tracker.pending and self.healthy:
+            self._write_plan(self.tracker.flush, "writing session rows")
 
     def _sweep(self) -> None:
-        if self.tracker is None:
-            return
+        if self.tracker is not None:
+            self._write_plan(lambda: self.tracker.sweep(time.time_ns()), "session sweep")
+
+    def _write_plan(self, make: Callable[[], Plan | None], what: str) -> None:
+        """A tracker plan of its own (no records) in one transaction, adopted once committed."""
+        assert self.tracker is not None
         try:
-            plan = self.tracker.sweep(time.time_ns())
+            plan = make()
             if plan is not None:
                 self.store.write({}, plan.apply)
                 self.tracker.commit(plan)
         except Exception:
-            log.exception("session sweep failed; will retry")
+            log.exception("%s failed; will retry", what)
 
     def _write(self, group: list[_Item]) -> None:
         tables: dict[str, list[pa.Table]] = {}
