@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -175,3 +176,25 @@ def split_attributes(attrs: pa.MapArray) -> tuple[pa.Array, pa.Array, pa.Table]:
         names=["keyset_id", "keys"],
     )
     return pa.array(ids, pa.uint64()).take(codes), values, keysets
+
+
+def trace_index_rows(spans: pa.Table) -> pa.Table:
+    """The ``trace_index`` rows of a batch of spans (each trace's first and last start), built
+    by decode_body in the receiving thread, so the single writer only appends them (~0.25 µs a
+    span); DuckDBStore.write builds them itself for a batch that comes without."""
+    tid = spans["trace_id"].combine_chunks()
+    start = spans["start_time"].combine_chunks()
+    if tid.null_count:
+        keep = pc.is_valid(tid)
+        tid, start = tid.filter(keep), start.filter(keep)
+    enc = tid.dictionary_encode()
+    codes = enc.indices.to_numpy()
+    times = start.cast(pa.int64()).to_numpy()
+    first = np.full(len(enc.dictionary), np.iinfo(np.int64).max)
+    last = np.full(len(enc.dictionary), np.iinfo(np.int64).min)
+    np.minimum.at(first, codes, times)
+    np.maximum.at(last, codes, times)
+    return pa.table(
+        [enc.dictionary, pa.array(first, TS_TYPE), pa.array(last, TS_TYPE)],
+        names=["trace_id", "first_start", "last_start"],
+    )

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .columns import trace_index_rows
 from .errors import StoreError, StoreUnavailable
 from .schema import (
     ATTRIBUTE_KEYS_INSERT,
@@ -25,7 +26,6 @@ from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     SHARED_TABLES,
-    TRACE_INDEX_INSERT,
     storage_table,
 )
 
@@ -176,6 +176,9 @@ class DuckDBStore:
         new_keys: set[tuple[str, str]] = set()
         new_ids: dict[str, set[int]] = {}
         with transaction(con):
+            tables = dict(tables)
+            if "spans" in tables and "trace_index" not in tables:
+                tables["trace_index"] = [trace_index_rows(t) for t in tables["spans"]]
             for name, batches in tables.items():
                 batch = _one_table(batches)
                 if batch is not None and name in SHARED_TABLES:
@@ -186,8 +189,6 @@ class DuckDBStore:
                 con.register("_roomscope_batch", batch)
                 try:
                     con.execute(f"INSERT INTO {storage_table(name)} SELECT * FROM _roomscope_batch")
-                    if name == "spans" and "trace_index" not in tables:
-                        con.execute(TRACE_INDEX_INSERT.format(source="_roomscope_batch"))
                 finally:
                     con.unregister("_roomscope_batch")
             new_keys -= self._attribute_keys
