@@ -17,7 +17,10 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -505,7 +508,19 @@ typedef struct {
     int64_t nctx, nspans;
     int64_t rejected;
     PyObject *errors; /* list of str, at most 5 */
+    PyThreadState *ts; /* set while do_request runs without the GIL */
 } St;
+
+/* do_request() runs without the GIL (so the writer thread's DuckDB calls, which take it back
+   now and then, do not wait ~1 ms a request behind the decoder); the rare steps that need the
+   Python API take it for their duration. */
+static void gil_take(St *st) {
+    if (st->ts) PyEval_RestoreThread(st->ts);
+}
+
+static void gil_drop(St *st) {
+    if (st->ts) st->ts = PyEval_SaveThread();
+}
 
 #define TRY(x)                 \
     do {                       \
@@ -588,21 +603,103 @@ static int put_i64(Vec *v, int64_t x) {
     return vec_put(v, o, (size_t)(e - o));
 }
 
+/* repr(x) for a finite double, as Python writes it, without the Python API (so without the
+   GIL: taking it back for every double of a request stalled the decoder behind the writer).
+   The digits are the shortest that read back as x: the correctly rounded 15 digits when they
+   do (any decimal of at most 15 digits survives a round trip through a double, so the shortest
+   is those with trailing zeros dropped), else 16, else 17 (always enough); subnormals, with
+   fewer digits of precision, are searched from 1 digit. The layout is
+   float_repr's: positional for 1e-4 <= |x| < 1e16 (".0" after integral values), else
+   d.ddde+XX. Returns the length written to out (at least 32 bytes). */
+/* buf = x to p significant digits ("d.ddde+XX") that read back as x: the correctly rounded
+   ones, or else (next to a power of two, where the doubles' spacing changes) the p-digit
+   decimal on x's other side. Returns 0 when neither reads back. */
+static int digits_for(double x, int p, char *buf, size_t size) {
+    snprintf(buf, size, "%.*e", p - 1, x);
+    double y = strtod(buf, NULL);
+    if (y == x) return 1;
+    char alt[48], *e = strchr(buf, 'e');
+    size_t m = (size_t)(e - buf);
+    memcpy(alt, buf, m);
+    int i = (int)m - 1, step = (y < x) == (x > 0) ? 1 : -1; /* on the digits' magnitude */
+    for (; i >= 0; i--) { /* add or take one unit in the last digit */
+        if (alt[i] < '0' || alt[i] > '9') continue;
+        int d = alt[i] - '0' + step;
+        if (d >= 0 && d <= 9) {
+            alt[i] = (char)('0' + d);
+            break;
+        }
+        alt[i] = step > 0 ? '0' : '9';
+    }
+    if (i < 0 || (alt[0] == '0' || (alt[0] == '-' && alt[1] == '0'))) return 0; /* carried out */
+    snprintf(alt + m, sizeof alt - m, "%s", e);
+    if (strtod(alt, NULL) != x) return 0;
+    snprintf(buf, size, "%s", alt);
+    return 1;
+}
+
+static int double_repr(double x, char *out) {
+    char buf[48];
+    int lo = 15, hi = 17;
+    if (x != 0 && fabs(x) < DBL_MIN) lo = 1; /* subnormal: fewer digits, so search them all */
+    while (lo < hi) { /* p digits read back as x => so do p + 1 */
+        int mid = lo == 15 ? 15 : (lo + hi) / 2;
+        if (digits_for(x, mid, buf, sizeof buf))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (!digits_for(x, lo, buf, sizeof buf)) snprintf(buf, sizeof buf, "%.16e", x);
+    char digits[20];
+    int n = 0, neg = buf[0] == '-';
+    const char *c = buf + neg;
+    for (; *c && *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9') digits[n++] = *c;
+    while (n > 1 && digits[n - 1] == '0') n--;
+    int decpt = atoi(c + 1) + 1; /* x = 0.DIGITS * 10^decpt */
+    char *o = out;
+    if (neg) *o++ = '-';
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            *o++ = '0';
+            *o++ = '.';
+            for (int i = 0; i < -decpt; i++) *o++ = '0';
+            memcpy(o, digits, (size_t)n);
+            o += n;
+        } else if (decpt < n) {
+            memcpy(o, digits, (size_t)decpt);
+            o += decpt;
+            *o++ = '.';
+            memcpy(o, digits + decpt, (size_t)(n - decpt));
+            o += n - decpt;
+        } else {
+            memcpy(o, digits, (size_t)n);
+            o += n;
+            for (int i = n; i < decpt; i++) *o++ = '0';
+            *o++ = '.';
+            *o++ = '0';
+        }
+    } else {
+        *o++ = digits[0];
+        if (n > 1) {
+            *o++ = '.';
+            memcpy(o, digits + 1, (size_t)(n - 1));
+            o += n - 1;
+        }
+        o += sprintf(o, "e%c%02d", decpt - 1 < 0 ? '-' : '+', abs(decpt - 1));
+    }
+    return (int)(o - out);
+}
+
 /* float_text(): Python repr for finite values, NaN / Infinity / -Infinity otherwise */
-static int put_double(St *st, Vec *v, double x, int json) {
+static int put_double(Vec *v, double x, int json) {
     if (isnan(x)) return json ? vec_put(v, "\"NaN\"", 5) : vec_put(v, "NaN", 3);
     if (isinf(x)) {
         if (x > 0) return json ? vec_put(v, "\"Infinity\"", 10) : vec_put(v, "Infinity", 8);
         return json ? vec_put(v, "\"-Infinity\"", 11) : vec_put(v, "-Infinity", 9);
     }
-    char *s = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (!s) {
-        PyErr_Clear(); /* reported as MemoryError by the caller */
-        return -1;
-    }
-    int r = vec_put(v, s, strlen(s));
-    PyMem_Free(s);
-    return r;
+    char s[48];
+    return vec_put(v, s, (size_t)double_repr(x, s));
 }
 
 /* a JSON string as json.dumps(ensure_ascii=False) writes it */
@@ -793,7 +890,7 @@ static int render_any_json(St *st, Vec *out, Any *a) {
     case A_DOUBLE: {
         double d;
         memcpy(&d, &a->v, 8);
-        return put_double(st, out, d, 1);
+        return put_double(out, d, 1);
     }
     case A_BYTES:
         if (vec_byte(out, '"') || put_b64(out, a->p, a->n)) return -1;
@@ -865,7 +962,7 @@ static int value_text(St *st, Entry *e, Vec *s) {
     case A_DOUBLE: {
         double d;
         memcpy(&d, &a.v, 8);
-        if (put_double(st, s, d, 0)) return -1;
+        if (put_double(s, d, 0)) return -1;
         break;
     }
     case A_BYTES:
@@ -1007,8 +1104,7 @@ static const char *id_problem(char *buf, size_t bufn, Bytes id, size_t size, con
     return NULL;
 }
 
-static int reject(St *st, Bytes name, const char *msg) {
-    st->rejected++;
+static int reject_message(St *st, Bytes name, const char *msg) {
     if (PyList_GET_SIZE(st->errors) >= 5) return 0;
     PyObject *n = PyUnicode_DecodeUTF8((const char *)name.p, (Py_ssize_t)name.n, "strict");
     if (!n) return -2;
@@ -1018,6 +1114,14 @@ static int reject(St *st, Bytes name, const char *msg) {
     int r = PyList_Append(st->errors, s);
     Py_DECREF(s);
     return r ? -2 : 0;
+}
+
+static int reject(St *st, Bytes name, const char *msg) {
+    st->rejected++;
+    gil_take(st);
+    int r = reject_message(st, name, msg);
+    gil_drop(st);
+    return r;
 }
 
 
@@ -1424,7 +1528,10 @@ static PyObject *py_flatten_spans(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, v == 2 ? ERR_UTF8 : v == 3 ? ERR_DEPTH : ERR_WIRE);
         goto out;
     }
+    st->ts = PyEval_SaveThread();
     int r = do_request(st, b, n);
+    PyEval_RestoreThread(st->ts);
+    st->ts = NULL;
     if (r == -2) goto out;
     if (r) {
         if (too_large)
@@ -1494,7 +1601,19 @@ out:
     return result;
 }
 
+static PyObject *py_double_repr(PyObject *self, PyObject *arg) {
+    double x = PyFloat_AsDouble(arg);
+    if (x == -1.0 && PyErr_Occurred()) return NULL;
+    if (!isfinite(x)) {
+        PyErr_SetString(PyExc_ValueError, "double_repr needs a finite float");
+        return NULL;
+    }
+    char s[48];
+    return PyUnicode_FromStringAndSize(s, double_repr(x, s));
+}
+
 static PyMethodDef methods[] = {
+    {"double_repr", py_double_repr, METH_O, "repr(x) of a finite float, as the decoder writes it"},
     {"flatten_spans", py_flatten_spans, METH_VARARGS,
      "flatten_spans(body, project_keys, room_keys, session_keys, default_project, received_ns)"
      " -> (columns, n_spans, rejected, errors)"},

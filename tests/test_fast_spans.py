@@ -609,3 +609,36 @@ def test_every_string_field_of_the_installed_protos_is_utf8_checked():
             elif f.type == message:
                 todo.append((f.message_type, (*path, f.number)))
     assert checked >= 15
+
+
+# The C decoder formats doubles itself (no GIL, see double_repr in _otlpfast.c); attribute
+# values must stay exactly Python's repr, which the pure-Python flattener writes.
+EDGE_DOUBLES = [
+    0.0, -0.0, 1.0, 0.1, 0.3, 2 / 3, 12.5, 100.0, 1e15, 1e16, 9999999999999998.0, 1e22,
+    0.0001, 0.00001, 1.5e-7, 1e100, 1.7976931348623157e308, 2.2250738585072014e-308,
+    2.225073858507201e-308, 5e-324, -5e-324, 2.3615506564439e-310, -5.70491076367e-312,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("x", EDGE_DOUBLES)
+def test_c_double_text_is_python_repr_at_the_edges(x):
+    assert fast_spans._otlpfast.double_repr(x) == repr(x)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(0, 2**64 - 1)
+    .map(lambda bits: struct.unpack("<d", struct.pack("<Q", bits))[0])
+    .filter(math.isfinite)
+)
+def test_c_double_text_is_python_repr(x):
+    assert fast_spans._otlpfast.double_repr(x) == repr(x)
+
+
+def test_c_double_text_is_python_repr_at_every_power_of_two():
+    """Where the spacing of doubles changes, the correctly rounded 16 digits may not read back
+    while the decimal on x's other side does (2**-24 is 5.960464477539063e-08)."""
+    for k in range(-1074, 1024):
+        for x in (2.0**k, -(2.0**k), math.nextafter(2.0**k, math.inf)):
+            assert fast_spans._otlpfast.double_repr(x) == repr(x)
