@@ -79,6 +79,14 @@ def _one_table(batches: Sequence[pa.Table]) -> pa.Table | None:
     return batch
 
 
+def _append(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None:
+    """INSERT an Arrow table. DuckDB finds ``_roomscope_batch`` among this frame's locals (a
+    replacement scan): ~1 ms less per 2,048 spans than register()/unregister(), most of it
+    spent holding the GIL."""
+    _roomscope_batch = batch  # read by DuckDB (a replacement scan finds it by name)
+    con.execute(f"INSERT INTO {table} SELECT * FROM _roomscope_batch")
+
+
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """BEGIN … COMMIT on ``con``; any exception rolls back and propagates."""
@@ -186,11 +194,7 @@ class DuckDBStore:
                     new_keys |= _attribute_keys(name, batch)
                 if batch is None:
                     continue
-                con.register("_roomscope_batch", batch)
-                try:
-                    con.execute(f"INSERT INTO {storage_table(name)} SELECT * FROM _roomscope_batch")
-                finally:
-                    con.unregister("_roomscope_batch")
+                _append(con, storage_table(name), batch)
             new_keys -= self._attribute_keys
             if new_keys:
                 con.executemany(ATTRIBUTE_KEYS_INSERT, [list(k) for k in new_keys])
