@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,8 @@ class Decoded:
     errors: list[str] = field(default_factory=list)
     # rows the table refers to, stored once in their own table (spans: "resources")
     side: dict[str, pa.Table] = field(default_factory=dict)
+    # the session tracker's summary of the table, when worked out in a decode thread
+    sessions: Any = None
 
     @property
     def accepted(self) -> int:
@@ -198,3 +201,13 @@ def trace_index_rows(spans: pa.Table) -> pa.Table:
         [enc.dictionary, pa.array(first, TS_TYPE), pa.array(last, TS_TYPE)],
         names=["trace_id", "first_start", "last_start"],
     )
+
+
+def sparse_list(offsets: pa.Array, values: pa.Array) -> pa.ListArray:
+    """A list column whose empty lists are NULL: DuckDB appends (and logs at commit) a NULL
+    LIST(STRUCT) ~2 ms per 2,048 spans cheaper than an empty one, and most spans have no events
+    or links. Readers see [] again (the spans view and the query library coalesce)."""
+    off = offsets.to_numpy(zero_copy_only=False)
+    empty = off[1:] == off[:-1]
+    mask = pa.array(empty) if empty.any() else None
+    return pa.ListArray.from_arrays(offsets, values, mask=mask)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .columns import MAP_TYPE, TS_TYPE, Decoded, resource_rows, split_attributes
+from .columns import MAP_TYPE, TS_TYPE, Decoded, resource_rows, sparse_list, split_attributes
 from .errors import DecodeError
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
@@ -73,7 +73,7 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
     ctx = _fixed(c["ctx"], _I32, 4)
     keysets, attr_values, keyset_rows = split_attributes(_map(c["attributes"]))
     resource_ids, resources = resource_rows(_map(c["ctx.resource_attributes"]), ctx)
-    events = pa.ListArray.from_arrays(
+    events = sparse_list(
         _fixed(c["events.offsets"], _I32, 4),
         pa.StructArray.from_arrays(
             [
@@ -85,7 +85,7 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
             fields=_EVENT_FIELDS,
         ),
     )
-    links = pa.ListArray.from_arrays(
+    links = sparse_list(
         _fixed(c["links.offsets"], _I32, 4),
         pa.StructArray.from_arrays(
             [

@@ -17,6 +17,7 @@ from .columns import (
     MapColumn,
     id_hex,
     resource_rows,
+    sparse_list,
     split_attributes,
 )
 from .schema import ARROW_SCHEMAS
@@ -192,7 +193,7 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
     resource_ids, resources = resource_rows(ctx_res.array(), ctx)
     if any(t > MAX_TS for t in ev_time):
         ev_time = [min(t, MAX_TS) for t in ev_time]
-    events = pa.ListArray.from_arrays(
+    events = sparse_list(
         pa.array(ev_offsets, pa.int32()),
         pa.StructArray.from_arrays(
             [
@@ -208,7 +209,7 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
     ln_attrs = MapColumn()
     for d in ln_cols[3]:
         ln_attrs.add_dict(d)
-    links_arr = pa.ListArray.from_arrays(
+    links_arr = sparse_list(
         pa.array(ln_offsets, pa.int32()),
         pa.StructArray.from_arrays(
             [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"
@@ -271,6 +271,9 @@ _SPAN_VIEW_DERIVED = {
     "end_time": SPAN_END_TIME.format(s="s"),
     "attributes": SPAN_ATTRIBUTES.format(k="k", s="s"),
     "resource_attributes": "r.attributes",
+    # Spans without events or links store NULL there (collector.columns.sparse_list).
+    "events": "coalesce(s.events, [])",
+    "links": "coalesce(s.links, [])",
 }
 SPANS_VIEW_SQL = (
     "CREATE OR REPLACE VIEW spans AS SELECT "
@@ -350,4 +353,6 @@ MIGRATIONS: dict[int, list[str]] = {
         ATTRIBUTE_KEYS_BACKFILL,
     ],
     3: _V3_FROM_V2,
+    # span_data stores NULL for a span without events or links; the view shows [] again.
+    4: [SPANS_VIEW_SQL],
 }

@@ -46,9 +46,11 @@ COLUMNS: dict[str, list[str]] = {
 
 TS_COLUMNS = {c for cols in [*TABLES.values(), V1_SPANS] for c, t in cols if t == TS}
 
+# span_data stores NULL for no events or links (collector.columns.sparse_list).
 _NESTED = {
-    "events": "list_transform(events, e -> {'time': epoch_ns(e.time), 'name': e.name,"
-    " 'attributes': e.attributes})",
+    "events": "list_transform(coalesce({p}events, []), e -> {{'time': epoch_ns(e.time),"
+    " 'name': e.name, 'attributes': e.attributes}})",
+    "links": "coalesce({p}links, [])",
 }
 
 
@@ -71,7 +73,7 @@ def select_list(table: str, alias: str = "") -> str:
         elif c in TS_COLUMNS:
             parts.append(f"epoch_ns({prefix}{c}) AS {c}")
         elif c in _NESTED and table == "spans":
-            parts.append(f"{_NESTED[c].replace('events', prefix + 'events', 1)} AS {c}")
+            parts.append(f"{_NESTED[c].format(p=prefix)} AS {c}")
         else:
             parts.append(f"{prefix}{c}")
     return ", ".join(parts)

@@ -27,7 +27,7 @@ from otlp_factory import kv, trace_request
 
 from collector.decode import decode_body
 from collector.retention import Retention, parse_age
-from collector.schema import MIGRATIONS
+from collector.schema import MIGRATIONS, SCHEMA_VERSION
 from collector.sessions import SessionTracker
 from collector.store import DuckDBStore
 from collector.tagging import Tagger
@@ -185,7 +185,9 @@ def test_migration_from_version_1_adds_the_trace_index(tmp_path):
     store = DuckDBStore(db)
     store.open()
     store.close()
-    assert read_store(tmp_path / "v1.duckdb", "SELECT value FROM roomscope_meta") == [("3",)]
+    assert read_store(tmp_path / "v1.duckdb", "SELECT value FROM roomscope_meta") == [
+        (str(SCHEMA_VERSION),)
+    ]
     assert read_store(  # version 3: span_data + resources behind the spans view
         tmp_path / "v1.duckdb",
         "SELECT name, epoch_ns(end_time), resource_attributes FROM spans ORDER BY name",

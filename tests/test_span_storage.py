@@ -1,4 +1,4 @@
-"""Schema version 3: spans stored as ``span_data`` + shared ``resources`` behind the ``spans`` view.
+"""Schema versions 3-4: spans stored as ``span_data`` + shared ``resources``, the ``spans`` view.
 
 Each resource's attributes are stored once (not once per span) and end_time is start + duration;
 SQL users still see SPEC 4's ``spans``. Covers: the view's rows against what was sent, resources
@@ -166,3 +166,30 @@ def test_attribute_keysets_keep_lists_apart_that_joining_would_confuse():
     assert ids.to_pylist() == [keyset_id(tuple(r)) for r in plain]
     assert values.to_pylist() == [["1"], ["2", "3"], []]
     assert keysets.num_rows == 3
+
+
+def test_spans_without_events_or_links_store_null_and_read_as_empty_lists(tmp_path):
+    """span_data keeps NULL for no events/links (cheaper to append); every reader sees []."""
+    db = tmp_path / "e.duckdb"
+    store = DuckDBStore(db)
+    store.open()
+    req = trace_request(3, start_ns=NOW - 10**9, seed=4)
+    first = req.resource_spans[0].scope_spans[0].spans[0]
+    first.events.add(name="retry", time_unix_nano=NOW - 10**9)
+    first.links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    write(store, req)
+    store.close()
+    rows = read_store(db, "SELECT events IS NULL, links IS NULL FROM span_data ORDER BY start_time")
+    assert rows == [(False, False), (True, True), (True, True)]
+    view = read_store(db, "SELECT len(events), len(links) FROM spans ORDER BY start_time")
+    assert view == [(1, 1), (0, 0), (0, 0)]
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        spans = search_spans(con, SpanFilter(), 10)
+    finally:
+        con.close()
+    by_first = sorted(spans, key=lambda s: s["start_time"])
+    assert [len(s["events"]) for s in by_first] == [1, 0, 0]
+    assert [len(s["links"]) for s in by_first] == [1, 0, 0]
+    assert by_first[0]["events"][0]["name"] == "retry"
+    assert by_first[0]["links"][0]["span_id"] == "02" * 8
