@@ -49,9 +49,16 @@ class Ingestor:
 
         ``project`` (an ingest token's) is stamped on every record, whatever the data says."""
         tagger = self.tagger if project is None else self.tagger.forced(project)
-        return await self._export(
-            lambda: decode_body(signal, body, encoding, tagger, self.fast_decode)
-        )
+        return await self._export(lambda: self._decode(signal, body, encoding, tagger))
+
+    def _decode(self, signal: str, body: bytes, encoding: str, tagger: Tagger) -> Decoded:
+        """Decode, and do the session tracker's per-batch work here, in a decode thread, rather
+        than on the writer thread that every record passes."""
+        decoded = decode_body(signal, body, encoding, tagger, self.fast_decode)
+        tracker = self.writer.tracker
+        if tracker is not None and decoded.accepted:
+            decoded.sessions = tracker.summarize(decoded.table, decoded.signal)
+        return decoded
 
     def close(self) -> None:
         self.accepting = False

@@ -8,8 +8,9 @@ Only bursts and sessions are visited one by one, and a batch holds few of either
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -79,101 +80,6 @@ class Window:
     last: int
 
 
-@dataclass
-class Inference:
-    ids: list[str] = field(default_factory=list)  # session ids, indexed by the codes below
-    new: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # new id → (project, room)
-    codes: list[np.ndarray] = field(default_factory=list)  # per table: index into ids, -1 none
-
-
-def infer(
-    projects: Sequence[pa.Array],
-    rooms: Sequence[pa.Array],
-    times: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray],
-    windows_of: Callable[[str | None, str], list[Window]],
-    idle_ns: int,
-) -> Inference:
-    """Assign each masked row of each table to an inferred session of its (project, room).
-
-    ``projects[i]`` and ``rooms[i]`` hold the masked rows of table i; ``windows_of(project,
-    room)`` gives the room's known sessions. A burst joins the sessions whose window it touches
-    (the nearest one per record when it touches several); a burst touching none starts a new one.
-    """
-    result = Inference()
-    sizes = [len(m) for m in masks]
-    cand_t = [t[m] for t, m in zip(times, masks, strict=True)]
-    n = sum(len(c) for c in cand_t)
-    if n == 0:
-        result.codes = [np.full(size, -1, np.int64) for size in sizes]
-        return result
-    p_codes, p_names = _codes(pa.chunked_array(projects, pa.string()))
-    r_codes, r_names = _codes(pa.chunked_array(rooms, pa.string()))
-    n_rooms = len(r_names) + 1
-    key_codes = (p_codes + 1) * n_rooms + (r_codes + 1)  # NULL project → code -1 → 0
-
-    def key_name(key: int) -> tuple[str | None, str]:
-        p, r = divmod(key, n_rooms)
-        return (p_names[p - 1] if p else None), r_names[r - 1]
-
-    t_all = np.concatenate(cand_t)
-    order = np.lexsort((t_all, key_codes))
-    sk, st = key_codes[order], t_all[order]
-    cut = np.empty(n, bool)
-    cut[0] = True
-    cut[1:] = (sk[1:] != sk[:-1]) | (np.diff(st) > idle_ns)
-    starts = np.flatnonzero(cut)
-    ends = np.append(starts[1:], n)
-    assigned = np.empty(n, np.int64)
-    code_of: dict[str, int] = {}
-    room_windows: dict[int, list[Window]] = {}
-    for b, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        key = int(sk[b])
-        project, room = key_name(key)
-        if key not in room_windows:
-            room_windows[key] = [
-                Window(w.session_id, w.start, w.last) for w in windows_of(project, room)
-            ]
-        windows = room_windows[key]
-        tmin, tmax = int(st[b]), int(st[e - 1])
-        hits = [w for w in windows if w.start - idle_ns <= tmax and w.last + idle_ns >= tmin]
-        if not hits:
-            sid = new_session_id(tmin)
-            result.new[sid] = (project, room)
-            hits = [Window(sid, tmin, tmax)]
-            windows.append(hits[0])
-        for w in hits:
-            if w.session_id not in code_of:
-                code_of[w.session_id] = len(result.ids)
-                result.ids.append(w.session_id)
-        if len(hits) == 1:
-            w = hits[0]
-            assigned[b:e] = code_of[w.session_id]
-            w.start, w.last = min(w.start, tmin), max(w.last, tmax)
-            continue
-        seg = st[b:e]
-        s = np.array([w.start for w in hits], np.int64)
-        last = np.array([w.last for w in hits], np.int64)
-        dist = np.maximum(np.maximum(s[None, :] - seg[:, None], 0), seg[:, None] - last[None, :])
-        pick = dist.argmin(axis=1)
-        codes = np.array([code_of[w.session_id] for w in hits], np.int64)
-        assigned[b:e] = codes[pick]
-        for j, w in enumerate(hits):
-            mine = seg[pick == j]
-            if len(mine):
-                w.start, w.last = min(w.start, int(mine.min())), max(w.last, int(mine.max()))
-    unsorted = np.empty(n, np.int64)
-    unsorted[order] = assigned
-    offset = 0
-    for size, m in zip(sizes, masks, strict=True):
-        full = np.full(size, -1, np.int64)
-        k = int(m.sum())
-        full[m] = unsorted[offset : offset + k]
-        offset += k
-        result.codes.append(full)
-    return result
-
-
 def fill_session_ids(table: pa.Table, codes: np.ndarray, ids: pa.Array) -> pa.Table:
     """``table`` with session_id set from ``codes`` (indexes into ``ids``) where it was NULL."""
     if not (codes >= 0).any():
@@ -185,7 +91,7 @@ def fill_session_ids(table: pa.Table, codes: np.ndarray, ids: pa.Array) -> pa.Ta
 
 @dataclass
 class Delta:
-    """What one batch adds to one session."""
+    """What some records add to one session."""
 
     project: str | None
     room: str | None
@@ -193,54 +99,191 @@ class Delta:
     last: int
     counts: dict[str, int] = field(default_factory=dict)
     errors: int = 0
-    services: dict[str, int] = field(default_factory=dict)  # service → first time in the batch
+    services: dict[str, int] = field(default_factory=dict)  # service → first time
 
 
-def batch_deltas(tagged: Mapping[str, tuple[pa.Table, np.ndarray]]) -> dict[str, Delta]:
-    """Per session id: first/last time, record and error counts, services.
+def merge_delta(into: dict[str, Delta], key: str, d: Delta) -> None:
+    """Add ``d`` to ``into[key]`` (a copy of it when the key is new)."""
+    cur = into.get(key)
+    if cur is None:
+        into[key] = Delta(d.project, d.room, d.first, d.last, dict(d.counts), d.errors)
+        into[key].services = dict(d.services)
+        return
+    if d.first < cur.first:  # project and room as the session's earliest record has them
+        cur.project, cur.room = d.project, d.room
+    cur.first, cur.last = min(cur.first, d.first), max(cur.last, d.last)
+    for f, n in d.counts.items():
+        cur.counts[f] = cur.counts.get(f, 0) + n
+    cur.errors += d.errors
+    for name, t in d.services.items():
+        cur.services[name] = min(cur.services.get(name, t), t)
 
-    Session ids and service names are dictionary-encoded in Arrow; the sums, minima and maxima
-    per session are numpy reductions over the codes (sorted once), not loops over records."""
-    deltas: dict[str, Delta] = {}
-    for signal, (table, times) in tagged.items():
-        sid_codes, sids = _codes(table["session_id"])
-        keep = sid_codes >= 0
-        if not keep.any():
+
+def group_deltas(
+    table: pa.Table, signal: str, times: np.ndarray, codes: np.ndarray, keys: Sequence[Any]
+) -> dict[Any, Delta]:
+    """Per group of rows (``codes``: index into ``keys``, -1 for none): first/last time, record
+    and error counts, services. Numpy reductions over the codes (sorted once), not loops over
+    records; project and room are those of each group's earliest row."""
+    out: dict[Any, Delta] = {}
+    keep = codes >= 0
+    if not keep.any():
+        return out
+    c, t = codes[keep], times[keep]
+    err = _np(error_flags(table, signal))[keep]
+    order = np.lexsort((t, c))
+    sc, st = c[order], t[order]
+    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+    ends = np.r_[starts[1:], len(sc)]
+    rows = pa.array(np.flatnonzero(keep)[order[starts]])  # each group's first row (by time)
+    projects = table["project"].take(rows).to_pylist()
+    rooms = table["room"].take(rows).to_pylist()
+    n_err = np.add.reduceat(err[order], starts).tolist()
+    firsts, lasts = st[starts].tolist(), st[ends - 1].tolist()
+    count_field = COUNT_FIELD[signal]
+    for i, code in enumerate(sc[starts].tolist()):
+        out[keys[code]] = Delta(
+            projects[i], rooms[i], firsts[i], lasts[i], {count_field: int(ends[i] - starts[i])}
+        )
+        out[keys[code]].errors = int(n_err[i])
+    svc_codes, services = _codes(table["service_name"])
+    svc_codes = svc_codes[keep][order]
+    has = svc_codes >= 0
+    if has.any():
+        pair = sc[has] * (len(services) + 1) + svc_codes[has]
+        _, first = np.unique(pair, return_index=True)  # rows are in time order per group
+        for code, svc, t_first in zip(
+            sc[has][first].tolist(),
+            svc_codes[has][first].tolist(),
+            st[has][first].tolist(),
+            strict=True,
+        ):
+            out[keys[code]].services[services[svc]] = t_first
+    return out
+
+
+@dataclass
+class Burst:
+    """Rows of one room without a session id, with no gap over ``idle`` between them."""
+
+    project: str | None
+    room: str
+    delta: Delta  # first/last time, counts, errors, services of these rows
+    rows: np.ndarray  # the rows, in time order
+
+
+@dataclass
+class BatchSessions:
+    """What one batch means for session tracking, worked out without the tracker's state: it is
+    computed in the decode threads, so the writer thread only matches bursts to sessions."""
+
+    signal: str
+    times: np.ndarray  # each row's time for session purposes
+    explicit: dict[str, Delta]  # per session id the records carry
+    bursts: list[Burst]
+    burst_of_row: np.ndarray  # index into bursts, -1 for rows with an id or without a room
+
+
+def summarize(table: pa.Table, signal: str, skew_ns: int, idle_ns: int) -> BatchSessions:
+    times = session_times(table, signal, skew_ns)
+    sid_codes, sids = _codes(table["session_id"])
+    explicit = group_deltas(table, signal, times, sid_codes, sids)
+    burst_of_row = np.full(table.num_rows, -1, np.int64)
+    room_codes, room_names = _codes(table["room"])
+    rows = np.flatnonzero((sid_codes < 0) & (room_codes >= 0))
+    if not len(rows):
+        return BatchSessions(signal, times, explicit, [], burst_of_row)
+    p_codes, _ = _codes(table["project"])
+    key = (p_codes[rows] + 1) * (len(room_names) + 1) + room_codes[rows]
+    order = np.lexsort((times[rows], key))
+    rows, key = rows[order], key[order]
+    t = times[rows]
+    cut = np.r_[True, (key[1:] != key[:-1]) | (np.diff(t) > idle_ns)]
+    burst_of_row[rows] = np.cumsum(cut) - 1
+    starts = np.flatnonzero(cut)
+    ends = np.r_[starts[1:], len(rows)]
+    deltas = group_deltas(table, signal, times, burst_of_row, range(len(starts)))
+    bursts = [
+        Burst(deltas[b].project, deltas[b].room, deltas[b], rows[s:e])  # type: ignore[arg-type]
+        for b, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
+    ]
+    return BatchSessions(signal, times, explicit, bursts, burst_of_row)
+
+
+@dataclass
+class Assignment:
+    tables: list[pa.Table]  # the batches with inferred session ids filled in
+    deltas: dict[str, Delta]  # what they add to each session
+    new: dict[str, tuple[str | None, str]]  # inferred sessions started → (project, room)
+
+
+def assign(
+    batches: Sequence[tuple[pa.Table, BatchSessions]],
+    windows_of: Callable[[str | None, str], list[Window]],
+    idle_ns: int,
+) -> Assignment:
+    """Match each burst to the inferred sessions of its room (``windows_of``), in order.
+
+    A burst joins the session whose window ``[start - idle, last + idle]`` it touches; touching
+    none it starts a new one; touching several, each record joins the nearest."""
+    result = Assignment([], {}, {})
+    room_windows: dict[tuple[str | None, str], list[Window]] = {}
+    for table, summary in batches:
+        for sid, d in summary.explicit.items():
+            merge_delta(result.deltas, sid, d)
+        if not summary.bursts:
+            result.tables.append(table)
             continue
-        sid_codes, t = sid_codes[keep], times[keep]
-        err = _np(error_flags(table, signal))[keep]
-        order = np.lexsort((t, sid_codes))
-        sc, st = sid_codes[order], t[order]
-        starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
-        ends = np.r_[starts[1:], len(sc)]
-        rows = np.flatnonzero(keep)[order[starts]]  # each session's first row (by time)
-        projects = table["project"].take(pa.array(rows)).to_pylist()
-        rooms = table["room"].take(pa.array(rows)).to_pylist()
-        n_err = np.add.reduceat(err[order], starts).tolist()
-        firsts, lasts = st[starts].tolist(), st[ends - 1].tolist()
-        count_field = COUNT_FIELD[signal]
-        for i, code in enumerate(sc[starts].tolist()):
-            sid = sids[code]
-            d = deltas.get(sid)
-            if d is None:
-                d = deltas[sid] = Delta(projects[i], rooms[i], firsts[i], lasts[i])
-            else:
-                d.first, d.last = min(d.first, firsts[i]), max(d.last, lasts[i])
-            d.counts[count_field] = int(ends[i] - starts[i])
-            d.errors += int(n_err[i])
-        svc_codes, services = _codes(table["service_name"])
-        svc_codes = svc_codes[keep][order]
-        has = svc_codes >= 0
-        if has.any():
-            pair = sc[has] * (len(services) + 1) + svc_codes[has]
-            _, first = np.unique(pair, return_index=True)  # rows are in time order per session
-            for code, svc, t_first in zip(
-                sc[has][first].tolist(),
-                svc_codes[has][first].tolist(),
-                st[has][first].tolist(),
-                strict=True,
-            ):
-                seen = deltas[sids[code]].services
-                name = services[svc]
-                seen[name] = min(seen.get(name, t_first), t_first)
-    return deltas
+        names: list[str] = []  # per burst: the codes in burst_of_row index it
+        extra: list[str] = []  # after them: the sessions rows of split bursts join
+        codes = summary.burst_of_row.copy()
+        for burst in summary.bursts:
+            key = (burst.project, burst.room)
+            if key not in room_windows:
+                room_windows[key] = [
+                    Window(w.session_id, w.start, w.last) for w in windows_of(*key)
+                ]
+            windows = room_windows[key]
+            d = burst.delta
+            hits = [
+                w for w in windows if w.start - idle_ns <= d.last and w.last + idle_ns >= d.first
+            ]
+            if not hits:
+                hits = [Window(new_session_id(d.first), d.first, d.last)]
+                result.new[hits[0].session_id] = key
+                windows.append(hits[0])
+            names.append(hits[0].session_id)
+            if len(hits) == 1:
+                hits[0].start, hits[0].last = min(hits[0].start, d.first), max(hits[0].last, d.last)
+                merge_delta(result.deltas, hits[0].session_id, d)
+                continue
+            _split(table, summary, burst, hits, codes, extra, result.deltas)
+        ids = pa.array(names + extra, pa.string())
+        result.tables.append(fill_session_ids(table, codes, ids))
+    return result
+
+
+def _split(
+    table: pa.Table,
+    summary: BatchSessions,
+    burst: Burst,
+    hits: list[Window],
+    codes: np.ndarray,
+    extra: list[str],
+    deltas: dict[str, Delta],
+) -> None:
+    """A burst touching several sessions: each record joins the nearest window. Its rows'
+    ``codes`` index ``extra``, which follows the batch's one session id per burst."""
+    seg = summary.times[burst.rows]
+    s = np.array([w.start for w in hits], np.int64)
+    last = np.array([w.last for w in hits], np.int64)
+    dist = np.maximum(np.maximum(s[None, :] - seg[:, None], 0), seg[:, None] - last[None, :])
+    pick = dist.argmin(axis=1)
+    part = np.full(table.num_rows, -1, np.int64)
+    part[burst.rows] = pick
+    for j, d in group_deltas(table, summary.signal, summary.times, part, range(len(hits))).items():
+        w = hits[j]
+        w.start, w.last = min(w.start, d.first), max(w.last, d.last)
+        merge_delta(deltas, w.session_id, d)
+    codes[burst.rows] = len(summary.bursts) + len(extra) + pick
+    extra.extend(w.session_id for w in hits)

@@ -13,132 +13,18 @@ its inferred sessions. On start-up it is read back from the ``sessions`` table.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .session_infer import (
-    COUNT_FIELD,
-    Window,
-    batch_deltas,
-    fill_session_ids,
-    infer,
-    session_times,
-)
+from .session_infer import COUNT_FIELD, BatchSessions, Window, assign, summarize
+from .session_plan import FLUSH_NS, RECOUNT_SQL, SessionPlan, SessionState
 from .store import Store
 
-
-@dataclass(frozen=True)
-class SessionState:
-    session_id: str
-    project: str | None
-    room: str | None
-    source: str  # "explicit" or "inferred"
-    started_at: int  # ns
-    last_seen_at: int
-    ended_at: int | None
-    span_count: int = 0
-    log_count: int = 0
-    metric_point_count: int = 0
-    error_count: int = 0
-    services: tuple[str, ...] = ()
-    last_arrival: int = 0  # wall-clock ns when a record of it last arrived (not stored)
-
-
-@dataclass
-class SessionPlan:
-    """Rows to upsert into ``sessions``, events to insert, event times to move."""
-
-    states: dict[str, SessionState] = field(default_factory=dict)
-    events: list[tuple[str, str | None, str | None, int, str, str]] = field(default_factory=list)
-    retimes: list[tuple[str, str, int]] = field(default_factory=list)  # (id, event type, time)
-    created: set[str] = field(default_factory=set)  # states that are new rows
-    # Existing rows this plan changes (with the tracker's pending changes when it flushes), and
-    # which of them have a longer services list than the stored row; written only if it flushes.
-    updates: dict[str, SessionState] = field(default_factory=dict)
-    services_grew: set[str] = field(default_factory=set)
-    flushes: bool = True  # False: the changes to existing rows wait for a later plan
-
-    def event(self, s: SessionState, time_ns: int, kind: str, data: dict[str, Any]) -> None:
-        self.events.append((s.session_id, s.project, s.room, time_ns, kind, json.dumps(data)))
-
-    def apply(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Write the plan with plain parameterized statements (cheaper than registering Arrow
-        tables for the handful of rows a group commit touches)."""
-        new = [s for sid, s in self.states.items() if sid in self.created]
-        if new:
-            con.executemany(_INSERT_SESSION, [_session_row(s) for s in new])
-        # Rewriting the services list costs DuckDB ~3x a plain update: only when it grew.
-        updates = self.updates if self.flushes else {}
-        grown = [s for sid, s in updates.items() if sid in self.services_grew]
-        same = [s for sid, s in updates.items() if sid not in self.services_grew]
-        if grown:
-            con.executemany(_UPDATE_SESSION, [[*_session_row(s)[4:], s.session_id] for s in grown])
-        if same:
-            con.executemany(_UPDATE_COUNTS, [[*_session_row(s)[4:-1], s.session_id] for s in same])
-        if self.retimes:
-            con.executemany(
-                "UPDATE session_events SET time = make_timestamp_ns(?)"
-                " WHERE session_id = ? AND type = ?",
-                [[t, sid, kind] for sid, kind, t in self.retimes],
-            )
-        if self.events:
-            con.executemany(
-                "INSERT INTO session_events VALUES (?, ?, ?, make_timestamp_ns(?), ?, ?)",
-                [list(e) for e in self.events],
-            )
-
-
-FLUSH_NS = 1_000_000_000  # pending session-row changes are written at least this often
-
-# Per active session: its records in each table and its error records (as session_infer counts).
-RECOUNT_SQL = """
-WITH active AS (SELECT session_id FROM sessions WHERE ended_at IS NULL),
-s AS (SELECT session_id, count(*) AS n, count_if(status_code = 'ERROR') AS e FROM span_data
-      WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1),
-l AS (SELECT session_id, count(*) AS n, count_if(severity_number >= 17) AS e FROM logs
-      WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1),
-m AS (SELECT session_id, count(*) AS n FROM metric_points
-      WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1)
-SELECT a.session_id, coalesce(s.n, 0), coalesce(l.n, 0), coalesce(m.n, 0),
-       coalesce(s.e, 0) + coalesce(l.e, 0)
-FROM active a LEFT JOIN s USING (session_id) LEFT JOIN l USING (session_id)
-     LEFT JOIN m USING (session_id)
-"""
-
-_INSERT_SESSION = (
-    "INSERT INTO sessions VALUES (?, ?, ?, ?, make_timestamp_ns(?), make_timestamp_ns(?),"
-    " make_timestamp_ns(?), ?, ?, ?, ?, ?::VARCHAR[])"
-)
-_UPDATE_COUNTS = (
-    "UPDATE sessions SET started_at = make_timestamp_ns(?), last_seen_at = make_timestamp_ns(?),"
-    " ended_at = make_timestamp_ns(?), span_count = ?, log_count = ?, metric_point_count = ?,"
-    " error_count = ? WHERE session_id = ?"
-)
-_UPDATE_SESSION = _UPDATE_COUNTS.replace(" WHERE", ", services = ?::VARCHAR[] WHERE")
-
-
-def _session_row(s: SessionState) -> list[Any]:
-    return [
-        s.session_id,
-        s.project,
-        s.room,
-        s.source,
-        s.started_at,
-        s.last_seen_at,
-        s.ended_at,
-        s.span_count,
-        s.log_count,
-        s.metric_point_count,
-        s.error_count,
-        list(s.services),
-    ]
+__all__ = ["SessionPlan", "SessionState", "SessionTracker"]
 
 
 class SessionTracker:
@@ -269,40 +155,41 @@ class SessionTracker:
         ]
 
     # -- the write path -------------------------------------------------------------------
+    def summarize(self, table: pa.Table, signal: str) -> BatchSessions:
+        """The tracker-independent part of tagging one batch (thread-safe: reads only settings).
+
+        The Ingestor calls it in its decode threads, so that the writer thread, which every
+        record passes, only matches bursts to sessions."""
+        return summarize(table, signal, self.skew_ns, self.idle_ns)
+
     def prepare(
-        self, tables: Mapping[str, list[pa.Table]], now_ns: int, flush: bool = True
+        self,
+        tables: Mapping[str, list[pa.Table]],
+        now_ns: int,
+        flush: bool = True,
+        summaries: Mapping[str, list[BatchSessions | None]] | None = None,
     ) -> tuple[dict[str, list[pa.Table]], SessionPlan | None]:
         """Fill inferred session ids and plan the session rows/events for one group commit.
 
-        ``flush`` False (more data is queued): changes to existing session rows wait for a
-        later flushing plan (the next idle commit or sweep) instead of being written now."""
+        ``summaries`` (parallel to ``tables``) are the batches' :meth:`summarize` results where
+        already computed. ``flush`` False (more data is queued): changes to existing session
+        rows wait for a later flushing plan (the next idle commit or sweep)."""
         self._sync()
-        merged: dict[str, pa.Table] = {}
-        for signal, batches in tables.items():
-            batches = [b for b in batches if b.num_rows]
-            if batches:
-                merged[signal] = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
-        if not merged:
+        batches: list[tuple[str, pa.Table, BatchSessions]] = []
+        for signal, group in tables.items():
+            known = (summaries or {}).get(signal) or [None] * len(group)
+            for table, summary in zip(group, known, strict=True):
+                if table.num_rows:
+                    batches.append((signal, table, summary or self.summarize(table, signal)))
+        if not batches:
             return dict(tables), None
-        signals = list(merged)
-        times = [session_times(merged[s], s, self.skew_ns) for s in signals]
-        masks, projects, rooms = [], [], []
-        for s in signals:
-            t = merged[s]
-            mask = pc.and_(pc.is_valid(t["room"]), pc.is_null(t["session_id"]))
-            masks.append(mask.to_numpy(zero_copy_only=False))
-            projects.append(pc.filter(t["project"], mask).combine_chunks())
-            rooms.append(pc.filter(t["room"], mask).combine_chunks())
-        inference = infer(projects, rooms, times, masks, self._windows, self.idle_ns)
-        if inference.ids:
-            ids = pa.array(inference.ids, pa.string())
-            for s, codes in zip(signals, inference.codes, strict=True):
-                merged[s] = fill_session_ids(merged[s], codes, ids)
-        tagged = {s: (merged[s], t) for s, t in zip(signals, times, strict=True)}
-        plan = self._plan(batch_deltas(tagged), set(inference.new), now_ns)
+        done = assign([(t, b) for _, t, b in batches], self._windows, self.idle_ns)
+        plan = self._plan(done.deltas, set(done.new), now_ns)
         if plan is not None:
             self._schedule(plan, flush, now_ns)
-        out = {s: [merged[s]] for s in signals}
+        out: dict[str, list[pa.Table]] = {}
+        for (signal, _, _), table in zip(batches, done.tables, strict=True):
+            out.setdefault(signal, []).append(table)
         return out, plan
 
     def _schedule(self, plan: SessionPlan, flush: bool, now_ns: int) -> None:

@@ -35,8 +35,14 @@ class Plan(Protocol):
 class Tracker(Protocol):
     """Session tracking, run by the writer thread (see collector/sessions.py)."""
 
+    def summarize(self, table: pa.Table, signal: str) -> Any: ...
+
     def prepare(
-        self, tables: Mapping[str, list[pa.Table]], now_ns: int, flush: bool = True
+        self,
+        tables: Mapping[str, list[pa.Table]],
+        now_ns: int,
+        flush: bool = True,
+        summaries: Mapping[str, list[Any]] | None = None,
     ) -> tuple[dict[str, list[pa.Table]], Plan | None]: ...
 
     def commit(self, plan: Plan) -> None: ...
@@ -327,9 +333,11 @@ class Writer:
 
     def _write(self, group: list[_Item]) -> None:
         tables: dict[str, list[pa.Table]] = {}
+        summaries: dict[str, list[Any]] = {}  # the tracker's, from the decode threads
         side: dict[str, list[pa.Table]] = {}  # rows the signals' rows refer to (resources)
         for item in group:
             tables.setdefault(item.decoded.signal, []).append(item.decoded.table)
+            summaries.setdefault(item.decoded.signal, []).append(item.decoded.sessions)
             for name, table in item.decoded.side.items():
                 side.setdefault(name, []).append(table)
         plan = None
@@ -337,7 +345,7 @@ class Writer:
             # A lone request with nothing queued behind it writes its session-row changes now;
             # under load they wait (for IDLE_FLUSH_SECONDS of quiet, the next sweep, or 1 s).
             alone = len(group) == 1 and self._queue.empty()
-            tables, plan = self.tracker.prepare(tables, time.time_ns(), flush=alone)
+            tables, plan = self.tracker.prepare(tables, time.time_ns(), alone, summaries)
         if self.test_delay:
             time.sleep(self.test_delay)
         also: Transaction | None = plan.apply if plan is not None else None

@@ -89,3 +89,24 @@ def test_one_batch_in_any_order_gives_the_reference_sessions():
     _tables, plan = tracker.prepare({"logs": [logs_table([("a", t) for t in times])]}, NOW)
     tracker.commit(plan)
     assert sorted(s.log_count for s in tracker.active()) == [1, 2, 3]
+
+
+def test_a_burst_between_two_sessions_splits_and_later_bursts_keep_their_ids():
+    """A burst touching two sessions' windows sends each record to the nearer one; the bursts
+    after it in the same batch (other rooms) still get their own ids (regression: the split's
+    extra ids once shifted theirs)."""
+    t0 = NOW - 3600 * S
+    tracker = SessionTracker(idle_timeout=IDLE / S)
+    for t in (t0, t0 + 700 * S):  # two sessions of room a, 700 s apart
+        _tables, plan = tracker.prepare({"logs": [logs_table([("a", t)])]}, NOW)
+        tracker.commit(plan)
+    (early,) = [s.session_id for s in tracker.active() if s.started_at == t0]
+    (late,) = [s.session_id for s in tracker.active() if s.started_at == t0 + 700 * S]
+    batch = [("a", t0 + 250 * S), ("a", t0 + 450 * S), ("b", t0 + 100 * S)]
+    tables, plan = tracker.prepare({"logs": [logs_table(batch)]}, NOW)
+    tracker.commit(plan)
+    ids = tables["logs"][0]["session_id"].to_pylist()
+    assert ids[:2] == [early, late]
+    assert ids[2] not in (early, late)
+    counts = {s.session_id: s.log_count for s in tracker.active()}
+    assert counts == {early: 2, late: 2, ids[2]: 1}
