@@ -159,6 +159,15 @@ def api_count(api: str) -> int:
         return json.load(resp)["rows"][0][0]
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def profile(pid: int, seconds: float, out: str) -> subprocess.Popen:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
@@ -246,6 +255,8 @@ def main() -> None:
             if args.profile and server
             else None
         )
+        server_cpu0 = cpu_seconds(server.proc.pid) if server else None
+        client_cpu0 = time.process_time()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -254,6 +265,8 @@ def main() -> None:
         for t in threads:
             t.join(120)
         elapsed = time.perf_counter() - t0
+        server_cpu = cpu_seconds(server.proc.pid) if server else None
+        client_cpu = time.process_time() - client_cpu0
         if prof is not None:
             prof.wait(60)
 
@@ -265,6 +278,13 @@ def main() -> None:
             f"p99 {1000 * lat[int(len(lat) * 0.99)]:.0f} ms"
         )
         print(f"acked {stats.acked_spans} spans in {elapsed:.1f} s = {rate:,.0f} spans/s")
+        if server_cpu is not None and server_cpu0 is not None and stats.acked_spans:
+            used = server_cpu - server_cpu0
+            print(
+                f"server CPU {used / elapsed:.2f} cores"
+                f" ({1e6 * used / stats.acked_spans:.1f} us/span),"
+                f" client {client_cpu / elapsed:.2f}"
+            )
 
         if server is not None:
             code = server.stop()
