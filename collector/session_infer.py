@@ -186,6 +186,74 @@ class BatchSessions:
 
 def summarize(table: pa.Table, signal: str, skew_ns: int, idle_ns: int) -> BatchSessions:
     times = session_times(table, signal, skew_ns)
+    tags = [_constant(table[c]) for c in ("session_id", "room", "project", "service_name")]
+    if all(same for same, _ in tags):  # the usual request: one resource, one exporter
+        return _summarize_uniform(table, signal, times, idle_ns, *(v for _, v in tags))
+    return summarize_rows(table, signal, times, idle_ns)
+
+
+def _constant(col: pa.ChunkedArray) -> tuple[bool, str | None]:
+    """Whether every row of a string column holds one value (or every row is NULL), and the
+    value: a comparison of the Arrow buffers (~10 us), no hashing."""
+    arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    n = len(arr)
+    if n == 0 or arr.null_count == n:
+        return True, None
+    if arr.null_count:
+        return False, None
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, n + 1, arr.offset * 4)
+    width = int(offsets[1] - offsets[0])
+    if (np.diff(offsets) != width).any():
+        return False, None
+    if width:
+        data = np.frombuffer(arr.buffers()[2], np.uint8, n * width, int(offsets[0]))
+        if (data.reshape(n, width) != data[:width]).any():
+            return False, None
+    return True, arr[0].as_py()
+
+
+def _summarize_uniform(
+    table: pa.Table,
+    signal: str,
+    times: np.ndarray,
+    idle_ns: int,
+    session: str | None,
+    room: str | None,
+    project: str | None,
+    service: str | None,
+) -> BatchSessions:
+    """summarize() of a batch whose session, room, project and service are one value each:
+    numpy over the times alone (~4x faster than the general path)."""
+    n = table.num_rows
+    burst_of_row = np.full(n, -1, np.int64)
+    err = _np(error_flags(table, signal))
+    field_ = COUNT_FIELD[signal]
+
+    def delta(t: np.ndarray, errors: np.ndarray) -> Delta:
+        d = Delta(project, room, int(t.min()), int(t.max()), {field_: len(t)}, int(errors.sum()))
+        if service is not None:
+            d.services[service] = d.first
+        return d
+
+    if session is not None:
+        return BatchSessions(signal, times, {session: delta(times, err)}, [], burst_of_row)
+    if room is None:
+        return BatchSessions(signal, times, {}, [], burst_of_row)
+    order = np.argsort(times, kind="stable")
+    t = times[order]
+    cut = np.r_[True, np.diff(t) > idle_ns]
+    burst_of_row[order] = np.cumsum(cut) - 1
+    starts = np.flatnonzero(cut)
+    ends = np.r_[starts[1:], n]
+    bursts = [
+        Burst(project, room, delta(t[s:e], err[order[s:e]]), order[s:e])
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+    return BatchSessions(signal, times, {}, bursts, burst_of_row)
+
+
+def summarize_rows(table: pa.Table, signal: str, times: np.ndarray, idle_ns: int) -> BatchSessions:
+    """summarize() of any batch: rows grouped by dictionary codes of their tags."""
     sid_codes, sids = _codes(table["session_id"])
     explicit = group_deltas(table, signal, times, sid_codes, sids)
     burst_of_row = np.full(table.num_rows, -1, np.int64)

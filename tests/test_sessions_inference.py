@@ -10,9 +10,10 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from otlp_factory import kv
+from otlp_factory import kv, trace_request
 
 from collector.decode import flatten
+from collector.session_infer import _constant, session_times, summarize, summarize_rows
 from collector.sessions import SessionTracker
 from collector.tagging import Tagger
 
@@ -110,3 +111,27 @@ def test_a_burst_between_two_sessions_splits_and_later_bursts_keep_their_ids():
     assert ids[2] not in (early, late)
     counts = {s.session_id: s.log_count for s in tracker.active()}
     assert counts == {early: 2, late: 2, ids[2]: 1}
+
+
+def _summaries_agree(table, signal: str) -> None:
+    times = session_times(table, signal, 300 * S)
+    fast = summarize(table, signal, 300 * S, IDLE)
+    slow = summarize_rows(table, signal, times, IDLE)
+    assert fast.explicit == slow.explicit
+    assert (fast.burst_of_row == slow.burst_of_row).all()
+    assert [(b.project, b.room, b.delta, b.rows.tolist()) for b in fast.bursts] == [
+        (b.project, b.room, b.delta, b.rows.tolist()) for b in slow.bursts
+    ]
+
+
+def test_uniform_batches_summarize_like_the_general_path():
+    """One resource per request (the usual case) takes a numpy-only path; same result."""
+    rnd = random.Random(3)
+    times = [NOW - rnd.randrange(3 * 3600) * S for _ in range(40)]
+    _summaries_agree(logs_table([("a", t) for t in times]), "logs")  # bursts of room a
+    spans = lambda **kw: flatten("traces", trace_request(64, **kw), Tagger()).table  # noqa: E731
+    _summaries_agree(spans(session="s-1", start_ns=NOW - 10**9), "spans")  # explicit id
+    _summaries_agree(spans(room=None, start_ns=NOW - 10**9), "spans")  # no room: nothing
+    _summaries_agree(spans(project=None, start_ns=NOW - 10**9, seed=5), "spans")
+    mixed = logs_table([("a", NOW - 10 * S), ("b", NOW - 5 * S)])
+    assert not _constant(mixed["room"])[0]  # two rooms: the general path
