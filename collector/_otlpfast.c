@@ -642,14 +642,17 @@ static int double_repr(double x, char *out) {
     char buf[48];
     int lo = 15, hi = 17;
     if (x != 0 && fabs(x) < DBL_MIN) lo = 1; /* subnormal: fewer digits, so search them all */
+    int held = 0; /* buf holds the digits for lo */
     while (lo < hi) { /* p digits read back as x => so do p + 1 */
         int mid = lo == 15 ? 15 : (lo + hi) / 2;
-        if (digits_for(x, mid, buf, sizeof buf))
+        held = digits_for(x, mid, buf, sizeof buf);
+        if (held)
             hi = mid;
         else
             lo = mid + 1;
     }
-    if (!digits_for(x, lo, buf, sizeof buf)) snprintf(buf, sizeof buf, "%.16e", x);
+    if (!held && (lo == 17 || !digits_for(x, lo, buf, sizeof buf)))
+        snprintf(buf, sizeof buf, "%.16e", x); /* 17 digits always read back */
     char digits[20];
     int n = 0, neg = buf[0] == '-';
     const char *c = buf + neg;
