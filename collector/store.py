@@ -136,6 +136,7 @@ class DuckDBStore:
         self._reopen_pending = False  # a reopen after a failure did not succeed yet
         self._attribute_keys: set[tuple[str, str]] = set()  # rows of span_attribute_keys
         self._known: dict[str, set[int]] = {t: set() for t in SHARED_TABLES}  # ids held
+        self._threads = 1  # DuckDB threads for appends (store.threads, resolved at open)
 
     def open(self) -> None:
         if self.path != ":memory:":
@@ -148,9 +149,12 @@ class DuckDBStore:
             self._con = duckdb.connect(
                 self.path, config={"storage_compatibility_version": STORAGE_VERSION}
             )
-            self._con.execute(f"SET checkpoint_threshold = '{int(self.checkpoint_wal_bytes)}B'")
-            threads = self.threads or max(1, (os.cpu_count() or 2) - 1)
-            self._con.execute(f"SET threads = {int(threads)}")
+            # The writer checkpoints at checkpoint_wal_bytes itself (with every core, see
+            # checkpoint()); DuckDB's own trigger, inside a commit, is only the safety net.
+            limit = 2 * int(self.checkpoint_wal_bytes)
+            self._con.execute(f"SET checkpoint_threshold = '{limit}B'")
+            self._threads = self.threads or max(1, (os.cpu_count() or 2) - 1)
+            self._con.execute(f"SET threads = {int(self._threads)}")
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         except duckdb.Error as exc:
@@ -243,8 +247,15 @@ class DuckDBStore:
             return 0
 
     def checkpoint(self) -> None:
-        """Fold the write-ahead log into the file (the writer thread calls this when idle)."""
-        self.con.execute("CHECKPOINT")
+        """Fold the write-ahead log into the file (the writer thread, when idle or when the log
+        reached checkpoint_wal_bytes), on every core: commits wait for a checkpoint anyway, and
+        DuckDB compresses row groups in parallel (600 k spans: 1.1 s on 2 threads, 1.8 s on 1)."""
+        con = self.con
+        con.execute(f"SET threads = {os.cpu_count() or 1}")
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.execute(f"SET threads = {int(self._threads)}")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the same database, for readers (thread-safe to create)."""

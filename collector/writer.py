@@ -251,6 +251,16 @@ class Writer:
                     self._idle_checkpoint()
                 next_sweep = time.monotonic() + self.sweep_interval
 
+    def _checkpoint_if_due(self) -> None:
+        """Under load, once the log passes the store's checkpoint_wal_bytes: checkpoint here,
+        with every core, rather than let DuckDB do it inside a commit on one."""
+        limit = getattr(self.store, "checkpoint_wal_bytes", None)
+        if limit and self.store.wal_bytes() >= limit:
+            try:
+                self.store.checkpoint()
+            except Exception as exc:
+                log.warning("checkpoint failed: %s", exc)
+
     def _idle_checkpoint(self) -> None:
         """Checkpoint while nothing waits, so the log rarely reaches the forced threshold."""
         if not self.healthy or self.store.wal_bytes() < self.idle_checkpoint_bytes:
@@ -368,6 +378,7 @@ class Writer:
         self.healthy = True
         with self._lock:
             self._pending -= n
+        self._checkpoint_if_due()
         self.stats["commits"] += 1
         self.stats["records"] += n
         self.stats["requests"] += len(group)

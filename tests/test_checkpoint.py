@@ -49,3 +49,23 @@ def test_no_checkpoint_while_below_the_idle_threshold(start_collector):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert wal.stat().st_size >= size
+
+
+def test_writer_checkpoints_once_the_log_passes_the_limit_under_load(start_collector):
+    """Past store.checkpoint_wal_bytes the writer checkpoints right after the commit (on every
+    core), whatever the idle threshold; DuckDB's own trigger is set at twice the limit."""
+    rc = start_collector(
+        **{
+            "store.checkpoint_wal_bytes": 256 * 1024,
+            "store.idle_checkpoint_bytes": 1 << 40,  # never for being idle
+            "sessions.sweep_interval": 3600,
+        }
+    )
+    wal = Path(str(rc.db) + ".wal")
+    sizes = []
+    for seed in range(8):
+        _post(rc, 512, seed)  # ~150 KB of log each
+        sizes.append(wal.stat().st_size if wal.exists() else 0)
+    # After every commit the log is below the limit (DuckDB alone would let it reach 2x).
+    assert max(sizes) < 256 * 1024, sizes
+    assert rc.query("SELECT count(*) FROM spans")[0][0] == 8 * 512
