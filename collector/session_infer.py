@@ -38,11 +38,13 @@ def session_times(table: pa.Table, signal: str, max_skew_ns: int) -> np.ndarray:
 
     A record stamped more than ``max_skew_ns`` after it was received has a skewed clock; it is
     placed at its receive time instead (its stored timestamp is left as sent)."""
-    received = table["received_at"].cast(pa.int64())
-    t = pc.fill_null(table[TIME_COLUMN[signal]].cast(pa.int64()), received)
-    t_np = _np(t)
-    r_np = _np(received)
-    return np.where(t_np > r_np + max_skew_ns, r_np, t_np)
+    received = _np(table["received_at"]).view(np.int64)
+    t = _np(table[TIME_COLUMN[signal]]).view(np.int64)  # NULL: NaT, the smallest int64
+    t = np.where(t == _NAT, received, t)
+    return np.where(t > received + max_skew_ns, received, t)
+
+
+_NAT = np.iinfo(np.int64).min
 
 
 def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -84,8 +86,10 @@ def fill_session_ids(table: pa.Table, codes: np.ndarray, ids: pa.Array) -> pa.Ta
     """``table`` with session_id set from ``codes`` (indexes into ``ids``) where it was NULL."""
     if not (codes >= 0).any():
         return table
-    taken = ids.take(pa.array(codes, pa.int64(), mask=codes < 0))
     col = table.schema.get_field_index("session_id")
+    if codes[0] >= 0 and (codes == codes[0]).all():  # one session for every row
+        return table.set_column(col, "session_id", pa.repeat(ids[int(codes[0])], len(codes)))
+    taken = ids.take(pa.array(codes, pa.int64(), mask=codes < 0))
     return table.set_column(col, "session_id", pc.coalesce(table["session_id"], taken))
 
 
