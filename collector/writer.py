@@ -248,27 +248,19 @@ class Writer:
                 self._sweep()
                 self.stats["sweeps"] += 1
                 if self._queue.empty():
-                    self._idle_checkpoint()
+                    self._checkpoint_past(self.idle_checkpoint_bytes, "idle")
                 next_sweep = time.monotonic() + self.sweep_interval
 
-    def _checkpoint_if_due(self) -> None:
-        """Under load, once the log passes the store's checkpoint_wal_bytes: checkpoint here,
-        with every core, rather than let DuckDB do it inside a commit on one."""
-        limit = getattr(self.store, "checkpoint_wal_bytes", None)
-        if limit and self.store.wal_bytes() >= limit:
-            try:
-                self.store.checkpoint()
-            except Exception as exc:
-                log.warning("checkpoint failed: %s", exc)
-
-    def _idle_checkpoint(self) -> None:
-        """Checkpoint while nothing waits, so the log rarely reaches the forced threshold."""
-        if not self.healthy or self.store.wal_bytes() < self.idle_checkpoint_bytes:
+    def _checkpoint_past(self, limit: int | None, what: str) -> None:
+        """Checkpoint once the log passes ``limit`` bytes: right after a commit under load (the
+        store's checkpoint_wal_bytes; DuckDB would do it inside a commit, on one core) or
+        while nothing waits (idle_checkpoint_bytes, so the log rarely gets that far)."""
+        if not limit or not self.healthy or self.store.wal_bytes() < limit:
             return
         try:
             self.store.checkpoint()
         except Exception as exc:
-            log.warning("idle checkpoint failed: %s", exc)
+            log.warning("%s checkpoint failed: %s", what, exc)
 
     def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
         """The next group commit: what is queued, up to max_batch_records. When requests are
@@ -378,7 +370,7 @@ class Writer:
         self.healthy = True
         with self._lock:
             self._pending -= n
-        self._checkpoint_if_due()
+        self._checkpoint_past(getattr(self.store, "checkpoint_wal_bytes", None), "load")
         self.stats["commits"] += 1
         self.stats["records"] += n
         self.stats["requests"] += len(group)
