@@ -183,8 +183,8 @@ def split_attributes(attrs: pa.MapArray) -> tuple[pa.Array, pa.Array, pa.Table]:
 
 def trace_index_rows(spans: pa.Table) -> pa.Table:
     """The ``trace_index`` rows of a batch of spans (each trace's first and last start), built
-    by decode_body in the receiving thread, so the single writer only appends them (~0.25 µs a
-    span); DuckDBStore.write builds them itself for a batch that comes without."""
+    by both span decoders in the receiving thread, so the single writer only appends them
+    (~0.25 µs a span)."""
     tid = spans["trace_id"].combine_chunks()
     start = spans["start_time"].combine_chunks()
     if tid.null_count:

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from . import fast_spans
-from .columns import Decoded, trace_index_rows
+from .columns import Decoded
 from .errors import DecodeError
 from .flatten_logs import flatten_logs
 from .flatten_metrics import flatten_metrics
@@ -149,13 +149,9 @@ def decode_body(
     ``"json"``. Protobuf trace bodies take the C decoder (collector._otlpfast) when it is built
     and ``fast`` (setting ingest.fast_decode) is on; it builds the very same table."""
     if fast and fast_spans.AVAILABLE and signal == "traces" and encoding != "json":
-        decoded = fast_spans.flatten_spans_bytes(body, tagger, time.time_ns())
-    else:
-        parse = parse_json if encoding == "json" else parse_protobuf
-        decoded = flatten(signal, parse(signal, body), tagger)
-    if decoded.signal == "spans" and decoded.accepted:
-        decoded.side["trace_index"] = trace_index_rows(decoded.table)
-    return decoded
+        return fast_spans.flatten_spans_bytes(body, tagger, time.time_ns())
+    parse = parse_json if encoding == "json" else parse_protobuf
+    return flatten(signal, parse(signal, body), tagger)
 
 
 def response_message(signal: str, decoded: Decoded) -> Message:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .columns import MAP_TYPE, TS_TYPE, Decoded, resource_rows, sparse_list, split_attributes
+from .columns import (
+    MAP_TYPE,
+    TS_TYPE,
+    Decoded,
+    resource_rows,
+    sparse_list,
+    split_attributes,
+    trace_index_rows,
+)
 from .errors import DecodeError
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
@@ -129,5 +137,9 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
         pa.repeat(pa.scalar(received_ns, TS_TYPE), n),
     ]
     table = pa.Table.from_arrays(columns, schema=SCHEMA)
-    side = {"resources": resources, "attribute_keysets": keyset_rows}
+    side = {
+        "resources": resources,
+        "attribute_keysets": keyset_rows,
+        "trace_index": trace_index_rows(table),
+    }
     return Decoded("spans", table, rejected, errors, side)

@@ -19,6 +19,7 @@ from .columns import (
     resource_rows,
     sparse_list,
     split_attributes,
+    trace_index_rows,
 )
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
@@ -255,4 +256,5 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
     out.table = pa.Table.from_arrays(columns, schema=SCHEMA)
     out.side["resources"] = resources
     out.side["attribute_keysets"] = keyset_rows
+    out.side["trace_index"] = trace_index_rows(out.table)
     return out

@@ -18,7 +18,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columns import trace_index_rows
 from .errors import StoreError, StoreUnavailable
 from .schema import (
     ATTRIBUTE_KEYS_INSERT,
@@ -188,9 +187,6 @@ class DuckDBStore:
         new_keys: set[tuple[str, str]] = set()
         new_ids: dict[str, set[int]] = {}
         with transaction(con):
-            tables = dict(tables)
-            if "spans" in tables and "trace_index" not in tables:
-                tables["trace_index"] = [trace_index_rows(t) for t in tables["spans"]]
             for name, batches in tables.items():
                 batch = _one_table(batches)
                 if batch is not None and name in SHARED_TABLES:
