@@ -110,8 +110,9 @@ def merge_delta(into: dict[str, Delta], key: str, d: Delta) -> None:
     """Add ``d`` to ``into[key]`` (a copy of it when the key is new)."""
     cur = into.get(key)
     if cur is None:
-        into[key] = Delta(d.project, d.room, d.first, d.last, dict(d.counts), d.errors)
-        into[key].services = dict(d.services)
+        into[key] = Delta(
+            d.project, d.room, d.first, d.last, dict(d.counts), d.errors, dict(d.services)
+        )
         return
     if d.first < cur.first:  # project and room as the session's earliest record has them
         cur.project, cur.room = d.project, d.room
@@ -146,10 +147,8 @@ def group_deltas(
     firsts, lasts = st[starts].tolist(), st[ends - 1].tolist()
     count_field = COUNT_FIELD[signal]
     for i, code in enumerate(sc[starts].tolist()):
-        out[keys[code]] = Delta(
-            projects[i], rooms[i], firsts[i], lasts[i], {count_field: int(ends[i] - starts[i])}
-        )
-        out[keys[code]].errors = int(n_err[i])
+        count = {count_field: int(ends[i] - starts[i])}
+        out[keys[code]] = Delta(projects[i], rooms[i], firsts[i], lasts[i], count, int(n_err[i]))
     svc_codes, services = _codes(table["service_name"])
     svc_codes = svc_codes[keep][order]
     has = svc_codes >= 0
