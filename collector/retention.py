@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from .periodic import Periodic, Run
 from .schema import TRACE_INDEX, storage_table
 from .store import transaction
 
@@ -145,51 +145,34 @@ def prune_connection(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> Pruned:
     return pruned
 
 
-class Retention:
+class Retention(Periodic):
     """The background job: every ``interval`` seconds, delete what is older than ``max_age``
     through the writer, one slice per writer task, then checkpoint."""
 
+    name = "retention"
+
     def __init__(
         self,
-        run: Callable[[Callable[[Any], Any]], Any],
+        run: Run,
         max_age: float,
         interval: float = 60.0,
         forget: Callable[[set[str]], None] | None = None,
     ):
-        self.run = run  # Writer.run
+        super().__init__(run, interval, enabled=max_age > 0)  # 0: keep forever
         self.max_age_ns = int(max_age * 1e9)
-        self.interval = interval
         self.forget = forget
         self.stats = {"runs": 0, "deleted": 0}
         self.last = Pruned()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.ran = threading.Condition()
 
-    def start(self) -> None:
-        if self.max_age_ns <= 0:
-            return  # keep forever
-        self._thread = threading.Thread(target=self._loop, name="roomscope-retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.prune_once()
-            except Exception as exc:  # the store may be failing; next round tries again
-                log.warning("retention run failed: %s", exc)
+    def run_once(self) -> Pruned:
+        return self.prune_once()
 
     def prune_once(self, now_ns: int | None = None) -> Pruned:
         cutoff = (time.time_ns() if now_ns is None else now_ns) - self.max_age_ns
         pruned = Pruned()
         bounds = self.run(lambda store: slices(store.con, cutoff)).result()
         for upto in bounds:
-            if self._stop.is_set():
+            if self.stopping:
                 return pruned
             self.run(lambda store, upto=upto: delete_slice(store.con, upto, pruned)).result()
         ids = self.run(lambda store: delete_rest(store.con, cutoff, pruned)).result()
