@@ -182,24 +182,42 @@ def split_attributes(attrs: pa.MapArray) -> tuple[pa.Array, pa.Array, pa.Table]:
 
 
 def trace_index_rows(spans: pa.Table) -> pa.Table:
-    """The ``trace_index`` rows of a batch of spans (each trace's first and last start), built
-    by both span decoders in the receiving thread, so the single writer only appends them
-    (~0.25 µs a span)."""
+    """The ``trace_index`` rows of a batch of spans: each (trace, room)'s first and last start,
+    a NULL room being a group of its own; spans without a trace id have none. Built by both span
+    decoders in the receiving thread, so the single writer only appends them (~0.25 µs a span).
+    Columns in trace_index's order (the writer appends by position)."""
     tid = spans["trace_id"].combine_chunks()
+    room = spans["room"].combine_chunks()
     start = spans["start_time"].combine_chunks()
     if tid.null_count:
         keep = pc.is_valid(tid)
-        tid, start = tid.filter(keep), start.filter(keep)
-    enc = tid.dictionary_encode()
-    codes = enc.indices.to_numpy()
+        tid, room, start = tid.filter(keep), room.filter(keep), start.filter(keep)
+    tids = tid.dictionary_encode()
+    rooms = room.dictionary_encode()  # a NULL room gets a NULL index: code len(dictionary)
+    null_room = len(rooms.dictionary)
+    room_codes = rooms.indices.fill_null(null_room).to_numpy().astype(np.int64)
+    codes = tids.indices.to_numpy().astype(np.int64)
+    if len(room_codes) and (room_codes != room_codes[0]).any():
+        # one int64 key per (trace, room): trace code * (rooms + 1) + room code
+        keys, codes = np.unique(codes * (null_room + 1) + room_codes, return_inverse=True)
+        group_tid, group_room = np.divmod(keys, null_room + 1)
+    else:  # one room (or none) in the batch, the usual case: the groups are the traces
+        group_tid = np.arange(len(tids.dictionary))
+        group_room = np.full(len(group_tid), room_codes[0] if len(room_codes) else null_room)
     times = start.cast(pa.int64()).to_numpy()
-    first = np.full(len(enc.dictionary), np.iinfo(np.int64).max)
-    last = np.full(len(enc.dictionary), np.iinfo(np.int64).min)
+    first = np.full(len(group_tid), np.iinfo(np.int64).max)
+    last = np.full(len(group_tid), np.iinfo(np.int64).min)
     np.minimum.at(first, codes, times)
     np.maximum.at(last, codes, times)
+    room_index = pa.array(group_room, pa.int64(), mask=group_room == null_room)
     return pa.table(
-        [enc.dictionary, pa.array(first, TS_TYPE), pa.array(last, TS_TYPE)],
-        names=["trace_id", "first_start", "last_start"],
+        [
+            tids.dictionary.take(pa.array(group_tid, pa.int64())),
+            pa.array(first, TS_TYPE),
+            pa.array(last, TS_TYPE),
+            rooms.dictionary.take(room_index),
+        ],
+        names=["trace_id", "first_start", "last_start", "room"],
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"
@@ -286,18 +286,40 @@ SPANS_VIEW_SQL = (
 )
 
 
-# trace id → the start times its spans cover, one row per trace per commit (version 2). A lookup
-# by trace id reads this small table, then only the spans' row groups in that time range (zone
-# maps on time-ordered data), instead of every trace_id of the store. Maintained by
-# DuckDBStore.write; retention deletes its old rows with the spans.
+# trace id → the start times its spans cover, one row per trace and room per commit (version 5;
+# version 2 had no room). A lookup by trace id reads this small table, then only the spans'
+# row groups of those times (zone maps on time-ordered data) and rooms (zone maps on the old
+# ranges that collector.compaction rewrote sorted by room), instead of every trace_id of the
+# store. Maintained by DuckDBStore.write (rows of collector.columns.trace_index_rows, appended
+# by position: keep the column order); retention deletes its old rows with the spans.
 TRACE_INDEX = "trace_index"
 TRACE_INDEX_SQL = (
     f"CREATE TABLE IF NOT EXISTS {TRACE_INDEX}"
+    f" (trace_id VARCHAR, first_start {TS}, last_start {TS}, room VARCHAR)"
+)
+_V2_TRACE_INDEX_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {TRACE_INDEX}"
     f" (trace_id VARCHAR, first_start {TS}, last_start {TS})"
 )
-TRACE_INDEX_INSERT = (
+_V2_TRACE_INDEX_INSERT = (
     f"INSERT INTO {TRACE_INDEX} SELECT trace_id, min(start_time), max(start_time)"
     " FROM {source} WHERE trace_id IS NOT NULL GROUP BY trace_id"
+)
+# Rebuilt from the spans, in time order like the rows the writer appends (retention deletes
+# the oldest); a NULL room is a group of its own.
+_V5_TRACE_INDEX = [
+    f"DROP TABLE IF EXISTS {TRACE_INDEX}",
+    TRACE_INDEX_SQL,
+    f"INSERT INTO {TRACE_INDEX} SELECT trace_id, min(start_time), max(start_time), room"
+    " FROM span_data WHERE trace_id IS NOT NULL GROUP BY trace_id, room ORDER BY 2",
+]
+
+# Ranges of start_time [first_start, last_start) whose spans were rewritten sorted by room
+# (collector.compaction), version 5.
+SPAN_CLUSTERS = "span_clusters"
+SPAN_CLUSTERS_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {SPAN_CLUSTERS}"
+    f" (first_start {TS}, last_start {TS}, spans BIGINT, clustered_at {TS})"
 )
 
 # The attribute keys that occur in spans, per map ('span' or 'resource') (version 2). A search
@@ -347,12 +369,14 @@ MIGRATIONS: dict[int, list[str]] = {
         for t in ("spans", "logs", "metric_points", "sessions", "session_events")
     ],
     2: [
-        TRACE_INDEX_SQL,
-        TRACE_INDEX_INSERT.format(source="spans"),
+        _V2_TRACE_INDEX_SQL,
+        _V2_TRACE_INDEX_INSERT.format(source="spans"),
         ATTRIBUTE_KEYS_SQL,
         ATTRIBUTE_KEYS_BACKFILL,
     ],
     3: _V3_FROM_V2,
     # span_data stores NULL for a span without events or links; the view shows [] again.
     4: [SPANS_VIEW_SQL],
+    # trace_index gets the spans' room; span_clusters (collector.compaction) starts empty.
+    5: [*_V5_TRACE_INDEX, SPAN_CLUSTERS_SQL],
 }
