@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from .auth import Auth
+from .compaction import Compaction
 from .errors import RoomscopeError, SettingsError
 from .grpc_receiver import create_grpc_server
 from .http_protocol import guarded_protocol
@@ -114,6 +115,7 @@ class Collector:
         )
         self.writer: Writer | None = None
         self.retention: Retention | None = None
+        self.compaction: Compaction | None = None
         self.ingestor: Ingestor | None = None
         self.auth: Auth | None = Auth.from_settings(settings)  # None: auth.enabled is off
         self.tls = _tls_files(settings)
@@ -156,6 +158,8 @@ class Collector:
             forget=getattr(tracker, "forget", None),
         )
         self.retention.start()
+        self.compaction = Compaction.from_settings(s, self.writer.run, self.store.cursor)
+        self.compaction.start()
         self.ingestor = Ingestor(
             self.writer, Tagger.from_settings(s), fast_decode=s.get("ingest.fast_decode")
         )
@@ -234,8 +238,9 @@ class Collector:
         self._http.clear()
         self._grpc = None
         writer_done = True
-        if self.retention is not None:
-            await asyncio.to_thread(self.retention.stop)
+        for job in (self.retention, self.compaction):
+            if job is not None:
+                await asyncio.to_thread(job.stop)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop, left())
             writer_done = not self.writer.running

@@ -255,6 +255,33 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting(
+        "compaction",
+        "rows",
+        1_048_576,
+        "Rewrite settled spans sorted by room once this many have gathered past the last"
+        " compacted range (one transaction each; a search by room then reads few row groups);"
+        " 0 turns compaction off.",
+        int,
+        _non_negative,
+    ),
+    Setting(
+        "compaction",
+        "after",
+        "1h",
+        "Only spans whose start time is older than this are compacted (newer ones stay in"
+        " arrival order, which searches of the newest hour read first).",
+        str,
+        lambda v: _age(v),
+    ),
+    Setting(
+        "compaction",
+        "interval",
+        60.0,
+        "Seconds between compaction runs.",
+        float,
+        _positive,
+    ),
+    Setting(
         "query",
         "default_limit",
         100,

@@ -72,17 +72,20 @@ _WINDOW = {"spans": ("start_time", "span_count"), "logs": ("time", "log_count")}
 def session_window(
     con: duckdb.DuckDBPyConnection, session_id: str, table: str, alias: str = ""
 ) -> tuple[str, list[Any]]:
-    """`` AND <time> BETWEEN ...``: the session's known time window, when it holds all of the
-    session's records of ``table``; else no condition.
+    """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window (and, for
+    spans, its room), when they hold all of the session's records of ``table``; else no
+    condition.
 
     Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
-    group outside it. It is used only when a count over the window equals the session's own
-    count: records placed at their receive time (clock skew, no timestamp) or removed by
-    retention make the counts differ, and the query then reads the whole table (still right).
+    group outside it; compaction (collector.compaction) sorts older spans by room, and the room
+    then skips the row groups of other rooms. A condition is used only when a count under it
+    equals the session's own count: records placed at their receive time (clock skew, no
+    timestamp), of another room, or removed by retention make the counts differ, and the query
+    then reads more of the table (still right).
     """
     column, counter = _WINDOW[table]
     row = con.execute(
-        f"SELECT epoch_ns(started_at), epoch_ns(last_seen_at), {counter} FROM sessions"
+        f"SELECT epoch_ns(started_at), epoch_ns(last_seen_at), {counter}, room FROM sessions"
         " WHERE session_id = ?",
         [session_id],
     ).fetchone()
@@ -92,12 +95,19 @@ def session_window(
     # writes row changes in batches, README "What a session row holds"); records newer than
     # its window show once it is written.
     p = f"{alias}." if alias else ""
-    cond = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-    (inside,) = con.execute(
-        f"SELECT count(*) FROM {storage_table(table)} WHERE session_id = ?{cond.replace(p, '')}",
-        [session_id, row[0], row[1]],
-    ).fetchone()
-    return (cond, [row[0], row[1]]) if inside == row[2] else ("", [])
+    window = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+    tries = [(window, [row[0], row[1]])]
+    if table == "spans" and row[3] is not None:
+        tries.insert(0, (f"{window} AND {p}room = ?", [row[0], row[1], row[3]]))
+    for cond, params in tries:
+        (inside,) = con.execute(
+            f"SELECT count(*) FROM {storage_table(table)} WHERE session_id = ?"
+            + cond.replace(p, ""),
+            [session_id, *params],
+        ).fetchone()
+        if inside == row[2]:
+            return cond, params
+    return "", []
 
 
 def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Record]:
@@ -119,9 +129,9 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
         FROM span_data WHERE session_id = $1 AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
-    # $n parameters: the windows' bounds follow the session id in order.
+    # $n parameters: the windows' bounds (and room) follow the session id in order.
     params = [session_id, *lparams, *sparams]
-    sql = sql.replace("make_timestamp_ns(?)", "make_timestamp_ns(${})")
+    sql = sql.replace("make_timestamp_ns(?)", "make_timestamp_ns(${})").replace("= ?", "= ${}")
     sql = _number_params(sql, iter(range(2, 1 + len(params))))
     rows = fetch_records(con, sql, params)
     for row in rows:

@@ -1,0 +1,141 @@
+"""Compaction (issue 6): settled spans are rewritten sorted by room, every span exactly once.
+
+Covers when a chunk is due (enough spans, all of them settled, cut at an hour boundary), the
+rewrite (same rows before and after, each range sorted by room, a ``span_clusters`` row per
+range, nothing left for a second run, late spans left in place), the reads that add a room
+condition (a session's spans, also when one of its spans has another room), and the collector's
+background job over HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from otlp_factory import trace_request
+from test_span_storage import write
+
+from collector.compaction import Chunk, compact_all, next_chunk
+from collector.store import DuckDBStore
+from query.filters import SpanFilter
+from query.reader import Reader
+from query.sessions import session_window
+
+HOUR = 3_600 * 10**9
+BASE = (time.time_ns() - 30 * HOUR) // HOUR * HOUR  # an hour boundary, 30 h ago
+ROOMS = ("c-room", "a-room", "b-room")
+PER = 40  # spans per room and hour
+
+
+def filled_store(tmp_path, hours: int = 6) -> DuckDBStore:
+    """Each hour, each room sends PER spans, rooms interleaved in time (as they arrive)."""
+    store = DuckDBStore(tmp_path / "c.duckdb")
+    store.open()
+    for h in range(hours):
+        for j, room in enumerate(ROOMS):
+            start = BASE + h * HOUR + j * 10**6
+            write(store, trace_request(PER, room=room, start_ns=start, seed=h * 10 + j))
+    return store
+
+
+def all_spans(con) -> list[tuple]:
+    return con.execute("SELECT * FROM spans ORDER BY span_id").fetchall()
+
+
+def test_a_chunk_is_due_once_enough_settled_spans_gathered(tmp_path):
+    store = filled_store(tmp_path)
+    con = store.con
+    hour = PER * len(ROOMS)
+    now = BASE + 4 * HOUR  # hours 0-3 are over; 4 and 5 are not (in data time)
+    assert next_chunk(con, now, 4 * hour + 1, 0) is None
+    assert next_chunk(con, now, 4 * hour, 0) == Chunk(BASE, BASE + 4 * HOUR, 4 * hour)
+    # Cut at the first hour boundary that reaches the count.
+    assert next_chunk(con, now, hour + 1, 0) == Chunk(BASE, BASE + 2 * HOUR, 2 * hour)
+    # compaction.after: spans younger than it are not settled.
+    assert next_chunk(con, now, 4 * hour, HOUR) is None
+    store.close()
+
+
+def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path):
+    store = filled_store(tmp_path)
+    con = store.con
+    before = all_spans(con)
+    assert len(before) == 6 * PER * len(ROOMS)
+    moved = compact_all(store, 2 * PER * len(ROOMS), 0, now_ns=BASE + 6 * HOUR)
+    assert moved == len(before)
+    assert all_spans(con) == before
+    ranges = con.execute(
+        "SELECT epoch_ns(first_start), epoch_ns(last_start), spans FROM span_clusters ORDER BY 1"
+    ).fetchall()
+    assert ranges == [(BASE + i * 2 * HOUR, BASE + (i + 1) * 2 * HOUR, 240) for i in range(3)]
+    # In storage order, each range's spans run room by room, each room in time order.
+    rows = con.execute("SELECT room, epoch_ns(start_time) FROM span_data ORDER BY rowid").fetchall()
+    for i in range(3):
+        part = [r for r in rows if BASE + i * 2 * HOUR <= r[1] < BASE + (i + 1) * 2 * HOUR]
+        assert part == sorted(part) and [r[0] for r in part[:: 2 * PER]] == sorted(ROOMS)
+    # Nothing is due any more; a late span for a compacted range stays where it lands.
+    assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0
+    write(store, trace_request(3, room="a-room", start_ns=BASE + HOUR, seed=99))
+    assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0
+    assert len(all_spans(con)) == len(before) + 3
+    store.close()
+
+
+def test_reads_by_room_session_and_trace_agree_before_and_after(tmp_path):
+    store = filled_store(tmp_path)
+    reader = Reader(store.cursor())
+    trace = store.con.execute("SELECT trace_id FROM span_data LIMIT 1 OFFSET 100").fetchone()[0]
+
+    def reads() -> tuple:
+        room = reader.traces(SpanFilter(room="b-room", limit=10_000))["spans"]
+        return sorted(s["span_id"] for s in room), reader.trace(trace)
+
+    before = reads()
+    assert len(before[0]) == 6 * PER
+    assert compact_all(store, 2 * PER * len(ROOMS), 0, now_ns=BASE + 6 * HOUR) > 0
+    assert reads() == before
+    reader.close()
+    store.close()
+
+
+def post(rc, req) -> None:
+    r = httpx.post(
+        f"{rc.http_url}/v1/traces",
+        content=req.SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_session_reads_add_the_room_only_when_it_holds_all_the_sessions_spans(start_collector):
+    rc = start_collector(**{"compaction.rows": 0})
+    start = BASE + HOUR
+    post(rc, trace_request(16, room="a-room", session="s1", start_ns=start, seed=1))
+    post(rc, trace_request(16, room="b-room", session="s2", start_ns=start, seed=2))
+    post(rc, trace_request(16, room="a-room", session="s2", start_ns=start + 10**6, seed=3))
+    con = rc.collector.store.cursor()
+    try:
+        one, _ = session_window(con, "s1", "spans")
+        two, _ = session_window(con, "s2", "spans")
+        assert "room = ?" in one and "BETWEEN" in one
+        assert "room = ?" not in two and "BETWEEN" in two  # s2 has spans in two rooms
+        reader = Reader(con)
+        assert len(reader.session_spans("s1", SpanFilter())["spans"]) == 16
+        assert len(reader.session_spans("s2", SpanFilter())["spans"]) == 32
+    finally:
+        con.close()
+
+
+def test_the_collectors_job_compacts_settled_spans(start_collector):
+    settings = {"compaction.rows": 100, "compaction.after": "1h", "compaction.interval": 0.05}
+    rc = start_collector(**settings)
+    for h in range(3):
+        for j, room in enumerate(ROOMS):
+            post(rc, trace_request(PER, room=room, start_ns=BASE + h * HOUR + j, seed=h * 10 + j))
+    job = rc.collector.compaction
+    deadline = time.monotonic() + 20
+    with job.ran:
+        while job.stats["spans"] < 3 * PER * len(ROOMS):
+            assert job.ran.wait(max(0.0, deadline - time.monotonic())), job.stats
+    assert rc.query("SELECT count(*), sum(spans) FROM span_clusters") == [(3, 360)]
+    assert rc.query("SELECT count(*), count(DISTINCT span_id) FROM spans") == [(360, 360)]
