@@ -33,9 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from collector.compaction import Compaction  # noqa: E402
 from collector.decode import decode_body  # noqa: E402
 from collector.errors import Overloaded  # noqa: E402
 from collector.sessions import SessionTracker  # noqa: E402
+from collector.settings import load_settings  # noqa: E402
 from collector.store import DuckDBStore  # noqa: E402
 from collector.tagging import Tagger  # noqa: E402
 from collector.writer import Writer  # noqa: E402
@@ -290,6 +292,13 @@ def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> 
     tracker.attach(store)
     writer = Writer(store, tracker=tracker, max_queue_records=400_000, max_batch_records=40_000)
     writer.start()
+
+    # The collector's compaction job, with its default settings, beside the build.
+    def compaction_job() -> Compaction:
+        return Compaction.from_settings(load_settings(env={}), writer.run, store.cursor)
+
+    compaction = compaction_job()
+    compaction.start()
     tagger = Tagger()
     pending = []
     spans = logs = 0
@@ -319,7 +328,14 @@ def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> 
                 print(f"  {spans:>11,} spans {logs:>10,} logs  {rate:,.0f} spans/s", flush=True)
         for fut in pending:
             fut.result()
+        compaction.stop()
+        last = compaction_job()  # one more run for what became due since the job's last one
+        last.run_once()
+        chunks = compaction.stats["chunks"] + last.stats["chunks"]
+        print(f"compaction: {chunks} chunks, {compaction.stats['spans'] + last.stats['spans']:,}"
+              " spans")  # fmt: skip
     finally:
+        compaction.stop()
         writer.stop()
         store.close()
     secs = time.perf_counter() - t0
