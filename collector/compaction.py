@@ -3,7 +3,7 @@
 Spans arrive in time order, so each row group of ``span_data`` holds every room's spans of its
 time, and a search by room (``traces --room R``) reads every row group of the store. Once
 ``compaction.rows`` spans older than ``compaction.after`` have gathered past the last compacted
-range, the background job rewrites the oldest such range of start times, cut at an hour
+range, the background job rewrites the oldest such range of start times, cut at a minute
 boundary, in one transaction on the writer's connection: an ``INSERT … SELECT … ORDER BY room,
 project, start_time`` of the range's spans, then a ``DELETE`` of their old copies, and a row in
 ``span_clusters`` that records the range. Afterwards each room's spans of the range fill one or
@@ -34,7 +34,7 @@ from .store import transaction
 
 log = logging.getLogger("roomscope.compaction")
 
-HOUR_NS = 3_600 * 10**9
+MINUTE_NS = 60 * 10**9
 SORT_KEY = "room, project, start_time"
 _RANGE = "start_time >= make_timestamp_ns(?) AND start_time < make_timestamp_ns(?)"
 
@@ -49,28 +49,34 @@ class Chunk:
 
 
 def next_chunk(
-    con: duckdb.DuckDBPyConnection, now_ns: int, rows: int, after_ns: int
+    con: duckdb.DuckDBPyConnection,
+    now_ns: int,
+    rows: int,
+    after_ns: int,
+    oldest_ns: int | None = None,
 ) -> Chunk | None:
     """The oldest range past the last compacted one that holds at least ``rows`` spans, all of
-    them older than ``now_ns - after_ns``, cut at the first hour boundary where the count is
-    reached; None while fewer have gathered. Reads only the row groups past the last compacted
-    range (zone maps on start_time)."""
+    them older than ``now_ns - after_ns``, cut at the first minute boundary where the count is
+    reached (so a range holds at most a minute of spans more than ``rows``); None while fewer
+    have gathered. Spans older than ``oldest_ns`` (retention deletes them soon) are not counted.
+    Reads only the row groups past the last compacted range (zone maps on start_time)."""
     (mark,) = con.execute(f"SELECT epoch_ns(max(last_start)) FROM {SPAN_CLUSTERS}").fetchone()
     settled = now_ns - after_ns
-    hours = con.execute(
-        "SELECT epoch_ns(time_bucket(INTERVAL 1 hour, start_time)) AS h, count(*) FROM span_data"
-        " WHERE start_time >= make_timestamp_ns(?) AND start_time < make_timestamp_ns(?)"
-        " GROUP BY h ORDER BY h",
-        [mark if mark is not None else -(2**62), settled],
+    lower = max(x for x in (mark, oldest_ns, -(2**62)) if x is not None)
+    minutes = con.execute(
+        "SELECT epoch_ns(time_bucket(INTERVAL 1 minute, start_time)) AS m, count(*)"
+        " FROM span_data WHERE start_time >= make_timestamp_ns(?)"
+        " AND start_time < make_timestamp_ns(?) GROUP BY m ORDER BY m",
+        [lower, settled],
     ).fetchall()
     total = 0
-    for hour, count in hours:
-        if hour + HOUR_NS > settled:
-            break  # the hour is not over yet (in data time): its spans may still come
+    for minute, count in minutes:
+        if minute + MINUTE_NS > settled:
+            break  # the minute is not over yet (in data time): its spans may still come
         total += count
         if total >= rows:
-            first = mark if mark is not None else hours[0][0]
-            return Chunk(first, hour + HOUR_NS, total)
+            first = mark if mark is not None else minutes[0][0]
+            return Chunk(first, minute + MINUTE_NS, total)
     return None
 
 
@@ -119,11 +125,20 @@ class Compaction(Periodic):
 
     name = "compaction"
 
-    def __init__(self, run: Any, cursor: Any, rows: int, after: float, interval: float = 60.0):
+    def __init__(
+        self,
+        run: Any,
+        cursor: Any,
+        rows: int,
+        after: float,
+        interval: float = 60.0,
+        max_age: float = 0.0,
+    ):
         super().__init__(run, interval, enabled=rows > 0)
         self.cursor = cursor  # DuckDBStore.cursor: plans are read beside the writer
         self.rows = rows
         self.after_ns = int(after * 1e9)
+        self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a rewrite
         self.stats = {"runs": 0, "chunks": 0, "spans": 0}
 
     @classmethod
@@ -136,6 +151,7 @@ class Compaction(Periodic):
             s.get("compaction.rows"),
             parse_age(s.get("compaction.after")),
             s.get("compaction.interval"),
+            parse_age(s.get("retention.max_age")),
         )
 
     def run_once(self, now_ns: int | None = None) -> int:
@@ -144,7 +160,8 @@ class Compaction(Periodic):
         try:
             while not self.stopping:
                 now = time.time_ns() if now_ns is None else now_ns
-                chunk = next_chunk(con, now, self.rows, self.after_ns)
+                oldest = now - self.max_age_ns if self.max_age_ns > 0 else None
+                chunk = next_chunk(con, now, self.rows, self.after_ns, oldest)
                 if chunk is None:
                     break
                 started = time.perf_counter()

@@ -22,6 +22,7 @@ from query.reader import Reader
 from query.sessions import session_window
 
 HOUR = 3_600 * 10**9
+MINUTE = 60 * 10**9
 BASE = (time.time_ns() - 30 * HOUR) // HOUR * HOUR  # an hour boundary, 30 h ago
 ROOMS = ("c-room", "a-room", "b-room")
 PER = 40  # spans per room and hour
@@ -45,14 +46,19 @@ def all_spans(con) -> list[tuple]:
 def test_a_chunk_is_due_once_enough_settled_spans_gathered(tmp_path):
     store = filled_store(tmp_path)
     con = store.con
-    hour = PER * len(ROOMS)
-    now = BASE + 4 * HOUR  # hours 0-3 are over; 4 and 5 are not (in data time)
-    assert next_chunk(con, now, 4 * hour + 1, 0) is None
-    assert next_chunk(con, now, 4 * hour, 0) == Chunk(BASE, BASE + 4 * HOUR, 4 * hour)
-    # Cut at the first hour boundary that reaches the count.
-    assert next_chunk(con, now, hour + 1, 0) == Chunk(BASE, BASE + 2 * HOUR, 2 * hour)
+    hour = PER * len(ROOMS)  # each hour's spans all start in its first minute
+    now = BASE + 3 * HOUR + 30 * 10**9  # hours 0-2 are over, hour 3's first minute is not
+    assert next_chunk(con, now, 4 * hour, 0) is None
+    assert next_chunk(con, now, 3 * hour, 0) == Chunk(BASE, BASE + 2 * HOUR + MINUTE, 3 * hour)
+    # Cut at the first minute boundary that reaches the count.
+    assert next_chunk(con, now, hour + 1, 0) == Chunk(BASE, BASE + HOUR + MINUTE, 2 * hour)
     # compaction.after: spans younger than it are not settled.
-    assert next_chunk(con, now, 4 * hour, HOUR) is None
+    assert next_chunk(con, now, 3 * hour, HOUR) is None
+    # Spans that retention is about to delete are not counted.
+    assert next_chunk(con, now, 3 * hour, 0, oldest_ns=BASE + HOUR) is None
+    assert next_chunk(con, now, 2 * hour, 0, oldest_ns=BASE + HOUR) == Chunk(
+        BASE + HOUR, BASE + 2 * HOUR + MINUTE, 2 * hour
+    )
     store.close()
 
 
@@ -67,11 +73,12 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     ranges = con.execute(
         "SELECT epoch_ns(first_start), epoch_ns(last_start), spans FROM span_clusters ORDER BY 1"
     ).fetchall()
-    assert ranges == [(BASE + i * 2 * HOUR, BASE + (i + 1) * 2 * HOUR, 240) for i in range(3)]
+    cuts = [BASE, *(BASE + (2 * i + 1) * HOUR + MINUTE for i in range(3))]
+    assert ranges == [(cuts[i], cuts[i + 1], 240) for i in range(3)]
     # In storage order, each range's spans run room by room, each room in time order.
     rows = con.execute("SELECT room, epoch_ns(start_time) FROM span_data ORDER BY rowid").fetchall()
     for i in range(3):
-        part = [r for r in rows if BASE + i * 2 * HOUR <= r[1] < BASE + (i + 1) * 2 * HOUR]
+        part = [r for r in rows if cuts[i] <= r[1] < cuts[i + 1]]
         assert part == sorted(part) and [r[0] for r in part[:: 2 * PER]] == sorted(ROOMS)
     # Nothing is due any more; a late span for a compacted range stays where it lands.
     assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0
