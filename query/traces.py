@@ -95,13 +95,13 @@ def _trace_extent(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[Any, Any, l
         first, last, rooms, null_room = con.execute(
             "SELECT epoch_ns(min(first_start)), epoch_ns(max(last_start)),"
             " list(DISTINCT room ORDER BY room) FILTER (WHERE room IS NOT NULL),"
-            " bool_or(room IS NULL) FROM trace_index WHERE trace_id = ?",
-            [tid],
+            " bool_or(room IS NULL) FROM trace_index WHERE trace_key = ?::UBIGINT",
+            [int(tid[:16], 16)],
         ).fetchone()
         return first, last, None if null_room else rooms
     except duckdb.CatalogException:  # a version-1 file opened read-only (not migrated)
         return None, None, None
-    except duckdb.BinderException:  # a version-2..4 file opened read-only: no room column
+    except duckdb.BinderException:  # a version-2..4 file opened read-only: trace_id, no room
         first, last = con.execute(
             "SELECT epoch_ns(min(first_start)), epoch_ns(max(last_start)) FROM trace_index"
             " WHERE trace_id = ?",

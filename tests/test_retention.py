@@ -194,8 +194,8 @@ def test_migration_from_version_1_adds_the_trace_index(tmp_path):
     ) == [("child", NEW + 12, None), ("root", NEW + 7, None)]
     assert read_store(
         tmp_path / "v1.duckdb",
-        "SELECT trace_id, epoch_ns(first_start), epoch_ns(last_start) FROM trace_index",
-    ) == [(tid, NEW, NEW + 5)]
+        "SELECT trace_key, epoch_ns(first_start), epoch_ns(last_start) FROM trace_index",
+    ) == [(int(tid[:16], 16), NEW, NEW + 5)]
     reader = Reader(duckdb.connect(db, read_only=True))
     assert [s["name"] for s in reader.trace(tid)["spans"]] == ["root", "child"]
     reader.close()

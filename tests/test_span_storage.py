@@ -17,7 +17,7 @@ from conftest import read_store
 from otlp_factory import trace_request
 
 from collector.decode import decode_body
-from collector.schema import MIGRATIONS
+from collector.schema import MIGRATIONS, TRACE_KEY
 from collector.store import DuckDBStore
 from collector.tagging import Tagger
 from query.cli import main
@@ -58,8 +58,9 @@ def test_spans_view_gives_back_what_was_sent_with_each_resource_stored_once(tmp_
         assert resource == {kv.key: kv.value.string_value for kv in attrs}
     assert read_store(db, "SELECT count(*) FROM resources") == [(2,)]
     # trace_index rows (built by the decoder) cover each trace's spans
-    by_spans = "SELECT trace_id, min(start_time), max(start_time) FROM spans GROUP BY 1"
-    by_index = "SELECT trace_id, min(first_start), max(last_start) FROM trace_index GROUP BY 1"
+    key = TRACE_KEY.format(c="trace_id")
+    by_spans = f"SELECT {key}, min(start_time), max(start_time) FROM spans GROUP BY 1"
+    by_index = "SELECT trace_key, min(first_start), max(last_start) FROM trace_index GROUP BY 1"
     assert sorted(read_store(db, by_spans)) == sorted(read_store(db, by_index))
     assert len(read_store(db, by_index)) == 3 * 3  # 20 spans a request, in traces of 8
     assert read_store(db, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'spans'")[

@@ -20,8 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otlp_factory import trace_request
 from test_span_storage import write
 
-from collector.columns import trace_index_rows
-from collector.schema import MIGRATIONS, SCHEMA_VERSION
+from collector.columns import trace_index_rows, trace_keys
+from collector.schema import MIGRATIONS, SCHEMA_VERSION, TRACE_KEY
 from collector.store import DuckDBStore
 from query.cli import main
 from query.reader import Reader
@@ -29,6 +29,8 @@ from query.traces import get_trace
 
 NOW = time.time_ns()
 TRACE = "5e" * 16
+KEY = int(TRACE[:16], 16)  # trace_index.trace_key: the first 64 bits of the id
+A, B = "a1" * 16, "b2" * 8 + "ff" * 8
 
 
 def one_trace_in_rooms(*rooms: str | None, seed: int = 0) -> ExportTraceServiceRequest:
@@ -60,15 +62,16 @@ def test_trace_index_rows_has_one_row_per_trace_and_room():
     ts = pa.timestamp("ns")
     spans = pa.table(
         {
-            "trace_id": ["a", "a", "b", None, "a", "b", "a", "b"],
+            "trace_id": [A, A, B, None, A, B, A, B],
             "room": ["x", "y", None, "x", "x", "y", None, None],
             "start_time": pa.array([50, 30, 70, 10, 90, 80, 20, 60], ts),
         }
     )
     rows = trace_index_rows(spans)
-    assert rows.column_names == ["trace_id", "first_start", "last_start", "room"]
+    assert rows.column_names == ["trace_key", "first_start", "last_start", "room"]
+    a, b = int(A[:16], 16), int(B[:16], 16)
     got = zip(
-        rows["trace_id"].to_pylist(),
+        rows["trace_key"].to_pylist(),
         [r or "" for r in rows["room"].to_pylist()],
         rows["first_start"].cast(pa.int64()).to_pylist(),
         rows["last_start"].cast(pa.int64()).to_pylist(),
@@ -76,23 +79,33 @@ def test_trace_index_rows_has_one_row_per_trace_and_room():
     )
     # the NULL room is its own group (a NULL in the output, "" above); no row for NULL trace ids
     assert sorted(got) == [
-        ("a", "", 20, 20),
-        ("a", "x", 50, 90),
-        ("a", "y", 30, 30),
-        ("b", "", 60, 70),
-        ("b", "y", 80, 80),
+        (a, "", 20, 20),
+        (a, "x", 50, 90),
+        (a, "y", 30, 30),
+        (b, "", 60, 70),
+        (b, "y", 80, 80),
     ]
     assert rows["room"].null_count == 2
     # a batch of one room groups by trace alone
     one = trace_index_rows(spans.set_column(1, "room", pa.array(["z"] * 8)))
     got = zip(
-        one["trace_id"].to_pylist(),
+        one["trace_key"].to_pylist(),
         one["room"].to_pylist(),
         one["first_start"].cast(pa.int64()).to_pylist(),
         one["last_start"].cast(pa.int64()).to_pylist(),
         strict=True,
     )
-    assert sorted(got) == [("a", "z", 20, 90), ("b", "z", 60, 80)]
+    assert sorted(got) == [(a, "z", 20, 90), (b, "z", 60, 80)]
+
+
+def test_trace_keys_are_the_first_64_bits_of_the_ids_as_sql_computes_them():
+    ids = [A, B, TRACE, "0" * 32, "f" * 32, None, "0123456789ABCDEF" + "0" * 16]
+    keys = trace_keys(pa.array(ids).slice(0)).to_pylist()
+    assert keys == [int(t[:16], 16) if t else None for t in ids]
+    con = duckdb.connect()
+    sql = f"SELECT {TRACE_KEY.format(c='t')} FROM unnest(?::VARCHAR[]) WITH ORDINALITY u(t, i)"
+    assert [r[0] for r in con.execute(sql + " ORDER BY i", [ids]).fetchall()] == keys
+    assert trace_keys(pa.array(ids).slice(2, 3)).to_pylist() == keys[2:5]
 
 
 def test_store_written_through_the_write_path_indexes_each_trace_per_room(tmp_path):
@@ -106,10 +119,11 @@ def test_store_written_through_the_write_path_indexes_each_trace_per_room(tmp_pa
         trace_request(16, room=None, start_ns=NOW - 10**9, seed=8),
     )
     store.close()
-    by_spans = "SELECT trace_id, room, min(start_time), max(start_time) FROM span_data GROUP BY ALL"
-    by_index = "SELECT trace_id, room, first_start, last_start FROM trace_index"
+    key = TRACE_KEY.format(c="trace_id")
+    by_spans = f"SELECT {key}, room, min(start_time), max(start_time) FROM span_data GROUP BY ALL"
+    by_index = "SELECT trace_key, room, first_start, last_start FROM trace_index"
     assert sorted(read_store(db, by_index), key=str) == sorted(read_store(db, by_spans), key=str)
-    rooms = read_store(db, "SELECT room FROM trace_index WHERE trace_id = ? ORDER BY 1", [TRACE])
+    rooms = read_store(db, "SELECT room FROM trace_index WHERE trace_key = ? ORDER BY 1", [KEY])
     assert rooms == [("kitchen",), ("lobby",), (None,)]
     assert len(read_store(db, by_index)) == 3 + 2 + 2  # traces of 8 spans
     columns = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?"
@@ -181,7 +195,7 @@ def test_migration_from_version_4_rebuilds_the_trace_index_with_rooms(tmp_path):
     store.close()
     assert read_store(db, "SELECT value FROM roomscope_meta") == [(str(SCHEMA_VERSION),)]
     index = "SELECT room, epoch_ns(first_start), epoch_ns(last_start) FROM trace_index"
-    assert read_store(db, f"{index} WHERE trace_id = ? ORDER BY 1", [TRACE]) == [
+    assert read_store(db, f"{index} WHERE trace_key = ? ORDER BY 1", [KEY]) == [
         ("kitchen", NOW, NOW + 6),
         ("lobby", NOW + 1, NOW + 7),
         (None, NOW + 2, NOW + 8),
