@@ -75,7 +75,8 @@ def next_chunk(
             break  # the minute is not over yet (in data time): its spans may still come
         total += count
         if total >= rows:
-            first = mark if mark is not None else minutes[0][0]
+            # From the last range on; past a gap left to retention, from the first minute.
+            first = mark if mark is not None and mark == lower else minutes[0][0]
             return Chunk(first, minute + MINUTE_NS, total)
     return None
 

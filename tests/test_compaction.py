@@ -15,7 +15,7 @@ import httpx
 from otlp_factory import trace_request
 from test_span_storage import write
 
-from collector.compaction import Chunk, compact_all, next_chunk
+from collector.compaction import Chunk, compact, compact_all, next_chunk
 from collector.store import DuckDBStore
 from query.filters import SpanFilter
 from query.reader import Reader
@@ -58,6 +58,11 @@ def test_a_chunk_is_due_once_enough_settled_spans_gathered(tmp_path):
     assert next_chunk(con, now, 3 * hour, 0, oldest_ns=BASE + HOUR) is None
     assert next_chunk(con, now, 2 * hour, 0, oldest_ns=BASE + HOUR) == Chunk(
         BASE + HOUR, BASE + 2 * HOUR + MINUTE, 2 * hour
+    )
+    # After a compacted range, spans retention will delete are skipped too (not rewritten).
+    compact(con, next_chunk(con, now, hour, 0))  # [BASE, BASE + 1 min)
+    assert next_chunk(con, now, hour, 0, oldest_ns=BASE + 2 * HOUR) == Chunk(
+        BASE + 2 * HOUR, BASE + 2 * HOUR + MINUTE, hour
     )
     store.close()
 
