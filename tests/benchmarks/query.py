@@ -293,9 +293,11 @@ def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> 
     writer = Writer(store, tracker=tracker, max_queue_records=400_000, max_batch_records=40_000)
     writer.start()
 
-    # The collector's compaction job, with its default settings, beside the build.
+    # The collector's compaction job, with its default settings, beside the build; the store
+    # keeps its 30 days, as a collector with retention.max_age = 0 (or 30d and more) would.
     def compaction_job() -> Compaction:
-        return Compaction.from_settings(load_settings(env={}), writer.run, store.cursor)
+        settings = load_settings(env={"ROOMSCOPE_RETENTION_MAX_AGE": "0"})
+        return Compaction.from_settings(settings, writer.run, store.cursor)
 
     compaction = compaction_job()
     compaction.start()
