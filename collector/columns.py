@@ -205,10 +205,9 @@ def trace_keys(ids: pa.Array) -> pa.Array:
 
 def trace_index_rows(spans: pa.Table) -> pa.Table:
     """The ``trace_index`` rows of a batch of spans: each (trace, room)'s key and first and last
-    start,
-    a NULL room being a group of its own; spans without a trace id have none. Built by both span
-    decoders in the receiving thread, so the single writer only appends them (~0.25 µs a span).
-    Columns in trace_index's order (the writer appends by position)."""
+    start, a NULL room being a group of its own; spans without a trace id have none. Built by
+    both span decoders in the receiving thread, so the single writer only appends them (~0.25 µs
+    a span). Columns in trace_index's order (the writer appends by position)."""
     tid = spans["trace_id"].combine_chunks()
     room = spans["room"].combine_chunks()
     start = spans["start_time"].combine_chunks()

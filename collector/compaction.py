@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
 from .errors import StoreError
-from .periodic import Periodic
+from .periodic import Periodic, Run
 from .schema import SPAN_CLUSTERS
 from .store import transaction
 
@@ -128,8 +129,8 @@ class Compaction(Periodic):
 
     def __init__(
         self,
-        run: Any,
-        cursor: Any,
+        run: Run,
+        cursor: Callable[[], duckdb.DuckDBPyConnection],
         rows: int,
         after: float,
         interval: float = 60.0,
@@ -143,7 +144,9 @@ class Compaction(Periodic):
         self.stats = {"runs": 0, "chunks": 0, "spans": 0}
 
     @classmethod
-    def from_settings(cls, s: Any, run: Any, cursor: Any) -> Compaction:
+    def from_settings(
+        cls, s: Any, run: Run, cursor: Callable[[], duckdb.DuckDBPyConnection]
+    ) -> Compaction:
         from .retention import parse_age
 
         return cls(
