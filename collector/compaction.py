@@ -179,6 +179,9 @@ class Compaction(Periodic):
                 )
                 moved += n
                 self.stats["chunks"] += 1
+                # A backlog (a large store upgraded, compaction turned on) goes chunk after chunk:
+                # rest as long as the chunk took, so that ingest keeps half the writer meanwhile.
+                self._stop.wait(time.perf_counter() - started)
         finally:
             con.close()
         with self.ran:

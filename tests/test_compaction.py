@@ -9,13 +9,17 @@ background job over HTTP.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
+import duckdb
 import httpx
+import pytest
 from otlp_factory import trace_request
 from test_span_storage import write
 
 from collector.compaction import Chunk, compact, compact_all, next_chunk
+from collector.retention import prune_connection
 from collector.store import DuckDBStore
 from query.filters import SpanFilter
 from query.reader import Reader
@@ -37,6 +41,11 @@ def filled_store(tmp_path, hours: int = 6) -> DuckDBStore:
             start = BASE + h * HOUR + j * 10**6
             write(store, trace_request(PER, room=room, start_ns=start, seed=h * 10 + j))
     return store
+
+
+def duckdb_ts(ns: int) -> dt.datetime:
+    """How DuckDB hands a TIMESTAMP_NS to Python (naive UTC, microseconds)."""
+    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ns // 1000)
 
 
 def all_spans(con) -> list[tuple]:
@@ -90,6 +99,45 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     write(store, trace_request(3, room="a-room", start_ns=BASE + HOUR, seed=99))
     assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0
     assert len(all_spans(con)) == len(before) + 3
+    store.close()
+
+
+def test_a_failed_rewrite_leaves_every_span_once(tmp_path):
+    """The rewrite is one transaction: when it fails after the copies were inserted (here, the
+    DELETE of the old ones), nothing of it stays."""
+    store = filled_store(tmp_path, hours=2)
+    before = all_spans(store.con)
+    chunk = next_chunk(store.con, BASE + 2 * HOUR, 1, 0)
+
+    class FailingDelete:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("DELETE"):
+                raise duckdb.IOException("disk went away")
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    with pytest.raises(duckdb.IOException):
+        compact(FailingDelete(store.con), chunk)
+    assert all_spans(store.con) == before
+    assert store.con.execute("SELECT count(*) FROM span_clusters").fetchone() == (0,)
+    assert compact(store.con, chunk) == chunk.spans  # and the next run does it
+    assert all_spans(store.con) == before
+    store.close()
+
+
+def test_retention_inside_a_compacted_range_deletes_only_the_old_spans(tmp_path):
+    store = filled_store(tmp_path)
+    compact_all(store, 6 * PER * len(ROOMS), 0, now_ns=BASE + 6 * HOUR)
+    cutoff = BASE + 3 * HOUR  # inside the one compacted range
+    pruned = prune_connection(store.con, cutoff)
+    assert pruned.rows["spans"] == 3 * PER * len(ROOMS)
+    left = store.con.execute("SELECT min(start_time), count(*) FROM span_data").fetchone()
+    assert left[0] >= duckdb_ts(cutoff) and left[1] == 3 * PER * len(ROOMS)
     store.close()
 
 
