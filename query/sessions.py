@@ -119,34 +119,21 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
         SELECT epoch_ns(time) AS time, type, NULL AS severity_text, NULL AS service_name,
                CAST(data AS VARCHAR) AS message, NULL AS trace_id, NULL AS span_id,
                CASE type WHEN 'session.started' THEN 0 WHEN 'session.ended' THEN 4 ELSE 1 END AS o
-        FROM session_events WHERE session_id = $1
+        FROM session_events WHERE session_id = ?
         UNION ALL
         SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2
-        FROM logs WHERE session_id = $1{lwin}
+        FROM logs WHERE session_id = ?{lwin}
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3
-        FROM span_data WHERE session_id = $1 AND upper(status_code) = 'ERROR'{swin}
+        FROM span_data WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
-    # $n parameters: the windows' bounds (and room) follow the session id in order.
-    params = [session_id, *lparams, *sparams]
-    sql = sql.replace("make_timestamp_ns(?)", "make_timestamp_ns(${})").replace("= ?", "= ${}")
-    sql = _number_params(sql, iter(range(2, 1 + len(params))))
+    params = [session_id, session_id, *lparams, session_id, *sparams]  # in the order of the ?s
     rows = fetch_records(con, sql, params)
     for row in rows:
         del row["o"]
     return rows
-
-
-def _number_params(sql: str, numbers: Any) -> str:
-    """Replace each ``${}`` placeholder left by session_window with the next ``$n``."""
-    out = []
-    parts = sql.split("${}")
-    for part in parts[:-1]:
-        out.append(part + f"${next(numbers)}")
-    out.append(parts[-1])
-    return "".join(out)
 
 
 def session_logs(con: duckdb.DuckDBPyConnection, session_id: str, f: LogFilter) -> list[Record]:
