@@ -141,7 +141,7 @@ class Compaction(Periodic):
         self.rows = rows
         self.after_ns = int(after * 1e9)
         self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a rewrite
-        self.stats = {"runs": 0, "chunks": 0, "spans": 0}
+        self.stats.update(chunks=0, spans=0)
 
     @classmethod
     def from_settings(
@@ -184,10 +184,7 @@ class Compaction(Periodic):
                 self._stop.wait(time.perf_counter() - started)
         finally:
             con.close()
-        with self.ran:
-            self.stats["runs"] += 1
-            self.stats["spans"] += moved
-            self.ran.notify_all()
+        self._finished(spans=moved)
         return moved
 
 

@@ -23,6 +23,7 @@ class Periodic:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ran = threading.Condition()  # notified after each run (tests wait on it)
+        self.stats: dict[str, int] = {"runs": 0}
 
     @property
     def stopping(self) -> bool:
@@ -50,3 +51,11 @@ class Periodic:
 
     def run_once(self) -> Any:
         raise NotImplementedError
+
+    def _finished(self, **added: int) -> None:
+        """Count a run and what it did (``stats``), and wake those waiting on ``ran``."""
+        with self.ran:
+            self.stats["runs"] += 1
+            for key, n in added.items():
+                self.stats[key] = self.stats.get(key, 0) + n
+            self.ran.notify_all()

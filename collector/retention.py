@@ -161,7 +161,7 @@ class Retention(Periodic):
         super().__init__(run, interval, enabled=max_age > 0)  # 0: keep forever
         self.max_age_ns = int(max_age * 1e9)
         self.forget = forget
-        self.stats = {"runs": 0, "deleted": 0}
+        self.stats["deleted"] = 0
         self.last = Pruned()
 
     def run_once(self) -> Pruned:
@@ -182,11 +182,8 @@ class Retention(Periodic):
             pruned.add("shared", self.run(lambda store: store.prune_shared()).result())
             self.run(lambda store: store.checkpoint()).result()
             log.info("retention deleted %s", pruned.rows)
-        with self.ran:
-            self.stats["runs"] += 1
-            self.stats["deleted"] += pruned.total
-            self.last = pruned
-            self.ran.notify_all()
+        self.last = pruned
+        self._finished(deleted=pruned.total)
         return pruned
 
 
