@@ -30,6 +30,7 @@ import duckdb
 
 from .errors import StoreError
 from .periodic import Periodic, Run
+from .retention import parse_age
 from .schema import SPAN_CLUSTERS
 from .store import transaction
 
@@ -115,8 +116,7 @@ def compact_all(store: Any, rows: int, after_ns: int, now_ns: int | None = None)
     moved = 0
     now = time.time_ns() if now_ns is None else now_ns
     while (chunk := next_chunk(store.con, now, rows, after_ns)) is not None:
-        with store.all_cores():
-            moved += compact(store.con, chunk, now)
+        moved += _compact_on(store, chunk, now)
         store.checkpoint()
     return moved
 
@@ -147,8 +147,6 @@ class Compaction(Periodic):
     def from_settings(
         cls, s: Any, run: Run, cursor: Callable[[], duckdb.DuckDBPyConnection]
     ) -> Compaction:
-        from .retention import parse_age
-
         return cls(
             run,
             cursor,
