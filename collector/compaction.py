@@ -1,14 +1,15 @@
-"""Compaction: rewrite settled spans sorted by room, so that a room's spans sit in few row groups.
+"""Compaction: move settled spans into ``span_archive``, sorted by room and stored smaller.
 
 Spans arrive in time order, so each row group of ``span_data`` holds every room's spans of its
 time, and a search by room (``traces --room R``) reads every row group of the store. Once
 ``compaction.rows`` spans older than ``compaction.after`` have gathered past the last compacted
-range, the background job rewrites the oldest such range of start times, cut at a minute
-boundary, in one transaction on the writer's connection: an ``INSERT … SELECT … ORDER BY room,
-project, start_time`` of the range's spans, then a ``DELETE`` of their old copies, and a row in
-``span_clusters`` that records the range. Afterwards each room's spans of the range fill one or
-two row groups, whose zone maps let DuckDB skip every other row group for a room condition
-(searches; the reads of a session and of a trace add the room they know).
+range, the background job moves the oldest such range of start times, cut at a minute
+boundary, in one transaction on the writer's connection: an ``INSERT INTO span_archive …
+SELECT … ORDER BY room, project, start_time`` of the range's spans (attribute values one
+column per position, collector.span_archive), then a ``DELETE`` of them from span_data, and a
+row in ``span_clusters`` that records the range. Afterwards each room's spans of the range fill
+one or two row groups, whose zone maps let DuckDB skip every other row group for a room
+condition (searches; the reads of a session and of a trace add the room they know).
 
 The rewrite is one transaction, so a reader sees every span once, before or after it; a crash
 rolls it back and the job does the range again. Writes wait behind it (~2.3 s per million
@@ -32,6 +33,7 @@ from .errors import StoreError
 from .periodic import Periodic, Run
 from .retention import parse_age
 from .schema import SPAN_CLUSTERS
+from .span_archive import ARCHIVE, ARCHIVE_SELECT
 from .store import transaction
 
 log = logging.getLogger("roomscope.compaction")
@@ -84,24 +86,19 @@ def next_chunk(
 
 
 def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = None) -> int:
-    """Rewrite the chunk's spans sorted by room (one transaction, on the writer's connection);
-    returns how many were moved. The new copies are appended after every existing row, so the
-    old ones are exactly the range's rows up to the table's last row id before the insert."""
+    """Move the chunk's spans into span_archive sorted by room (one transaction, on the
+    writer's connection); returns how many were moved."""
     bounds = [chunk.first_ns, chunk.last_ns]
     clustered_at = time.time_ns() if now_ns is None else now_ns
     with transaction(con):
-        (top,) = con.execute("SELECT max(rowid) FROM span_data").fetchone()
-        moved = 0
-        if top is not None:
-            (moved,) = con.execute(
-                f"INSERT INTO span_data SELECT * FROM span_data WHERE {_RANGE} ORDER BY {SORT_KEY}",
-                bounds,
-            ).fetchone()
-            (deleted,) = con.execute(
-                f"DELETE FROM span_data WHERE {_RANGE} AND rowid <= ?", [*bounds, top]
-            ).fetchone()
-            if deleted != moved:  # cannot happen: rolled back rather than keep two copies
-                raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
+        (moved,) = con.execute(
+            f"INSERT INTO {ARCHIVE} SELECT {ARCHIVE_SELECT} FROM span_data WHERE {_RANGE}"
+            f" ORDER BY {SORT_KEY}",
+            bounds,
+        ).fetchone()
+        (deleted,) = con.execute(f"DELETE FROM span_data WHERE {_RANGE}", bounds).fetchone()
+        if deleted != moved:  # cannot happen: rolled back rather than keep two copies
+            raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
         con.execute(
             f"INSERT INTO {SPAN_CLUSTERS} VALUES (make_timestamp_ns(?), make_timestamp_ns(?),"
             " ?, make_timestamp_ns(?))",

@@ -1,13 +1,13 @@
 """Retention: delete whole old data so the store stays bounded (setting ``retention.max_age``).
 
-Spans, log records and metric points older than the cutoff go (by their own time), with their
-``trace_index`` rows; sessions whose ``last_seen_at`` is older go with their events. Deletes run
-in slices of ``SLICE_NS`` of data time, each its own transaction: the background job hands each
-slice to the writer thread (:meth:`Writer.run`), so ingest commits interleave with them instead
-of waiting behind one long delete. Data arrives roughly in time order, so a slice's delete reads
-only the row groups of that slice (zone maps) and leaves whole row groups empty, which the next
-checkpoint frees for reuse: the file stops growing once retention deletes as fast as data
-arrives.
+Spans (new and archived), log records and metric points older than the cutoff go (by their
+own time), with their ``trace_index`` rows; sessions whose ``last_seen_at`` is older go with
+their events. Deletes run in slices of ``SLICE_NS`` of data time, each its own transaction: the
+background job hands each slice to the writer thread (:meth:`Writer.run`), so ingest commits
+interleave with them instead of waiting behind one long delete. Data arrives roughly in time
+order, so a slice's delete reads only the row groups of that slice (zone maps) and leaves whole
+row groups empty, which the next checkpoint frees for reuse: the file stops growing once
+retention deletes as fast as data arrives.
 """
 
 from __future__ import annotations
@@ -23,13 +23,20 @@ import duckdb
 
 from .periodic import Periodic, Run
 from .schema import TRACE_INDEX, storage_table
+from .span_archive import ARCHIVE
 from .store import transaction
 
 log = logging.getLogger("roomscope.retention")
 
 SLICE_NS = 3_600 * 10**9  # one hour of data per delete transaction
-# table → its time column (rows with no time are judged by when they were received)
-TIME_COLUMNS = {"spans": "start_time", "logs": "time", "metric_points": "time"}
+# (signal, a table that stores it, its time column); rows with no time are judged by when
+# they were received. Spans are in span_data and, once compacted, in span_archive.
+STORED = [
+    ("spans", storage_table("spans"), "start_time"),
+    ("spans", ARCHIVE, "start_time"),
+    ("logs", "logs", "time"),
+    ("metric_points", "metric_points", "time"),
+]
 _AGE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)?\s*$")
 _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -72,8 +79,8 @@ def _deleted(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int
 
 def _oldest_ns(con: duckdb.DuckDBPyConnection) -> int | None:
     times = []
-    for table, column in TIME_COLUMNS.items():
-        (t,) = con.execute(f"SELECT epoch_ns(min({column})) FROM {storage_table(table)}").fetchone()
+    for _, table, column in STORED:
+        (t,) = con.execute(f"SELECT epoch_ns(min({column})) FROM {table}").fetchone()
         if t is not None:
             times.append(t)
     return min(times) if times else None
@@ -92,9 +99,9 @@ def _delete_signal_rows(
     con: duckdb.DuckDBPyConnection, condition: str, params: list[Any], pruned: Pruned
 ) -> None:
     """DELETE from each signal table WHERE ``condition`` ({column}: the table's time column)."""
-    for table, column in TIME_COLUMNS.items():
-        sql = f"DELETE FROM {storage_table(table)} WHERE {condition.format(column=column)}"
-        pruned.add(table, _deleted(con, sql, params))
+    for signal, table, column in STORED:
+        sql = f"DELETE FROM {table} WHERE {condition.format(column=column)}"
+        pruned.add(signal, _deleted(con, sql, params))
 
 
 def delete_slice(con: duckdb.DuckDBPyConnection, upto_ns: int, pruned: Pruned) -> None:

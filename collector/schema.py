@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6  # collector.migrations takes a file from any older one
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"
@@ -175,10 +175,7 @@ def storage_table(signal: str) -> str:
 # Shared rows the spans refer to: table → its id column.
 SHARED_TABLES = {"resources": "resource_id", "attribute_keysets": "keyset_id"}
 
-# The read side's expressions for the span columns that are not stored as such, over a
-# span_data row ``s`` joined to its resource ``r`` and its keyset ``k`` (SPAN_JOINS).
-SPAN_END_TIME = "make_timestamp_ns(epoch_ns({s}.start_time) + {s}.duration_ns)"
-SPAN_ATTRIBUTES = "map({k}.keys, {s}.attribute_values)"
+# A span row ``s`` joined to its resource ``r`` and its keyset ``k``.
 SPAN_JOINS = (
     "LEFT JOIN resources {r} ON {r}.resource_id = {s}.resource_id"
     " LEFT JOIN attribute_keysets {k} ON {k}.keyset_id = {s}.attribute_keyset"
@@ -259,31 +256,27 @@ ARROW_SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+def spans_view_sql(source: str, attributes: str) -> str:
+    """SPEC 4's ``spans`` view over the span rows of ``source`` (alias ``s``): end_time,
+    ``attributes`` (SQL over ``s`` and its keyset ``k``) and resource_attributes put back,
+    columns in SPEC order. Ad-hoc SQL reads it; the query library reads the rows and joins the
+    resources of those it returns only (a join before ORDER BY … LIMIT would join every match)."""
+    derived = {
+        "end_time": "make_timestamp_ns(epoch_ns(s.start_time) + s.duration_ns)",
+        "attributes": attributes,
+        "resource_attributes": "r.attributes",
+        # Spans without events or links store NULL there (collector.columns.sparse_list).
+        "events": "coalesce(s.events, [])",
+        "links": "coalesce(s.links, [])",
+    }
+    columns = ", ".join(f"{derived[c]} AS {c}" if c in derived else f"s.{c}" for c, _ in V1_SPANS)
+    joins = SPAN_JOINS.format(s="s", r="r", k="k")
+    return f"CREATE OR REPLACE VIEW spans AS SELECT {columns} FROM {source} s {joins}"
+
+
 def create_table_sql(table: str, columns: list[tuple[str, str]] | None = None) -> str:
     cols = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in columns or TABLES[table])
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
-
-
-# SPEC 4's ``spans``: span_data with end_time and resource_attributes put back, columns in
-# SPEC order. Ad-hoc SQL reads this; the query library reads span_data and joins the
-# resources of the rows it returns only (a join before ORDER BY … LIMIT would join every match).
-_SPAN_VIEW_DERIVED = {
-    "end_time": SPAN_END_TIME.format(s="s"),
-    "attributes": SPAN_ATTRIBUTES.format(k="k", s="s"),
-    "resource_attributes": "r.attributes",
-    # Spans without events or links store NULL there (collector.columns.sparse_list).
-    "events": "coalesce(s.events, [])",
-    "links": "coalesce(s.links, [])",
-}
-SPANS_VIEW_SQL = (
-    "CREATE OR REPLACE VIEW spans AS SELECT "
-    + ", ".join(
-        f"{_SPAN_VIEW_DERIVED[c]} AS {c}" if c in _SPAN_VIEW_DERIVED else f"s.{c}"
-        for c, _ in V1_SPANS
-    )
-    + " FROM span_data s "
-    + SPAN_JOINS.format(s="s", r="r", k="k")
-)
 
 
 # trace → the start times its spans cover, one row per trace and room per commit (version 5;
@@ -303,23 +296,6 @@ TRACE_INDEX_SQL = (
 )
 # The key of a hex trace id, as collector.columns.trace_keys computes it.
 TRACE_KEY = "CASE WHEN length({c}) >= 16 THEN TRY_CAST('0x' || {c}[1:16] AS UBIGINT) END"
-_V2_TRACE_INDEX_SQL = (
-    f"CREATE TABLE IF NOT EXISTS {TRACE_INDEX}"
-    f" (trace_id VARCHAR, first_start {TS}, last_start {TS})"
-)
-_V2_TRACE_INDEX_INSERT = (
-    f"INSERT INTO {TRACE_INDEX} SELECT trace_id, min(start_time), max(start_time)"
-    " FROM {source} WHERE trace_id IS NOT NULL GROUP BY trace_id"
-)
-# Rebuilt from the spans, in time order like the rows the writer appends (retention deletes
-# the oldest); a NULL room is a group of its own.
-_V5_TRACE_INDEX = [
-    f"DROP TABLE IF EXISTS {TRACE_INDEX}",
-    TRACE_INDEX_SQL,
-    f"INSERT INTO {TRACE_INDEX} SELECT {TRACE_KEY.format(c='trace_id')} AS k,"
-    " min(start_time), max(start_time), room FROM span_data"
-    " WHERE k IS NOT NULL GROUP BY trace_id, room ORDER BY 2",
-]
 
 # Ranges of start_time [first_start, last_start) whose spans were rewritten sorted by room
 # (collector.compaction), version 5.
@@ -340,50 +316,3 @@ ATTRIBUTE_KEYS_SQL = (
 )
 ATTRIBUTE_KEYS_INSERT = f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS} VALUES (?, ?)"
 ATTRIBUTE_KEYS_LOAD = f"SELECT map, key FROM {ATTRIBUTE_KEYS}"
-ATTRIBUTE_KEYS_BACKFILL = (
-    f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS}"
-    " SELECT DISTINCT 'span', unnest(map_keys(attributes)) FROM spans"
-    " UNION SELECT DISTINCT 'resource', unnest(map_keys(resource_attributes)) FROM spans"
-)
-
-# The resource and keyset ids of version-2 rows are DuckDB's hashes (new rows get those of
-# collector.columns): either way one id names one set of attributes, one list of keys.
-_V3_FROM_SPANS = {
-    "resource_id": "hash(resource_attributes)",
-    "attribute_keyset": "hash(map_keys(attributes))",
-    "attribute_values": "map_values(attributes)",
-}
-_V3_FROM_V2 = [
-    create_table_sql("resources"),
-    "INSERT INTO resources SELECT hash(resource_attributes), any_value(resource_attributes)"
-    " FROM spans GROUP BY hash(resource_attributes)",
-    create_table_sql("attribute_keysets"),
-    "INSERT INTO attribute_keysets SELECT hash(map_keys(attributes)),"
-    " any_value(map_keys(attributes)) FROM spans GROUP BY hash(map_keys(attributes))",
-    create_table_sql("span_data"),
-    "INSERT INTO span_data SELECT "
-    + ", ".join(_V3_FROM_SPANS.get(c, c) for c, _ in TABLES["span_data"])
-    + " FROM spans",
-    "DROP TABLE spans",
-    SPANS_VIEW_SQL,
-]
-
-# Each migration takes the file from version N-1 to N; a new file runs them all (version 1
-# creates the tables as they were then).
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        create_table_sql(t, V1_SPANS if t == "spans" else None)
-        for t in ("spans", "logs", "metric_points", "sessions", "session_events")
-    ],
-    2: [
-        _V2_TRACE_INDEX_SQL,
-        _V2_TRACE_INDEX_INSERT.format(source="spans"),
-        ATTRIBUTE_KEYS_SQL,
-        ATTRIBUTE_KEYS_BACKFILL,
-    ],
-    3: _V3_FROM_V2,
-    # span_data stores NULL for a span without events or links; the view shows [] again.
-    4: [SPANS_VIEW_SQL],
-    # trace_index gets the spans' room; span_clusters (collector.compaction) starts empty.
-    5: [*_V5_TRACE_INDEX, SPAN_CLUSTERS_SQL],
-}

@@ -79,7 +79,7 @@ FLUSH_NS = 1_000_000_000  # pending session-row changes are written at least thi
 # Per active session: its records in each table and its error records (as session_infer counts).
 RECOUNT_SQL = """
 WITH active AS (SELECT session_id FROM sessions WHERE ended_at IS NULL),
-s AS (SELECT session_id, count(*) AS n, count_if(status_code = 'ERROR') AS e FROM span_data
+s AS (SELECT session_id, count(*) AS n, count_if(status_code = 'ERROR') AS e FROM span_rows
       WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1),
 l AS (SELECT session_id, count(*) AS n, count_if(severity_number >= 17) AS e FROM logs
       WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1),

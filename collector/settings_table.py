@@ -258,9 +258,9 @@ SETTINGS: tuple[Setting, ...] = (
         "compaction",
         "rows",
         1_048_576,
-        "Rewrite settled spans sorted by room once this many have gathered past the last"
-        " compacted range (one transaction each; a search by room then reads few row groups);"
-        " 0 turns compaction off.",
+        "Move settled spans into span_archive, sorted by room and stored smaller, once this"
+        " many have gathered past the last compacted range (one transaction each; a search by"
+        " room then reads few row groups); 0 turns compaction off.",
         int,
         _non_negative,
     ),

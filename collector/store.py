@@ -19,14 +19,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import StoreError, StoreUnavailable
+from .migrations import MIGRATIONS
 from .schema import (
     ATTRIBUTE_KEYS_INSERT,
     ATTRIBUTE_KEYS_LOAD,
-    MIGRATIONS,
     SCHEMA_VERSION,
     SHARED_TABLES,
     storage_table,
 )
+from .span_archive import SPAN_ROWS
 
 # New files use DuckDB's v1.5 storage format: its compression stores our spans in ~25% fewer
 # bytes (tests/benchmarks/query.py). Older files keep the format they were made with.
@@ -225,7 +226,7 @@ class DuckDBStore:
                 column = "resource_id" if table == "resources" else "attribute_keyset"
                 row = con.execute(
                     f"DELETE FROM {table} WHERE {id_column} NOT IN"
-                    f" (SELECT DISTINCT {column} FROM span_data WHERE {column} IS NOT NULL)"
+                    f" (SELECT DISTINCT {column} FROM {SPAN_ROWS} WHERE {column} IS NOT NULL)"
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
         self._load_known()

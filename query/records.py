@@ -17,7 +17,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector.schema import SPAN_ATTRIBUTES, SPAN_JOINS, TABLES, TS, V1_SPANS
+from collector.schema import SPAN_JOINS, TABLES, TS, V1_SPANS
+from collector.span_archive import SPAN_ATTRIBUTES, SPAN_ROWS
 
 # The columns of each table that the read side returns (SPEC 4), in table order.
 COLUMNS: dict[str, list[str]] = {
@@ -80,14 +81,14 @@ def select_list(table: str, alias: str = "") -> str:
 
 
 def span_rows_sql(where: str, order: str, limit: bool = False) -> str:
-    """The read columns of the spans (SPEC 4) whose span_data rows meet ``where`` (a WHERE
-    clause on span_data's own columns, or ""), in ``order`` (output column names), with a
+    """The read columns of the spans (SPEC 4) whose span_rows rows meet ``where`` (a WHERE
+    clause on its columns, or ""), in ``order`` (output column names), with a
     ``LIMIT ?`` parameter when ``limit``.
 
-    Filtering, ordering and limiting run on span_data alone; only the rows that remain are
+    Filtering, ordering and limiting run on span_rows alone; only the rows that remain are
     joined to their resources and attribute keys (through the ``spans`` view, DuckDB would join
     every match before the LIMIT: 10x slower for a search over many spans)."""
-    inner = f"SELECT * FROM span_data{where}"
+    inner = f"SELECT * FROM {SPAN_ROWS}{where}"
     if limit:
         inner += f" ORDER BY {order} LIMIT ?"
     joins = SPAN_JOINS.format(s="s", r="r", k="k")

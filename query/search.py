@@ -11,6 +11,8 @@ from typing import Any
 
 import duckdb
 
+from collector.span_archive import value_at, value_of_key
+
 from .filters import SPAN_FIELDS, LogFilter, MetricFilter, SessionFilter, SpanFilter
 
 Where = tuple[list[str], list[Any]]
@@ -61,21 +63,20 @@ _KEYS_OF_ROW = "(SELECT keys FROM attribute_keysets WHERE keyset_id = {p}attribu
 
 def _span_value(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]] | None:
     """SQL for a span's value of attribute ``key`` (NULL when it has none); None: no span has
-    the key. Values sit in ``attribute_values`` at the key's position in the span's keyset."""
+    the key. Values sit at the key's position in the span's keyset (collector.span_archive)."""
     if places.keysets is None or len(places.keysets) > CASE_LIMIT:
-        return f"{p}attribute_values[list_position({_KEYS_OF_ROW.format(p=p)}, ?)]", [key]
+        return value_of_key(p, _KEYS_OF_ROW.format(p=p)), [key]
     if not places.keysets:
         return None
     whens = " ".join(
-        f"WHEN {int(ks)}::UBIGINT THEN {p}attribute_values[{int(pos)}]"
-        for ks, pos in places.keysets
+        f"WHEN {int(ks)}::UBIGINT THEN {value_at(p, int(pos))}" for ks, pos in places.keysets
     )
     return f"(CASE {p}attribute_keyset {whens} END)", []
 
 
 def _lookup(key: str, value: str | None, p: str, places: KeyPlaces) -> tuple[str, list[Any]]:
     """``coalesce(attributes[key], resource_attributes[key]) = value`` (``IS NOT NULL`` when
-    value is None) on span_data; "false" when no span or resource has the key."""
+    value is None) on span_rows; "false" when no span or resource has the key."""
     test = "= ?" if value is not None else "IS NOT NULL"
     tail = [value] if value is not None else []
     span = _span_value(key, p, places)

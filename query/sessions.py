@@ -6,8 +6,6 @@ from typing import Any
 
 import duckdb
 
-from collector.schema import storage_table
-
 from .errors import NotFound
 from .filters import LogFilter, MetricFilter, SessionFilter
 from .records import fetch_records, select_list
@@ -55,7 +53,7 @@ def resolve_session(
     row = con.execute("SELECT 1 FROM sessions WHERE session_id = ?", [session_id]).fetchone()
     if row is None:
         row = con.execute(
-            "(SELECT 1 FROM span_data WHERE session_id = $1 LIMIT 1)"
+            "(SELECT 1 FROM span_rows WHERE session_id = $1 LIMIT 1)"
             " UNION ALL (SELECT 1 FROM logs WHERE session_id = $1 LIMIT 1)"
             " UNION ALL (SELECT 1 FROM metric_points WHERE session_id = $1 LIMIT 1) LIMIT 1",
             [session_id],
@@ -65,8 +63,12 @@ def resolve_session(
     return session_id
 
 
-# Which column places a table's records in time, and which sessions column counts them.
-_WINDOW = {"spans": ("start_time", "span_count"), "logs": ("time", "log_count")}
+# What a signal's records are read from, which column places them in time, and which sessions
+# column counts them.
+_WINDOW = {
+    "spans": ("span_rows", "start_time", "span_count"),
+    "logs": ("logs", "time", "log_count"),
+}
 
 
 def session_window(
@@ -83,7 +85,7 @@ def session_window(
     timestamp), of another room, or removed by retention make the counts differ, and the query
     then reads more of the table (still right).
     """
-    column, counter = _WINDOW[table]
+    source, column, counter = _WINDOW[table]
     row = con.execute(
         f"SELECT epoch_ns(started_at), epoch_ns(last_seen_at), {counter}, room FROM sessions"
         " WHERE session_id = ?",
@@ -101,8 +103,7 @@ def session_window(
         tries.insert(0, (f"{window} AND {p}room = ?", [row[0], row[1], row[3]]))
     for cond, params in tries:
         (inside,) = con.execute(
-            f"SELECT count(*) FROM {storage_table(table)} WHERE session_id = ?"
-            + cond.replace(p, ""),
+            f"SELECT count(*) FROM {source} WHERE session_id = ?" + cond.replace(p, ""),
             [session_id, *params],
         ).fetchone()
         if inside == row[2]:
@@ -126,7 +127,7 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3
-        FROM span_data WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
+        FROM span_rows WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
     params = [session_id, session_id, *lparams, session_id, *sparams]  # in the order of the ?s

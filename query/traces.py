@@ -42,7 +42,7 @@ def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> l
             window = [*conds, "start_time >= make_timestamp_ns(?)"]
             wparams = [*params, newest - width, n]
             (found,) = con.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM span_data{where_sql(window)} LIMIT ?)",
+                f"SELECT count(*) FROM (SELECT 1 FROM span_rows{where_sql(window)} LIMIT ?)",
                 wparams,
             ).fetchone()
             if found >= n:
@@ -59,7 +59,7 @@ def newest_start(con: duckdb.DuckDBPyConnection) -> int | None:
     10 M spans)."""
     (newest,) = con.execute("SELECT epoch_ns(max(last_seen_at)) FROM sessions").fetchone()
     if newest is None:  # no sessions tracked
-        (newest,) = con.execute("SELECT epoch_ns(max(start_time)) FROM span_data").fetchone()
+        (newest,) = con.execute("SELECT epoch_ns(max(start_time)) FROM span_rows").fetchone()
     return newest
 
 
@@ -76,7 +76,7 @@ def session_spans(con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter
     order = "start_time, span_id"
     if len(conds) == 1:  # only the session itself: every span of it matches
         return fetch_records(con, span_rows_sql(where, order), [session_id, *wparams])
-    where += f" AND trace_id IN (SELECT trace_id FROM span_data{where_sql(conds)}{window})"
+    where += f" AND trace_id IN (SELECT trace_id FROM span_rows{where_sql(conds)}{window})"
     sql = span_rows_sql(where, order)
     return fetch_records(con, sql, [session_id, *wparams, *params, *wparams])
 
@@ -90,24 +90,14 @@ def check_trace_id(trace_id: str) -> str:
 
 def _trace_extent(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[Any, Any, list[str] | None]:
     """The trace's first and last span start, and its rooms (None when a span of it has no
-    room, or the store's trace_index predates rooms), from the small trace_index table."""
-    try:
-        first, last, rooms, null_room = con.execute(
-            "SELECT epoch_ns(min(first_start)), epoch_ns(max(last_start)),"
-            " list(DISTINCT room ORDER BY room) FILTER (WHERE room IS NOT NULL),"
-            " bool_or(room IS NULL) FROM trace_index WHERE trace_key = ?::UBIGINT",
-            [int(tid[:16], 16)],
-        ).fetchone()
-        return first, last, None if null_room else rooms
-    except duckdb.CatalogException:  # a version-1 file opened read-only (not migrated)
-        return None, None, None
-    except duckdb.BinderException:  # a version-2..4 file opened read-only: trace_id, no room
-        first, last = con.execute(
-            "SELECT epoch_ns(min(first_start)), epoch_ns(max(last_start)) FROM trace_index"
-            " WHERE trace_id = ?",
-            [tid],
-        ).fetchone()
-        return first, last, None
+    room), from the small trace_index table."""
+    first, last, rooms, null_room = con.execute(
+        "SELECT epoch_ns(min(first_start)), epoch_ns(max(last_start)),"
+        " list(DISTINCT room ORDER BY room) FILTER (WHERE room IS NOT NULL),"
+        " bool_or(room IS NULL) FROM trace_index WHERE trace_key = ?::UBIGINT",
+        [int(tid[:16], 16)],
+    ).fetchone()
+    return first, last, None if null_room else rooms
 
 
 def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:

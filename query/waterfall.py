@@ -35,8 +35,8 @@ def session_waterfall(
         WITH s AS (
             SELECT trace_id, span_id, parent_span_id, name, service_name, kind, status_code,
                    epoch_ns(start_time) AS start, duration_ns
-            FROM span_data WHERE session_id = ?
-              AND trace_id IN (SELECT trace_id FROM span_data{where_sql(conds)})
+            FROM span_rows WHERE session_id = ?
+              AND trace_id IN (SELECT trace_id FROM span_rows{where_sql(conds)})
         )
         SELECT trace_id, span_id, parent_span_id, name, service_name, kind, status_code,
                start - min(start) OVER () AS start_ns, duration_ns, min(start) OVER () AS base

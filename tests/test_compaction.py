@@ -1,4 +1,4 @@
-"""Compaction (issue 6): settled spans are rewritten sorted by room, every span exactly once.
+"""Compaction (issue 6): settled spans move to span_archive sorted by room, each exactly once.
 
 Covers when a chunk is due (enough spans, all of them settled, cut at an hour boundary), the
 rewrite (same rows before and after, each range sorted by room, a ``span_clusters`` row per
@@ -89,8 +89,12 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     ).fetchall()
     cuts = [BASE, *(BASE + (2 * i + 1) * HOUR + MINUTE for i in range(3))]
     assert ranges == [(cuts[i], cuts[i + 1], 240) for i in range(3)]
-    # In storage order, each range's spans run room by room, each room in time order.
-    rows = con.execute("SELECT room, epoch_ns(start_time) FROM span_data ORDER BY rowid").fetchall()
+    # All moved to span_archive; in storage order, each range's spans run room by room, each
+    # room in time order.
+    assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
+    rows = con.execute(
+        "SELECT room, epoch_ns(start_time) FROM span_archive ORDER BY rowid"
+    ).fetchall()
     for i in range(3):
         part = [r for r in rows if cuts[i] <= r[1] < cuts[i + 1]]
         assert part == sorted(part) and [r[0] for r in part[:: 2 * PER]] == sorted(ROOMS)
@@ -136,7 +140,7 @@ def test_retention_inside_a_compacted_range_deletes_only_the_old_spans(tmp_path)
     cutoff = BASE + 3 * HOUR  # inside the one compacted range
     pruned = prune_connection(store.con, cutoff)
     assert pruned.rows["spans"] == 3 * PER * len(ROOMS)
-    left = store.con.execute("SELECT min(start_time), count(*) FROM span_data").fetchone()
+    left = store.con.execute("SELECT min(start_time), count(*) FROM span_rows").fetchone()
     assert left[0] >= duckdb_ts(cutoff) and left[1] == 3 * PER * len(ROOMS)
     store.close()
 
@@ -191,7 +195,8 @@ def test_the_collectors_job_compacts_settled_spans(start_collector):
     rc = start_collector(**settings)
     for h in range(3):
         for j, room in enumerate(ROOMS):
-            post(rc, trace_request(PER, room=room, start_ns=BASE + h * HOUR + j, seed=h * 10 + j))
+            start = BASE + h * HOUR + j
+            post(rc, trace_request(PER, room=room, session=room, start_ns=start, seed=h * 10 + j))
     job = rc.collector.compaction
     deadline = time.monotonic() + 20
     with job.ran:
@@ -199,3 +204,12 @@ def test_the_collectors_job_compacts_settled_spans(start_collector):
             assert job.ran.wait(max(0.0, deadline - time.monotonic())), job.stats
     assert rc.query("SELECT count(*), sum(spans) FROM span_clusters") == [(3, 360)]
     assert rc.query("SELECT count(*), count(DISTINCT span_id) FROM spans") == [(360, 360)]
+    assert rc.query("SELECT count(*) FROM span_archive") == [(360,)]
+    # A session's reads still narrow to its window and room, now counted in span_archive.
+    con = rc.collector.store.cursor()
+    try:
+        window, _ = session_window(con, "b-room", "spans")
+        assert "BETWEEN" in window and "room = ?" in window
+        assert len(Reader(con).session_spans("b-room", SpanFilter())["spans"]) == 3 * PER
+    finally:
+        con.close()

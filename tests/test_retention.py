@@ -26,8 +26,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from otlp_factory import kv, trace_request
 
 from collector.decode import decode_body
+from collector.migrations import MIGRATIONS
 from collector.retention import Retention, parse_age
-from collector.schema import MIGRATIONS, SCHEMA_VERSION
+from collector.schema import SCHEMA_VERSION
 from collector.sessions import SessionTracker
 from collector.store import DuckDBStore
 from collector.tagging import Tagger

@@ -17,7 +17,8 @@ from conftest import read_store
 from otlp_factory import trace_request
 
 from collector.decode import decode_body
-from collector.schema import MIGRATIONS, TRACE_KEY
+from collector.migrations import MIGRATIONS
+from collector.schema import TRACE_KEY
 from collector.store import DuckDBStore
 from collector.tagging import Tagger
 from query.cli import main

@@ -1,0 +1,93 @@
+"""Each schema version's steps: a migration takes a store file from version N-1 to N, and a
+new file runs them all (version 1 creates the tables as they were then). The steps of old
+versions are frozen here as they were, since a file may still be at any of them."""
+
+from __future__ import annotations
+
+from . import span_archive
+from .schema import (
+    ATTRIBUTE_KEYS,
+    ATTRIBUTE_KEYS_SQL,
+    SCHEMA_VERSION,
+    SPAN_CLUSTERS_SQL,
+    TABLES,
+    TRACE_INDEX,
+    TRACE_INDEX_SQL,
+    TRACE_KEY,
+    TS,
+    V1_SPANS,
+    create_table_sql,
+    spans_view_sql,
+)
+
+# SPEC 4's ``spans`` of versions 3 to 5, over span_data (version 6: over span_rows).
+SPANS_VIEW_SQL = spans_view_sql("span_data", "map(k.keys, s.attribute_values)")
+
+_V2_TRACE_INDEX_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {TRACE_INDEX}"
+    f" (trace_id VARCHAR, first_start {TS}, last_start {TS})"
+)
+_V2_TRACE_INDEX_INSERT = (
+    f"INSERT INTO {TRACE_INDEX} SELECT trace_id, min(start_time), max(start_time)"
+    " FROM {source} WHERE trace_id IS NOT NULL GROUP BY trace_id"
+)
+# Rebuilt from the spans, in time order like the rows the writer appends (retention deletes
+# the oldest); a NULL room is a group of its own.
+_V5_TRACE_INDEX = [
+    f"DROP TABLE IF EXISTS {TRACE_INDEX}",
+    TRACE_INDEX_SQL,
+    f"INSERT INTO {TRACE_INDEX} SELECT {TRACE_KEY.format(c='trace_id')} AS k,"
+    " min(start_time), max(start_time), room FROM span_data"
+    " WHERE k IS NOT NULL GROUP BY trace_id, room ORDER BY 2",
+]
+
+ATTRIBUTE_KEYS_BACKFILL = (
+    f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS}"
+    " SELECT DISTINCT 'span', unnest(map_keys(attributes)) FROM spans"
+    " UNION SELECT DISTINCT 'resource', unnest(map_keys(resource_attributes)) FROM spans"
+)
+
+# The resource and keyset ids of version-2 rows are DuckDB's hashes (new rows get those of
+# collector.columns): either way one id names one set of attributes, one list of keys.
+_V3_FROM_SPANS = {
+    "resource_id": "hash(resource_attributes)",
+    "attribute_keyset": "hash(map_keys(attributes))",
+    "attribute_values": "map_values(attributes)",
+}
+_V3_FROM_V2 = [
+    create_table_sql("resources"),
+    "INSERT INTO resources SELECT hash(resource_attributes), any_value(resource_attributes)"
+    " FROM spans GROUP BY hash(resource_attributes)",
+    create_table_sql("attribute_keysets"),
+    "INSERT INTO attribute_keysets SELECT hash(map_keys(attributes)),"
+    " any_value(map_keys(attributes)) FROM spans GROUP BY hash(map_keys(attributes))",
+    create_table_sql("span_data"),
+    "INSERT INTO span_data SELECT "
+    + ", ".join(_V3_FROM_SPANS.get(c, c) for c, _ in TABLES["span_data"])
+    + " FROM spans",
+    "DROP TABLE spans",
+    SPANS_VIEW_SQL,
+]
+
+# Each migration takes the file from version N-1 to N; a new file runs them all (version 1
+# creates the tables as they were then).
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        create_table_sql(t, V1_SPANS if t == "spans" else None)
+        for t in ("spans", "logs", "metric_points", "sessions", "session_events")
+    ],
+    2: [
+        _V2_TRACE_INDEX_SQL,
+        _V2_TRACE_INDEX_INSERT.format(source="spans"),
+        ATTRIBUTE_KEYS_SQL,
+        ATTRIBUTE_KEYS_BACKFILL,
+    ],
+    3: _V3_FROM_V2,
+    # span_data stores NULL for a span without events or links; the view shows [] again.
+    4: [SPANS_VIEW_SQL],
+    # trace_index gets the spans' room; span_clusters (collector.compaction) starts empty.
+    5: [*_V5_TRACE_INDEX, SPAN_CLUSTERS_SQL],
+    # span_archive (settled spans, values by position) and span_rows over both tables.
+    6: span_archive.MIGRATION,
+}
+assert max(MIGRATIONS) == SCHEMA_VERSION

@@ -1,0 +1,163 @@
+"""Schema version 6: compaction moves settled spans into ``span_archive``, attribute values one
+column per keyset position (``v1`` … ``v16``, then ``attribute_rest``), and every read goes
+through ``span_rows`` (both tables).
+
+Covers: the archive's columns after a move (positions, the rest past 16, spans without
+attributes); every read agreeing before and after the move (the ``spans`` view's attribute
+maps, searches on values at a low position, past 16, on a key in more keysets than the search
+writes CASE branches for, session and trace reads); retention and ``roomscope prune`` on
+archived spans; and the 5 → 6 migration of a file that holds compacted ranges.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+from click.testing import CliRunner
+from conftest import read_store
+from otlp_factory import kv, trace_request
+from test_span_storage import write
+
+from collector.compaction import compact_all
+from collector.migrations import MIGRATIONS
+from collector.retention import prune_connection
+from collector.span_archive import POSITIONS
+from collector.store import DuckDBStore
+from query.cli import main
+from query.filters import SpanFilter
+from query.reader import Reader
+from query.search import CASE_LIMIT
+
+HOUR = 3_600 * 10**9
+BASE = (time.time_ns() - 30 * HOUR) // HOUR * HOUR
+EXTRA = 8  # attributes added to every third span: 18 in all, two past the archive's columns
+
+
+def varied_request(hour: int, room: str, seed: int):
+    """trace_request's spans, every third with EXTRA more attributes, every fifth with none,
+    every seventh with a key of its own (many keysets hold ``shared``)."""
+    req = trace_request(24, room=room, session=f"s-{room}", start_ns=BASE + hour * HOUR, seed=seed)
+    for i, span in enumerate(req.resource_spans[0].scope_spans[0].spans):
+        if i % 5 == 0:
+            del span.attributes[:]
+        elif i % 3 == 0:
+            span.attributes.extend(kv(f"extra.{j}", f"x{seed}-{i}-{j}") for j in range(EXTRA))
+        if i % 7 == 0:
+            span.attributes.append(kv(f"own.{seed}.{i}", "1"))
+            span.attributes.append(kv("shared", f"v{i % 2}"))
+    return req
+
+
+def filled_store(tmp_path) -> DuckDBStore:
+    store = DuckDBStore(tmp_path / "a.duckdb")
+    store.open()
+    for h in range(4):
+        for j, room in enumerate(("lobby", "kitchen", "attic")):
+            write(store, varied_request(h, room, seed=h * 10 + j))
+    return store
+
+
+def reads(reader: Reader, con: duckdb.DuckDBPyConnection) -> dict:
+    def ids(f: SpanFilter) -> list[str]:
+        return sorted(s["span_id"] for s in reader.traces(f)["spans"])
+
+    trace = con.execute("SELECT min(trace_id) FROM span_rows WHERE room = 'kitchen'").fetchone()[0]
+    return {
+        "view": con.execute("SELECT * FROM spans ORDER BY span_id").fetchall(),
+        "tool": ids(SpanFilter(attrs=(("tool", "search"),), limit=10_000)),
+        "room+tool": ids(SpanFilter(room="attic", attrs=(("tool", "calc"),), limit=10_000)),
+        "past 16": ids(SpanFilter(attrs=(("extra.7", "x21-3-7"),))),
+        "any keyset": ids(SpanFilter(attrs=(("shared", "v1"),), limit=10_000)),
+        "has key": ids(SpanFilter(attrs=(("extra.0", None),), limit=10_000)),
+        "session": reader.session_spans("s-lobby", SpanFilter(limit=10_000))["spans"],
+        "trace": reader.trace(trace)["spans"],
+    }
+
+
+def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
+    store = filled_store(tmp_path)
+    con = store.cursor()
+    reader = Reader(con)
+    keysets = con.execute("SELECT count(*) FROM attribute_keysets WHERE 'shared' IN keys")
+    assert keysets.fetchone()[0] > 1  # several keysets place "shared" differently
+    before = reads(reader, con)
+    assert len(before["past 16"]) == 1 and before["tool"] and before["has key"]
+    assert before["any keyset"] and before["room+tool"]
+    total = len(before["view"])
+    assert compact_all(store, 1, 0, now_ns=BASE + 5 * HOUR) == total
+    assert con.execute("SELECT count(*) FROM span_archive").fetchone() == (total,)
+    assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
+    assert reads(reader, con) == before
+    # Values by position: those past the 16th of an 18- or 20-attribute span in attribute_rest.
+    rest = con.execute(
+        f"SELECT v{POSITIONS}, len(attribute_rest) FROM span_archive"
+        " WHERE attribute_rest IS NOT NULL"
+    ).fetchall()
+    assert rest and all(v is not None and n >= 10 + EXTRA - POSITIONS for v, n in rest)
+    reader.close()
+    store.close()
+
+
+def test_a_key_in_more_keysets_than_case_branches_is_found_in_both_tables(tmp_path, monkeypatch):
+    """Past CASE_LIMIT keysets, the search looks the key's position up per row instead."""
+    monkeypatch.setattr("query.search.CASE_LIMIT", 1)
+    assert CASE_LIMIT > 1
+    store = filled_store(tmp_path)
+    con = store.cursor()
+    reader = Reader(con)
+    f = SpanFilter(attrs=(("shared", "v0"),), limit=10_000)
+    before = sorted(s["span_id"] for s in reader.traces(f)["spans"])
+    compact_all(store, 1, 0, now_ns=BASE + 2 * HOUR)  # half archived, half not
+    assert con.execute("SELECT count(*) > 0 FROM span_archive").fetchone() == (True,)
+    assert con.execute("SELECT count(*) > 0 FROM span_data").fetchone() == (True,)
+    assert before and sorted(s["span_id"] for s in reader.traces(f)["spans"]) == before
+    reader.close()
+    store.close()
+
+
+def test_retention_and_prune_delete_archived_spans(tmp_path):
+    store = filled_store(tmp_path)
+    compact_all(store, 1, 0, now_ns=BASE + 2 * HOUR)  # hours 0-1 archived, 2-3 not
+    per_hour = 3 * 24
+    pruned = prune_connection(store.con, BASE + HOUR)
+    assert pruned.rows["spans"] == per_hour
+    left = store.con.execute("SELECT count(*) FROM span_archive").fetchone()[0]
+    assert left == per_hour
+    store.close()
+    db = str(tmp_path / "a.duckdb")
+    age = (time.time_ns() - (BASE + HOUR + HOUR // 2)) / 10**9 / 3600  # after hour 1 spans
+    result = CliRunner().invoke(main, ["--db", db, "prune", "--older-than", f"{age:.3f}h"])
+    assert result.exit_code == 0, result.output
+    assert read_store(db, "SELECT count(*) FROM span_archive") == [(0,)]
+    left = "SELECT count(*), min(epoch_ns(start_time)) >= ? FROM spans"
+    assert read_store(db, left, [BASE + 2 * HOUR]) == [(2 * per_hour, True)]
+
+
+def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ranges(tmp_path):
+    """A version-5 file (spans in span_data only, no span_rows) migrates to 6; its spans read
+    back the same, before and after compaction moves them."""
+    db = tmp_path / "v5.duckdb"
+    store = filled_store(tmp_path)
+    con = store.cursor()
+    before = reads(Reader(con), con)
+    con.close()
+    store.close()
+    con = duckdb.connect(str(tmp_path / "a.duckdb"))
+    for statement in ["DROP VIEW spans", "DROP VIEW span_rows", "DROP TABLE span_archive"]:
+        con.execute(statement)
+    con.execute(MIGRATIONS[4][0])  # version 5's spans view, over span_data
+    con.execute("UPDATE roomscope_meta SET value = '5' WHERE key = 'schema_version'")
+    con.close()
+    (tmp_path / "a.duckdb").rename(db)
+    store = DuckDBStore(db)
+    store.open()
+    con = store.cursor()
+    reader = Reader(con)
+    assert reads(reader, con) == before
+    compact_all(store, 1, 0, now_ns=BASE + 2 * HOUR)
+    assert con.execute("SELECT count(*) > 0 FROM span_archive").fetchone() == (True,)
+    assert reads(reader, con) == before
+    reader.close()
+    store.close()
+    assert read_store(db, "SELECT value FROM roomscope_meta") == [("6",)]
