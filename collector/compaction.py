@@ -11,11 +11,11 @@ row in ``span_clusters`` that records the range. Afterwards each room's spans of
 one or two row groups, whose zone maps let DuckDB skip every other row group for a room
 condition (searches; the reads of a session and of a trace add the room they know).
 
-The rewrite is one transaction, so a reader sees every span once, before or after it; a crash
-rolls it back and the job does the range again. Writes wait behind it (~2.3 s per million
+The move is one transaction, so a reader sees every span once, before or after it; a crash
+rolls it back and the job does the range again. Writes wait behind it (~5–7 s per million
 spans on this 2-core machine, README "Compaction"): exporters get the usual retryable answers
 when the queue fills meanwhile. Spans that arrive for an already compacted range (late, clock
-skew) stay where they land; only the time order of the newest data is kept, which the searches'
+skew) stay in span_data; only the time order of the newest data is kept, which the searches'
 newest-hour and newest-day tries rely on.
 """
 

@@ -151,7 +151,7 @@ def grpc_sender(target: str, bodies: list[bytes], spans: int, stop: threading.Ev
 
 # The benchmark's own spans (trace_request's room and project): a running collector may hold
 # other data, and its retention job may be deleting old spans while the benchmark runs.
-OWN_SPANS = "SELECT count(*) FROM span_data WHERE project = 'acme' AND room = 'lobby'"
+OWN_SPANS = "SELECT count(*) FROM span_rows WHERE project = 'acme' AND room = 'lobby'"
 
 
 def api_count(api: str) -> int:
