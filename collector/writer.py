@@ -239,11 +239,13 @@ class Writer:
             if isinstance(item, _Task):
                 item(self.store)
             elif item is not None:
-                group, stop = self._gather(item)
+                group, after = self._gather(item)
                 self._commit(group)
-                if stop:
+                if after is _STOP:
                     self._drain_and_stop()
                     return
+                if after is not None:
+                    after(self.store)
             if time.monotonic() >= next_sweep:
                 self._sweep()
                 self.stats["sweeps"] += 1
@@ -262,10 +264,14 @@ class Writer:
         except Exception as exc:
             log.warning("%s checkpoint failed: %s", what, exc)
 
-    def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+    def _gather(self, first: _Item) -> tuple[list[_Item], Any]:
         """The next group commit: what is queued, up to max_batch_records. When requests are
         still being decoded, wait up to LINGER_SECONDS for them: each group pays a commit and
-        the session bookkeeping once, so fewer, bigger groups cost less per record."""
+        the session bookkeeping once, so fewer, bigger groups cost less per record.
+
+        Also returns what ends the group early, to be done right after its commit: _STOP, or
+        a task (``run``). A task is not put back at the end of the queue: under sustained load
+        the queue never empties, and retention and compaction would wait for the load to end."""
         group = [first]
         n = first.decoded.accepted
         deadline = time.monotonic() + LINGER_SECONDS
@@ -280,14 +286,11 @@ class Writer:
                     item = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
-            if item is _STOP:
-                return group, True
-            if isinstance(item, _Task):  # runs after this group's commit (back of the queue)
-                self._queue.put(item)
-                break
+            if item is _STOP or isinstance(item, _Task):
+                return group, item
             group.append(item)
             n += item.decoded.accepted
-        return group, False
+        return group, None
 
     def _drain_and_stop(self) -> None:
         while True:

@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from otlp_factory import kv, trace_request
+from reliability import wait_until
 
 from collector.decode import decode_body
 from collector.migrations import MIGRATIONS
@@ -245,5 +246,41 @@ def test_run_executes_on_the_writer_thread(tmp_path):
         with pytest.raises(ZeroDivisionError):
             writer.run(lambda s: 1 / 0).result(10)
     finally:
+        writer.stop()
+        store.close()
+
+
+def test_a_task_runs_within_a_group_commit_while_the_queue_never_empties(tmp_path):
+    """Under sustained load the queue always holds requests: a task (retention, compaction)
+    still runs right after the group commit that met it, not once the load ends."""
+    store = DuckDBStore(str(tmp_path / "busy.duckdb"))
+    store.open()
+    writer = Writer(store, test_delay=0.002)
+    writer.start()
+    body = trace_request(8, start_ns=time.time_ns()).SerializeToString()
+    feeding = threading.Event()
+    feeding.set()
+    sent = [0]
+
+    def feed() -> None:  # keeps 16 requests queued behind the one being committed
+        inflight = []
+        while feeding.is_set():
+            inflight.append(writer.submit(decode_body("traces", body, "protobuf", Tagger())))
+            sent[0] += 1
+            if len(inflight) >= 16:
+                inflight.pop(0).result(10)
+        for f in inflight:
+            f.result(10)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        wait_until(lambda: sent[0] >= 32, 10, "the first requests")
+        task = writer.run(lambda s: sent[0])
+        at = task.result(5)  # with the task re-queued behind new requests: still waiting
+        assert feeding.is_set() and sent[0] - at < 200
+    finally:
+        feeding.clear()
+        feeder.join(10)
         writer.stop()
         store.close()
