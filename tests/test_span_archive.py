@@ -77,6 +77,13 @@ def reads(reader: Reader, con: duckdb.DuckDBPyConnection) -> dict:
 
 def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
     store = filled_store(tmp_path)
+    # Ids the decoder never writes (not 16 lowercase hex digits) are kept as they are.
+    for odd in ("00000000000000AB", "abc", None):
+        store.con.execute(
+            "INSERT INTO span_data (room, span_id, name, start_time, duration_ns)"
+            " VALUES ('lobby', ?, 'odd', make_timestamp_ns(?), 1)",
+            [odd, BASE + 10**9],
+        )
     con = store.cursor()
     reader = Reader(con)
     keysets = con.execute("SELECT count(*) FROM attribute_keysets WHERE 'shared' IN keys")
@@ -89,6 +96,12 @@ def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
     assert con.execute("SELECT count(*) FROM span_archive").fetchone() == (total,)
     assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
     assert reads(reader, con) == before
+    # The ids as numbers, but for the odd ones (and none for the NULL one).
+    ids = con.execute(
+        "SELECT count(*) FILTER (WHERE span_key IS NOT NULL),"
+        " list(span_id ORDER BY span_id) FILTER (WHERE span_id IS NOT NULL) FROM span_archive"
+    ).fetchone()
+    assert ids == (total - 3, ["00000000000000AB", "abc"])
     # Values by position: those past the 16th of an 18- or 20-attribute span in attribute_rest.
     rest = con.execute(
         f"SELECT v{POSITIONS}, len(attribute_rest) FROM span_archive"
