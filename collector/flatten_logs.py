@@ -1,11 +1,12 @@
-"""ExportLogsServiceRequest → an Arrow table of the ``logs`` table."""
+"""ExportLogsServiceRequest → an Arrow table of ``log_data`` (each record's resource by id, the
+resources themselves in ``side["resources"]``, as for spans)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
 from .attributes import attr_dict, body_text
-from .columns import MAX_TS, Decoded, MapColumn, id_hex
+from .columns import MAX_TS, Decoded, MapColumn, id_hex, resource_rows
 from .schema import ARROW_SCHEMAS
 from .tagging import Tagger
 
@@ -16,10 +17,12 @@ def flatten_logs(req, tagger: Tagger, received_ns: int) -> Decoded:
     tag_keys = tagger.all_keys
     cols: dict[str, list] = {f.name: [] for f in SCHEMA}
     attrs = MapColumn()
-    res_attrs = MapColumn()
+    res_attrs = MapColumn()  # one row per resource
+    ctx: list[int] = []  # each record's resource
     out = Decoded("logs", pa.table({}))
-    for rl in req.resource_logs:
+    for r, rl in enumerate(req.resource_logs):
         rattrs = attr_dict(rl.resource.attributes)
+        res_attrs.add_dict(rattrs)
         rtags = tagger.resource_tags(rattrs)
         service = rattrs.get("service.name")
         for sl in rl.scope_logs:
@@ -54,16 +57,19 @@ def flatten_logs(req, tagger: Tagger, received_ns: int) -> Decoded:
                 cols["scope_version"].append(scope.version or None)
                 cols["event_name"].append(lr.event_name or None)
                 attrs.add_dict(own)
-                res_attrs.add_dict(rattrs)
+                ctx.append(r)
                 cols["dropped_attributes_count"].append(lr.dropped_attributes_count)
     n = len(cols["time"])
     cols["received_at"] = [received_ns] * n
+    resource_ids, out.side["resources"] = resource_rows(
+        res_attrs.array(), pa.array(ctx, pa.int32())
+    )
     arrays = []
     for f in SCHEMA:
         if f.name == "attributes":
             arrays.append(attrs.array())
-        elif f.name == "resource_attributes":
-            arrays.append(res_attrs.array())
+        elif f.name == "resource_id":
+            arrays.append(resource_ids)
         else:
             arrays.append(pa.array(cols[f.name], f.type))
     out.table = pa.Table.from_arrays(arrays, schema=SCHEMA)

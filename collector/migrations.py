@@ -15,8 +15,10 @@ from .schema import (
     TRACE_INDEX_SQL,
     TRACE_KEY,
     TS,
+    V1_LOGS,
     V1_SPANS,
     create_table_sql,
+    logs_view_sql,
     spans_view_sql,
 )
 
@@ -69,11 +71,27 @@ _V3_FROM_V2 = [
     SPANS_VIEW_SQL,
 ]
 
+# Version 6 moves the log records into log_data. Their resources get DuckDB's hash as id, as
+# version 3 did for the spans' (new rows get collector.columns' ids; one id still names one
+# set of attributes).
+_V6_LOG_DATA = [
+    create_table_sql("log_data"),
+    "INSERT INTO resources SELECT hash(resource_attributes) AS id, any_value(resource_attributes)"
+    " FROM logs WHERE id NOT IN (SELECT resource_id FROM resources) GROUP BY id",
+    "INSERT INTO log_data SELECT "
+    + ", ".join(
+        "hash(resource_attributes)" if c == "resource_id" else c for c, _ in TABLES["log_data"]
+    )
+    + " FROM logs ORDER BY time",
+    "DROP TABLE logs",
+    logs_view_sql(),
+]
+
 # Each migration takes the file from version N-1 to N; a new file runs them all (version 1
 # creates the tables as they were then).
 MIGRATIONS: dict[int, list[str]] = {
     1: [
-        create_table_sql(t, V1_SPANS if t == "spans" else None)
+        create_table_sql(t, {"spans": V1_SPANS, "logs": V1_LOGS}.get(t))
         for t in ("spans", "logs", "metric_points", "sessions", "session_events")
     ],
     2: [
@@ -87,7 +105,8 @@ MIGRATIONS: dict[int, list[str]] = {
     4: [SPANS_VIEW_SQL],
     # trace_index gets the spans' room; span_clusters (collector.compaction) starts empty.
     5: [*_V5_TRACE_INDEX, SPAN_CLUSTERS_SQL],
-    # span_archive (settled spans, values by position) and span_rows over both tables.
-    6: span_archive.MIGRATION,
+    # span_archive (settled spans, values by position) and span_rows over both tables; log
+    # records in log_data with a resource id, behind the logs view.
+    6: [*span_archive.MIGRATION, *_V6_LOG_DATA],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION

@@ -34,7 +34,7 @@ SLICE_NS = 3_600 * 10**9  # one hour of data per delete transaction
 STORED = [
     ("spans", storage_table("spans"), "start_time"),
     ("spans", ARCHIVE, "start_time"),
-    ("logs", "logs", "time"),
+    ("logs", storage_table("logs"), "time"),
     ("metric_points", "metric_points", "time"),
 ]
 _AGE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)?\s*$")

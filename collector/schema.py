@@ -51,6 +51,29 @@ V1_SPANS: list[tuple[str, str]] = [
     ("received_at", TS),
 ]
 
+# The logs table as versions 1 to 5 stored it (SPEC 4's columns, in its order).
+V1_LOGS: list[tuple[str, str]] = [
+    ("project", "VARCHAR"),
+    ("room", "VARCHAR"),
+    ("session_id", "VARCHAR"),
+    ("time", TS),
+    ("observed_time", TS),
+    ("severity_number", "INTEGER"),
+    ("severity_text", "VARCHAR"),
+    ("body", "VARCHAR"),
+    ("trace_id", "VARCHAR"),
+    ("span_id", "VARCHAR"),
+    ("flags", "UINTEGER"),
+    ("service_name", "VARCHAR"),
+    ("scope_name", "VARCHAR"),
+    ("scope_version", "VARCHAR"),
+    ("event_name", "VARCHAR"),
+    ("attributes", MAP),
+    ("resource_attributes", MAP),
+    ("dropped_attributes_count", "UINTEGER"),
+    ("received_at", TS),
+]
+
 # How version 3's span_data stores the spans columns it does not keep as they are (see
 # STORAGE_TABLES below); every other column keeps its name, type and place.
 _STORED_AS: dict[str, list[tuple[str, str]]] = {
@@ -64,26 +87,10 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "span_data": [
         column for name, sql_type in V1_SPANS for column in _STORED_AS.get(name, [(name, sql_type)])
     ],
-    "logs": [
-        ("project", "VARCHAR"),
-        ("room", "VARCHAR"),
-        ("session_id", "VARCHAR"),
-        ("time", TS),
-        ("observed_time", TS),
-        ("severity_number", "INTEGER"),
-        ("severity_text", "VARCHAR"),
-        ("body", "VARCHAR"),
-        ("trace_id", "VARCHAR"),
-        ("span_id", "VARCHAR"),
-        ("flags", "UINTEGER"),
-        ("service_name", "VARCHAR"),
-        ("scope_name", "VARCHAR"),
-        ("scope_version", "VARCHAR"),
-        ("event_name", "VARCHAR"),
-        ("attributes", MAP),
-        ("resource_attributes", MAP),
-        ("dropped_attributes_count", "UINTEGER"),
-        ("received_at", TS),
+    # Version 6: the logs' resources stored once, as the spans' are (see STORAGE_TABLES).
+    "log_data": [
+        ("resource_id", "UBIGINT") if name == "resource_attributes" else (name, sql_type)
+        for name, sql_type in V1_LOGS
     ],
     "metric_points": [
         ("project", "VARCHAR"),
@@ -164,8 +171,9 @@ SIGNAL_TABLES = ("spans", "logs", "metric_points")
 # resource id instead of the resource's attributes, which live once in ``resources``; and its
 # attributes as the id of their key list (``attribute_keysets``, one row per distinct list of
 # keys, e.g. one per instrumented operation) plus the list of values in the same order. DuckDB
-# appends a VARCHAR[] ~1.6x faster than a MAP and the keys are not stored per span.
-STORAGE_TABLES = {"spans": "span_data", "logs": "logs", "metric_points": "metric_points"}
+# appends a VARCHAR[] ~1.6x faster than a MAP and the keys are not stored per span. Since
+# version 6 log records are in ``log_data`` behind the ``logs`` view, with a resource id too.
+STORAGE_TABLES = {"spans": "span_data", "logs": "log_data", "metric_points": "metric_points"}
 
 
 def storage_table(signal: str) -> str:
@@ -272,6 +280,18 @@ def spans_view_sql(source: str, attributes: str) -> str:
     columns = ", ".join(f"{derived[c]} AS {c}" if c in derived else f"s.{c}" for c, _ in V1_SPANS)
     joins = SPAN_JOINS.format(s="s", r="r", k="k")
     return f"CREATE OR REPLACE VIEW spans AS SELECT {columns} FROM {source} s {joins}"
+
+
+def logs_view_sql() -> str:
+    """SPEC 4's ``logs`` view (version 6): log_data with resource_attributes put back."""
+    columns = ", ".join(
+        "r.attributes AS resource_attributes" if c == "resource_attributes" else f"l.{c}"
+        for c, _ in V1_LOGS
+    )
+    return (
+        f"CREATE OR REPLACE VIEW logs AS SELECT {columns} FROM log_data l"
+        " LEFT JOIN resources r ON r.resource_id = l.resource_id"
+    )
 
 
 def create_table_sql(table: str, columns: list[tuple[str, str]] | None = None) -> str:

@@ -81,7 +81,7 @@ RECOUNT_SQL = """
 WITH active AS (SELECT session_id FROM sessions WHERE ended_at IS NULL),
 s AS (SELECT session_id, count(*) AS n, count_if(status_code = 'ERROR') AS e FROM span_rows
       WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1),
-l AS (SELECT session_id, count(*) AS n, count_if(severity_number >= 17) AS e FROM logs
+l AS (SELECT session_id, count(*) AS n, count_if(severity_number >= 17) AS e FROM log_data
       WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1),
 m AS (SELECT session_id, count(*) AS n FROM metric_points
       WHERE session_id IN (SELECT session_id FROM active) GROUP BY 1)

@@ -219,14 +219,22 @@ class DuckDBStore:
         return batch, set(fresh)
 
     def prune_shared(self) -> int:
-        """Delete the resources and keysets no span refers to any more (after retention)."""
+        """Delete the resources and keysets no span or log record refers to any more (after
+        retention)."""
+        users = {
+            "resources": ("resource_id", [SPAN_ROWS, storage_table("logs")]),
+            "attribute_keysets": ("attribute_keyset", [SPAN_ROWS]),
+        }
         deleted = 0
         with transaction(self.con) as con:
             for table, id_column in SHARED_TABLES.items():
-                column = "resource_id" if table == "resources" else "attribute_keyset"
+                column, sources = users[table]
+                used = " UNION ".join(
+                    f"SELECT {column} FROM {source} WHERE {column} IS NOT NULL"
+                    for source in sources
+                )
                 row = con.execute(
-                    f"DELETE FROM {table} WHERE {id_column} NOT IN"
-                    f" (SELECT DISTINCT {column} FROM {SPAN_ROWS} WHERE {column} IS NOT NULL)"
+                    f"DELETE FROM {table} WHERE {id_column} NOT IN ({used})"
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
         self._load_known()

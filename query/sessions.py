@@ -54,7 +54,7 @@ def resolve_session(
     if row is None:
         row = con.execute(
             "(SELECT 1 FROM span_rows WHERE session_id = $1 LIMIT 1)"
-            " UNION ALL (SELECT 1 FROM logs WHERE session_id = $1 LIMIT 1)"
+            " UNION ALL (SELECT 1 FROM log_data WHERE session_id = $1 LIMIT 1)"
             " UNION ALL (SELECT 1 FROM metric_points WHERE session_id = $1 LIMIT 1) LIMIT 1",
             [session_id],
         ).fetchone()
@@ -67,7 +67,7 @@ def resolve_session(
 # column counts them.
 _WINDOW = {
     "spans": ("span_rows", "start_time", "span_count"),
-    "logs": ("logs", "time", "log_count"),
+    "logs": ("log_data", "time", "log_count"),
 }
 
 
@@ -123,7 +123,7 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
         FROM session_events WHERE session_id = ?
         UNION ALL
         SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2
-        FROM logs WHERE session_id = ?{lwin}
+        FROM log_data WHERE session_id = ?{lwin}
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3

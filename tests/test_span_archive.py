@@ -16,14 +16,17 @@ import time
 import duckdb
 from click.testing import CliRunner
 from conftest import read_store
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from otlp_factory import kv, trace_request
 from test_span_storage import write
 
 from collector.compaction import compact_all
+from collector.decode import decode_body
 from collector.migrations import MIGRATIONS
 from collector.retention import prune_connection
 from collector.span_archive import POSITIONS
 from collector.store import DuckDBStore
+from collector.tagging import Tagger
 from query.cli import main
 from query.filters import SpanFilter
 from query.reader import Reader
@@ -56,6 +59,23 @@ def filled_store(tmp_path) -> DuckDBStore:
         for j, room in enumerate(("lobby", "kitchen", "attic")):
             write(store, varied_request(h, room, seed=h * 10 + j))
     return store
+
+
+ALL_LOGS = "SELECT * FROM logs ORDER BY time, body"
+
+
+def write_logs(store: DuckDBStore) -> None:
+    """Log records of two resources (two rooms' services)."""
+    req = ExportLogsServiceRequest()
+    for r, room in enumerate(("lobby", "kitchen")):
+        rl = req.resource_logs.add()
+        rl.resource.attributes.extend([kv("service.name", f"svc-{r}"), kv("room", room)])
+        scope = rl.scope_logs.add()
+        for i in range(5):
+            lr = scope.log_records.add(time_unix_nano=BASE + i * 10**9, severity_number=9 + 4 * r)
+            lr.body.string_value = f"{room} {i}"
+    d = decode_body("logs", req.SerializeToString(), "protobuf", Tagger())
+    store.write({**{k: [t] for k, t in d.side.items()}, "logs": [d.table]})
 
 
 def reads(reader: Reader, con: duckdb.DuckDBPyConnection) -> dict:
@@ -152,12 +172,22 @@ def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ra
     back the same, before and after compaction moves them."""
     db = tmp_path / "v5.duckdb"
     store = filled_store(tmp_path)
+    write_logs(store)
     con = store.cursor()
     before = reads(Reader(con), con)
+    logs = con.execute(ALL_LOGS).fetchall()
     con.close()
     store.close()
     con = duckdb.connect(str(tmp_path / "a.duckdb"))
-    for statement in ["DROP VIEW spans", "DROP VIEW span_rows", "DROP TABLE span_archive"]:
+    for statement in [
+        "DROP VIEW spans",
+        "DROP VIEW span_rows",
+        "DROP TABLE span_archive",
+        "CREATE TABLE logs_v5 AS SELECT * FROM logs",  # version 5's logs table
+        "DROP VIEW logs",
+        "DROP TABLE log_data",
+        "ALTER TABLE logs_v5 RENAME TO logs",
+    ]:
         con.execute(statement)
     con.execute(MIGRATIONS[4][0])  # version 5's spans view, over span_data
     con.execute("UPDATE roomscope_meta SET value = '5' WHERE key = 'schema_version'")
@@ -168,9 +198,28 @@ def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ra
     con = store.cursor()
     reader = Reader(con)
     assert reads(reader, con) == before
+    assert con.execute(ALL_LOGS).fetchall() == logs
+    assert con.execute("SELECT count(*) FROM log_data").fetchone() == (len(logs),)
     compact_all(store, 1, 0, now_ns=BASE + 2 * HOUR)
     assert con.execute("SELECT count(*) > 0 FROM span_archive").fetchone() == (True,)
     assert reads(reader, con) == before
     reader.close()
     store.close()
     assert read_store(db, "SELECT value FROM roomscope_meta") == [("6",)]
+
+
+def test_log_records_refer_to_their_resource_which_retention_keeps_while_they_use_it(tmp_path):
+    store = DuckDBStore(tmp_path / "l.duckdb")
+    store.open()
+    write_logs(store)
+    con = store.con
+    resources = "SELECT count(*) FROM resources"
+    assert con.execute(resources).fetchone() == (2,)
+    rooms = "SELECT resource_attributes['room'], count(*) FROM logs GROUP BY 1 ORDER BY 1"
+    assert con.execute(rooms).fetchall() == [("kitchen", 5), ("lobby", 5)]
+    assert store.prune_shared() == 0  # both in use
+    assert prune_connection(con, BASE + 3 * 10**9).rows["logs"] == 6  # records 0-2 of each
+    assert store.prune_shared() == 0 and con.execute(resources).fetchone() == (2,)
+    assert prune_connection(con, BASE + HOUR).rows["logs"] == 4
+    assert store.prune_shared() == 2 and con.execute(resources).fetchone() == (0,)
+    store.close()
