@@ -8,7 +8,7 @@ import duckdb
 
 from .errors import NotFound
 from .filters import LogFilter, MetricFilter, SessionFilter
-from .records import fetch_records, select_list
+from .records import fetch_records, log_rows_sql, select_list
 from .search import log_where, metric_where, session_where, where_sql
 
 Record = dict[str, Any]
@@ -140,13 +140,11 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
 def session_logs(con: duckdb.DuckDBPyConnection, session_id: str, f: LogFilter) -> list[Record]:
     conds, params = log_where(f)
     window, wparams = session_window(con, session_id, "logs")
-    sql = f"SELECT {select_list('logs')} FROM logs{where_sql(['session_id = ?', *conds])}"
-    sql += window + " ORDER BY time, received_at"
+    where = where_sql(["session_id = ?", *conds]) + window
     args = [session_id, *params, *wparams]
     if f.limit is not None:
-        sql += " LIMIT ?"
         args.append(f.limit)
-    return fetch_records(con, sql, args)
+    return fetch_records(con, log_rows_sql(where, "time, received_at", f.limit is not None), args)
 
 
 def session_metrics(
