@@ -147,8 +147,12 @@ class DuckDBStore:
                 )
         try:
             self._con = duckdb.connect(
-                self.path, config={"storage_compatibility_version": STORAGE_VERSION}
+                self.path,
+                config={"storage_compatibility_version": STORAGE_VERSION},
             )
+            # A long statement (a migration, a compaction) would draw a progress bar on the
+            # collector's stderr.
+            self._con.execute("SET enable_progress_bar = false")
             # The writer checkpoints at checkpoint_wal_bytes itself (with every core, see
             # checkpoint()); DuckDB's own trigger, inside a commit, is only the safety net.
             limit = 2 * int(self.checkpoint_wal_bytes)
