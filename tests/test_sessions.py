@@ -1,4 +1,5 @@
-"""Sessions (SPEC 3): explicit ids, inference by time, late data, counts, idle sweep, rollback."""
+"""Sessions (SPEC 3): explicit ids, inference by time, late data, counts, idle sweep, restart
+(the tracker with a store alone: test_sessions_store.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,10 @@ import time
 from collections.abc import Callable
 
 import httpx
-import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from otel_sdk import pipeline
 from otlp_factory import kv, trace_request
-
-from collector.sessions import SessionTracker
-from collector.store import DuckDBStore
 
 S = 1_000_000_000
 IDLE = 300 * S
@@ -273,61 +270,6 @@ def test_idle_sweep_ends_a_session_and_late_data_joins_it(start_collector):
     assert ("session.ended", t0 + 800_000_000, '{"reason": "idle"}') in events(collector, "short")
 
 
-def test_a_failed_commit_leaves_the_tracker_as_it_was(tmp_path):
-    store = DuckDBStore(tmp_path / "s.duckdb")
-    store.open()
-    tracker = SessionTracker(idle_timeout=300)
-    from collector.decode import flatten
-    from collector.tagging import Tagger
-
-    batch = flatten("traces", spans(8, "lobby", time.time_ns()), Tagger()).table
-    tables, plan = tracker.prepare({"spans": [batch]}, time.time_ns())
-    assert plan is not None
-
-    def boom(con):
-        plan.apply(con)
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        store.write(tables, boom)
-    assert tracker.active() == [] and store.cursor().execute(
-        "SELECT count(*) FROM sessions"
-    ).fetchall() == [(0,)]
-    tables, plan = tracker.prepare({"spans": [batch]}, time.time_ns())
-    store.write(tables, plan.apply)
-    tracker.commit(plan)
-    (s,) = tracker.active()
-    assert s.span_count == 8
-    assert store.cursor().execute("SELECT span_count FROM sessions").fetchall() == [(8,)]
-    store.close()
-
-
-def test_after_a_store_reopen_the_tracker_reads_the_file_again(tmp_path):
-    """A commit that raised but reached the file (WAL written, error reported) must not be lost
-    from the counts: once the writer reopens the store, the tracker reloads from it."""
-    from collector.decode import flatten
-    from collector.tagging import Tagger
-
-    store = DuckDBStore(tmp_path / "s.duckdb")
-    store.open()
-    tracker = SessionTracker(idle_timeout=300)
-    tracker.attach(store)
-    t0 = time.time_ns() - 60 * S
-    first = flatten("traces", spans(8, "lobby", t0), Tagger()).table
-    tables, plan = tracker.prepare({"spans": [first]}, time.time_ns())
-    store.write(tables, plan.apply)  # committed, but the writer saw an error: no tracker.commit
-    store.reopen()
-    second = flatten("traces", spans(4, "lobby", t0 + S, seed=5), Tagger()).table
-    tables, plan = tracker.prepare({"spans": [second]}, time.time_ns())
-    store.write(tables, plan.apply)
-    tracker.commit(plan)
-    cur = store.cursor()
-    assert cur.execute("SELECT span_count FROM sessions").fetchall() == [(12,)]
-    assert cur.execute("SELECT count(DISTINCT session_id) FROM spans").fetchall() == [(1,)]
-    cur.close()
-    store.close()
-
-
 def test_restart_in_process_keeps_the_session(start_collector, tmp_path):
     db = tmp_path / "restart.duckdb"
     first = start_collector(db=db)
@@ -348,60 +290,3 @@ def test_tracking_can_be_turned_off(start_collector):
     assert sessions(collector) == []
     rows = collector.query("SELECT session_id, count(*) FROM spans GROUP BY 1 ORDER BY 1")
     assert rows == [("given", 4), (None, 4)]
-
-
-def test_under_load_session_rows_are_written_by_a_later_flush_and_a_crash_recounts(tmp_path):
-    """With more data queued, a group commit leaves changes to existing session rows pending
-    (records, events and new sessions are written at once); a flushing commit or the sweep writes
-    them. After a crash with changes pending, start-up counts the active sessions' records again."""
-    from collector.decode import flatten
-    from collector.tagging import Tagger
-
-    store = DuckDBStore(tmp_path / "s.duckdb")
-    store.open()
-    tracker = SessionTracker(idle_timeout=300)
-    tracker.attach(store)
-    t0 = time.time_ns() - 60 * S
-
-    def commit(seed: int, flush: bool) -> None:
-        batch = flatten("traces", spans(8, "lobby", t0 + seed * S, seed=seed), Tagger()).table
-        tables, plan = tracker.prepare({"spans": [batch]}, time.time_ns(), flush=flush)
-        store.write(tables, plan.apply)
-        tracker.commit(plan)
-
-    def row() -> list[tuple]:
-        return store.cursor().execute("SELECT span_count FROM sessions").fetchall()
-
-    commit(0, flush=False)  # a new session: its row is written now
-    assert row() == [(8,)]
-    commit(1, flush=False)
-    commit(2, flush=False)
-    assert row() == [(8,)] and tracker.active()[0].span_count == 24
-    commit(3, flush=True)
-    assert row() == [(32,)]
-    # once the row is written, reads of the session (pruned by its window) see every record
-    from query.filters import SpanFilter
-    from query.traces import session_spans
-
-    sid = tracker.active()[0].session_id
-    assert len(session_spans(store.cursor(), sid, SpanFilter())) == 32
-    commit(4, flush=False)
-    assert row() == [(32,)]
-    plan = tracker.sweep(time.time_ns())  # nothing idle yet, but the pending change goes out
-    store.write({}, plan.apply)
-    tracker.commit(plan)
-    assert row() == [(40,)]
-
-    commit(5, flush=False)
-    store.close()  # "crash": the tracker's pending change is lost with the process
-    store = DuckDBStore(tmp_path / "s.duckdb")
-    store.open()
-    assert row() == [(40,)]
-    tracker = SessionTracker(idle_timeout=300)
-    tracker.attach(store)
-    assert tracker.active()[0].span_count == 48
-    plan = tracker.sweep(time.time_ns())
-    store.write({}, plan.apply)
-    tracker.commit(plan)
-    assert row() == [(48,)]
-    store.close()
