@@ -183,11 +183,13 @@ def storage_table(signal: str) -> str:
 # Shared rows the spans refer to: table → its id column.
 SHARED_TABLES = {"resources": "resource_id", "attribute_keysets": "keyset_id"}
 
-# A span row ``s`` joined to its resource ``r`` and its keyset ``k``.
+# A span row ``s`` joined to its resource ``r`` and its keyset ``k``; a log_data row ``l`` to
+# its resource ``r``.
+RESOURCE_JOIN = "LEFT JOIN resources {r} ON {r}.resource_id = {s}.resource_id"
 SPAN_JOINS = (
-    "LEFT JOIN resources {r} ON {r}.resource_id = {s}.resource_id"
-    " LEFT JOIN attribute_keysets {k} ON {k}.keyset_id = {s}.attribute_keyset"
+    RESOURCE_JOIN + " LEFT JOIN attribute_keysets {k} ON {k}.keyset_id = {s}.attribute_keyset"
 )
+LOG_JOINS = RESOURCE_JOIN.format(r="r", s="l")
 
 _MAP_PA = pa.map_(pa.string(), pa.string())
 _TS_PA = pa.timestamp("ns")
@@ -288,10 +290,7 @@ def logs_view_sql() -> str:
         "r.attributes AS resource_attributes" if c == "resource_attributes" else f"l.{c}"
         for c, _ in V1_LOGS
     )
-    return (
-        f"CREATE OR REPLACE VIEW logs AS SELECT {columns} FROM log_data l"
-        " LEFT JOIN resources r ON r.resource_id = l.resource_id"
-    )
+    return f"CREATE OR REPLACE VIEW logs AS SELECT {columns} FROM log_data l {LOG_JOINS}"
 
 
 def create_table_sql(table: str, columns: list[tuple[str, str]] | None = None) -> str:

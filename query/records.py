@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector.schema import SPAN_JOINS, TABLES, TS, V1_SPANS
+from collector.schema import LOG_JOINS, SPAN_JOINS, TABLES, TS, V1_SPANS
 from collector.span_archive import SPAN_ATTRIBUTES, SPAN_ROWS
 
 # The columns of each table that the read side returns (SPEC 4), in table order.
@@ -108,10 +108,7 @@ def log_rows_sql(where: str, order: str, limit: bool = False) -> str:
     ``logs`` view, the benchmark's ``session logs S --severity error`` took 11.2 ms warm at
     10 M spans; this way 8.1)."""
     inner = f"SELECT * FROM log_data{where} ORDER BY {order}" + (" LIMIT ?" if limit else "")
-    return (
-        f"SELECT {select_list('logs', 'l')} FROM ({inner}) l"
-        f" LEFT JOIN resources r ON r.resource_id = l.resource_id ORDER BY {order}"
-    )
+    return f"SELECT {select_list('logs', 'l')} FROM ({inner}) l {LOG_JOINS} ORDER BY {order}"
 
 
 def format_ts(ns: int | None) -> str | None:
