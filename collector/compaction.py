@@ -137,7 +137,7 @@ class Compaction(Periodic):
         self.cursor = cursor  # DuckDBStore.cursor: plans are read beside the writer
         self.rows = rows
         self.after_ns = int(after * 1e9)
-        self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a rewrite
+        self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a move
         self.stats.update(chunks=0, spans=0)
 
     @classmethod
