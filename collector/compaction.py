@@ -17,6 +17,10 @@ spans on this 2-core machine, README "Compaction"): exporters get the usual retr
 when the queue fills meanwhile. Spans that arrive for an already compacted range (late, clock
 skew) stay in span_data; only the time order of the newest data is kept, which the searches'
 newest-hour and newest-day tries rely on.
+
+After its moves, the job merges ranges of the archive into bigger ones, sorted by room again
+(``compaction.merge``, ``compaction.levels``; collector.archive_merge), piece by piece through
+the writer like the moves.
 """
 
 from __future__ import annotations
@@ -29,18 +33,18 @@ from typing import Any
 
 import duckdb
 
+from .archive_merge import Merge, Piece, add_cluster, finish_merge, merge_piece, next_merge, pieces
 from .errors import StoreError
 from .periodic import Periodic, Run
 from .retention import parse_age
 from .schema import SPAN_CLUSTERS
-from .span_archive import ARCHIVE, ARCHIVE_SELECT
+from .span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, START_RANGE
 from .store import transaction
 
 log = logging.getLogger("roomscope.compaction")
 
 MINUTE_NS = 60 * 10**9
-SORT_KEY = "room, project, start_time"
-_RANGE = "start_time >= make_timestamp_ns(?) AND start_time < make_timestamp_ns(?)"
+_RANGE = START_RANGE.format(c="start_time")
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,6 @@ def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = N
     """Move the chunk's spans into span_archive sorted by room (one transaction, on the
     writer's connection); returns how many were moved."""
     bounds = [chunk.first_ns, chunk.last_ns]
-    clustered_at = time.time_ns() if now_ns is None else now_ns
     with transaction(con):
         (moved,) = con.execute(
             f"INSERT INTO {ARCHIVE} SELECT {ARCHIVE_SELECT} FROM span_data WHERE {_RANGE}"
@@ -99,11 +102,7 @@ def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = N
         (deleted,) = con.execute(f"DELETE FROM span_data WHERE {_RANGE}", bounds).fetchone()
         if deleted != moved:  # cannot happen: rolled back rather than keep two copies
             raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
-        con.execute(
-            f"INSERT INTO {SPAN_CLUSTERS} VALUES (make_timestamp_ns(?), make_timestamp_ns(?),"
-            " ?, make_timestamp_ns(?))",
-            [*bounds, moved, clustered_at],
-        )
+        add_cluster(con, bounds, moved, 0, now_ns)
     return int(moved)
 
 
@@ -132,13 +131,17 @@ class Compaction(Periodic):
         after: float,
         interval: float = 60.0,
         max_age: float = 0.0,
+        merge: int = 0,
+        levels: int = 0,
     ):
         super().__init__(run, interval, enabled=rows > 0)
         self.cursor = cursor  # DuckDBStore.cursor: plans are read beside the writer
         self.rows = rows
         self.after_ns = int(after * 1e9)
         self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a move
-        self.stats.update(chunks=0, spans=0)
+        self.merge = merge  # collector.archive_merge: ranges per merge, and the highest level
+        self.levels = levels
+        self.stats.update(chunks=0, spans=0, merges=0, merged=0)
 
     @classmethod
     def from_settings(
@@ -151,6 +154,8 @@ class Compaction(Periodic):
             parse_age(s.get("compaction.after")),
             s.get("compaction.interval"),
             parse_age(s.get("retention.max_age")),
+            s.get("compaction.merge"),
+            s.get("compaction.levels"),
         )
 
     def run_once(self, now_ns: int | None = None) -> int:
@@ -177,15 +182,74 @@ class Compaction(Periodic):
                 # A backlog (a large store upgraded, compaction turned on) goes chunk after chunk:
                 # rest as long as the chunk took, so that ingest keeps half the writer meanwhile.
                 self._stop.wait(time.perf_counter() - started)
+            while not self.stopping and self._merge_once(con, now):
+                pass
         finally:
             con.close()
         self._finished(spans=moved)
         return moved
 
+    def _merge_once(self, con: duckdb.DuckDBPyConnection, now_ns: int) -> bool:
+        """Merge the next due ranges piece by piece through the writer, resting after each
+        piece as long as it took; False when none is due (or the job is stopping)."""
+        oldest = now_ns - self.max_age_ns if self.max_age_ns > 0 else None
+        plan = next_merge(con, self.merge, self.levels, oldest)
+        if plan is None:
+            return False
+        started = time.perf_counter()
+        spans = 0
+        for piece in pieces(con, plan, self.rows):
+            if self.stopping:  # the next run merges these ranges again, pieces done included
+                return False
+            began = time.perf_counter()
+            spans += self.run(lambda store, p=piece: _merge_on(store, plan, p)).result()
+            self.run(_checkpoint_if_free).result()
+            self._stop.wait(time.perf_counter() - began)
+        self.run(lambda store: finish_merge(store.con, plan, spans)).result()
+        log.info(
+            "merged %d ranges (%d spans, level %d) of %s in %.1f s",
+            plan.ranges,
+            spans,
+            plan.level + 1,
+            _range_text(Chunk(plan.first_ns, plan.last_ns, spans)),
+            time.perf_counter() - started,
+        )
+        with self.ran:
+            self.stats["merges"] += 1
+            self.stats["merged"] += spans
+        return True
+
 
 def _compact_on(store: Any, chunk: Chunk, now_ns: int) -> int:
     with store.all_cores():
         return compact(store.con, chunk, now_ns)
+
+
+def _merge_on(store: Any, plan: Merge, piece: Piece) -> int:
+    with store.all_cores():
+        return merge_piece(store.con, plan, piece)
+
+
+def _checkpoint_if_free(store: Any) -> None:
+    """Checkpoint after a merge piece (frees the old copies' row groups), unless DuckDB refuses
+    because of another write transaction (seen now and then right after a piece; the writer's
+    own checkpoints come soon anyway): failing here would make the next run redo the merge."""
+    try:
+        store.checkpoint()
+    except duckdb.TransactionException as exc:
+        log.debug("no checkpoint after a merge piece: %s", exc)
+
+
+def merge_all(store: Any, fanin: int, levels: int, rows: int) -> int:
+    """Every merge that is due, on ``store`` (a DuckDBStore nobody else writes: tests);
+    returns the spans rewritten."""
+    total = 0
+    while (plan := next_merge(store.con, fanin, levels)) is not None:
+        spans = sum(_merge_on(store, plan, p) for p in pieces(store.con, plan, rows))
+        finish_merge(store.con, plan, spans)
+        store.checkpoint()
+        total += spans
+    return total
 
 
 def _range_text(chunk: Chunk) -> str:

@@ -9,6 +9,7 @@ from .schema import (
     ATTRIBUTE_KEYS,
     ATTRIBUTE_KEYS_SQL,
     SCHEMA_VERSION,
+    SPAN_CLUSTERS,
     SPAN_CLUSTERS_SQL,
     TABLES,
     TRACE_INDEX,
@@ -108,5 +109,13 @@ MIGRATIONS: dict[int, list[str]] = {
     # span_archive (settled spans, values by position) and span_rows over both tables; log
     # records in log_data with a resource id, behind the logs view.
     6: [*span_archive.MIGRATION, *_V6_LOG_DATA],
+    # span_clusters gets each range's level (collector.archive_merge): 0 for those in
+    # span_archive, NULL for those that version 5 sorted in span_data.
+    7: [
+        f"ALTER TABLE {SPAN_CLUSTERS} ADD COLUMN level INTEGER",
+        f"UPDATE {SPAN_CLUSTERS} c SET level = 0 WHERE EXISTS (SELECT 1 FROM"
+        f" {span_archive.ARCHIVE} a WHERE a.start_time >= c.first_start"
+        " AND a.start_time < c.last_start)",
+    ],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION

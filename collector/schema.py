@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 6  # collector.migrations takes a file from any older one
+SCHEMA_VERSION = 7  # collector.migrations takes a file from any older one
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"
@@ -317,9 +317,11 @@ TRACE_INDEX_SQL = (
 TRACE_KEY = "CASE WHEN length({c}) >= 16 THEN TRY_CAST('0x' || {c}[1:16] AS UBIGINT) END"
 
 # Ranges of start_time [first_start, last_start) whose spans collector.compaction sorted by
-# room (version 5: rewritten in span_data; since version 6: moved into span_archive).
+# room (version 5: rewritten in span_data; since version 6: moved into span_archive). Version
+# 7 adds ``level``: 0 for a range that a move made, n + 1 for one that collector.archive_merge
+# made of ranges of level n, NULL for a range of version 5 (left in span_data, never merged).
 SPAN_CLUSTERS = "span_clusters"
-SPAN_CLUSTERS_SQL = (
+SPAN_CLUSTERS_SQL = (  # as version 5 made it; version 7 adds the level column
     f"CREATE TABLE IF NOT EXISTS {SPAN_CLUSTERS}"
     f" (first_start {TS}, last_start {TS}, spans BIGINT, clustered_at {TS})"
 )

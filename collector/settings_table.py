@@ -275,6 +275,25 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "compaction",
+        "merge",
+        4,
+        "Merge this many compacted ranges of one level, consecutive in time, into one range of"
+        " the next level, sorted by room again (in pieces of compaction.rows spans), so that a"
+        " room's spans fill fewer row groups; 0 turns merging off.",
+        int,
+        lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or at least 2",
+    ),
+    Setting(
+        "compaction",
+        "levels",
+        2,
+        "The highest level a merge makes: a span is rewritten at most this many times after"
+        " its move (with merge = 4, a level-2 range holds 16 x compaction.rows spans).",
+        int,
+        _non_negative,
+    ),
+    Setting(
+        "compaction",
         "interval",
         60.0,
         "Seconds between compaction runs.",

@@ -132,6 +132,7 @@ def test_store_written_through_the_write_path_indexes_each_trace_per_room(tmp_pa
         ("last_start", "TIMESTAMP_NS"),
         ("spans", "BIGINT"),
         ("clustered_at", "TIMESTAMP_NS"),
+        ("level", "INTEGER"),  # version 7
     ]
 
 

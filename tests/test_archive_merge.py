@@ -1,0 +1,208 @@
+"""Merging compacted ranges (collector.archive_merge): several ranges of span_archive become one,
+sorted by room again, in pieces; every span stays exactly once.
+
+Covers which ranges are due (the oldest consecutive ones of the lowest level, none past
+``compaction.levels``, none retention is about to delete), the merge itself (same rows before
+and after, the merged range room by room in storage order, one ``span_clusters`` row of the
+next level), a failed piece, the version 6 → 7 migration (levels of existing ranges), and the
+collector's job over HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+import pytest
+from otlp_factory import trace_request
+from test_compaction import BASE, HOUR, PER, ROOMS, all_spans, filled_store, post
+
+from collector.archive_merge import Merge, merge_piece, next_merge, pieces
+from collector.compaction import compact_all, merge_all
+from collector.store import DuckDBStore
+from query.filters import SpanFilter
+from query.reader import Reader
+
+HOUR_SPANS = PER * len(ROOMS)  # each hour's spans all start in its first minute
+
+
+def levels(con) -> list[tuple]:
+    return con.execute(
+        "SELECT level, spans, epoch_ns(first_start), epoch_ns(last_start) FROM span_clusters"
+        " ORDER BY first_start"
+    ).fetchall()
+
+
+def compacted_store(tmp_path, hours: int = 6) -> DuckDBStore:
+    """``hours`` ranges of level 0 in span_archive, one per hour."""
+    store = filled_store(tmp_path, hours)
+    assert compact_all(store, HOUR_SPANS, 0, now_ns=BASE + hours * HOUR) == hours * HOUR_SPANS
+    assert [lv for lv, *_ in levels(store.con)] == [0] * hours
+    return store
+
+
+def storage_order(con, first: int, last: int) -> list[tuple]:
+    """(room, start) of the archive's spans in [first, last), in storage order."""
+    rows = con.execute("SELECT room, epoch_ns(start_time) FROM span_archive ORDER BY rowid")
+    return [r for r in rows.fetchall() if first <= r[1] < last]
+
+
+def room_spans(reader: Reader, room: str) -> list[str]:
+    return sorted(s["span_id"] for s in reader.traces(SpanFilter(room=room, limit=9999))["spans"])
+
+
+def test_merging_keeps_every_span_once_and_sorts_each_merged_range_by_room(tmp_path):
+    store = compacted_store(tmp_path)
+    con = store.con
+    reader = Reader(store.cursor())
+    before = all_spans(con)
+    by_room = room_spans(reader, "b-room")
+    assert len(by_room) == 6 * PER
+    # Pairs of level 0 make three of level 1; the oldest two of those make one of level 2.
+    assert merge_all(store, fanin=2, levels=2, rows=HOUR_SPANS) == 6 * HOUR_SPANS + 4 * HOUR_SPANS
+    found = levels(con)
+    assert [(lv, n) for lv, n, *_ in found] == [(2, 4 * HOUR_SPANS), (1, 2 * HOUR_SPANS)]
+    assert found[0][3] == found[1][2]  # the ranges still follow each other
+    assert all_spans(con) == before
+    assert con.execute("SELECT count(*) FROM span_archive").fetchone() == (len(before),)
+    for _, spans, first, last in found:
+        part = storage_order(con, first, last)
+        assert len(part) == spans and part == sorted(part)  # room by room, each in time order
+        assert [r[0] for r in part[:: spans // 3]] == sorted(ROOMS)
+    assert room_spans(reader, "b-room") == by_room
+    # Nothing is due any more: one range of level 1 left, level 2 is the highest.
+    assert next_merge(con, 2, 2) is None
+    assert merge_all(store, 2, 2, HOUR_SPANS) == 0
+    reader.close()
+    store.close()
+
+
+def test_pieces_split_by_room_values_cover_every_span_once(tmp_path):
+    store = compacted_store(tmp_path, hours=2)
+    con = store.con
+    con.execute("UPDATE span_archive SET room = NULL WHERE rowid % 7 = 0")
+    merge = next_merge(con, 2, 1)
+    assert merge == Merge(0, BASE, levels(con)[-1][3], 2 * HOUR_SPANS, 2)
+    # Four pieces asked, three room values: the bounds are the rooms after the smallest.
+    slices = pieces(con, merge, rows=HOUR_SPANS // 2)
+    assert [p.where for p in slices] == [
+        "room < ?",
+        "room >= ? AND room < ?",
+        "(room >= ? OR room IS NULL)",
+    ]
+    counts = [
+        con.execute(
+            f"SELECT count(*) FROM span_archive WHERE {p.where}", list(p.params)
+        ).fetchone()[0]
+        for p in slices
+    ]
+    assert [p.params for p in slices] == [("b-room",), ("b-room", "c-room"), ("c-room",)]
+    assert sum(counts) == 2 * HOUR_SPANS and all(counts)
+    assert pieces(con, merge, rows=10 * HOUR_SPANS)[0].where == "TRUE"  # one piece
+    store.close()
+
+
+def test_which_ranges_are_due(tmp_path):
+    store = DuckDBStore(tmp_path / "d.duckdb")
+    store.open()
+    con = store.con
+
+    def ranges(*lv) -> None:
+        con.execute("DELETE FROM span_clusters")
+        for i, level in enumerate(lv):
+            con.execute(
+                "INSERT INTO span_clusters VALUES (make_timestamp_ns(?), make_timestamp_ns(?),"
+                " 10, NULL, ?)",
+                [BASE + i * HOUR, BASE + (i + 1) * HOUR, level],
+            )
+
+    ranges(None, 1, 0, 0, 1, 0, 0, 0)
+    # The oldest run of consecutive ranges of the lowest level.
+    assert next_merge(con, 2, 2) == Merge(0, BASE + 2 * HOUR, BASE + 4 * HOUR, 20, 2)
+    assert next_merge(con, 3, 2) == Merge(0, BASE + 5 * HOUR, BASE + 8 * HOUR, 30, 3)
+    assert next_merge(con, 4, 2) is None  # no four level-0 ranges follow each other
+    # Ranges retention is about to delete are left alone.
+    assert next_merge(con, 2, 2, oldest_ns=BASE + 3 * HOUR) == Merge(
+        0, BASE + 5 * HOUR, BASE + 7 * HOUR, 20, 2
+    )
+    ranges(1, 1, 0)
+    assert next_merge(con, 2, 2) == Merge(1, BASE, BASE + 2 * HOUR, 20, 2)
+    assert next_merge(con, 2, 1) is None  # level 1 is the highest
+    assert next_merge(con, 0, 2) is None and next_merge(con, 1, 2) is None  # merging off
+    ranges(None, None, None)  # version-5 ranges, sorted in span_data: never merged
+    assert next_merge(con, 2, 2) is None
+    store.close()
+
+
+def test_a_failed_piece_leaves_every_span_once_and_the_next_run_merges_again(tmp_path):
+    store = compacted_store(tmp_path, hours=2)
+    before = all_spans(store.con)
+    clusters = levels(store.con)
+    merge = next_merge(store.con, 2, 1)
+    piece = pieces(store.con, merge, HOUR_SPANS)[0]
+
+    class FailingDelete:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("DELETE"):
+                raise duckdb.IOException("disk went away")
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    with pytest.raises(duckdb.IOException):
+        merge_piece(FailingDelete(store.con), merge, piece)
+    assert all_spans(store.con) == before and levels(store.con) == clusters
+    assert merge_all(store, 2, 1, HOUR_SPANS) == 2 * HOUR_SPANS
+    assert all_spans(store.con) == before
+    assert [lv for lv, *_ in levels(store.con)] == [1]
+    store.close()
+
+
+def test_migration_to_version_7_gives_archived_ranges_level_0(tmp_path):
+    compacted_store(tmp_path, hours=2).close()
+    # Back to a version-6 file: span_clusters without levels, plus a range that version 5
+    # sorted in span_data.
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    con.execute("ALTER TABLE span_clusters DROP COLUMN level")
+    con.execute(
+        "INSERT INTO span_clusters VALUES (make_timestamp_ns(?), make_timestamp_ns(?), 5, NULL)",
+        [BASE - 2 * HOUR, BASE - HOUR],
+    )
+    con.execute("UPDATE roomscope_meta SET value = '6' WHERE key = 'schema_version'")
+    con.close()
+    store = DuckDBStore(tmp_path / "c.duckdb")
+    store.open()
+    assert [lv for lv, *_ in levels(store.con)] == [None, 0, 0]
+    meta = "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
+    assert store.con.execute(meta).fetchone() == ("7",)
+    store.close()
+
+
+def test_the_collectors_job_merges_compacted_ranges(start_collector):
+    settings = {
+        "compaction.rows": 100,
+        "compaction.after": "1h",
+        "compaction.interval": 0.05,
+        "compaction.merge": 2,
+        "compaction.levels": 1,
+    }
+    rc = start_collector(**settings)
+    for h in range(3):
+        for j, room in enumerate(ROOMS):
+            start = BASE + h * HOUR + j
+            post(rc, trace_request(PER, room=room, session=room, start_ns=start, seed=h * 10 + j))
+    job = rc.collector.compaction
+    deadline = time.monotonic() + 20
+    with job.ran:
+        while job.stats["merges"] < 1 or job.stats["spans"] < 3 * HOUR_SPANS:
+            assert job.ran.wait(max(0.0, deadline - time.monotonic())), job.stats
+    assert rc.query("SELECT level, spans FROM span_clusters ORDER BY first_start") == [
+        (1, 2 * HOUR_SPANS),
+        (0, HOUR_SPANS),
+    ]
+    assert rc.query("SELECT count(*), count(DISTINCT span_id) FROM spans") == [(360, 360)]
+    assert rc.query("SELECT count(*) FROM span_archive") == [(360,)]
