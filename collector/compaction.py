@@ -158,52 +158,67 @@ class Compaction(Periodic):
             s.get("compaction.levels"),
         )
 
-    def run_once(self, now_ns: int | None = None) -> int:
-        moved = 0
+    def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        """``fn`` on a cursor of its own, closed before the writer acts on what it planned: a
+        DuckDB cursor keeps its last query's transaction open, and while one older than a move
+        or a merge piece is open, checkpoints cannot free the row groups it deleted (the file
+        then grew by every merged span)."""
         con = self.cursor()
         try:
-            while not self.stopping:
-                now = time.time_ns() if now_ns is None else now_ns
-                oldest = now - self.max_age_ns if self.max_age_ns > 0 else None
-                chunk = next_chunk(con, now, self.rows, self.after_ns, oldest)
-                if chunk is None:
-                    break
-                started = time.perf_counter()
-                n = self.run(lambda store, c=chunk, t=now: _compact_on(store, c, t)).result()
-                self.run(lambda store: store.checkpoint()).result()
-                log.info(
-                    "compacted %d spans of %s in %.1f s",
-                    n,
-                    _range_text(chunk),
-                    time.perf_counter() - started,
-                )
-                moved += n
-                self.stats["chunks"] += 1
-                # A backlog (a large store upgraded, compaction turned on) goes chunk after chunk:
-                # rest as long as the chunk took, so that ingest keeps half the writer meanwhile.
-                self._stop.wait(time.perf_counter() - started)
-            while not self.stopping and self._merge_once(con, now):
-                pass
+            return fn(con)
         finally:
             con.close()
+
+    def run_once(self, now_ns: int | None = None) -> int:
+        moved = 0
+        while not self.stopping:
+            now = time.time_ns() if now_ns is None else now_ns
+            oldest = now - self.max_age_ns if self.max_age_ns > 0 else None
+            chunk = self._read(
+                lambda con, t=now, o=oldest: next_chunk(con, t, self.rows, self.after_ns, o)
+            )
+            if chunk is None:
+                break
+            started = time.perf_counter()
+            n = self.run(lambda store, c=chunk, t=now: _compact_on(store, c, t)).result()
+            self.run(lambda store: store.checkpoint()).result()
+            log.info(
+                "compacted %d spans of %s in %.1f s",
+                n,
+                _range_text(chunk),
+                time.perf_counter() - started,
+            )
+            moved += n
+            self.stats["chunks"] += 1
+            # A backlog (a large store upgraded, compaction turned on) goes chunk after chunk:
+            # rest as long as the chunk took, so that ingest keeps half the writer meanwhile.
+            self._stop.wait(time.perf_counter() - started)
+        while not self.stopping and self._merge_once(time.time_ns() if now_ns is None else now_ns):
+            pass
         self._finished(spans=moved)
         return moved
 
-    def _merge_once(self, con: duckdb.DuckDBPyConnection, now_ns: int) -> bool:
+    def _merge_once(self, now_ns: int) -> bool:
         """Merge the next due ranges piece by piece through the writer, resting after each
         piece as long as it took; False when none is due (or the job is stopping)."""
         oldest = now_ns - self.max_age_ns if self.max_age_ns > 0 else None
-        plan = next_merge(con, self.merge, self.levels, oldest)
-        if plan is None:
+
+        def plan_merge(con: duckdb.DuckDBPyConnection) -> tuple[Merge, list[Piece]] | None:
+            plan = next_merge(con, self.merge, self.levels, oldest)
+            return None if plan is None else (plan, pieces(con, plan, self.rows))
+
+        planned = self._read(plan_merge)
+        if planned is None:
             return False
+        plan, slices = planned
         started = time.perf_counter()
         spans = 0
-        for piece in pieces(con, plan, self.rows):
+        for piece in slices:
             if self.stopping:  # the next run merges these ranges again, pieces done included
                 return False
             began = time.perf_counter()
             spans += self.run(lambda store, p=piece: _merge_on(store, plan, p)).result()
-            self.run(_checkpoint_if_free).result()
+            self.run(lambda store: store.checkpoint()).result()
             self._stop.wait(time.perf_counter() - began)
         self.run(lambda store: finish_merge(store.con, plan, spans)).result()
         log.info(
@@ -228,16 +243,6 @@ def _compact_on(store: Any, chunk: Chunk, now_ns: int) -> int:
 def _merge_on(store: Any, plan: Merge, piece: Piece) -> int:
     with store.all_cores():
         return merge_piece(store.con, plan, piece)
-
-
-def _checkpoint_if_free(store: Any) -> None:
-    """Checkpoint after a merge piece (frees the old copies' row groups), unless DuckDB refuses
-    because of another write transaction (seen now and then right after a piece; the writer's
-    own checkpoints come soon anyway): failing here would make the next run redo the merge."""
-    try:
-        store.checkpoint()
-    except duckdb.TransactionException as exc:
-        log.debug("no checkpoint after a merge piece: %s", exc)
 
 
 def merge_all(store: Any, fanin: int, levels: int, rows: int) -> int:

@@ -18,7 +18,7 @@ from otlp_factory import trace_request
 from test_compaction import BASE, HOUR, PER, ROOMS, all_spans, filled_store, post
 
 from collector.archive_merge import Merge, merge_piece, next_merge, pieces
-from collector.compaction import compact_all, merge_all
+from collector.compaction import Compaction, compact_all, merge_all
 from collector.store import DuckDBStore
 from query.filters import SpanFilter
 from query.reader import Reader
@@ -159,6 +159,49 @@ def test_a_failed_piece_leaves_every_span_once_and_the_next_run_merges_again(tmp
     assert merge_all(store, 2, 1, HOUR_SPANS) == 2 * HOUR_SPANS
     assert all_spans(store.con) == before
     assert [lv for lv, *_ in levels(store.con)] == [1]
+    store.close()
+
+
+def test_the_job_closes_its_planning_cursor_before_the_writer_moves_or_merges(tmp_path):
+    """A DuckDB cursor keeps its last query's transaction open; one older than a move or a
+    merge piece keeps checkpoints from freeing the row groups it deleted (at 10 M spans the file
+    grew by every merged span)."""
+    store = filled_store(tmp_path, hours=4)
+    opened: list = []
+
+    def cursor():
+        opened.append(store.cursor())
+        return opened[-1]
+
+    def open_cursors() -> int:
+        n = 0
+        for cur in opened:
+            try:
+                cur.execute("SELECT 1")
+                n += 1
+            except duckdb.ConnectionException:
+                pass
+        return n
+
+    class Done:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    tasks = []
+
+    def run(fn):
+        tasks.append(open_cursors())
+        return Done(fn(store))
+
+    job = Compaction(run, cursor, HOUR_SPANS, 0, merge=2, levels=1)
+    job._stop.wait = lambda seconds: False  # no rests between pieces
+    assert job.run_once(now_ns=BASE + 4 * HOUR) == 4 * HOUR_SPANS
+    assert job.stats["merges"] == 2 and len(tasks) > 8
+    assert tasks == [0] * len(tasks)
+    assert [lv for lv, *_ in levels(store.con)] == [1, 1]
     store.close()
 
 
