@@ -15,7 +15,16 @@ import time
 import duckdb
 import pytest
 from otlp_factory import trace_request
-from test_compaction import BASE, HOUR, PER, ROOMS, all_spans, filled_store, post
+from test_compaction import (
+    BASE,
+    HOUR,
+    PER,
+    ROOMS,
+    FailingDelete,
+    all_spans,
+    filled_store,
+    post,
+)
 
 from collector.archive_merge import Merge, merge_piece, next_merge, pieces
 from collector.compaction import Compaction, compact_all, merge_all
@@ -140,18 +149,6 @@ def test_a_failed_piece_leaves_every_span_once_and_the_next_run_merges_again(tmp
     clusters = levels(store.con)
     merge = next_merge(store.con, 2, 1)
     piece = pieces(store.con, merge, HOUR_SPANS)[0]
-
-    class FailingDelete:
-        def __init__(self, con):
-            self.con = con
-
-        def execute(self, sql, *args):
-            if sql.startswith("DELETE"):
-                raise duckdb.IOException("disk went away")
-            return self.con.execute(sql, *args)
-
-        def __getattr__(self, name):
-            return getattr(self.con, name)
 
     with pytest.raises(duckdb.IOException):
         merge_piece(FailingDelete(store.con), merge, piece)

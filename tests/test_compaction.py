@@ -106,24 +106,27 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     store.close()
 
 
+class FailingDelete:
+    """A connection whose DELETE statements fail (the disk went away mid-transaction)."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, sql, *args):
+        if sql.startswith("DELETE"):
+            raise duckdb.IOException("disk went away")
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
 def test_a_failed_rewrite_leaves_every_span_once(tmp_path):
     """The rewrite is one transaction: when it fails after the copies were inserted (here, the
     DELETE of the old ones), nothing of it stays."""
     store = filled_store(tmp_path, hours=2)
     before = all_spans(store.con)
     chunk = next_chunk(store.con, BASE + 2 * HOUR, 1, 0)
-
-    class FailingDelete:
-        def __init__(self, con):
-            self.con = con
-
-        def execute(self, sql, *args):
-            if sql.startswith("DELETE"):
-                raise duckdb.IOException("disk went away")
-            return self.con.execute(sql, *args)
-
-        def __getattr__(self, name):
-            return getattr(self.con, name)
 
     with pytest.raises(duckdb.IOException):
         compact(FailingDelete(store.con), chunk)
