@@ -10,11 +10,8 @@ collector's job over HTTP.
 
 from __future__ import annotations
 
-import time
-
 import duckdb
 import pytest
-from otlp_factory import trace_request
 from test_compaction import (
     BASE,
     HOUR,
@@ -23,7 +20,8 @@ from test_compaction import (
     FailingDelete,
     all_spans,
     filled_store,
-    post,
+    post_hours,
+    wait_for_job,
 )
 
 from collector.archive_merge import Merge, merge_piece, next_merge, pieces
@@ -231,15 +229,9 @@ def test_the_collectors_job_merges_compacted_ranges(start_collector):
         "compaction.levels": 1,
     }
     rc = start_collector(**settings)
-    for h in range(3):
-        for j, room in enumerate(ROOMS):
-            start = BASE + h * HOUR + j
-            post(rc, trace_request(PER, room=room, session=room, start_ns=start, seed=h * 10 + j))
+    post_hours(rc)
     job = rc.collector.compaction
-    deadline = time.monotonic() + 20
-    with job.ran:
-        while job.stats["merges"] < 1 or job.stats["spans"] < 3 * HOUR_SPANS:
-            assert job.ran.wait(max(0.0, deadline - time.monotonic())), job.stats
+    wait_for_job(job, lambda stats: stats["merges"] >= 1 and stats["spans"] >= 3 * HOUR_SPANS)
     assert rc.query("SELECT level, spans FROM span_clusters ORDER BY first_start") == [
         (1, 2 * HOUR_SPANS),
         (0, HOUR_SPANS),

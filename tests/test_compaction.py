@@ -193,18 +193,28 @@ def test_session_reads_add_the_room_only_when_it_holds_all_the_sessions_spans(st
         con.close()
 
 
-def test_the_collectors_job_compacts_settled_spans(start_collector):
-    settings = {"compaction.rows": 100, "compaction.after": "1h", "compaction.interval": 0.05}
-    rc = start_collector(**settings)
-    for h in range(3):
+def post_hours(rc, hours: int = 3) -> None:
+    """Each hour, each room posts PER spans of its own session (named after the room)."""
+    for h in range(hours):
         for j, room in enumerate(ROOMS):
             start = BASE + h * HOUR + j
             post(rc, trace_request(PER, room=room, session=room, start_ns=start, seed=h * 10 + j))
-    job = rc.collector.compaction
-    deadline = time.monotonic() + 20
+
+
+def wait_for_job(job, done, seconds: float = 20.0) -> None:
+    """Wait until ``done(job.stats)`` after one of the job's runs (fails after ``seconds``)."""
+    deadline = time.monotonic() + seconds
     with job.ran:
-        while job.stats["spans"] < 3 * PER * len(ROOMS):
+        while not done(job.stats):
             assert job.ran.wait(max(0.0, deadline - time.monotonic())), job.stats
+
+
+def test_the_collectors_job_compacts_settled_spans(start_collector):
+    settings = {"compaction.rows": 100, "compaction.after": "1h", "compaction.interval": 0.05}
+    rc = start_collector(**settings)
+    post_hours(rc)
+    job = rc.collector.compaction
+    wait_for_job(job, lambda stats: stats["spans"] >= 3 * PER * len(ROOMS))
     assert rc.query("SELECT count(*), sum(spans) FROM span_clusters") == [(3, 360)]
     assert rc.query("SELECT count(*), count(DISTINCT span_id) FROM spans") == [(360, 360)]
     assert rc.query("SELECT count(*) FROM span_archive") == [(360,)]
