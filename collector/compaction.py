@@ -169,11 +169,15 @@ class Compaction(Periodic):
         finally:
             con.close()
 
+    def _now(self, now_ns: int | None) -> tuple[int, int | None]:
+        """The time (``now_ns``, or the clock's) and retention's cutoff then (None: keeps all)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return now, now - self.max_age_ns if self.max_age_ns > 0 else None
+
     def run_once(self, now_ns: int | None = None) -> int:
         moved = 0
         while not self.stopping:
-            now = time.time_ns() if now_ns is None else now_ns
-            oldest = now - self.max_age_ns if self.max_age_ns > 0 else None
+            now, oldest = self._now(now_ns)
             chunk = self._read(
                 lambda con, t=now, o=oldest: next_chunk(con, t, self.rows, self.after_ns, o)
             )
@@ -193,15 +197,15 @@ class Compaction(Periodic):
             # A backlog (a large store upgraded, compaction turned on) goes chunk after chunk:
             # rest as long as the chunk took, so that ingest keeps half the writer meanwhile.
             self._stop.wait(time.perf_counter() - started)
-        while not self.stopping and self._merge_once(time.time_ns() if now_ns is None else now_ns):
+        while not self.stopping and self._merge_once(self._now(now_ns)[1]):
             pass
         self._finished(spans=moved)
         return moved
 
-    def _merge_once(self, now_ns: int) -> bool:
-        """Merge the next due ranges piece by piece through the writer, resting after each
-        piece as long as it took; False when none is due (or the job is stopping)."""
-        oldest = now_ns - self.max_age_ns if self.max_age_ns > 0 else None
+    def _merge_once(self, oldest: int | None) -> bool:
+        """Merge the next due ranges (none that begin before ``oldest``) piece by piece through
+        the writer, resting after each piece as long as it took; False when none is due (or
+        the job is stopping)."""
 
         def plan_merge(con: duckdb.DuckDBPyConnection) -> tuple[Merge, list[Piece]] | None:
             plan = next_merge(con, self.merge, self.levels, oldest)
