@@ -30,10 +30,8 @@ import duckdb
 
 from .errors import StoreError
 from .schema import SPAN_CLUSTERS
-from .span_archive import ARCHIVE, SORT_KEY, START_RANGE
+from .span_archive import ARCHIVE, SORT_KEY, SPAN_RANGE, START_RANGE
 from .store import transaction
-
-_RANGE = START_RANGE.format(c="start_time")
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ def pieces(con: duckdb.DuckDBPyConnection, merge: Merge, rows: int) -> list[Piec
     if k > 1:  # the smallest room value, then the k - 1 inner quantiles
         quantiles = ", ".join(str(i / k) for i in range(k))
         (found,) = con.execute(
-            f"SELECT quantile_disc(room, [{quantiles}]) FROM {ARCHIVE} WHERE {_RANGE}",
+            f"SELECT quantile_disc(room, [{quantiles}]) FROM {ARCHIVE} WHERE {SPAN_RANGE}",
             [merge.first_ns, merge.last_ns],
         ).fetchone()
         if found and found[0] is not None:  # else no span has a room
@@ -100,7 +98,7 @@ def pieces(con: duckdb.DuckDBPyConnection, merge: Merge, rows: int) -> list[Piec
 def merge_piece(con: duckdb.DuckDBPyConnection, merge: Merge, piece: Piece) -> int:
     """Rewrite the piece's spans of the merged range at the end of span_archive, sorted by
     room, and delete their old copies (one transaction); returns how many moved."""
-    where = f"{_RANGE} AND {piece.where}"
+    where = f"{SPAN_RANGE} AND {piece.where}"
     params = [merge.first_ns, merge.last_ns, *piece.params]
     with transaction(con):
         (end,) = con.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM {ARCHIVE}").fetchone()

@@ -38,13 +38,12 @@ from .errors import StoreError
 from .periodic import Periodic, Run
 from .retention import parse_age
 from .schema import SPAN_CLUSTERS
-from .span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, START_RANGE
+from .span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
 from .store import transaction
 
 log = logging.getLogger("roomscope.compaction")
 
 MINUTE_NS = 60 * 10**9
-_RANGE = START_RANGE.format(c="start_time")
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,11 @@ def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = N
     bounds = [chunk.first_ns, chunk.last_ns]
     with transaction(con):
         (moved,) = con.execute(
-            f"INSERT INTO {ARCHIVE} SELECT {ARCHIVE_SELECT} FROM span_data WHERE {_RANGE}"
+            f"INSERT INTO {ARCHIVE} SELECT {ARCHIVE_SELECT} FROM span_data WHERE {SPAN_RANGE}"
             f" ORDER BY {SORT_KEY}",
             bounds,
         ).fetchone()
-        (deleted,) = con.execute(f"DELETE FROM span_data WHERE {_RANGE}", bounds).fetchone()
+        (deleted,) = con.execute(f"DELETE FROM span_data WHERE {SPAN_RANGE}", bounds).fetchone()
         if deleted != moved:  # cannot happen: rolled back rather than keep two copies
             raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
         add_cluster(con, bounds, moved, 0, now_ns)

@@ -24,8 +24,9 @@ ARCHIVE = "span_archive"
 SPAN_ROWS = "span_rows"
 # How each range of the archive is sorted (collector.compaction, collector.archive_merge).
 SORT_KEY = "room, project, start_time"
-# A range of start times [first, last) in epoch ns, on column ``c``.
+# A range of start times [first, last) in epoch ns, on column ``c``; on the spans' start_time.
 START_RANGE = "{c} >= make_timestamp_ns(?) AND {c} < make_timestamp_ns(?)"
+SPAN_RANGE = START_RANGE.format(c="start_time")
 POSITIONS = 16  # value columns; a keyset's further values go to attribute_rest
 REST = "attribute_rest"
 _VALUE_COLUMNS = [f"v{i}" for i in range(1, POSITIONS + 1)]
