@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import duckdb
 import pytest
+from otlp_factory import trace_request
 from test_compaction import (
     BASE,
     HOUR,
@@ -23,6 +24,7 @@ from test_compaction import (
     post_hours,
     wait_for_job,
 )
+from test_span_storage import write
 
 from collector.archive_merge import Merge, merge_piece, next_merge, pieces
 from collector.compaction import Compaction, compact_all, merge_all
@@ -31,6 +33,16 @@ from query.filters import SpanFilter
 from query.reader import Reader
 
 HOUR_SPANS = PER * len(ROOMS)  # each hour's spans all start in its first minute
+
+
+class Done:
+    """A writer task's future, for a job whose tasks run at once on the test's thread."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
 
 
 def levels(con) -> list[tuple]:
@@ -178,13 +190,6 @@ def test_the_job_closes_its_planning_cursor_before_the_writer_moves_or_merges(tm
                 pass
         return n
 
-    class Done:
-        def __init__(self, value):
-            self.value = value
-
-        def result(self):
-            return self.value
-
     tasks = []
 
     def run(fn):
@@ -197,6 +202,31 @@ def test_the_job_closes_its_planning_cursor_before_the_writer_moves_or_merges(tm
     assert job.stats["merges"] == 2 and len(tasks) > 8
     assert tasks == [0] * len(tasks)
     assert [lv for lv, *_ in levels(store.con)] == [1, 1]
+    store.close()
+
+
+def test_chunks_due_during_a_merge_are_moved_before_its_next_piece(tmp_path):
+    """A merge beside ingest takes a minute or more; new spans do not wait for it in span_data
+    (and the row groups each move frees are refilled before the next move frees more)."""
+    store = compacted_store(tmp_path, hours=2)
+    seen = []  # (moves, merges) done when each writer task ran
+
+    def run(fn):
+        seen.append((job.stats["chunks"], job.stats["merges"]))
+        if len(seen) == 1:  # the first piece: two more hours of spans arrive meanwhile
+            for h in (2, 3):
+                for j, room in enumerate(ROOMS):
+                    start = BASE + h * HOUR + j * 10**6
+                    write(store, trace_request(PER, room=room, start_ns=start, seed=h * 10 + j))
+        return Done(fn(store))
+
+    job = Compaction(run, store.cursor, HOUR_SPANS, 0, merge=2, levels=1)
+    job._stop.wait = lambda seconds: False  # no rests between pieces
+    assert job.run_once(now_ns=BASE + 4 * HOUR) == 2 * HOUR_SPANS  # the two hours moved
+    assert (2, 0) in seen  # both moved before the first merge was done
+    assert job.stats["chunks"] == 2 and job.stats["merges"] == 2  # then merged in turn
+    assert [(lv, n) for lv, n, *_ in levels(store.con)] == [(1, 2 * HOUR_SPANS)] * 2
+    assert len(all_spans(store.con)) == 4 * HOUR_SPANS
     store.close()
 
 
