@@ -36,6 +36,7 @@ import duckdb
 from .archive_merge import Merge, Piece, add_cluster, finish_merge, merge_piece, next_merge, pieces
 from .errors import StoreError
 from .periodic import Periodic, Run
+from .reclaim import file_blocks, fragmented, reclaim_step
 from .retention import parse_age
 from .schema import SPAN_CLUSTERS
 from .span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
@@ -132,6 +133,7 @@ class Compaction(Periodic):
         max_age: float = 0.0,
         merge: int = 0,
         levels: int = 0,
+        reclaim: float = 0.0,
     ):
         super().__init__(run, interval, enabled=rows > 0)
         self.cursor = cursor  # DuckDBStore.cursor: plans are read beside the writer
@@ -140,7 +142,8 @@ class Compaction(Periodic):
         self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a move
         self.merge = merge  # collector.archive_merge: ranges per merge, and the highest level
         self.levels = levels
-        self.stats.update(chunks=0, spans=0, merges=0, merged=0)
+        self.reclaim = reclaim  # collector.reclaim: the free share of the file that is too much
+        self.stats.update(chunks=0, spans=0, merges=0, merged=0, reclaimed=0)
 
     @classmethod
     def from_settings(
@@ -155,6 +158,7 @@ class Compaction(Periodic):
             parse_age(s.get("retention.max_age")),
             s.get("compaction.merge"),
             s.get("compaction.levels"),
+            s.get("compaction.reclaim"),
         )
 
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
@@ -177,8 +181,35 @@ class Compaction(Periodic):
         moved = self._move_due(now_ns)
         while not self.stopping and (moved_meanwhile := self._merge_once(now_ns)) is not None:
             moved += moved_meanwhile
+        self._reclaim()
         self._finished(spans=moved)
         return moved
+
+    def _reclaim(self, steps: int = 8) -> None:
+        """While too much of the file is free, rewrite the row groups at its end into the free
+        blocks lower down (collector.reclaim), ~``rows`` rows a step, resting after each as
+        long as it took; stops when a step frees nothing more."""
+        for _ in range(steps):
+            before = self._read(file_blocks)
+            if self.stopping or not self._read(lambda con: fragmented(con, self.reclaim)):
+                return
+            started = time.perf_counter()
+            n = self.run(lambda store: _reclaim_on(store, self.rows)).result()
+            self.run(lambda store: store.checkpoint()).result()
+            after = self._read(file_blocks)
+            log.info(
+                "rewrote %d rows at the end of the file in %.1f s: %d -> %d blocks, %d free",
+                n,
+                time.perf_counter() - started,
+                before[0],
+                after[0],
+                after[2],
+            )
+            with self.ran:
+                self.stats["reclaimed"] += n
+            if n == 0 or after[0] >= before[0]:
+                return
+            self._stop.wait(time.perf_counter() - started)
 
     def _move_due(self, now_ns: int | None) -> int:
         """Move every chunk that is due, one writer task each; returns the spans moved."""
@@ -253,6 +284,11 @@ class Compaction(Periodic):
 def _compact_on(store: Any, chunk: Chunk, now_ns: int) -> int:
     with store.all_cores():
         return compact(store.con, chunk, now_ns)
+
+
+def _reclaim_on(store: Any, rows: int) -> int:
+    with store.all_cores():
+        return reclaim_step(store.con, rows)
 
 
 def _merge_on(store: Any, plan: Merge, piece: Piece) -> int:

@@ -294,6 +294,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "compaction",
+        "reclaim",
+        0.05,
+        "When more than this share of the database file is free blocks (left by moves, merges"
+        " and retention until appends reuse them), rewrite the row groups at the end of the file"
+        " into them, so that the checkpoint can shorten the file; 0 turns it off.",
+        float,
+        lambda v: None if 0 <= v < 1 else "must be at least 0 and below 1",
+    ),
+    Setting(
+        "compaction",
         "interval",
         60.0,
         "Seconds between compaction runs.",

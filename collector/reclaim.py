@@ -1,0 +1,123 @@
+"""Giving free space back: rewrite the row groups stored at the end of the file into its holes.
+
+DuckDB reuses the blocks that deletes free (a move out of ``span_data``, a merge's old copies,
+retention), lowest block first, and gives back to the file system only the free blocks at the
+end of the file, at a checkpoint. A move frees ~210 blocks of ``span_data`` per million spans,
+and until appends refill them they are holes in the middle of the file: the 10 M-span
+benchmark's file ended 6-14 % larger than its data (README "Results"). So when more than
+``compaction.reclaim`` of the file is free, the compaction job rewrites the row groups that
+have a block past the point where the data would end without holes: one transaction copies
+their rows (in row id order, so each row group keeps its time or room range and its zone
+maps) to the end of their table, which DuckDB writes into the lowest free blocks, and deletes
+the old rows; the checkpoint after it frees their blocks, now at the end, and shortens the
+file. The rows of a table with a primary key (the small resources, sessions and keysets) go
+out to a temporary table and back instead, since a copy beside them would collide with the key.
+
+Readers see each row once, before or after; a failure rolls the transaction back. Row ids are
+read inside the same transaction, and the copy and the delete use the same condition, so the
+worst a wrong guess can do is rewrite rows that did not need it.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from .errors import StoreError
+from .store import transaction
+
+
+def file_blocks(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """(total, used, free) blocks of the database file."""
+    row = con.execute(
+        "SELECT total_blocks, used_blocks, free_blocks FROM pragma_database_size()"
+    ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def fragmented(con: duckdb.DuckDBPyConnection, share: float) -> bool:
+    """Whether more than ``share`` of the file's blocks are free (0: never)."""
+    total, _, free = file_blocks(con)
+    return share > 0 and total > 0 and free > share * total
+
+
+def stored_tables(con: duckdb.DuckDBPyConnection) -> dict[str, bool]:
+    """Every table, and whether it has a primary key or a unique column."""
+    rows = con.execute(
+        "SELECT t.table_name, count(c.constraint_type) > 0 FROM duckdb_tables() t"
+        " LEFT JOIN duckdb_constraints() c ON c.table_name = t.table_name"
+        " AND c.constraint_type IN ('PRIMARY KEY', 'UNIQUE') GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    return {name: bool(keyed) for name, keyed in rows}
+
+
+def tail_row_groups(con: duckdb.DuckDBPyConnection, table: str, limit: int) -> list[tuple]:
+    """(last block, first row id, rows) of each row group of ``table`` with a block at or past
+    ``limit``. A row group's row ids follow those of the row groups before it."""
+    return con.execute(
+        f"""
+        WITH segments AS (SELECT * FROM pragma_storage_info('{table}')),
+        groups AS (
+            SELECT row_group_id,
+                   sum(count) FILTER (WHERE column_id = 0 AND column_path = '[0]') AS rows,
+                   max(greatest(block_id, coalesce(list_max(additional_block_ids), -1)))
+                       FILTER (WHERE persistent) AS last_block
+            FROM segments GROUP BY row_group_id
+        ),
+        placed AS (
+            SELECT last_block, rows,
+                   coalesce(sum(rows) OVER (ORDER BY row_group_id ROWS BETWEEN UNBOUNDED
+                       PRECEDING AND 1 PRECEDING), 0) AS first_row
+            FROM groups
+        )
+        SELECT last_block, first_row, rows FROM placed WHERE last_block >= ? ORDER BY first_row
+        """,
+        [limit],
+    ).fetchall()
+
+
+def reclaim_step(con: duckdb.DuckDBPyConnection, max_rows: int) -> int:
+    """Rewrite the row groups with the last blocks of the file, about ``max_rows`` rows at most
+    (whole row groups, the furthest first), in one transaction; returns the rows rewritten."""
+    with transaction(con):
+        _, used, _ = file_blocks(con)
+        tables = stored_tables(con)
+        found = [
+            (last, table, first, rows)
+            for table in tables
+            for last, first, rows in tail_row_groups(con, table, used)
+        ]
+        chosen: dict[str, list[tuple[int, int]]] = {}
+        planned = total = 0
+        for _, table, first, rows in sorted(found, reverse=True):
+            if planned and planned + rows > max_rows:
+                break
+            chosen.setdefault(table, []).append((first, rows))
+            planned += rows
+        for table, spans in chosen.items():
+            where = " OR ".join(f"(rowid >= {a} AND rowid < {a + n})" for a, n in spans)
+            copied, deleted = (_move_keyed if tables[table] else _move)(con, table, where)
+            if copied != deleted:  # cannot happen: rolled back rather than keep two copies
+                raise StoreError(f"reclaiming {table}: copied {copied} rows but deleted {deleted}")
+            total += copied
+    return total
+
+
+def _move(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
+    """Copy the rows to the end of the table, then delete the old ones (row ids below it)."""
+    (end,) = con.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM {table}").fetchone()
+    (copied,) = con.execute(
+        f"INSERT INTO {table} SELECT * FROM {table} WHERE {where} ORDER BY rowid"
+    ).fetchone()
+    (deleted,) = con.execute(f"DELETE FROM {table} WHERE ({where}) AND rowid < ?", [end]).fetchone()
+    return int(copied), int(deleted)
+
+
+def _move_keyed(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
+    """A table with a key (small: resources, sessions, keysets): the rows go to a temporary
+    table, are deleted, and come back, since a copy beside them would collide with the key."""
+    temp = "_roomscope_reclaim"  # dropped with the transaction if it fails
+    con.execute(f"CREATE TEMP TABLE {temp} AS SELECT * FROM {table} WHERE {where} ORDER BY rowid")
+    (deleted,) = con.execute(f"DELETE FROM {table} WHERE {where}").fetchone()
+    (copied,) = con.execute(f"INSERT INTO {table} SELECT * FROM {temp}").fetchone()
+    con.execute(f"DROP TABLE {temp}")
+    return int(copied), int(deleted)

@@ -1,0 +1,142 @@
+"""Giving free space back (collector.reclaim): the row groups at the end of the file are
+rewritten into the free blocks lower down, and the checkpoint shortens the file.
+
+Covers the rewrite itself (every row the same before and after, reads by room the same, the
+file shorter, tables with a key left alone), a failed rewrite (rolled back), and the
+compaction job, which rewrites only while more than ``compaction.reclaim`` of the file is free.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import duckdb
+import pytest
+from otlp_factory import trace_request
+from test_compaction import BASE, HOUR, FailingDelete
+from test_span_storage import write
+
+from collector.compaction import Compaction, compact_all
+from collector.reclaim import file_blocks, fragmented, reclaim_step, stored_tables
+from collector.store import DuckDBStore
+from query.filters import SpanFilter
+from query.reader import Reader
+
+ROOMS = ("a-room", "b-room", "c-room", "d-room")
+
+
+@pytest.fixture(scope="module")
+def holed_file(tmp_path_factory) -> str:
+    """~60 k spans moved from span_data to span_archive: their old blocks are free, below the
+    archive's copy at the end of the file (built once; each test opens a copy)."""
+    store = DuckDBStore(tmp_path_factory.mktemp("holed") / "r.duckdb")
+    store.open()
+    for h in range(3):
+        for j, room in enumerate(ROOMS):
+            start = BASE + h * HOUR + j * 10**6
+            write(store, trace_request(5_000, room=room, start_ns=start, seed=h * 10 + j))
+    store.checkpoint()
+    assert compact_all(store, 20_000, 0, now_ns=BASE + 3 * HOUR) == 60_000
+    store.close()
+    return str(store.path)
+
+
+@pytest.fixture
+def holed(holed_file, tmp_path) -> DuckDBStore:
+    path = tmp_path / "r.duckdb"
+    shutil.copy(holed_file, path)
+    store = DuckDBStore(path)
+    store.open()
+    yield store
+    store.close()
+
+
+class Done:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def contents(con) -> dict[str, tuple]:
+    """Each table's rows, as a count and an order-free sum of row hashes."""
+    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+    return {
+        t: con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} AS t").fetchone()
+        for t in tables
+    }
+
+
+def by_room(store: DuckDBStore, room: str) -> list[str]:
+    found = Reader(store.cursor()).traces(SpanFilter(room=room, limit=99_999))["spans"]
+    return sorted(s["span_id"] for s in found)
+
+
+def test_rewriting_the_end_of_the_file_fills_its_holes_and_shortens_it(holed):
+    store = holed
+    con = store.con
+    total, _, free = file_blocks(con)
+    assert free > 0.3 * total  # the moved spans' old blocks
+    assert fragmented(con, 0.05) and not fragmented(con, 0.0)
+    before, room = contents(con), by_room(store, ROOMS[1])
+    size = os.path.getsize(store.path)
+
+    assert reclaim_step(con, 10**9) > 0
+    store.checkpoint()
+    assert contents(con) == before
+    assert by_room(store, ROOMS[1]) == room
+    assert con.execute("SELECT count(*) FROM span_rows").fetchone() == (60_000,)
+    assert file_blocks(con)[0] < total - free // 2
+    assert os.path.getsize(store.path) < size * 0.75
+
+
+def test_a_table_with_a_key_is_rewritten_too(tmp_path):
+    """Its rows go out to a temporary table and back (a copy beside them would collide)."""
+    con = duckdb.connect(str(tmp_path / "k.duckdb"))
+    con.execute("CREATE TABLE plain (v VARCHAR)")
+    con.execute("CREATE TABLE keyed (k INTEGER PRIMARY KEY, v VARCHAR)")
+    con.execute("INSERT INTO plain SELECT md5(i::VARCHAR) FROM range(1000000) r(i)")
+    con.execute("CHECKPOINT")
+    con.execute("INSERT INTO keyed SELECT i, md5(i::VARCHAR) FROM range(20000) r(i)")
+    con.execute("CHECKPOINT")
+    con.execute("DELETE FROM plain")  # holes below the keyed table's blocks
+    con.execute("CHECKPOINT")
+    assert stored_tables(con) == {"keyed": True, "plain": False}
+    before, blocks = contents(con), table_blocks(con, "keyed")
+    assert reclaim_step(con, 10**9) == 20_000
+    con.execute("CHECKPOINT")
+    assert contents(con) == before
+    assert max(table_blocks(con, "keyed")) < min(blocks)  # now in the holes
+
+
+def table_blocks(con, table: str) -> list[int]:
+    rows = con.execute(
+        f"SELECT DISTINCT block_id FROM pragma_storage_info('{table}') WHERE block_id >= 0"
+    )
+    return [r[0] for r in rows.fetchall()]
+
+
+def test_a_failed_rewrite_leaves_every_row_once(holed):
+    store = holed
+    before = contents(store.con)
+    blocks = file_blocks(store.con)
+    with pytest.raises(duckdb.IOException):
+        reclaim_step(FailingDelete(store.con), 10**9)
+    assert contents(store.con) == before
+    store.checkpoint()
+    assert file_blocks(store.con)[0] >= blocks[0]  # nothing rewritten
+
+
+@pytest.mark.parametrize(("share", "rewrites"), [(0.05, True), (0.0, False), (0.9, False)])
+def test_the_compaction_job_rewrites_only_while_too_much_is_free(holed, share, rewrites):
+    store = holed
+    before = contents(store.con)
+    total = file_blocks(store.con)[0]
+    job = Compaction(lambda fn: Done(fn(store)), store.cursor, 20_000, 0, reclaim=share)
+    job._stop.wait = lambda seconds: False  # no rests
+    job.run_once(now_ns=BASE + 3 * HOUR)
+    assert (job.stats["reclaimed"] > 0) is rewrites
+    assert (file_blocks(store.con)[0] < total) is rewrites
+    assert contents(store.con) == before
