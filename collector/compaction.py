@@ -188,7 +188,7 @@ class Compaction(Periodic):
     def _reclaim(self, steps: int = 8) -> None:
         """While too much of the file is free, rewrite the row groups at its end into the free
         blocks lower down (collector.reclaim), ~``rows`` rows a step, resting after each as
-        long as it took; stops when a step frees nothing more."""
+        long as it took; stops when a step leaves as many blocks free as before."""
         for _ in range(steps):
             before = self._read(file_blocks)
             if self.stopping or not self._read(lambda con: fragmented(con, self.reclaim)):
@@ -207,7 +207,7 @@ class Compaction(Periodic):
             )
             with self.ran:
                 self.stats["reclaimed"] += n
-            if n == 0 or after[0] >= before[0]:
+            if n == 0 or after[2] >= before[2]:  # what stays free is not behind rows
                 return
             self._stop.wait(time.perf_counter() - started)
 
