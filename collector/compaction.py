@@ -188,7 +188,7 @@ class Compaction(Periodic):
     def _reclaim(self, steps: int = 8) -> None:
         """While too much of the file is free, rewrite the row groups at its end into the free
         blocks lower down (collector.reclaim), ~``rows`` rows a step, resting after each as
-        long as it took; stops when a step leaves as many blocks free as before."""
+        long as it took, at most ``steps`` a run."""
         for _ in range(steps):
             before = self._read(file_blocks)
             if self.stopping or not self._read(lambda con: fragmented(con, self.reclaim)):
@@ -207,7 +207,10 @@ class Compaction(Periodic):
             )
             with self.ran:
                 self.stats["reclaimed"] += n
-            if n == 0 or after[2] >= before[2]:  # what stays free is not behind rows
+            # No row past the used size: what stays free is behind metadata, not rows. (The
+            # count of free blocks is no measure of a step: until the last row behind them has
+            # moved, each step fills as many holes as it leaves at the end.)
+            if n == 0:
                 return
             self._stop.wait(time.perf_counter() - started)
 

@@ -41,11 +41,14 @@ def fragmented(con: duckdb.DuckDBPyConnection, share: float) -> bool:
 
 
 def stored_tables(con: duckdb.DuckDBPyConnection) -> dict[str, bool]:
-    """Every table, and whether it has a primary key or a unique column."""
+    """Every table of the store's main schema, and whether it has a primary key or a unique
+    column."""
     rows = con.execute(
         "SELECT t.table_name, count(c.constraint_type) > 0 FROM duckdb_tables() t"
-        " LEFT JOIN duckdb_constraints() c ON c.table_name = t.table_name"
-        " AND c.constraint_type IN ('PRIMARY KEY', 'UNIQUE') GROUP BY ALL ORDER BY 1"
+        " LEFT JOIN duckdb_constraints() c ON c.table_oid = t.table_oid"
+        " AND c.constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
+        " WHERE t.database_name = current_database() AND t.schema_name = 'main'"
+        " AND NOT t.temporary GROUP BY ALL ORDER BY 1"
     ).fetchall()
     return {name: bool(keyed) for name, keyed in rows}
 

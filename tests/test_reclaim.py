@@ -140,3 +140,16 @@ def test_the_compaction_job_rewrites_only_while_too_much_is_free(holed, share, r
     assert (job.stats["reclaimed"] > 0) is rewrites
     assert (file_blocks(store.con)[0] < total) is rewrites
     assert contents(store.con) == before
+
+
+def test_the_job_goes_on_step_by_step_when_the_end_holds_more_than_a_step(holed):
+    """A step rewrites about ``rows`` rows (whole row groups); the job takes steps until no
+    row is left past the used size or the file is no longer fragmented."""
+    store = holed
+    before, total = contents(store.con), file_blocks(store.con)[0]
+    job = Compaction(lambda fn: Done(fn(store)), store.cursor, 8_000, 0, reclaim=0.05)
+    job._stop.wait = lambda seconds: False  # no rests
+    job.run_once(now_ns=BASE + 3 * HOUR)
+    assert job.stats["reclaimed"] > 16_000  # three steps at least
+    assert file_blocks(store.con)[0] < total * 0.75
+    assert contents(store.con) == before
