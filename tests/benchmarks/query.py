@@ -174,7 +174,7 @@ class Plan:
 
 
 def build_chunk(
-    plan: Plan, lo: int, hi: int, rooms: list[bytes], log_every: int
+    plan: Plan, lo: int, hi: int, rooms: list[bytes], log_every: float
 ) -> tuple[bytes, bytes, int, int]:
     """Traces ``lo:hi`` as one trace request and one logs request (bodies); span and log counts."""
     rng = plan.rng
@@ -282,8 +282,9 @@ def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> 
     t_plan = time.perf_counter()
     plan = Plan(n_spans, n_rooms, seed, end_ns)
     rooms = [kv("room", f"room-{i:04d}", 0x0A) for i in range(n_rooms)]
-    # ~1 log per log_every spans beyond the error spans' own ERROR logs (3 %).
-    log_every = max(1.0, 1.0 / max(1e-6, n_logs / n_spans - 0.03))
+    # A span has a log record when it failed (3 %, an ERROR record) or, else, with probability
+    # 1 / log_every: 0.03 + 0.97 / log_every = n_logs / n_spans.
+    log_every = max(1.0, 0.97 / max(1e-6, n_logs / n_spans - 0.03))
     print(f"plan: {plan.n_traces} traces, {plan.n_sessions} sessions"
           f" ({time.perf_counter() - t_plan:.1f}s)", flush=True)  # fmt: skip
     store = DuckDBStore(path)
