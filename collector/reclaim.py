@@ -96,16 +96,16 @@ def reclaim_step(con: duckdb.DuckDBPyConnection, max_rows: int) -> int:
                 break
             chosen.setdefault(table, []).append((first, rows))
             planned += rows
-        for table, spans in chosen.items():
-            where = " OR ".join(f"(rowid >= {a} AND rowid < {a + n})" for a, n in spans)
-            copied, deleted = (_move_keyed if tables[table] else _move)(con, table, where)
+        for table, groups in chosen.items():
+            where = " OR ".join(f"(rowid >= {a} AND rowid < {a + n})" for a, n in groups)
+            copied, deleted = (_rewrite_keyed if tables[table] else _rewrite)(con, table, where)
             if copied != deleted:  # cannot happen: rolled back rather than keep two copies
                 raise StoreError(f"reclaiming {table}: copied {copied} rows but deleted {deleted}")
             total += copied
     return total
 
 
-def _move(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
+def _rewrite(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
     """Copy the rows to the end of the table, then delete the old ones (row ids below it)."""
     (end,) = con.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM {table}").fetchone()
     (copied,) = con.execute(
@@ -115,7 +115,7 @@ def _move(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, 
     return int(copied), int(deleted)
 
 
-def _move_keyed(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
+def _rewrite_keyed(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
     """A table with a key (small: resources, sessions, keysets): the rows go to a temporary
     table, are deleted, and come back, since a copy beside them would collide with the key."""
     temp = "_roomscope_reclaim"  # dropped with the transaction if it fails
