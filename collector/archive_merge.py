@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from .errors import StoreError
 from .schema import SPAN_CLUSTERS
 from .span_archive import ARCHIVE, SORT_KEY, SPAN_RANGE, START_RANGE
-from .store import transaction
+from .store import rewrite_rows, transaction
 
 
 @dataclass(frozen=True)
@@ -99,19 +98,10 @@ def merge_piece(con: duckdb.DuckDBPyConnection, merge: Merge, piece: Piece) -> i
     """Rewrite the piece's spans of the merged range at the end of span_archive, sorted by
     room, and delete their old copies (one transaction); returns how many moved."""
     where = f"{SPAN_RANGE} AND {piece.where}"
-    params = [merge.first_ns, merge.last_ns, *piece.params]
     with transaction(con):
-        (end,) = con.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM {ARCHIVE}").fetchone()
-        (moved,) = con.execute(
-            f"INSERT INTO {ARCHIVE} SELECT * FROM {ARCHIVE} WHERE {where} ORDER BY {SORT_KEY}",
-            params,
-        ).fetchone()
-        (deleted,) = con.execute(
-            f"DELETE FROM {ARCHIVE} WHERE {where} AND rowid < ?", [*params, end]
-        ).fetchone()
-        if deleted != moved:  # cannot happen: rolled back rather than keep two copies
-            raise StoreError(f"merging moved {moved} spans but deleted {deleted}")
-    return int(moved)
+        return rewrite_rows(
+            con, ARCHIVE, where, [merge.first_ns, merge.last_ns, *piece.params], SORT_KEY
+        )
 
 
 def finish_merge(

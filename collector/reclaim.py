@@ -23,7 +23,7 @@ from __future__ import annotations
 import duckdb
 
 from .errors import StoreError
-from .store import transaction
+from .store import rewrite_rows, transaction
 
 
 def file_blocks(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
@@ -98,29 +98,20 @@ def reclaim_step(con: duckdb.DuckDBPyConnection, max_rows: int) -> int:
             planned += rows
         for table, groups in chosen.items():
             where = " OR ".join(f"(rowid >= {a} AND rowid < {a + n})" for a, n in groups)
-            copied, deleted = (_rewrite_keyed if tables[table] else _rewrite)(con, table, where)
-            if copied != deleted:  # cannot happen: rolled back rather than keep two copies
-                raise StoreError(f"reclaiming {table}: copied {copied} rows but deleted {deleted}")
-            total += copied
+            rewrite = _rewrite_keyed if tables[table] else rewrite_rows
+            total += rewrite(con, table, where)
     return total
 
 
-def _rewrite(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
-    """Copy the rows to the end of the table, then delete the old ones (row ids below it)."""
-    (end,) = con.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM {table}").fetchone()
-    (copied,) = con.execute(
-        f"INSERT INTO {table} SELECT * FROM {table} WHERE {where} ORDER BY rowid"
-    ).fetchone()
-    (deleted,) = con.execute(f"DELETE FROM {table} WHERE ({where}) AND rowid < ?", [end]).fetchone()
-    return int(copied), int(deleted)
-
-
-def _rewrite_keyed(con: duckdb.DuckDBPyConnection, table: str, where: str) -> tuple[int, int]:
-    """A table with a key (small: resources, sessions, keysets): the rows go to a temporary
-    table, are deleted, and come back, since a copy beside them would collide with the key."""
+def _rewrite_keyed(con: duckdb.DuckDBPyConnection, table: str, where: str) -> int:
+    """rewrite_rows for a table with a key (small: resources, sessions, keysets): the rows go
+    to a temporary table, are deleted, and come back, since a copy beside them would collide
+    with the key."""
     temp = "_roomscope_reclaim"  # dropped with the transaction if it fails
     con.execute(f"CREATE TEMP TABLE {temp} AS SELECT * FROM {table} WHERE {where} ORDER BY rowid")
     (deleted,) = con.execute(f"DELETE FROM {table} WHERE {where}").fetchone()
     (copied,) = con.execute(f"INSERT INTO {table} SELECT * FROM {temp}").fetchone()
     con.execute(f"DROP TABLE {temp}")
-    return int(copied), int(deleted)
+    if deleted != copied:  # cannot happen: rolled back rather than keep two copies
+        raise StoreError(f"rewriting {table}: copied {copied} rows but deleted {deleted}")
+    return int(copied)
