@@ -112,7 +112,7 @@ def compact_all(store: Any, rows: int, after_ns: int, now_ns: int | None = None)
     moved = 0
     now = time.time_ns() if now_ns is None else now_ns
     while (chunk := next_chunk(store.con, now, rows, after_ns)) is not None:
-        moved += _compact_on(store, chunk, now)
+        moved += _on_all_cores(compact, chunk, now)(store)
         store.checkpoint()
     return moved
 
@@ -191,10 +191,10 @@ class Compaction(Periodic):
         long as it took, at most ``steps`` a run."""
         for _ in range(steps):
             before = self._read(file_blocks)
-            if self.stopping or not self._read(lambda con: fragmented(con, self.reclaim)):
+            if self.stopping or not fragmented(before, self.reclaim):
                 return
             started = time.perf_counter()
-            n = self.run(lambda store: _reclaim_on(store, self.rows)).result()
+            n = self.run(_on_all_cores(reclaim_step, self.rows)).result()
             self.run(lambda store: store.checkpoint()).result()
             after = self._read(file_blocks)
             log.info(
@@ -225,7 +225,7 @@ class Compaction(Periodic):
             if chunk is None:
                 break
             started = time.perf_counter()
-            n = self.run(lambda store, c=chunk, t=now: _compact_on(store, c, t)).result()
+            n = self.run(_on_all_cores(compact, chunk, now)).result()
             self.run(lambda store: store.checkpoint()).result()
             log.info(
                 "compacted %d spans of %s in %.1f s",
@@ -266,7 +266,7 @@ class Compaction(Periodic):
             if self.stopping:  # the next run merges these ranges again, pieces done included
                 return moved
             began = time.perf_counter()
-            spans += self.run(lambda store, p=piece: _merge_on(store, plan, p)).result()
+            spans += self.run(_on_all_cores(merge_piece, plan, piece)).result()
             self.run(lambda store: store.checkpoint()).result()
             self._stop.wait(time.perf_counter() - began)
         self.run(lambda store: finish_merge(store.con, plan, spans)).result()
@@ -284,19 +284,15 @@ class Compaction(Periodic):
         return moved
 
 
-def _compact_on(store: Any, chunk: Chunk, now_ns: int) -> int:
-    with store.all_cores():
-        return compact(store.con, chunk, now_ns)
+def _on_all_cores(fn: Callable[..., int], *args: Any) -> Callable[[Any], int]:
+    """A writer task: ``fn(store.con, *args)`` with DuckDB on every core (a move, a merge piece,
+    a reclaim step: ingest waits for it anyway)."""
 
+    def task(store: Any) -> int:
+        with store.all_cores():
+            return fn(store.con, *args)
 
-def _reclaim_on(store: Any, rows: int) -> int:
-    with store.all_cores():
-        return reclaim_step(store.con, rows)
-
-
-def _merge_on(store: Any, plan: Merge, piece: Piece) -> int:
-    with store.all_cores():
-        return merge_piece(store.con, plan, piece)
+    return task
 
 
 def merge_all(store: Any, fanin: int, levels: int, rows: int) -> int:
@@ -304,7 +300,9 @@ def merge_all(store: Any, fanin: int, levels: int, rows: int) -> int:
     returns the spans rewritten."""
     total = 0
     while (plan := next_merge(store.con, fanin, levels)) is not None:
-        spans = sum(_merge_on(store, plan, p) for p in pieces(store.con, plan, rows))
+        spans = sum(
+            _on_all_cores(merge_piece, plan, p)(store) for p in pieces(store.con, plan, rows)
+        )
         finish_merge(store.con, plan, spans)
         store.checkpoint()
         total += spans
