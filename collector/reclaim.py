@@ -34,9 +34,9 @@ def file_blocks(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def fragmented(con: duckdb.DuckDBPyConnection, share: float) -> bool:
-    """Whether more than ``share`` of the file's blocks are free (0: never)."""
-    total, _, free = file_blocks(con)
+def fragmented(blocks: tuple[int, int, int], share: float) -> bool:
+    """Whether more than ``share`` of the file's blocks (``file_blocks``) are free (0: never)."""
+    total, _, free = blocks
     return share > 0 and total > 0 and free > share * total
 
 

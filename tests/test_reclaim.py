@@ -79,7 +79,7 @@ def test_rewriting_the_end_of_the_file_fills_its_holes_and_shortens_it(holed):
     con = store.con
     total, _, free = file_blocks(con)
     assert free > 0.3 * total  # the moved spans' old blocks
-    assert fragmented(con, 0.05) and not fragmented(con, 0.0)
+    assert fragmented(file_blocks(con), 0.05) and not fragmented(file_blocks(con), 0.0)
     before, room = contents(con), by_room(store, ROOMS[1])
     size = os.path.getsize(store.path)
 
