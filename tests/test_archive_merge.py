@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from otlp_factory import trace_request
 from test_compaction import (
     BASE,
     HOUR,
@@ -23,8 +22,9 @@ from test_compaction import (
     filled_store,
     post_hours,
     wait_for_job,
+    write_hours,
 )
-from test_span_storage import write
+from test_span_storage import Done
 
 from collector.archive_merge import Merge, merge_piece, next_merge, pieces
 from collector.compaction import Compaction, compact_all, merge_all
@@ -33,16 +33,6 @@ from query.filters import SpanFilter
 from query.reader import Reader
 
 HOUR_SPANS = PER * len(ROOMS)  # each hour's spans all start in its first minute
-
-
-class Done:
-    """A writer task's future, for a job whose tasks run at once on the test's thread."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
 
 
 def levels(con) -> list[tuple]:
@@ -214,10 +204,7 @@ def test_chunks_due_during_a_merge_are_moved_before_its_next_piece(tmp_path):
     def run(fn):
         seen.append((job.stats["chunks"], job.stats["merges"]))
         if len(seen) == 1:  # the first piece: two more hours of spans arrive meanwhile
-            for h in (2, 3):
-                for j, room in enumerate(ROOMS):
-                    start = BASE + h * HOUR + j * 10**6
-                    write(store, trace_request(PER, room=room, start_ns=start, seed=h * 10 + j))
+            write_hours(store, (2, 3))
         return Done(fn(store))
 
     job = Compaction(run, store.cursor, HOUR_SPANS, 0, merge=2, levels=1)

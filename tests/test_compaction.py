@@ -36,11 +36,16 @@ def filled_store(tmp_path, hours: int = 6) -> DuckDBStore:
     """Each hour, each room sends PER spans, rooms interleaved in time (as they arrive)."""
     store = DuckDBStore(tmp_path / "c.duckdb")
     store.open()
-    for h in range(hours):
-        for j, room in enumerate(ROOMS):
-            start = BASE + h * HOUR + j * 10**6
-            write(store, trace_request(PER, room=room, start_ns=start, seed=h * 10 + j))
+    write_hours(store, range(hours))
     return store
+
+
+def write_hours(store: DuckDBStore, hours, rooms=ROOMS, per: int = PER) -> None:
+    """In each of ``hours`` (after BASE), each room writes ``per`` spans, rooms 1 ms apart."""
+    for h in hours:
+        for j, room in enumerate(rooms):
+            start = BASE + h * HOUR + j * 10**6
+            write(store, trace_request(per, room=room, start_ns=start, seed=h * 10 + j))
 
 
 def duckdb_ts(ns: int) -> dt.datetime:

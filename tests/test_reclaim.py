@@ -13,9 +13,8 @@ import shutil
 
 import duckdb
 import pytest
-from otlp_factory import trace_request
-from test_compaction import BASE, HOUR, FailingDelete
-from test_span_storage import write
+from test_compaction import BASE, HOUR, FailingDelete, write_hours
+from test_span_storage import Done
 
 from collector.compaction import Compaction, compact_all
 from collector.reclaim import file_blocks, fragmented, reclaim_step, stored_tables
@@ -32,10 +31,7 @@ def holed_file(tmp_path_factory) -> str:
     archive's copy at the end of the file (built once; each test opens a copy)."""
     store = DuckDBStore(tmp_path_factory.mktemp("holed") / "r.duckdb")
     store.open()
-    for h in range(3):
-        for j, room in enumerate(ROOMS):
-            start = BASE + h * HOUR + j * 10**6
-            write(store, trace_request(5_000, room=room, start_ns=start, seed=h * 10 + j))
+    write_hours(store, range(3), ROOMS, 5_000)
     store.checkpoint()
     assert compact_all(store, 20_000, 0, now_ns=BASE + 3 * HOUR) == 60_000
     store.close()
@@ -50,14 +46,6 @@ def holed(holed_file, tmp_path) -> DuckDBStore:
     store.open()
     yield store
     store.close()
-
-
-class Done:
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
 
 
 def contents(con) -> dict[str, tuple]:

@@ -29,6 +29,16 @@ DAY = 86_400 * 10**9
 NOW = time.time_ns()
 
 
+class Done:
+    """A writer task's future, for a job whose tasks run at once on the test's thread."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
 def write(store: DuckDBStore, *requests) -> None:
     for req in requests:
         d = decode_body("traces", req.SerializeToString(), "protobuf", Tagger())
@@ -110,13 +120,6 @@ def test_retention_removes_unused_resources_and_a_new_span_brings_its_resource_b
     write(store, old, kept)
 
     def run(fn):
-        class Done:
-            def __init__(self, value):
-                self.value = value
-
-            def result(self):
-                return self.value
-
         return Done(fn(store))
 
     pruned = Retention(run, 7 * 86400).prune_once()
