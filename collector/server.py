@@ -161,7 +161,10 @@ class Collector:
         self.compaction = Compaction.from_settings(s, self.writer.run, self.store.cursor)
         self.compaction.start()
         self.ingestor = Ingestor(
-            self.writer, Tagger.from_settings(s), fast_decode=s.get("ingest.fast_decode")
+            self.writer,
+            Tagger.from_settings(s),
+            fast_decode=s.get("ingest.fast_decode"),
+            inline_bytes=s.get("ingest.inline_decode_bytes"),
         )
         host = s.get("server.host")
         max_body = s.get("limits.max_body_bytes")

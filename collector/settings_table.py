@@ -238,6 +238,17 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
     ),
     Setting(
+        "ingest",
+        "inline_decode_bytes",
+        262144,
+        "Protobuf trace bodies up to this many bytes (after decompression) are decoded by the"
+        " C decoder on the receiver's event loop; larger ones and every other body in a decode"
+        " thread. 0 decodes every body in a thread. Inline is faster: each thread more that"
+        " wants the GIL slows the writer.",
+        int,
+        _non_negative,
+    ),
+    Setting(
         "retention",
         "max_age",
         "7d",
