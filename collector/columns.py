@@ -27,7 +27,7 @@ class Decoded:
     errors: list[str] = field(default_factory=list)
     # rows the table refers to, stored once in their own table (spans: "resources")
     side: dict[str, pa.Table] = field(default_factory=dict)
-    # the session tracker's summary of the table, when worked out in a decode thread
+    # the session tracker's summary of the table, when worked out where the request was decoded
     sessions: Any = None
 
     @property

@@ -178,7 +178,7 @@ class Burst:
 @dataclass
 class BatchSessions:
     """What one batch means for session tracking, worked out without the tracker's state: it is
-    computed in the decode threads, so the writer thread only matches bursts to sessions."""
+    computed where the request is decoded, so the writer thread only matches bursts to sessions."""
 
     signal: str
     times: np.ndarray  # each row's time for session purposes

@@ -158,8 +158,8 @@ class SessionTracker:
     def summarize(self, table: pa.Table, signal: str) -> BatchSessions:
         """The tracker-independent part of tagging one batch (thread-safe: reads only settings).
 
-        The Ingestor calls it in its decode threads, so that the writer thread, which every
-        record passes, only matches bursts to sessions."""
+        The Ingestor calls it where it decodes the request (the event loop or a decode thread),
+        so that the writer thread, which every record passes, only matches bursts to sessions."""
         return summarize(table, signal, self.skew_ns, self.idle_ns)
 
     def prepare(

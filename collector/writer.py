@@ -338,7 +338,7 @@ class Writer:
 
     def _write(self, group: list[_Item]) -> None:
         tables: dict[str, list[pa.Table]] = {}
-        summaries: dict[str, list[Any]] = {}  # the tracker's, from the decode threads
+        summaries: dict[str, list[Any]] = {}  # the tracker's, from where requests were decoded
         side: dict[str, list[pa.Table]] = {}  # rows the signals' rows refer to (resources)
         for item in group:
             tables.setdefault(item.decoded.signal, []).append(item.decoded.table)
