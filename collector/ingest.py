@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .columns import Decoded
 from .decode import decode_body, fast_path
+from .settings import BY_KEY
 from .tagging import Tagger
 from .writer import Writer
 
@@ -28,7 +29,7 @@ class Ingestor:
         tagger: Tagger,
         decode_threads: int = 2,
         fast_decode: bool = True,
-        inline_bytes: int = 262144,
+        inline_bytes: int = BY_KEY["ingest.inline_decode_bytes"].default,
     ):
         self.writer = writer
         self.tagger = tagger
