@@ -185,6 +185,15 @@ class Compaction(Periodic):
         self._finished(spans=moved)
         return moved
 
+    def _step(self, fn: Callable[..., int], *args: Any) -> tuple[int, float]:
+        """``fn(con, *args)`` on the writer with DuckDB on every core (a move, a merge piece, a
+        reclaim step), then a checkpoint as a task of its own, so that ingest commits can go
+        between the two; returns fn's count and the seconds both took."""
+        started = time.perf_counter()
+        n = self.run(_on_all_cores(fn, *args)).result()
+        self.run(lambda store: store.checkpoint()).result()
+        return n, time.perf_counter() - started
+
     def _reclaim(self, steps: int = 8) -> None:
         """While too much of the file is free, rewrite the row groups at its end into the free
         blocks lower down (collector.reclaim), ~``rows`` rows a step, resting after each as
@@ -193,14 +202,12 @@ class Compaction(Periodic):
             before = self._read(file_blocks)
             if self.stopping or not fragmented(before, self.reclaim):
                 return
-            started = time.perf_counter()
-            n = self.run(_on_all_cores(reclaim_step, self.rows)).result()
-            self.run(lambda store: store.checkpoint()).result()
+            n, took = self._step(reclaim_step, self.rows)
             after = self._read(file_blocks)
             log.info(
                 "rewrote %d rows at the end of the file in %.1f s: %d -> %d blocks, %d free",
                 n,
-                time.perf_counter() - started,
+                took,
                 before[0],
                 after[0],
                 after[2],
@@ -212,7 +219,7 @@ class Compaction(Periodic):
             # moved, each step fills as many holes as it leaves at the end.)
             if n == 0:
                 return
-            self._stop.wait(time.perf_counter() - started)
+            self._stop.wait(took)
 
     def _move_due(self, now_ns: int | None) -> int:
         """Move every chunk that is due, one writer task each; returns the spans moved."""
@@ -224,20 +231,13 @@ class Compaction(Periodic):
             )
             if chunk is None:
                 break
-            started = time.perf_counter()
-            n = self.run(_on_all_cores(compact, chunk, now)).result()
-            self.run(lambda store: store.checkpoint()).result()
-            log.info(
-                "compacted %d spans of %s in %.1f s",
-                n,
-                _range_text(chunk),
-                time.perf_counter() - started,
-            )
+            n, took = self._step(compact, chunk, now)
+            log.info("compacted %d spans of %s in %.1f s", n, _range_text(chunk), took)
             moved += n
             self.stats["chunks"] += 1
             # A backlog (a large store upgraded, compaction turned on) goes chunk after chunk:
             # rest as long as the chunk took, so that ingest keeps half the writer meanwhile.
-            self._stop.wait(time.perf_counter() - started)
+            self._stop.wait(took)
         return moved
 
     def _merge_once(self, now_ns: int | None) -> int | None:
@@ -265,10 +265,9 @@ class Compaction(Periodic):
             moved += self._move_due(now_ns)
             if self.stopping:  # the next run merges these ranges again, pieces done included
                 return moved
-            began = time.perf_counter()
-            spans += self.run(_on_all_cores(merge_piece, plan, piece)).result()
-            self.run(lambda store: store.checkpoint()).result()
-            self._stop.wait(time.perf_counter() - began)
+            n, took = self._step(merge_piece, plan, piece)
+            spans += n
+            self._stop.wait(took)
         self.run(lambda store: finish_merge(store.con, plan, spans)).result()
         log.info(
             "merged %d ranges (%d spans, level %d) of %s in %.1f s",
