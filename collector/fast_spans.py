@@ -19,7 +19,7 @@ from .columns import (
     trace_index_rows,
 )
 from .errors import DecodeError
-from .schema import ARROW_SCHEMAS
+from .store import ARROW_SCHEMAS
 from .tagging import Tagger
 
 try:

@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from .attributes import attr_dict, body_text
 from .columns import MAX_TS, Decoded, MapColumn, id_hex, resource_rows
-from .schema import ARROW_SCHEMAS
+from .store import ARROW_SCHEMAS
 from .tagging import Tagger
 
 SCHEMA = ARROW_SCHEMAS["logs"]

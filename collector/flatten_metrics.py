@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from .attributes import attr_dict
 from .columns import MAX_TS, Decoded, MapColumn, id_hex
-from .schema import ARROW_SCHEMAS
+from .store import ARROW_SCHEMAS
 from .tagging import Tagger
 
 SCHEMA = ARROW_SCHEMAS["metric_points"]

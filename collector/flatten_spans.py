@@ -21,7 +21,7 @@ from .columns import (
     split_attributes,
     trace_index_rows,
 )
-from .schema import ARROW_SCHEMAS
+from .store import ARROW_SCHEMAS
 from .tagging import Tagger
 
 SCHEMA = ARROW_SCHEMAS["spans"]

@@ -92,8 +92,8 @@ class OTLPHttpApp:
         self,
         ingestor: Ingestor,
         max_body_bytes: int,
-        request_timeout: float = 30.0,
-        auth: Auth | None = None,
+        request_timeout: float,
+        auth: Auth | None,
     ):
         self.ingestor = ingestor
         self.max_body_bytes = max_body_bytes

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .columns import Decoded
 from .decode import decode_body, fast_path
-from .settings import BY_KEY
 from .tagging import Tagger
 from .writer import Writer
 
@@ -27,9 +26,10 @@ class Ingestor:
         self,
         writer: Writer,
         tagger: Tagger,
+        *,
+        fast_decode: bool,
+        inline_bytes: int,
         decode_threads: int = 2,
-        fast_decode: bool = True,
-        inline_bytes: int = BY_KEY["ingest.inline_decode_bytes"].default,
     ):
         self.writer = writer
         self.tagger = tagger

@@ -1,9 +1,11 @@
-"""The collector's lifecycle: store + writer + OTLP receivers + query API, started and stopped
-in order.
+"""The collector's lifecycle: store + writer + maintenance jobs + OTLP receivers (+ an HTTP app
+on the query port, composed by the caller), started and stopped in order.
 
 ``Collector`` runs on an asyncio loop (``serve()`` for the CLI, with SIGINT/SIGTERM handling);
 ``CollectorThread`` runs one on a background thread for tests and the demo, and returns only once
-every listener accepts connections.
+every listener accepts connections. The collector never imports the query side: ``roomscope
+serve`` (query.cli.serve) hands it the query API as an :data:`AppFactory`, which gets a
+:class:`ReadAccess`, not the collector.
 """
 
 from __future__ import annotations
@@ -15,27 +17,41 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import uvicorn
 
+from .absent_modules import skip_absent
 from .auth import Auth
-from .compaction import Compaction
 from .errors import RoomscopeError, SettingsError
 from .grpc_receiver import create_grpc_server
 from .http_protocol import guarded_protocol
 from .http_receiver import OTLPHttpApp
 from .ingest import Ingestor
-from .retention import Retention, parse_age
+from .sessions import SessionTracker
 from .settings import Settings, load_settings
-from .store import DuckDBStore
+from .store import Job, Store, create_store
 from .tagging import Tagger
 from .writer import Writer
 
 log = logging.getLogger("roomscope.server")
 
-AppFactory = Callable[["Collector"], Any]
+
+@dataclass(frozen=True)
+class ReadAccess:
+    """What an app on the query port may use of a running collector: read cursors of its store,
+    whether it is ready and still accepting, and the token checker (None: auth is off)."""
+
+    cursor: Callable[[], duckdb.DuckDBPyConnection]
+    ready: Callable[[], bool]
+    accepting: Callable[[], bool]
+    auth: Auth | None
+
+
+AppFactory = Callable[[ReadAccess], Any]  # an ASGI app for the query port
 
 
 class _UvicornServer(uvicorn.Server):
@@ -63,34 +79,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _default_api_factory(collector: Collector) -> Any:
-    from query.api import create_app  # the read side's REST API
-
-    return create_app(collector)
-
-
-def build_tracker(settings: Settings, store: DuckDBStore) -> Any:
-    if not settings.get("sessions.enabled"):
-        return None
-    try:
-        from .sessions import SessionTracker
-    except ImportError:  # pragma: no cover - sessions arrive with their own module
-        return None
-    return SessionTracker.from_settings(settings, store)
-
-
-def _no_extension_downloads(store: DuckDBStore) -> None:
-    """An unknown function in user SQL must not make DuckDB fetch an extension from the network
-    (autoinstall) or load one from disk (autoload); the collector needs none beyond the built-in
-    json and parquet."""
-    cur = store.cursor()
-    try:
-        cur.execute("SET autoinstall_known_extensions = false")
-        cur.execute("SET autoload_known_extensions = false")
-    finally:
-        cur.close()
-
-
 def _tls_files(settings: Settings) -> tuple[str, str] | None:
     """(cert, key) when tls.cert_file and tls.key_file are set, None when neither is."""
     cert, key = settings.get("tls.cert_file"), settings.get("tls.key_file")
@@ -105,17 +93,21 @@ def _tls_files(settings: Settings) -> tuple[str, str] | None:
 
 
 class Collector:
-    def __init__(self, settings: Settings, api_factory: AppFactory | None = None):
+    """``api``: the app served on the query port (None: no query port). ``store``: the backend
+    (default: the one the settings describe)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api: AppFactory | None = None,
+        store: Store | None = None,
+    ):
         self.settings = settings
-        self.api_factory = api_factory or _default_api_factory
-        self.store = DuckDBStore(
-            settings.get("store.path"),
-            settings.get("store.checkpoint_wal_bytes"),
-            threads=settings.get("store.threads"),
-        )
+        self.api = api
+        self.store: Store = store if store is not None else create_store(settings)
         self.writer: Writer | None = None
-        self.retention: Retention | None = None
-        self.compaction: Compaction | None = None
+        self.jobs: list[Job] = []
         self.ingestor: Ingestor | None = None
         self.auth: Auth | None = Auth.from_settings(settings)  # None: auth.enabled is off
         self.tls = _tls_files(settings)
@@ -137,9 +129,9 @@ class Collector:
 
     async def start(self) -> None:
         s = self.settings
+        skip_absent("pandas")
         await asyncio.to_thread(self.store.open)
-        await asyncio.to_thread(_no_extension_downloads, self.store)
-        tracker = build_tracker(s, self.store)
+        tracker = await asyncio.to_thread(SessionTracker.from_settings, s, self.store)
         self.writer = Writer(
             self.store,
             max_queue_records=s.get("limits.max_queue_records"),
@@ -147,19 +139,11 @@ class Collector:
             retry_after=s.get("limits.retry_after"),
             tracker=tracker,
             sweep_interval=s.get("sessions.sweep_interval"),
-            test_delay=s.get("writer.test_delay"),
-            idle_checkpoint_bytes=s.get("store.idle_checkpoint_bytes"),
         )
         self.writer.start()
-        self.retention = Retention(
-            self.writer.run,
-            parse_age(s.get("retention.max_age")),
-            s.get("retention.interval"),
-            forget=getattr(tracker, "forget", None),
-        )
-        self.retention.start()
-        self.compaction = Compaction.from_settings(s, self.writer.run, self.store.cursor)
-        self.compaction.start()
+        self.jobs = self.store.jobs(self.writer.run, tracker.forget)
+        for job in self.jobs:
+            job.start()
         self.ingestor = Ingestor(
             self.writer,
             Tagger.from_settings(s),
@@ -175,22 +159,38 @@ class Collector:
             self.ingestor, host, s.get("server.grpc_port"), max_body, self.auth, tls
         )
         await self._grpc.start()
-        otlp_app = OTLPHttpApp(self.ingestor, max_body, s.get("limits.request_timeout"), self.auth)
+        otlp_app = OTLPHttpApp(
+            self.ingestor,
+            max_body,
+            request_timeout=s.get("limits.request_timeout"),
+            auth=self.auth,
+        )
         await self._start_http("http", otlp_app, host, s.get("server.http_port"))
-        api_app = self.api_factory(self)
-        await self._start_http("api", api_app, s.get("server.api_host"), s.get("server.api_port"))
+        if self.api is not None:
+            api_app = self.api(self.read_access())
+            await self._start_http(
+                "api", api_app, s.get("server.api_host"), s.get("server.api_port")
+            )
         self.started = True
         log.info(
             "roomscope collecting into %s: OTLP/gRPC %s:%d, OTLP/HTTP %s:%d, API %s://%s:%d%s",
-            self.store.path,
+            self.store.location,
             host,
             self.ports["grpc"],
             host,
             self.ports["http"],
             "https" if self.tls else "http",
             s.get("server.api_host"),
-            self.ports["api"],
+            self.ports.get("api", 0),
             " (auth on)" if self.auth else "",
+        )
+
+    def read_access(self) -> ReadAccess:
+        return ReadAccess(
+            cursor=self.store.cursor,
+            ready=lambda: self.ready,
+            accepting=lambda: self.ingestor is None or self.ingestor.accepting,
+            auth=self.auth,
         )
 
     async def _start_http(self, name: str, app: Any, host: str, port: int) -> None:
@@ -241,9 +241,8 @@ class Collector:
         self._http.clear()
         self._grpc = None
         writer_done = True
-        for job in (self.retention, self.compaction):
-            if job is not None:
-                await asyncio.to_thread(job.stop)
+        for job in self.jobs:
+            await asyncio.to_thread(job.stop)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop, left())
             writer_done = not self.writer.running
@@ -284,8 +283,8 @@ class Collector:
 class CollectorThread:
     """A Collector on its own thread and event loop (tests, demo). Use as a context manager."""
 
-    def __init__(self, settings: Settings, api_factory: AppFactory | None = None):
-        self.collector = Collector(settings, api_factory)
+    def __init__(self, collector: Collector):
+        self.collector = collector
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

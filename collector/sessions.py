@@ -17,18 +17,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from .session_infer import COUNT_FIELD, BatchSessions, Window, assign, summarize
-from .session_plan import FLUSH_NS, RECOUNT_SQL, SessionPlan, SessionState
-from .store import Store
+from .store import FLUSH_NS, Recount, SessionPlan, SessionState, Store
 
 __all__ = ["SessionPlan", "SessionState", "SessionTracker"]
 
 
 class SessionTracker:
-    def __init__(self, idle_timeout: float = 300.0, max_future_skew: float = 300.0):
+    def __init__(self, idle_timeout: float, max_future_skew: float):
         self.idle_ns = int(idle_timeout * 1e9)
         self.skew_ns = int(max_future_skew * 1e9)
         self._sessions: dict[str, SessionState] = {}
@@ -42,7 +40,7 @@ class SessionTracker:
         self._pending_services: set[str] = set()
         self._flushed_ns = 0  # wall clock of the last plan that wrote the pending changes
         self._store: Store | None = None
-        self._loaded_from: object = None
+        self._generation = 0  # the store's generation the state was read from
 
     @classmethod
     def from_settings(cls, settings: Any, store: Store | None = None) -> SessionTracker:
@@ -56,15 +54,15 @@ class SessionTracker:
     def attach(self, store: Store) -> None:
         """Load the state from ``store`` and reload it whenever the store is reopened."""
         self._store = store
-        self._loaded_from = store.con  # type: ignore[attr-defined]
-        self.load(store.cursor())
-        self.recount(store.cursor())
+        self._generation = store.generation
+        self.load(store.load_sessions())
+        self.recount(store.recount_active())
 
     def _sync(self) -> None:
         """After the writer reopened the store (an I/O failure), the file is the truth again:
         a commit that failed half-way may or may not be in it, so read the state back."""
         store = self._store
-        if store is not None and store.con is not self._loaded_from:  # type: ignore[attr-defined]
+        if store is not None and store.generation != self._generation:
             self._sessions.clear()
             self._rooms.clear()
             self._active.clear()
@@ -73,47 +71,29 @@ class SessionTracker:
             self.attach(store)
 
     # -- state ----------------------------------------------------------------------------
-    def load(self, con: duckdb.DuckDBPyConnection, now_ns: int | None = None) -> None:
-        """Rebuild the state from the ``sessions`` table (start-up).
+    def load(self, stored: list[SessionState], now_ns: int | None = None) -> None:
+        """Adopt the stored session rows (start-up).
 
         When records of a still-active session last arrived is not stored; a restarted collector
         counts from ``now_ns`` (the load): an active session gets a full idle period to resume."""
         arrival = time.time_ns() if now_ns is None else now_ns
-        try:
-            rows = con.execute(
-                "SELECT session_id, project, room, source, epoch_ns(started_at),"
-                " epoch_ns(last_seen_at), epoch_ns(ended_at), span_count, log_count,"
-                " metric_point_count, error_count, services FROM sessions ORDER BY started_at"
-            ).fetchall()
-        finally:
-            con.close()
-        states = [
-            SessionState(*r[:11], services=tuple(r[11] or ()), last_arrival=arrival) for r in rows
-        ]
+        states = [dataclasses.replace(s, last_arrival=arrival) for s in stored]
         self.commit(SessionPlan(states={s.session_id: s for s in states}))
 
-    def recount(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Count the records of the active sessions again from the data (start-up): a crash
-        may have left a session's row behind its records by the changes still pending."""
-        try:
-            for sid, spans, logs, points, errors in con.execute(RECOUNT_SQL).fetchall():
-                old = self._sessions[sid]
-                counts = (spans, logs, points, errors)
-                if counts != (
-                    old.span_count,
-                    old.log_count,
-                    old.metric_point_count,
-                    old.error_count,
-                ):
-                    self._pending[sid] = self._sessions[sid] = dataclasses.replace(
-                        old,
-                        span_count=spans,
-                        log_count=logs,
-                        metric_point_count=points,
-                        error_count=errors,
-                    )
-        finally:
-            con.close()
+    def recount(self, counted: list[Recount]) -> None:
+        """Adopt the records of the active sessions counted again from the data (start-up): a
+        crash may have left a session's row behind its records by the changes still pending."""
+        for sid, spans, logs, points, errors in counted:
+            old = self._sessions[sid]
+            counts = (spans, logs, points, errors)
+            if counts != (old.span_count, old.log_count, old.metric_point_count, old.error_count):
+                self._pending[sid] = self._sessions[sid] = dataclasses.replace(
+                    old,
+                    span_count=spans,
+                    log_count=logs,
+                    metric_point_count=points,
+                    error_count=errors,
+                )
 
     def get(self, session_id: str) -> SessionState | None:
         return self._sessions.get(session_id)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import durations
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -46,9 +48,11 @@ def _non_empty_list(v: list[str]) -> str | None:
 
 
 def _age(v: str) -> str | None:
-    from .retention import check_age
-
-    return check_age(v)
+    try:
+        durations.seconds(v)
+    except ValueError:
+        return "is not an age: use e.g. 7d, 12h, 90m, or 0 to keep data forever"
+    return None
 
 
 def _non_empty(v: str) -> str | None:
@@ -164,14 +168,6 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting(
-        "sessions",
-        "enabled",
-        True,
-        "Track sessions (tag records with session ids, keep the sessions table). Turning it off"
-        " leaves inferred session ids NULL and the sessions tables unchanged; for benchmarks.",
-        bool,
-    ),
-    Setting(
         "limits",
         "max_body_bytes",
         16 * 1024 * 1024,
@@ -220,14 +216,6 @@ SETTINGS: tuple[Setting, ...] = (
         "Records committed together in one group commit, at most.",
         int,
         _positive,
-    ),
-    Setting(
-        "writer",
-        "test_delay",
-        0.0,
-        "Seconds the writer sleeps before each commit (testing overload; keep 0).",
-        float,
-        _non_negative,
     ),
     Setting(
         "ingest",

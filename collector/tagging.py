@@ -20,10 +20,11 @@ class Tags:
 class Tagger:
     def __init__(
         self,
-        project_keys: Sequence[str] = ("project", "meshagent.project"),
-        room_keys: Sequence[str] = ("room", "room.name", "meshagent.room"),
-        session_keys: Sequence[str] = ("session", "session.id", "meshagent.session.id"),
-        default_project: str = "default",
+        *,
+        project_keys: Sequence[str],
+        room_keys: Sequence[str],
+        session_keys: Sequence[str],
+        default_project: str,
     ):
         self.project_keys = tuple(project_keys)
         self.room_keys = tuple(room_keys)
@@ -36,10 +37,10 @@ class Tagger:
     @classmethod
     def from_settings(cls, settings) -> Tagger:
         return cls(
-            settings.get("tagging.project_keys"),
-            settings.get("tagging.room_keys"),
-            settings.get("tagging.session_keys"),
-            settings.get("tagging.default_project"),
+            project_keys=settings.get("tagging.project_keys"),
+            room_keys=settings.get("tagging.room_keys"),
+            session_keys=settings.get("tagging.session_keys"),
+            default_project=settings.get("tagging.default_project"),
         )
 
     def forced(self, project: str) -> Tagger:
@@ -47,7 +48,12 @@ class Tagger:
         (an ingest token's project, SPEC 5). Cached per project."""
         tagger = self._forced.get(project)
         if tagger is None:
-            tagger = Tagger((), self.room_keys, self.session_keys, project)
+            tagger = Tagger(
+                project_keys=(),
+                room_keys=self.room_keys,
+                session_keys=self.session_keys,
+                default_project=project,
+            )
             self._forced[project] = tagger
         return tagger
 

@@ -8,7 +8,6 @@ is in the file. The queue is bounded by records: past ``max_queue_records`` a su
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -18,18 +17,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import duckdb
 import pyarrow as pa
 
 from .columns import Decoded
 from .errors import Overloaded, StoreUnavailable
-from .store import Store, Transaction
+from .store import SessionPlan, Store, Task
 
 log = logging.getLogger("roomscope.writer")
-
-
-class Plan(Protocol):
-    def apply(self, con: duckdb.DuckDBPyConnection) -> None: ...
 
 
 class Tracker(Protocol):
@@ -43,13 +37,13 @@ class Tracker(Protocol):
         now_ns: int,
         flush: bool = True,
         summaries: Mapping[str, list[Any]] | None = None,
-    ) -> tuple[dict[str, list[pa.Table]], Plan | None]: ...
+    ) -> tuple[dict[str, list[pa.Table]], SessionPlan | None]: ...
 
-    def commit(self, plan: Plan) -> None: ...
+    def commit(self, plan: SessionPlan) -> None: ...
 
-    def sweep(self, now_ns: int) -> Plan | None: ...
+    def sweep(self, now_ns: int) -> SessionPlan | None: ...
 
-    def flush(self) -> Plan | None: ...
+    def flush(self) -> SessionPlan | None: ...
 
     @property
     def pending(self) -> bool: ...
@@ -68,7 +62,7 @@ _STOP = object()
 class _Task:
     """A function run on the writer thread between commits (see :meth:`Writer.run`)."""
 
-    fn: Callable[[Store], Any]
+    fn: Task
     future: Future = field(default_factory=Future)
 
     def __call__(self, store: Store) -> None:
@@ -78,44 +72,9 @@ class _Task:
             self.future.set_exception(exc)
 
 
-# Text of DuckDB errors that mean the file cannot be written (disk full, read-only, I/O error),
-# as opposed to a problem with one request's data. DuckDB reports a WAL write failure at commit
-# as a TransactionException ("Failed to commit: Could not write file ...").
-_STORE_TROUBLE = (
-    "could not write",
-    "could not read",
-    "could not open",
-    "could not fsync",
-    "could not truncate",
-    "no space left",
-    "read-only",
-    "read only",
-    "failed to commit",
-    "invalidated",
-    "connection already closed",
-)
 LINGER_SECONDS = 0.002  # longest a group waits for requests still being decoded
 IDLE_FLUSH_SECONDS = 0.05  # quiet this long: write pending session-row changes
 PROBE_INTERVAL = 1.0  # seconds between write probes while the store is failing
-
-
-def is_store_trouble(exc: BaseException) -> bool:
-    """True when a commit failed because the store cannot be written, not because of the data."""
-    if isinstance(exc, (duckdb.IOException, duckdb.FatalException, OSError, StoreUnavailable)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and any(s in text for s in _STORE_TROUBLE)
-
-
-def _needs_reopen(exc: BaseException) -> bool:
-    """DuckDB invalidates the database after a fatal I/O error; only a reopen brings it back."""
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.FatalException) or "invalidated" in text or "closed" in text
-
-
-def _probe(con: duckdb.DuckDBPyConnection) -> None:
-    """A tiny write: succeeds only when a commit can reach the disk again."""
-    con.execute("UPDATE roomscope_meta SET value = value WHERE key = 'schema_version'")
 
 
 class Writer:
@@ -123,13 +82,11 @@ class Writer:
         self,
         store: Store,
         *,
-        max_queue_records: int = 200_000,
-        max_batch_records: int = 20_000,
-        retry_after: int = 1,
-        tracker: Tracker | None = None,
-        sweep_interval: float = 5.0,
-        test_delay: float = 0.0,
-        idle_checkpoint_bytes: int = 8 * 1024 * 1024,
+        max_queue_records: int,
+        max_batch_records: int,
+        retry_after: int,
+        tracker: Tracker | None,
+        sweep_interval: float,
     ):
         self.store = store
         self.max_queue_records = max_queue_records
@@ -137,8 +94,6 @@ class Writer:
         self.retry_after = retry_after
         self.tracker = tracker
         self.sweep_interval = sweep_interval
-        self.test_delay = test_delay
-        self.idle_checkpoint_bytes = idle_checkpoint_bytes
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0
         self._lock = threading.Lock()
@@ -187,7 +142,7 @@ class Writer:
         self._queue.put(item)
         return item.future
 
-    def run(self, fn: Callable[[Store], Any]) -> Future:
+    def run(self, fn: Task) -> Future:
         """Run ``fn(store)`` on the writer thread, between group commits (maintenance such as
         retention deletes: the writer owns the connection). The future has its result."""
         task = _Task(fn)
@@ -250,19 +205,18 @@ class Writer:
                 self._sweep()
                 self.stats["sweeps"] += 1
                 if self._queue.empty():
-                    self._checkpoint_past(self.idle_checkpoint_bytes, "idle")
+                    self._checkpoint(idle=True)
                 next_sweep = time.monotonic() + self.sweep_interval
 
-    def _checkpoint_past(self, limit: int | None, what: str) -> None:
-        """Checkpoint once the log passes ``limit`` bytes: right after a commit under load (the
-        store's checkpoint_wal_bytes; DuckDB would do it inside a commit, on one core) or
-        while nothing waits (idle_checkpoint_bytes, so the log rarely gets that far)."""
-        if not limit or not self.healthy or self.store.wal_bytes() < limit:
+    def _checkpoint(self, idle: bool) -> None:
+        """Let the store checkpoint if its thresholds say so: right after a commit under load,
+        or while nothing waits."""
+        if not self.healthy:
             return
         try:
-            self.store.checkpoint()
+            self.store.maybe_checkpoint(idle)
         except Exception as exc:
-            log.warning("%s checkpoint failed: %s", what, exc)
+            log.warning("%s checkpoint failed: %s", "idle" if idle else "load", exc)
 
     def _gather(self, first: _Item) -> tuple[list[_Item], Any]:
         """The next group commit: what is queued, up to max_batch_records. When requests are
@@ -308,11 +262,8 @@ class Writer:
         """While the store is failing, try a tiny write now and then so health (and /readyz)
         comes back by itself once the disk is usable again, even with no traffic."""
         try:
-            self.store.write({}, _probe)
-        except Exception as exc:
-            if _needs_reopen(exc):
-                with contextlib.suppress(Exception):
-                    self.store.reopen()  # type: ignore[attr-defined]
+            self.store.probe()  # reconnects after a fatal failure
+        except Exception:
             return
         log.warning("store is writable again")
         self.healthy = True
@@ -325,13 +276,13 @@ class Writer:
         if self.tracker is not None:
             self._write_plan(lambda: self.tracker.sweep(time.time_ns()), "session sweep")
 
-    def _write_plan(self, make: Callable[[], Plan | None], what: str) -> None:
+    def _write_plan(self, make: Callable[[], SessionPlan | None], what: str) -> None:
         """A tracker plan of its own (no records) in one transaction, adopted once committed."""
         assert self.tracker is not None
         try:
             plan = make()
             if plan is not None:
-                self.store.write({}, plan.apply)
+                self.store.append({}, plan)
                 self.tracker.commit(plan)
         except Exception:
             log.exception("%s failed; will retry", what)
@@ -351,10 +302,7 @@ class Writer:
             # under load they wait (for IDLE_FLUSH_SECONDS of quiet, the next sweep, or 1 s).
             alone = len(group) == 1 and self._queue.empty()
             tables, plan = self.tracker.prepare(tables, time.time_ns(), alone, summaries)
-        if self.test_delay:
-            time.sleep(self.test_delay)
-        also: Transaction | None = plan.apply if plan is not None else None
-        self.store.write({**side, **tables}, also)
+        self.store.append({**side, **tables}, plan)
         if plan is not None and self.tracker is not None:
             self.tracker.commit(plan)
 
@@ -363,7 +311,7 @@ class Writer:
         try:
             self._write(group)
         except Exception as exc:
-            if len(group) > 1 and not is_store_trouble(exc):
+            if len(group) > 1 and not isinstance(exc, StoreUnavailable):
                 # One bad request must not fail the others: commit them one by one.
                 for item in group:
                     self._commit([item])
@@ -373,7 +321,7 @@ class Writer:
         self.healthy = True
         with self._lock:
             self._pending -= n
-        self._checkpoint_past(getattr(self.store, "checkpoint_wal_bytes", None), "load")
+        self._checkpoint(idle=False)
         self.stats["commits"] += 1
         self.stats["records"] += n
         self.stats["requests"] += len(group)
@@ -382,17 +330,10 @@ class Writer:
 
     def _fail(self, group: list[_Item], n: int, exc: Exception) -> None:
         log.error("commit of %d records failed: %s", n, exc)
-        error: Exception = exc
-        if is_store_trouble(exc):
+        if isinstance(exc, StoreUnavailable):
             # Retryable (503 / UNAVAILABLE); nothing of the group was committed.
             self.healthy = False
-            error = StoreUnavailable(f"store cannot be written: {exc}")
-            if _needs_reopen(exc):
-                try:
-                    self.store.reopen()  # type: ignore[attr-defined]
-                except Exception as reopen_exc:
-                    log.error("reopening the store failed: %s", reopen_exc)
         with self._lock:
             self._pending -= n
         for item in group:
-            item.future.set_exception(error)
+            item.future.set_exception(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,85 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (otlp_factory, otel_sdk)
 
+from slow_store import SlowStore
+from slow_store import slow_store as _slow_store
+
 from collector.server import Collector, CollectorThread, loopback_settings
+from collector.sessions import SessionTracker
 from collector.settings import Settings
+from collector.store import DuckDBStore, Store, create_store
+from collector.store.maintenance.compaction import Compaction
+from collector.tagging import Tagger
+from collector.writer import Writer
+from query.http.serving import serving_thread
+from query.library.reader import Reader
+
+DEFAULTS = loopback_settings(":memory:")  # every setting at its default (store path aside)
 
 
-def make_settings(db: Path, **overrides: Any) -> Settings:
+def make_settings(db: Path | str, **overrides: Any) -> Settings:
     """Settings for a test collector: loopback, free ports, the given store file."""
     return loopback_settings(db, **overrides)
+
+
+def make_store(db: Path | str, **overrides: Any) -> DuckDBStore:
+    """A store (not opened) with the default settings but ``overrides``."""
+    return create_store(make_settings(db, **overrides))
+
+
+def make_tagger(**overrides: Any) -> Tagger:
+    """The default tagging rules (``tagging.*``), with ``overrides``."""
+    return Tagger.from_settings(DEFAULTS.replace(**overrides))
+
+
+def make_tracker(idle_timeout: float = 300.0, max_future_skew: float = 300.0) -> SessionTracker:
+    return SessionTracker(idle_timeout, max_future_skew)
+
+
+def make_writer(store: Store, tracker: SessionTracker | None = None, **kw: Any) -> Writer:
+    """A writer with the default limits (``limits.*``, ``writer.*``) unless given."""
+    s = DEFAULTS
+    args: dict[str, Any] = {
+        "max_queue_records": s.get("limits.max_queue_records"),
+        "max_batch_records": s.get("writer.max_batch_records"),
+        "retry_after": s.get("limits.retry_after"),
+        "tracker": tracker,
+        "sweep_interval": s.get("sessions.sweep_interval"),
+    }
+    args.update(kw)
+    return Writer(store, **args)
+
+
+def compaction_job(run: Any, cursor: Any, rows: int, **kw: Any) -> Compaction:
+    """A compaction job of ``rows`` a chunk, due at once, nothing else unless given (merge,
+    levels, reclaim)."""
+    args: dict[str, Any] = {
+        "after": 0,
+        "interval": 60.0,
+        "max_age": 0.0,
+        "merge": 0,
+        "levels": 0,
+        "reclaim": 0.0,
+    }
+    args.update(kw)
+    return Compaction(run, cursor, rows=rows, **args)
+
+
+def make_reader(con: duckdb.DuckDBPyConnection, **kw: Any) -> Reader:
+    """A query-library reader with the default ``query.*`` settings unless given."""
+    s = DEFAULTS
+    args: dict[str, Any] = {
+        "default_limit": s.get("query.default_limit"),
+        "timeout": s.get("query.timeout"),
+        "max_rows": s.get("query.max_rows"),
+    }
+    args.update(kw)
+    return Reader(con, **args)
+
+
+def slow_store(db: Path | str, delay: float, **overrides: Any) -> SlowStore:
+    """A store whose every commit takes ``delay`` seconds longer (overload tests)."""
+    return _slow_store(make_settings(db, **overrides), delay)
 
 
 class RunningCollector:
@@ -49,8 +122,22 @@ class RunningCollector:
         finally:
             cur.close()
 
+    def job(self, name: str) -> Any:
+        """The collector's maintenance job called ``name`` (retention, compaction)."""
+        (job,) = [j for j in self.collector.jobs if j.name == name]
+        return job
+
     def stop(self) -> None:
         self.thread.stop()
+
+
+def wait_for_job(job: Any, done: Any, seconds: float = 20.0) -> None:
+    """Wait until ``done(job.stats)`` holds (a job runs on its own thread; fails after
+    ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while not done(dict(job.stats)):
+        assert time.monotonic() < deadline, job.stats
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -58,9 +145,12 @@ def start_collector(tmp_path: Path) -> Iterator[Any]:
     """Factory: start_collector(**setting_overrides) -> RunningCollector; stopped at teardown."""
     started: list[RunningCollector] = []
 
-    def start(db: Path | None = None, **overrides: Any) -> RunningCollector:
+    def start(
+        db: Path | None = None, store: Store | None = None, **overrides: Any
+    ) -> RunningCollector:
+        """``store``: a store of the test's own (a SlowStore) instead of the settings' one."""
         db = db or tmp_path / "roomscope.duckdb"
-        thread = CollectorThread(make_settings(db, **overrides))
+        thread = serving_thread(make_settings(db, **overrides), store=store)
         thread.start()
         rc = RunningCollector(thread, db)
         started.append(rc)

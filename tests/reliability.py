@@ -156,14 +156,21 @@ def _parse_ready(line: str) -> dict[str, int]:
 
 
 def start_serve(
-    db: Path, settings: dict[str, Any] | None = None, timeout: float = 60
+    db: Path,
+    settings: dict[str, Any] | None = None,
+    timeout: float = 60,
+    commit_delay: float | None = None,
 ) -> ServeProcess:
-    """Start `roomscope serve` on free ports; returns once it printed its ready line."""
+    """Start `roomscope serve` on free ports; returns once it printed its ready line.
+    ``commit_delay``: every commit takes that many seconds longer (tests/slow_store.py)."""
     env = dict(os.environ)
     env.pop("ROOMSCOPE_CONFIG", None)
     for key, value in (settings or {}).items():
         env["ROOMSCOPE_" + key.replace(".", "_").upper()] = str(value)
-    cmd = [sys.executable, "-c", "from query.cli import main; main()", "serve", "--db", str(db)]
+    cmd = [sys.executable, "-c", "from query.cli import main; main()"]
+    if commit_delay is not None:
+        cmd = [sys.executable, str(Path(__file__).parent / "slow_store.py"), str(commit_delay)]
+    cmd += ["serve", "--db", str(db)]
     cmd += ["--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--api-port", "0"]
     proc = subprocess.Popen(
         cmd,

@@ -224,15 +224,15 @@ def take_screenshots(api_url: str, http_url: str, grpc_endpoint: str, out: Path)
 def main() -> None:
     from conftest import make_settings
 
-    from collector.server import CollectorThread
-    from query.demo import send_workload
+    from query.cli.demo import send_workload
+    from query.http.serving import serving_thread
 
     reason = chromium_missing()
     if reason:
         sys.exit(f"screenshots: {reason}")
     tmp = Path(tempfile.mkdtemp(prefix="roomscope-shots-"))
     out = Path(__file__).parent.parent / "docs"
-    thread = CollectorThread(make_settings(tmp / "shots.duckdb"))
+    thread = serving_thread(make_settings(tmp / "shots.duckdb"))
     c = thread.start()
     api = f"http://127.0.0.1:{c.ports['api']}"
     http = f"http://127.0.0.1:{c.ports['http']}"

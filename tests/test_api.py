@@ -8,8 +8,8 @@ import httpx
 import pytest
 from test_query_fixtures import World, filled_world
 
-from query.api import ROUTES
-from query.params import P
+from query.http.api import ROUTES
+from query.http.params import P
 
 SEC = 1_000_000_000
 

@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, settings
 from reliability import build_request, http_send, new_rids
 from schemathesis import checks
 
-from collector.server import CollectorThread
+from query.http.serving import serving_thread
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     db = tmp_path_factory.mktemp("apifuzz") / "api.duckdb"
-    thread = CollectorThread(make_settings(db))
+    thread = serving_thread(make_settings(db))
     collector = thread.start()
     http_url = f"http://127.0.0.1:{collector.ports['http']}"
     api_url = f"http://127.0.0.1:{collector.ports['api']}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import duckdb
 import pytest
+from conftest import compaction_job, make_reader, make_store, wait_for_job
 from test_compaction import (
     BASE,
     HOUR,
@@ -21,16 +22,15 @@ from test_compaction import (
     all_spans,
     filled_store,
     post_hours,
-    wait_for_job,
     write_hours,
 )
 from test_span_storage import Done
 
-from collector.archive_merge import Merge, merge_piece, next_merge, pieces
-from collector.compaction import Compaction, compact_all, merge_all
 from collector.store import DuckDBStore
-from query.filters import SpanFilter
-from query.reader import Reader
+from collector.store.maintenance.archive_merge import Merge, merge_piece, next_merge, pieces
+from collector.store.maintenance.compaction import compact_all, merge_all
+from query.library.filters import SpanFilter
+from query.library.reader import Reader
 
 HOUR_SPANS = PER * len(ROOMS)  # each hour's spans all start in its first minute
 
@@ -63,7 +63,7 @@ def room_spans(reader: Reader, room: str) -> list[str]:
 def test_merging_keeps_every_span_once_and_sorts_each_merged_range_by_room(tmp_path):
     store = compacted_store(tmp_path)
     con = store.con
-    reader = Reader(store.cursor())
+    reader = make_reader(store.cursor())
     before = all_spans(con)
     by_room = room_spans(reader, "b-room")
     assert len(by_room) == 6 * PER
@@ -112,7 +112,7 @@ def test_pieces_split_by_room_values_cover_every_span_once(tmp_path):
 
 
 def test_which_ranges_are_due(tmp_path):
-    store = DuckDBStore(tmp_path / "d.duckdb")
+    store = make_store(tmp_path / "d.duckdb")
     store.open()
     con = store.con
 
@@ -186,7 +186,7 @@ def test_the_job_closes_its_planning_cursor_before_the_writer_moves_or_merges(tm
         tasks.append(open_cursors())
         return Done(fn(store))
 
-    job = Compaction(run, cursor, HOUR_SPANS, 0, merge=2, levels=1)
+    job = compaction_job(run, cursor, HOUR_SPANS, merge=2, levels=1)
     job._stop.wait = lambda seconds: False  # no rests between pieces
     assert job.run_once(now_ns=BASE + 4 * HOUR) == 4 * HOUR_SPANS
     assert job.stats["merges"] == 2 and len(tasks) > 8
@@ -207,7 +207,7 @@ def test_chunks_due_during_a_merge_are_moved_before_its_next_piece(tmp_path):
             write_hours(store, (2, 3))
         return Done(fn(store))
 
-    job = Compaction(run, store.cursor, HOUR_SPANS, 0, merge=2, levels=1)
+    job = compaction_job(run, store.cursor, HOUR_SPANS, merge=2, levels=1)
     job._stop.wait = lambda seconds: False  # no rests between pieces
     assert job.run_once(now_ns=BASE + 4 * HOUR) == 2 * HOUR_SPANS  # the two hours moved
     assert (2, 0) in seen  # both moved before the first merge was done
@@ -229,7 +229,7 @@ def test_migration_to_version_7_gives_archived_ranges_level_0(tmp_path):
     )
     con.execute("UPDATE roomscope_meta SET value = '6' WHERE key = 'schema_version'")
     con.close()
-    store = DuckDBStore(tmp_path / "c.duckdb")
+    store = make_store(tmp_path / "c.duckdb")
     store.open()
     assert [lv for lv, *_ in levels(store.con)] == [None, 0, 0]
     meta = "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
@@ -247,7 +247,7 @@ def test_the_collectors_job_merges_compacted_ranges(start_collector):
     }
     rc = start_collector(**settings)
     post_hours(rc)
-    job = rc.collector.compaction
+    job = rc.job("compaction")
     wait_for_job(job, lambda stats: stats["merges"] >= 1 and stats["spans"] >= 3 * HOUR_SPANS)
     assert rc.query("SELECT level, spans FROM span_clusters ORDER BY first_start") == [
         (1, 2 * HOUR_SPANS),

@@ -15,6 +15,7 @@ import duckdb
 import grpc
 import httpx
 import pytest
+from conftest import slow_store
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -294,7 +295,7 @@ def test_wrong_method_is_405(collector, method):
 
 def test_a_failed_commit_leaves_no_rows_and_answers_retryably(collector, monkeypatch):
     store = collector.collector.store
-    original = store.write
+    original = store._write
     seen: list[int] = []
 
     def failing_write(tables, also=None):
@@ -310,7 +311,7 @@ def test_a_failed_commit_leaves_no_rows_and_answers_retryably(collector, monkeyp
 
         return original(tables, fault)
 
-    monkeypatch.setattr(store, "write", failing_write)
+    monkeypatch.setattr(store, "_write", failing_write)
     r = post(collector, trace_request(20).SerializeToString())
     assert seen == [20]
     assert r.status_code == 503
@@ -320,8 +321,9 @@ def test_a_failed_commit_leaves_no_rows_and_answers_retryably(collector, monkeyp
     assert_still_serves(collector)
 
 
-def test_overload_is_503_with_retry_after(start_collector):
-    rc = start_collector(**{"limits.max_queue_records": 10, "writer.test_delay": 1.0})
+def test_overload_is_503_with_retry_after(start_collector, tmp_path):
+    db = tmp_path / "slow.duckdb"
+    rc = start_collector(db, store=slow_store(db, 1.0), **{"limits.max_queue_records": 10})
     body = trace_request(8).SerializeToString()
     with httpx.Client(timeout=30) as client, cf.ThreadPoolExecutor(4) as pool:
         futures = [

@@ -15,15 +15,15 @@ import time
 import duckdb
 import httpx
 import pytest
+from conftest import make_reader, make_store, wait_for_job
 from otlp_factory import trace_request
 from test_span_storage import write
 
-from collector.compaction import Chunk, compact, compact_all, next_chunk
-from collector.retention import prune_connection
 from collector.store import DuckDBStore
-from query.filters import SpanFilter
-from query.reader import Reader
-from query.sessions import session_window
+from collector.store.maintenance.compaction import Chunk, compact, compact_all, next_chunk
+from collector.store.maintenance.retention import prune_connection
+from query.library.filters import SpanFilter
+from query.library.sessions import session_window
 
 HOUR = 3_600 * 10**9
 MINUTE = 60 * 10**9
@@ -34,7 +34,7 @@ PER = 40  # spans per room and hour
 
 def filled_store(tmp_path, hours: int = 6) -> DuckDBStore:
     """Each hour, each room sends PER spans, rooms interleaved in time (as they arrive)."""
-    store = DuckDBStore(tmp_path / "c.duckdb")
+    store = make_store(tmp_path / "c.duckdb")
     store.open()
     write_hours(store, range(hours))
     return store
@@ -155,7 +155,7 @@ def test_retention_inside_a_compacted_range_deletes_only_the_old_spans(tmp_path)
 
 def test_reads_by_room_session_and_trace_agree_before_and_after(tmp_path):
     store = filled_store(tmp_path)
-    reader = Reader(store.cursor())
+    reader = make_reader(store.cursor())
     trace = store.con.execute("SELECT trace_id FROM span_data LIMIT 1 OFFSET 100").fetchone()[0]
 
     def reads() -> tuple:
@@ -191,7 +191,7 @@ def test_session_reads_add_the_room_only_when_it_holds_all_the_sessions_spans(st
         two, _ = session_window(con, "s2", "spans")
         assert "room = ?" in one and "BETWEEN" in one
         assert "room = ?" not in two and "BETWEEN" in two  # s2 has spans in two rooms
-        reader = Reader(con)
+        reader = make_reader(con)
         assert len(reader.session_spans("s1", SpanFilter())["spans"]) == 16
         assert len(reader.session_spans("s2", SpanFilter())["spans"]) == 32
     finally:
@@ -206,19 +206,11 @@ def post_hours(rc, hours: int = 3) -> None:
             post(rc, trace_request(PER, room=room, session=room, start_ns=start, seed=h * 10 + j))
 
 
-def wait_for_job(job, done, seconds: float = 20.0) -> None:
-    """Wait until ``done(job.stats)`` after one of the job's runs (fails after ``seconds``)."""
-    deadline = time.monotonic() + seconds
-    with job.ran:
-        while not done(job.stats):
-            assert job.ran.wait(max(0.0, deadline - time.monotonic())), job.stats
-
-
 def test_the_collectors_job_compacts_settled_spans(start_collector):
     settings = {"compaction.rows": 100, "compaction.after": "1h", "compaction.interval": 0.05}
     rc = start_collector(**settings)
     post_hours(rc)
-    job = rc.collector.compaction
+    job = rc.job("compaction")
     wait_for_job(job, lambda stats: stats["spans"] >= 3 * PER * len(ROOMS))
     assert rc.query("SELECT count(*), sum(spans) FROM span_clusters") == [(3, 360)]
     assert rc.query("SELECT count(*), count(DISTINCT span_id) FROM spans") == [(360, 360)]
@@ -228,6 +220,6 @@ def test_the_collectors_job_compacts_settled_spans(start_collector):
     try:
         window, _ = session_window(con, "b-room", "spans")
         assert "BETWEEN" in window and "room = ?" in window
-        assert len(Reader(con).session_spans("b-room", SpanFilter())["spans"]) == 3 * PER
+        assert len(make_reader(con).session_spans("b-room", SpanFilter())["spans"]) == 3 * PER
     finally:
         con.close()

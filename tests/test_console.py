@@ -32,18 +32,18 @@ from screenshots import (
 )
 
 from collector.auth import create_token
-from collector.server import CollectorThread
-from query.console import STATIC
-from query.demo import send_workload
-from query.live import LiveHub
-from query.series import quantile
+from query.cli.demo import send_workload
+from query.http.console import STATIC
+from query.http.live import LiveHub
+from query.http.serving import serving_thread
+from query.library.series import quantile
 
 PAGE_LOAD_BUDGET_MS = 300
 
 
 class Store:
     def __init__(self, db: Path):
-        self.thread = CollectorThread(make_settings(db))
+        self.thread = serving_thread(make_settings(db))
         c = self.thread.start()
         self.api = f"http://127.0.0.1:{c.ports['api']}"
         self.http = f"http://127.0.0.1:{c.ports['http']}"
@@ -167,7 +167,8 @@ def test_live_hub_runs_one_poller_for_all_subscribers_and_stops_without_them(
     store: Store,
 ) -> None:
     async def scenario() -> tuple[int, int, bool]:
-        hub = LiveHub(store.thread.collector, poll_seconds=0.05)
+        access = store.thread.collector.read_access()
+        hub = LiveHub(access.cursor, access.accepting, poll_seconds=0.05)
         first, second = hub.stream(SHOP_ROOM, None), hub.stream(None, SHOP_SESSION)
         await first.__anext__()
         task = hub._task

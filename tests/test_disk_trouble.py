@@ -79,7 +79,7 @@ def assert_acked_equals_stored(rc, sender: Sender) -> None:
 def test_write_faults_answer_503_and_ingest_resumes_by_itself(start_collector, monkeypatch):
     rc = start_collector()
     store = rc.collector.store
-    real_write = store.write
+    real_write = store._write
     failing = threading.Event()
     calls = {"failed": 0}
 
@@ -89,7 +89,7 @@ def test_write_faults_answer_503_and_ingest_resumes_by_itself(start_collector, m
             raise duckdb.IOException('Could not write file "roomscope.duckdb.wal": disk full')
         return real_write(tables, also)
 
-    monkeypatch.setattr(store, "write", write)
+    monkeypatch.setattr(store, "_write", write)
     sender = Sender(rc, "faults")
     try:
         assert sender.post().status_code == 200
@@ -119,7 +119,7 @@ def test_invalidated_store_is_reopened_under_steady_traffic(start_collector, mon
     is still bad; with requests arriving all the time the writer must still get back on its own."""
     rc = start_collector()
     store = rc.collector.store
-    real_write, real_open = store.write, store.open
+    real_write, real_open = store._write, store.open
     failing = threading.Event()
 
     def write(tables, also=None):
@@ -132,7 +132,7 @@ def test_invalidated_store_is_reopened_under_steady_traffic(start_collector, mon
             raise duckdb.IOException('Cannot open file "roomscope.duckdb": I/O error')
         return real_open()
 
-    monkeypatch.setattr(store, "write", write)
+    monkeypatch.setattr(store, "_write", write)
     monkeypatch.setattr(store, "open", open_)
     sender = Sender(rc, "steady")
     stop = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import make_tagger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -33,8 +34,13 @@ from collector.tagging import Tagger
 pytestmark = pytest.mark.skipif(not fast_spans.AVAILABLE, reason="C extension not built")
 
 RECEIVED = 1_700_000_000_123_456_789
-TAGGER = Tagger()
-ODD_TAGGER = Tagger(["p", "project"], ["r", ""], ["s"], "fallback")
+TAGGER = make_tagger()
+ODD_TAGGER = Tagger(
+    project_keys=["p", "project"],
+    room_keys=["r", ""],
+    session_keys=["s"],
+    default_project="fallback",
+)
 FAST = settings(
     max_examples=int(os.environ.get("FAST_SPANS_EXAMPLES", "200")),
     deadline=None,

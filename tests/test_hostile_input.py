@@ -25,6 +25,7 @@ from collector.decode import decode_body
 from collector.errors import DecodeError
 from collector.server import CollectorThread
 from collector.tagging import Tagger
+from query.http.serving import serving_thread
 
 ALLOWED = {200, 400, 413, 415}
 CTYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
@@ -235,7 +236,7 @@ class Endpoint:
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
     db = tmp_path_factory.mktemp("hostile") / "hostile.duckdb"
-    thread = CollectorThread(make_settings(db))
+    thread = serving_thread(make_settings(db))
     thread.start()
     ep = Endpoint(thread)
     yield ep

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from reliability import build_request, grpc_send, http_send, new_rids, start_serve, wait_until
 
 QUEUE = 400  # limits.max_queue_records
-DELAY = 0.15  # writer.test_delay: seconds per commit
+DELAY = 0.15  # seconds every commit takes longer (tests/slow_store.py)
 RSS_GROWTH_LIMIT = 160 * 1024 * 1024  # over the RSS measured once ready
 RSS_LIMIT = 500 * 1024 * 1024  # absolute
 
@@ -105,8 +105,8 @@ def test_overload_is_refused_retryably_sdk_retries_get_everything_in_and_rss_is_
     tmp_path,
 ):
     db = tmp_path / "overload.duckdb"
-    settings = {"limits.max_queue_records": QUEUE, "writer.test_delay": DELAY}
-    server = start_serve(db, settings)
+    settings = {"limits.max_queue_records": QUEUE}
+    server = start_serve(db, settings, commit_delay=DELAY)
     try:
         rss_ready = server.rss_bytes()
         sampler = RssSampler(server)

@@ -8,10 +8,11 @@ import duckdb
 import pytest
 
 from collector.columns import keyset_id, resource_id
-from collector.store import migrate
-from query import search
-from query.errors import NotFound, QueryError
-from query.filters import (
+from collector.store.migrations import migrate
+from query.library import search
+from query.http.params import TRACES, P, openapi_parameters, parse_params
+from query.library.errors import NotFound, QueryError
+from query.library.filters import (
     SpanFilter,
     format_ns_duration,
     parse_attrs,
@@ -19,10 +20,10 @@ from query.filters import (
     parse_severity,
     parse_time,
 )
-from query.params import TRACES, P, openapi_parameters, parse_params
-from query.records import format_ts, parse_ts
-from query.sql import check_read_only, run_sql
-from query.traces import get_trace, render_trees, search_spans
+from query.library.records import format_ts, parse_ts
+from query.library.sql import check_read_only
+from query.library.sql import run_sql as _run_sql
+from query.library.traces import get_trace, render_trees, search_spans
 
 
 @pytest.mark.parametrize(
@@ -37,16 +38,21 @@ from query.traces import get_trace, render_trees, search_spans
         ("2m", 120_000_000_000),
         (" 0.5 ", 500_000),
         (".5s", 500_000_000),
+        ("1h", 3_600_000_000_000),  # the same grammar as the settings' ages
     ],
 )
 def test_durations_bare_numbers_are_milliseconds(text: str, ns: int) -> None:
     assert parse_duration(text) == ns
 
 
-@pytest.mark.parametrize("text", ["abc", "", "1h", "-5", "1.5.s", "s", "10 sec"])
+@pytest.mark.parametrize("text", ["abc", "", "1y", "-5", "1.5.s", "s", "10 sec"])
 def test_bad_durations_are_refused_with_the_syntax(text: str) -> None:
     with pytest.raises(QueryError, match="invalid duration"):
         parse_duration(text)
+
+
+def run_sql(con, sql, timeout: float = 30.0, max_rows: int = 10_000):
+    return _run_sql(con, sql, timeout=timeout, max_rows=max_rows)
 
 
 def test_human_durations() -> None:

@@ -12,7 +12,8 @@ from conftest import make_settings, read_store
 from otel_sdk import pipeline
 
 from collector.server import CollectorThread
-from query.demo import MS, SEC, Manifest, SentSpan, send_workload
+from query.cli.demo import MS, SEC, Manifest, SentSpan, send_workload
+from query.http.serving import serving_thread
 
 
 class World:
@@ -24,7 +25,7 @@ class World:
         self.start()
 
     def start(self) -> None:
-        self.thread = CollectorThread(make_settings(self.db))
+        self.thread = serving_thread(make_settings(self.db))
         self.collector = self.thread.start()
 
     def stop(self) -> None:

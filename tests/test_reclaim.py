@@ -13,14 +13,14 @@ import shutil
 
 import duckdb
 import pytest
+from conftest import compaction_job, make_reader, make_store
 from test_compaction import BASE, HOUR, FailingDelete, write_hours
 from test_span_storage import Done
 
-from collector.compaction import Compaction, compact_all
-from collector.reclaim import file_blocks, fragmented, reclaim_step, stored_tables
 from collector.store import DuckDBStore
-from query.filters import SpanFilter
-from query.reader import Reader
+from collector.store.maintenance.compaction import compact_all
+from collector.store.maintenance.reclaim import file_blocks, fragmented, reclaim_step, stored_tables
+from query.library.filters import SpanFilter
 
 ROOMS = ("a-room", "b-room", "c-room", "d-room")
 
@@ -29,7 +29,7 @@ ROOMS = ("a-room", "b-room", "c-room", "d-room")
 def holed_file(tmp_path_factory) -> str:
     """~60 k spans moved from span_data to span_archive: their old blocks are free, below the
     archive's copy at the end of the file (built once; each test opens a copy)."""
-    store = DuckDBStore(tmp_path_factory.mktemp("holed") / "r.duckdb")
+    store = make_store(tmp_path_factory.mktemp("holed") / "r.duckdb")
     store.open()
     write_hours(store, range(3), ROOMS, 5_000)
     store.checkpoint()
@@ -42,7 +42,7 @@ def holed_file(tmp_path_factory) -> str:
 def holed(holed_file, tmp_path) -> DuckDBStore:
     path = tmp_path / "r.duckdb"
     shutil.copy(holed_file, path)
-    store = DuckDBStore(path)
+    store = make_store(path)
     store.open()
     yield store
     store.close()
@@ -58,7 +58,7 @@ def contents(con) -> dict[str, tuple]:
 
 
 def by_room(store: DuckDBStore, room: str) -> list[str]:
-    found = Reader(store.cursor()).traces(SpanFilter(room=room, limit=99_999))["spans"]
+    found = make_reader(store.cursor()).traces(SpanFilter(room=room, limit=99_999))["spans"]
     return sorted(s["span_id"] for s in found)
 
 
@@ -122,7 +122,7 @@ def test_the_compaction_job_rewrites_only_while_too_much_is_free(holed, share, r
     store = holed
     before = contents(store.con)
     total = file_blocks(store.con)[0]
-    job = Compaction(lambda fn: Done(fn(store)), store.cursor, 20_000, 0, reclaim=share)
+    job = compaction_job(lambda fn: Done(fn(store)), store.cursor, 20_000, reclaim=share)
     job._stop.wait = lambda seconds: False  # no rests
     job.run_once(now_ns=BASE + 3 * HOUR)
     assert (job.stats["reclaimed"] > 0) is rewrites
@@ -135,7 +135,7 @@ def test_the_job_goes_on_step_by_step_when_the_end_holds_more_than_a_step(holed)
     row is left past the used size or the file is no longer fragmented."""
     store = holed
     before, total = contents(store.con), file_blocks(store.con)[0]
-    job = Compaction(lambda fn: Done(fn(store)), store.cursor, 8_000, 0, reclaim=0.05)
+    job = compaction_job(lambda fn: Done(fn(store)), store.cursor, 8_000, reclaim=0.05)
     job._stop.wait = lambda seconds: False  # no rests
     job.run_once(now_ns=BASE + 3 * HOUR)
     assert job.stats["reclaimed"] > 16_000  # three steps at least

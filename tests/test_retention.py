@@ -18,7 +18,16 @@ import duckdb
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import read_store
+from conftest import (
+    make_reader,
+    make_store,
+    make_tagger,
+    make_tracker,
+    make_writer,
+    read_store,
+    slow_store,
+    wait_for_job,
+)
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -26,16 +35,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from otlp_factory import kv, trace_request
 from reliability import wait_until
 
+from collector import durations
 from collector.decode import decode_body
-from collector.migrations import MIGRATIONS
-from collector.retention import Retention, parse_age
-from collector.schema import SCHEMA_VERSION
-from collector.sessions import SessionTracker
-from collector.store import DuckDBStore
-from collector.tagging import Tagger
-from collector.writer import Writer
+from collector.store.maintenance.retention import Retention
+from collector.store.migrations import MIGRATIONS
+from collector.store.schema import SCHEMA_VERSION
 from query.cli import main
-from query.reader import Reader
 
 DAY = 86_400 * 10**9
 NOW = time.time_ns()
@@ -118,11 +123,8 @@ def test_background_job_deletes_old_data_only(start_collector):
     rc.stop()
 
     rc = start_collector(rc.db, **{"retention.max_age": "7d", "retention.interval": 0.05})
-    job = rc.collector.retention
-    deadline = time.monotonic() + 20
-    with job.ran:
-        while job.stats["deleted"] == 0:
-            assert job.ran.wait(max(0.0, deadline - time.monotonic())), "retention never ran"
+    job = rc.job("retention")
+    wait_for_job(job, lambda stats: stats["deleted"] > 0)
     assert_pruned(before, counts(rc.query))
     assert job.last.rows["spans"] == 64 and job.last.rows["sessions"] == 1
     # The tracker forgot the deleted session: new records for its id start it afresh.
@@ -164,7 +166,7 @@ def test_max_age_setting_is_checked(tmp_path):
     from collector.errors import SettingsError
     from collector.settings import load_settings
 
-    assert parse_age("7d") == 7 * 86400 and parse_age("0") == 0
+    assert durations.seconds("7d") == 7 * 86400 and durations.seconds("0") == 0
     with pytest.raises(SettingsError, match=r"retention\.max_age"):
         load_settings(env={"ROOMSCOPE_RETENTION_MAX_AGE": "a week"})
 
@@ -184,7 +186,7 @@ def test_migration_from_version_1_adds_the_trace_index(tmp_path):
         [tid, NEW, NEW, tid, NEW + 5, NEW + 5],
     )
     con.close()
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     store.close()
     assert read_store(tmp_path / "v1.duckdb", "SELECT value FROM roomscope_meta") == [
@@ -198,7 +200,7 @@ def test_migration_from_version_1_adds_the_trace_index(tmp_path):
         tmp_path / "v1.duckdb",
         "SELECT trace_key, epoch_ns(first_start), epoch_ns(last_start) FROM trace_index",
     ) == [(int(tid[:16], 16), NEW, NEW + 5)]
-    reader = Reader(duckdb.connect(db, read_only=True))
+    reader = make_reader(duckdb.connect(db, read_only=True))
     assert [s["name"] for s in reader.trace(tid)["spans"]] == ["root", "child"]
     reader.close()
 
@@ -207,14 +209,14 @@ def test_file_stops_growing_under_steady_ingest(tmp_path):
     """Two simulated days of steady ingest (one request per 10 data-minutes) into a store that
     keeps 6 hours: once retention has started deleting, the file stays within a bound."""
     db = str(tmp_path / "steady.duckdb")
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
-    tracker = SessionTracker()
+    tracker = make_tracker()
     tracker.attach(store)
-    writer = Writer(store, tracker=tracker)
+    writer = make_writer(store, tracker=tracker)
     writer.start()
-    job = Retention(writer.run, parse_age("6h"), forget=tracker.forget)
-    tagger = Tagger()
+    job = Retention(writer.run, durations.seconds("6h"), 60.0, tracker.forget)
+    tagger = make_tagger()
     start = NOW - 2 * DAY
     step = 10 * 60 * 10**9
     sizes = []
@@ -236,9 +238,9 @@ def test_file_stops_growing_under_steady_ingest(tmp_path):
 
 
 def test_run_executes_on_the_writer_thread(tmp_path):
-    store = DuckDBStore(str(tmp_path / "w.duckdb"))
+    store = make_store(str(tmp_path / "w.duckdb"))
     store.open()
-    writer = Writer(store)
+    writer = make_writer(store)
     writer.start()
     try:
         name = writer.run(lambda s: threading.current_thread().name).result(10)
@@ -253,9 +255,9 @@ def test_run_executes_on_the_writer_thread(tmp_path):
 def test_a_task_runs_within_a_group_commit_while_the_queue_never_empties(tmp_path):
     """Under sustained load the queue always holds requests: a task (retention, compaction)
     still runs right after the group commit that met it, not once the load ends."""
-    store = DuckDBStore(str(tmp_path / "busy.duckdb"))
+    store = slow_store(str(tmp_path / "busy.duckdb"), 0.002)
     store.open()
-    writer = Writer(store, test_delay=0.002)
+    writer = make_writer(store)
     writer.start()
     body = trace_request(8, start_ns=time.time_ns()).SerializeToString()
     feeding = threading.Event()
@@ -265,7 +267,7 @@ def test_a_task_runs_within_a_group_commit_while_the_queue_never_empties(tmp_pat
     def feed() -> None:  # keeps 16 requests queued behind the one being committed
         inflight = []
         while feeding.is_set():
-            inflight.append(writer.submit(decode_body("traces", body, "protobuf", Tagger())))
+            inflight.append(writer.submit(decode_body("traces", body, "protobuf", make_tagger())))
             sent[0] += 1
             if len(inflight) >= 16:
                 inflight.pop(0).result(10)

@@ -281,12 +281,3 @@ def test_restart_in_process_keeps_the_session(start_collector, tmp_path):
     (s,) = sessions(second)
     assert s["span_count"] == 16 and s["ended_at"] is None
     assert second.query("SELECT count(DISTINCT session_id) FROM spans") == [(1,)]
-
-
-def test_tracking_can_be_turned_off(start_collector):
-    collector = start_collector(**{"sessions.enabled": False})
-    post(collector, spans(4, "lobby", time.time_ns()))
-    post(collector, spans(4, "lobby", time.time_ns(), session="given", seed=1))
-    assert sessions(collector) == []
-    rows = collector.query("SELECT session_id, count(*) FROM spans GROUP BY 1 ORDER BY 1")
-    assert rows == [("given", 4), (None, 4)]

@@ -7,6 +7,7 @@ import itertools
 import random
 import time
 
+from conftest import make_tagger, make_tracker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -14,8 +15,6 @@ from otlp_factory import kv, trace_request
 
 from collector.decode import flatten
 from collector.session_infer import _constant, session_times, summarize, summarize_rows
-from collector.sessions import SessionTracker
-from collector.tagging import Tagger
 
 S = 1_000_000_000
 IDLE = 300 * S
@@ -29,7 +28,7 @@ def logs_table(records: list[tuple[str, int]]):
         rl = req.resource_logs.add()
         rl.resource.attributes.extend([kv("room", room), kv("service.name", "svc")])
         rl.scope_logs.add().log_records.add(time_unix_nano=t).body.string_value = "x"
-    return flatten("logs", req, Tagger(), received_ns=NOW).table
+    return flatten("logs", req, make_tagger(), received_ns=NOW).table
 
 
 def clusters(times: list[int]) -> list[list[int]]:
@@ -52,7 +51,7 @@ record = st.tuples(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(record, min_size=1, max_size=60), st.integers(1, 5), st.randoms())
 def test_sessions_are_idle_connected_runs_whatever_the_batching(records, n_batches, rnd):
-    tracker = SessionTracker(idle_timeout=IDLE / S)
+    tracker = make_tracker(idle_timeout=IDLE / S)
     shuffled = records[:]
     rnd.shuffle(shuffled)
     cuts = sorted(rnd.sample(range(1, len(shuffled)), min(n_batches - 1, len(shuffled) - 1)))
@@ -86,7 +85,7 @@ def test_one_batch_in_any_order_gives_the_reference_sessions():
     rnd = random.Random(7)
     times = [NOW - k * 100 * S for k in (0, 1, 2, 10, 11, 30)]  # runs: {0,1,2}, {10,11}, {30}
     rnd.shuffle(times)
-    tracker = SessionTracker(idle_timeout=IDLE / S)
+    tracker = make_tracker(idle_timeout=IDLE / S)
     _tables, plan = tracker.prepare({"logs": [logs_table([("a", t) for t in times])]}, NOW)
     tracker.commit(plan)
     assert sorted(s.log_count for s in tracker.active()) == [1, 2, 3]
@@ -97,7 +96,7 @@ def test_a_burst_between_two_sessions_splits_and_later_bursts_keep_their_ids():
     after it in the same batch (other rooms) still get their own ids (regression: the split's
     extra ids once shifted theirs)."""
     t0 = NOW - 3600 * S
-    tracker = SessionTracker(idle_timeout=IDLE / S)
+    tracker = make_tracker(idle_timeout=IDLE / S)
     for t in (t0, t0 + 700 * S):  # two sessions of room a, 700 s apart
         _tables, plan = tracker.prepare({"logs": [logs_table([("a", t)])]}, NOW)
         tracker.commit(plan)
@@ -129,7 +128,7 @@ def test_uniform_batches_summarize_like_the_general_path():
     rnd = random.Random(3)
     times = [NOW - rnd.randrange(3 * 3600) * S for _ in range(40)]
     _summaries_agree(logs_table([("a", t) for t in times]), "logs")  # bursts of room a
-    spans = lambda **kw: flatten("traces", trace_request(64, **kw), Tagger()).table  # noqa: E731
+    spans = lambda **kw: flatten("traces", trace_request(64, **kw), make_tagger()).table  # noqa: E731
     _summaries_agree(spans(session="s-1", start_ns=NOW - 10**9), "spans")  # explicit id
     _summaries_agree(spans(room=None, start_ns=NOW - 10**9), "spans")  # no room: nothing
     _summaries_agree(spans(project=None, start_ns=NOW - 10**9, seed=5), "spans")

@@ -15,14 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import make_store, make_tagger, make_tracker, make_writer
 from otlp_factory import trace_request
 
 from collector.columns import Decoded
 from collector.decode import flatten
 from collector.sessions import SessionTracker
-from collector.store import DuckDBStore
-from collector.tagging import Tagger
-from collector.writer import Writer
 
 S = 1_000_000_000
 
@@ -30,7 +28,7 @@ S = 1_000_000_000
 def decoded_batches(n_batches: int, n_spans: int, rooms: int = 8) -> list[Decoded]:
     """Inferred-session traffic (no explicit ids): ``rooms`` rooms, batches a second apart."""
     t0 = time.time_ns() - 3600 * S
-    tagger = Tagger()
+    tagger = make_tagger()
     return [
         flatten(
             "traces",
@@ -91,10 +89,10 @@ def run(
     shifts when that happens; without the close, a run that happened to checkpoint once more
     inside the timed part would look slower for work the other run merely deferred."""
     db = directory / f"bench-{'on' if tracked else 'off'}-{time.monotonic_ns()}.duckdb"
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
-    tracker = (timed or SessionTracker(300, 300)) if tracked else None
-    writer = Writer(store, max_queue_records=10**9, tracker=tracker, sweep_interval=3600)
+    tracker = (timed or make_tracker()) if tracked else None
+    writer = make_writer(store, max_queue_records=10**9, tracker=tracker, sweep_interval=3600)
     writer.start()
     start = time.perf_counter()
     futures = [writer.submit(b) for b in batches]
@@ -135,7 +133,7 @@ def main() -> None:
         run(batches[:10], True, Path(tmp))  # warm-up
         for _ in range(args.rounds):
             for tracked in (False, True):
-                timed = TimedTracker(SessionTracker(300, 300))
+                timed = TimedTracker(make_tracker())
                 times[tracked].append(run(batches, tracked, Path(tmp), timed)[0])
                 if tracked:
                     in_tracker.append(timed.seconds)

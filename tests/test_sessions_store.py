@@ -7,35 +7,36 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import make_store, make_tagger, make_tracker
 from test_sessions import S, spans
 
 from collector.decode import flatten
-from collector.sessions import SessionTracker
-from collector.store import DuckDBStore
-from collector.tagging import Tagger
-from query.filters import SpanFilter
-from query.traces import session_spans
+from query.library.filters import SpanFilter
+from query.library.traces import session_spans
 
 
 def test_a_failed_commit_leaves_the_tracker_as_it_was(tmp_path):
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = make_store(tmp_path / "s.duckdb")
     store.open()
-    tracker = SessionTracker(idle_timeout=300)
-    batch = flatten("traces", spans(8, "lobby", time.time_ns()), Tagger()).table
+    tracker = make_tracker(idle_timeout=300)
+    batch = flatten("traces", spans(8, "lobby", time.time_ns()), make_tagger()).table
     tables, plan = tracker.prepare({"spans": [batch]}, time.time_ns())
     assert plan is not None
 
+    apply = plan.apply
+
     def boom(con):
-        plan.apply(con)
+        apply(con)
         raise RuntimeError("disk full")
 
+    plan.apply = boom  # the session rows fail after the records are in the transaction
     with pytest.raises(RuntimeError):
-        store.write(tables, boom)
+        store.append(tables, plan)
     assert tracker.active() == [] and store.cursor().execute(
         "SELECT count(*) FROM sessions"
     ).fetchall() == [(0,)]
     tables, plan = tracker.prepare({"spans": [batch]}, time.time_ns())
-    store.write(tables, plan.apply)
+    store.append(tables, plan)
     tracker.commit(plan)
     (s,) = tracker.active()
     assert s.span_count == 8
@@ -46,18 +47,18 @@ def test_a_failed_commit_leaves_the_tracker_as_it_was(tmp_path):
 def test_after_a_store_reopen_the_tracker_reads_the_file_again(tmp_path):
     """A commit that raised but reached the file (WAL written, error reported) must not be lost
     from the counts: once the writer reopens the store, the tracker reloads from it."""
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = make_store(tmp_path / "s.duckdb")
     store.open()
-    tracker = SessionTracker(idle_timeout=300)
+    tracker = make_tracker(idle_timeout=300)
     tracker.attach(store)
     t0 = time.time_ns() - 60 * S
-    first = flatten("traces", spans(8, "lobby", t0), Tagger()).table
+    first = flatten("traces", spans(8, "lobby", t0), make_tagger()).table
     tables, plan = tracker.prepare({"spans": [first]}, time.time_ns())
-    store.write(tables, plan.apply)  # committed, but the writer saw an error: no tracker.commit
+    store.append(tables, plan)  # committed, but the writer saw an error: no tracker.commit
     store.reopen()
-    second = flatten("traces", spans(4, "lobby", t0 + S, seed=5), Tagger()).table
+    second = flatten("traces", spans(4, "lobby", t0 + S, seed=5), make_tagger()).table
     tables, plan = tracker.prepare({"spans": [second]}, time.time_ns())
-    store.write(tables, plan.apply)
+    store.append(tables, plan)
     tracker.commit(plan)
     cur = store.cursor()
     assert cur.execute("SELECT span_count FROM sessions").fetchall() == [(12,)]
@@ -70,16 +71,16 @@ def test_under_load_session_rows_are_written_by_a_later_flush_and_a_crash_recoun
     """With more data queued, a group commit leaves changes to existing session rows pending
     (records, events and new sessions are written at once); a flushing commit or the sweep writes
     them. After a crash with changes pending, start-up counts the active sessions' records again."""
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = make_store(tmp_path / "s.duckdb")
     store.open()
-    tracker = SessionTracker(idle_timeout=300)
+    tracker = make_tracker(idle_timeout=300)
     tracker.attach(store)
     t0 = time.time_ns() - 60 * S
 
     def commit(seed: int, flush: bool) -> None:
-        batch = flatten("traces", spans(8, "lobby", t0 + seed * S, seed=seed), Tagger()).table
+        batch = flatten("traces", spans(8, "lobby", t0 + seed * S, seed=seed), make_tagger()).table
         tables, plan = tracker.prepare({"spans": [batch]}, time.time_ns(), flush=flush)
-        store.write(tables, plan.apply)
+        store.append(tables, plan)
         tracker.commit(plan)
 
     def row() -> list[tuple]:
@@ -98,20 +99,20 @@ def test_under_load_session_rows_are_written_by_a_later_flush_and_a_crash_recoun
     commit(4, flush=False)
     assert row() == [(32,)]
     plan = tracker.sweep(time.time_ns())  # nothing idle yet, but the pending change goes out
-    store.write({}, plan.apply)
+    store.append({}, plan)
     tracker.commit(plan)
     assert row() == [(40,)]
 
     commit(5, flush=False)
     store.close()  # "crash": the tracker's pending change is lost with the process
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = make_store(tmp_path / "s.duckdb")
     store.open()
     assert row() == [(40,)]
-    tracker = SessionTracker(idle_timeout=300)
+    tracker = make_tracker(idle_timeout=300)
     tracker.attach(store)
     assert tracker.active()[0].span_count == 48
     plan = tracker.sweep(time.time_ns())
-    store.write({}, plan.apply)
+    store.append({}, plan)
     tracker.commit(plan)
     assert row() == [(48,)]
     store.close()

@@ -102,8 +102,8 @@ def check_file(db, acked: dict[str, set[str]]) -> int:
 @pytest.mark.slow
 def test_sigterm_under_load_commits_acked_refuses_new_and_exits_in_time(tmp_path):
     db = tmp_path / "shutdown.duckdb"
-    settings = {"server.shutdown_timeout": SHUTDOWN_TIMEOUT, "writer.test_delay": 0.3}
-    server = start_serve(db, settings)
+    settings = {"server.shutdown_timeout": SHUTDOWN_TIMEOUT}
+    server = start_serve(db, settings, commit_delay=0.3)
     senders = Senders(server)
     try:
         wait_until(lambda: sum(len(v) for v in senders.acked.values()) > 200, 30, "load")
@@ -139,8 +139,8 @@ def test_sigterm_under_load_commits_acked_refuses_new_and_exits_in_time(tmp_path
 @pytest.mark.slow
 def test_sigterm_with_a_stuck_writer_still_exits_within_the_timeout(tmp_path):
     db = tmp_path / "stuck.duckdb"
-    settings = {"server.shutdown_timeout": 2.0, "writer.test_delay": 30}
-    server = start_serve(db, settings)
+    settings = {"server.shutdown_timeout": 2.0}
+    server = start_serve(db, settings, commit_delay=30)
     senders = Senders(server, n_http=1, n_grpc=1)
     try:
         time.sleep(0.5)  # let the first requests reach the writer, whose commit takes 30 s

@@ -15,22 +15,21 @@ import time
 
 import duckdb
 from click.testing import CliRunner
-from conftest import read_store
+from conftest import make_reader, make_store, make_tagger, read_store
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from otlp_factory import kv, trace_request
 from test_span_storage import write
 
-from collector.compaction import compact_all
 from collector.decode import decode_body
-from collector.migrations import MIGRATIONS
-from collector.retention import prune_connection
-from collector.span_archive import POSITIONS
 from collector.store import DuckDBStore
-from collector.tagging import Tagger
+from collector.store.maintenance.compaction import compact_all
+from collector.store.maintenance.retention import prune_connection
+from collector.store.migrations import MIGRATIONS
+from collector.store.span_archive import POSITIONS
 from query.cli import main
-from query.filters import SpanFilter
-from query.reader import Reader
-from query.search import CASE_LIMIT
+from query.library.filters import SpanFilter
+from query.library.reader import Reader
+from query.library.search import CASE_LIMIT
 
 HOUR = 3_600 * 10**9
 BASE = (time.time_ns() - 30 * HOUR) // HOUR * HOUR
@@ -53,7 +52,7 @@ def varied_request(hour: int, room: str, seed: int):
 
 
 def filled_store(tmp_path) -> DuckDBStore:
-    store = DuckDBStore(tmp_path / "a.duckdb")
+    store = make_store(tmp_path / "a.duckdb")
     store.open()
     for h in range(4):
         for j, room in enumerate(("lobby", "kitchen", "attic")):
@@ -74,8 +73,8 @@ def write_logs(store: DuckDBStore) -> None:
         for i in range(5):
             lr = scope.log_records.add(time_unix_nano=BASE + i * 10**9, severity_number=9 + 4 * r)
             lr.body.string_value = f"{room} {i}"
-    d = decode_body("logs", req.SerializeToString(), "protobuf", Tagger())
-    store.write({**{k: [t] for k, t in d.side.items()}, "logs": [d.table]})
+    d = decode_body("logs", req.SerializeToString(), "protobuf", make_tagger())
+    store.append({**{k: [t] for k, t in d.side.items()}, "logs": [d.table]})
 
 
 def reads(reader: Reader, con: duckdb.DuckDBPyConnection) -> dict:
@@ -105,7 +104,7 @@ def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
             [odd, BASE + 10**9],
         )
     con = store.cursor()
-    reader = Reader(con)
+    reader = make_reader(con)
     keysets = con.execute("SELECT count(*) FROM attribute_keysets WHERE 'shared' IN keys")
     assert keysets.fetchone()[0] > 1  # several keysets place "shared" differently
     before = reads(reader, con)
@@ -134,11 +133,11 @@ def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
 
 def test_a_key_in_more_keysets_than_case_branches_is_found_in_both_tables(tmp_path, monkeypatch):
     """Past CASE_LIMIT keysets, the search looks the key's position up per row instead."""
-    monkeypatch.setattr("query.search.CASE_LIMIT", 1)
+    monkeypatch.setattr("query.library.search.CASE_LIMIT", 1)
     assert CASE_LIMIT > 1
     store = filled_store(tmp_path)
     con = store.cursor()
-    reader = Reader(con)
+    reader = make_reader(con)
     f = SpanFilter(attrs=(("shared", "v0"),), limit=10_000)
     before = sorted(s["span_id"] for s in reader.traces(f)["spans"])
     compact_all(store, 1, 0, now_ns=BASE + 2 * HOUR)  # half archived, half not
@@ -174,7 +173,7 @@ def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ra
     store = filled_store(tmp_path)
     write_logs(store)
     con = store.cursor()
-    before = reads(Reader(con), con)
+    before = reads(make_reader(con), con)
     logs = con.execute(ALL_LOGS).fetchall()
     con.close()
     store.close()
@@ -194,10 +193,10 @@ def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ra
     con.execute("UPDATE roomscope_meta SET value = '5' WHERE key = 'schema_version'")
     con.close()
     (tmp_path / "a.duckdb").rename(db)
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     con = store.cursor()
-    reader = Reader(con)
+    reader = make_reader(con)
     assert reads(reader, con) == before
     assert con.execute(ALL_LOGS).fetchall() == logs
     assert con.execute("SELECT count(*) FROM log_data").fetchone() == (len(logs),)
@@ -210,7 +209,7 @@ def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ra
 
 
 def test_log_records_refer_to_their_resource_which_retention_keeps_while_they_use_it(tmp_path):
-    store = DuckDBStore(tmp_path / "l.duckdb")
+    store = make_store(tmp_path / "l.duckdb")
     store.open()
     write_logs(store)
     con = store.con

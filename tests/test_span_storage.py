@@ -13,17 +13,16 @@ import time
 
 import duckdb
 from click.testing import CliRunner
-from conftest import read_store
+from conftest import make_store, make_tagger, read_store
 from otlp_factory import trace_request
 
 from collector.decode import decode_body
-from collector.migrations import MIGRATIONS
-from collector.schema import TRACE_KEY
 from collector.store import DuckDBStore
-from collector.tagging import Tagger
+from collector.store.migrations import MIGRATIONS
+from collector.store.schema import TRACE_KEY
 from query.cli import main
-from query.filters import SpanFilter
-from query.traces import search_spans
+from query.library.filters import SpanFilter
+from query.library.traces import search_spans
 
 DAY = 86_400 * 10**9
 NOW = time.time_ns()
@@ -41,13 +40,13 @@ class Done:
 
 def write(store: DuckDBStore, *requests) -> None:
     for req in requests:
-        d = decode_body("traces", req.SerializeToString(), "protobuf", Tagger())
-        store.write({**{k: [t] for k, t in d.side.items()}, "spans": [d.table]})
+        d = decode_body("traces", req.SerializeToString(), "protobuf", make_tagger())
+        store.append({**{k: [t] for k, t in d.side.items()}, "spans": [d.table]})
 
 
 def test_spans_view_gives_back_what_was_sent_with_each_resource_stored_once(tmp_path):
     db = tmp_path / "s.duckdb"
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     a1 = trace_request(20, room="lobby", service="agent", start_ns=NOW - 10**9, seed=1)
     a2 = trace_request(20, room="lobby", service="agent", start_ns=NOW - 10**9, seed=2)
@@ -99,7 +98,7 @@ def test_migration_from_version_2_keeps_every_spans_resource_attributes(tmp_path
     assert result.exit_code == 1, result.output
     assert "schema version 2" in result.output and "roomscope serve --db" in result.output
 
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     store.close()
     rows = read_store(
@@ -111,9 +110,9 @@ def test_migration_from_version_2_keeps_every_spans_resource_attributes(tmp_path
 
 
 def test_retention_removes_unused_resources_and_a_new_span_brings_its_resource_back(tmp_path):
-    from collector.retention import Retention
+    from collector.store.maintenance.retention import Retention
 
-    store = DuckDBStore(tmp_path / "r.duckdb")
+    store = make_store(tmp_path / "r.duckdb")
     store.open()
     old = trace_request(8, room="lobby", service="old-svc", start_ns=NOW - 10 * DAY)
     kept = trace_request(8, room="lobby", service="agent", start_ns=NOW - 10**9)
@@ -122,7 +121,7 @@ def test_retention_removes_unused_resources_and_a_new_span_brings_its_resource_b
     def run(fn):
         return Done(fn(store))
 
-    pruned = Retention(run, 7 * 86400).prune_once()
+    pruned = Retention(run, 7 * 86400, 60.0, None).prune_once()
     assert pruned.rows["spans"] == 8 and pruned.rows["shared"] == 1
     con = store.cursor()
     assert con.execute("SELECT count(*) FROM resources").fetchone() == (1,)
@@ -138,7 +137,7 @@ def test_retention_removes_unused_resources_and_a_new_span_brings_its_resource_b
 
 
 def test_search_on_resource_attributes_reads_the_resources_table(tmp_path):
-    store = DuckDBStore(tmp_path / "q.duckdb")
+    store = make_store(tmp_path / "q.duckdb")
     store.open()
     write(
         store,
@@ -176,7 +175,7 @@ def test_attribute_keysets_keep_lists_apart_that_joining_would_confuse():
 def test_spans_without_events_or_links_store_null_and_read_as_empty_lists(tmp_path):
     """span_data keeps NULL for no events/links (cheaper to append); every reader sees []."""
     db = tmp_path / "e.duckdb"
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     req = trace_request(3, start_ns=NOW - 10**9, seed=4)
     first = req.resource_spans[0].scope_spans[0].spans[0]

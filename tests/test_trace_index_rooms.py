@@ -15,17 +15,16 @@ import time
 import duckdb
 import pyarrow as pa
 from click.testing import CliRunner
-from conftest import read_store
+from conftest import make_store, read_store
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from otlp_factory import trace_request
 from test_span_storage import write
 
 from collector.columns import trace_index_rows, trace_keys
-from collector.migrations import MIGRATIONS
-from collector.schema import SCHEMA_VERSION, TRACE_KEY
-from collector.store import DuckDBStore
+from collector.store.migrations import MIGRATIONS
+from collector.store.schema import SCHEMA_VERSION, TRACE_KEY
 from query.cli import main
-from query.traces import get_trace
+from query.library.traces import get_trace
 
 NOW = time.time_ns()
 TRACE = "5e" * 16
@@ -110,7 +109,7 @@ def test_trace_keys_are_the_first_64_bits_of_the_ids_as_sql_computes_them():
 
 def test_store_written_through_the_write_path_indexes_each_trace_per_room(tmp_path):
     db = tmp_path / "w.duckdb"
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     write(
         store,
@@ -141,7 +140,7 @@ def test_trace_read_returns_every_span_of_a_trace_in_two_rooms_or_with_a_roomles
     for rooms, sent in ((("kitchen", "lobby"), two_rooms), (("lobby", None), None)):
         db = tmp_path / f"t{len(rooms)}{rooms[-1]}.duckdb"
         sent = sent or one_trace_in_rooms(*rooms, seed=2)
-        store = DuckDBStore(db)
+        store = make_store(db)
         store.open()
         write(store, sent, trace_request(24, room="kitchen", start_ns=NOW - 10**9, seed=3))
         store.close()
@@ -153,7 +152,7 @@ def test_trace_read_returns_every_span_of_a_trace_in_two_rooms_or_with_a_roomles
 def test_the_span_read_is_narrowed_to_the_rooms_of_the_index(tmp_path):
     """The room condition is there: with the lobby's index row gone, its spans are not read."""
     db = tmp_path / "n.duckdb"
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     write(store, one_trace_in_rooms("kitchen", "lobby", seed=4))
     con = store.cursor()
@@ -186,7 +185,7 @@ def test_migration_from_version_4_rebuilds_the_trace_index_with_rooms(tmp_path):
     )
     con.close()
     expected = [f"{i + 1:016x}" for i in range(9)]
-    store = DuckDBStore(db)
+    store = make_store(db)
     store.open()
     store.close()
     assert read_store(db, "SELECT value FROM roomscope_meta") == [(str(SCHEMA_VERSION),)]

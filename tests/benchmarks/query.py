@@ -34,16 +34,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from collector.compaction import Compaction  # noqa: E402
 from collector.decode import decode_body  # noqa: E402
 from collector.errors import Overloaded  # noqa: E402
 from collector.sessions import SessionTracker  # noqa: E402
 from collector.settings import load_settings  # noqa: E402
-from collector.store import DuckDBStore  # noqa: E402
+from collector.store import create_store  # noqa: E402
+from collector.store.maintenance.compaction import Compaction  # noqa: E402
+from collector.store.reads import open_reader  # noqa: E402
 from collector.tagging import Tagger  # noqa: E402
 from collector.writer import Writer  # noqa: E402
-from query.filters import LogFilter, SessionFilter, SpanFilter  # noqa: E402
-from query.reader import Reader  # noqa: E402
+from query.library.filters import LogFilter, SessionFilter, SpanFilter  # noqa: E402
+from query.library.reader import Reader  # noqa: E402
 
 DAY_NS = 86_400 * 10**9
 
@@ -288,22 +289,29 @@ def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> 
     log_every = max(1.0, 0.97 / max(1e-6, n_logs / n_spans - 0.03))
     print(f"plan: {plan.n_traces} traces, {plan.n_sessions} sessions"
           f" ({time.perf_counter() - t_plan:.1f}s)", flush=True)  # fmt: skip
-    store = DuckDBStore(path)
+    # The collector's store, tracker and maintenance jobs with their default settings beside the
+    # build; the store keeps its 30 days, as with retention.max_age = 0 (or 30d and more).
+    settings = load_settings(env={"ROOMSCOPE_RETENTION_MAX_AGE": "0"}, flags={"store.path": path})
+    store = create_store(settings)
     store.open()
-    tracker = SessionTracker(idle_timeout=300.0, max_future_skew=300.0)
-    tracker.attach(store)
-    writer = Writer(store, tracker=tracker, max_queue_records=400_000, max_batch_records=40_000)
+    tracker = SessionTracker.from_settings(settings, store)
+    writer = Writer(
+        store,
+        max_queue_records=400_000,
+        max_batch_records=40_000,
+        retry_after=settings.get("limits.retry_after"),
+        tracker=tracker,
+        sweep_interval=settings.get("sessions.sweep_interval"),
+    )
     writer.start()
 
-    # The collector's compaction job, with its default settings, beside the build; the store
-    # keeps its 30 days, as a collector with retention.max_age = 0 (or 30d and more) would.
     def compaction_job() -> Compaction:
-        settings = load_settings(env={"ROOMSCOPE_RETENTION_MAX_AGE": "0"})
-        return Compaction.from_settings(settings, writer.run, store.cursor)
+        (job,) = [j for j in store.jobs(writer.run, None) if isinstance(j, Compaction)]
+        return job
 
     compaction = compaction_job()
     compaction.start()
-    tagger = Tagger()
+    tagger = Tagger.from_settings(settings)
     pending = []
     spans = logs = 0
     t0 = time.perf_counter()
@@ -401,6 +409,16 @@ def count(result: object) -> int:
     return 1
 
 
+def reader_of(path: str) -> Reader:
+    s = load_settings(env={})
+    return Reader(
+        open_reader(path),
+        default_limit=s.get("query.default_limit"),
+        timeout=s.get("query.timeout"),
+        max_rows=s.get("query.max_rows"),
+    )
+
+
 def timed(fn, reader: Reader) -> tuple[float, object]:
     t = time.perf_counter()
     result = fn(reader)
@@ -425,13 +443,13 @@ def run(path: str, runs: int, only: str | None) -> None:
     for label, fn in queries(samples):
         if only and not label.startswith(only):
             continue
-        reader = Reader(duckdb.connect(path, read_only=True))
+        reader = reader_of(path)
         _, result = timed(fn, reader)  # untimed first run
         warm = [timed(fn, reader)[0] for _ in range(runs)]
         reader.close()
         cold = []
         for _ in range(runs):
-            reader = Reader(duckdb.connect(path, read_only=True))
+            reader = reader_of(path)
             cold.append(timed(fn, reader)[0])
             reader.close()
         print(f"{label:<58} {count(result):>5} {statistics.median(warm):>8.1f}"

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import duckdb
 
-from .errors import StoreError
-from .store import rewrite_rows, transaction
+from ...errors import StoreError
+from ..statements import rewrite_rows, transaction
 
 
 def file_blocks(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:

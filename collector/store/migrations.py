@@ -4,6 +4,9 @@ versions are frozen here as they were, since a file may still be at any of them.
 
 from __future__ import annotations
 
+import duckdb
+
+from ..errors import StoreError
 from . import span_archive
 from .schema import (
     ATTRIBUTE_KEYS,
@@ -22,6 +25,7 @@ from .schema import (
     logs_view_sql,
     spans_view_sql,
 )
+from .statements import transaction
 
 # SPEC 4's ``spans`` of versions 3 to 5, over span_data (version 6: over span_rows).
 SPANS_VIEW_SQL = spans_view_sql("span_data", "map(k.keys, s.attribute_values)")
@@ -119,3 +123,25 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """Bring a store file to SCHEMA_VERSION; returns the version it had (0 for a new file)."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS roomscope_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+    )
+    row = con.execute("SELECT value FROM roomscope_meta WHERE key = 'schema_version'").fetchone()
+    found = int(row[0]) if row else 0
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {found}, newer than this roomscope ({SCHEMA_VERSION});"
+            " upgrade roomscope"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        with transaction(con):
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+            con.execute(
+                "INSERT OR REPLACE INTO roomscope_meta VALUES ('schema_version', ?)", [str(version)]
+            )
+    return found

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 from starlette.concurrency import run_in_threadpool
 
-from .records import COLUMNS, fetch_records, select_list
+from ..library.records import COLUMNS, fetch_records, select_list
 
 POLL_SECONDS = 0.5
 LOOKBACK_NS = 2_000_000_000
@@ -55,8 +56,14 @@ class Subscriber:
 
 
 class LiveHub:
-    def __init__(self, collector: Any, poll_seconds: float = POLL_SECONDS):
-        self.collector = collector
+    def __init__(
+        self,
+        cursor: Callable[[], duckdb.DuckDBPyConnection],
+        accepting: Callable[[], bool],
+        poll_seconds: float = POLL_SECONDS,
+    ):
+        self.cursor = cursor
+        self.accepting = accepting
         self.poll_seconds = poll_seconds
         self.subscribers: set[Subscriber] = set()
         self.start_ns = 0
@@ -67,8 +74,7 @@ class LiveHub:
 
     @property
     def closing(self) -> bool:
-        ingestor = getattr(self.collector, "ingestor", None)
-        return ingestor is not None and not ingestor.accepting
+        return not self.accepting()
 
     def subscribe(
         self, room: str | None, session: str | None, project: str | None = None
@@ -103,7 +109,7 @@ class LiveHub:
 
     def _poll(self) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
-        cur = self.collector.store.cursor()
+        cur = self.cursor()
         try:
             for kind, table, key_cols in TABLES:
                 out.extend((kind, row) for row in self._new_rows(cur, table, key_cols))

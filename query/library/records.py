@@ -17,8 +17,16 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector.schema import LOG_JOINS, SPAN_JOINS, TABLES, TS, V1_SPANS
-from collector.span_archive import SPAN_ATTRIBUTES, SPAN_ROWS
+from collector.store.reads import (
+    LOG_JOINS,
+    LOG_ROWS,
+    SPAN_ATTRIBUTES,
+    SPAN_JOINS,
+    SPAN_ROWS,
+    TABLES,
+    TS,
+    V1_SPANS,
+)
 
 # The columns of each table that the read side returns (SPEC 4), in table order.
 COLUMNS: dict[str, list[str]] = {
@@ -107,7 +115,7 @@ def log_rows_sql(where: str, order: str, limit: bool = False) -> str:
     rows are chosen on log_data alone and only they are joined to their resources (through the
     ``logs`` view, the benchmark's ``session logs S --severity error`` took 11.2 ms warm at
     10 M spans; this way 8.1)."""
-    inner = f"SELECT * FROM log_data{where} ORDER BY {order}" + (" LIMIT ?" if limit else "")
+    inner = f"SELECT * FROM {LOG_ROWS}{where} ORDER BY {order}" + (" LIMIT ?" if limit else "")
     return f"SELECT {select_list('logs', 'l')} FROM ({inner}) l {LOG_JOINS} ORDER BY {order}"
 
 

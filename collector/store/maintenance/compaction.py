@@ -33,14 +33,13 @@ from typing import Any
 
 import duckdb
 
+from ...errors import StoreError
+from ..schema import SPAN_CLUSTERS
+from ..span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
+from ..statements import transaction
 from .archive_merge import Merge, Piece, add_cluster, finish_merge, merge_piece, next_merge, pieces
-from .errors import StoreError
 from .periodic import Periodic, Run
 from .reclaim import file_blocks, fragmented, reclaim_step
-from .retention import parse_age
-from .schema import SPAN_CLUSTERS
-from .span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
-from .store import transaction
 
 log = logging.getLogger("roomscope.compaction")
 
@@ -127,13 +126,14 @@ class Compaction(Periodic):
         self,
         run: Run,
         cursor: Callable[[], duckdb.DuckDBPyConnection],
+        *,
         rows: int,
         after: float,
-        interval: float = 60.0,
-        max_age: float = 0.0,
-        merge: int = 0,
-        levels: int = 0,
-        reclaim: float = 0.0,
+        interval: float,
+        max_age: float,
+        merge: int,
+        levels: int,
+        reclaim: float,
     ):
         super().__init__(run, interval, enabled=rows > 0)
         self.cursor = cursor  # DuckDBStore.cursor: plans are read beside the writer
@@ -144,22 +144,6 @@ class Compaction(Periodic):
         self.levels = levels
         self.reclaim = reclaim  # collector.reclaim: the free share of the file that is too much
         self.stats.update(chunks=0, spans=0, merges=0, merged=0, reclaimed=0)
-
-    @classmethod
-    def from_settings(
-        cls, s: Any, run: Run, cursor: Callable[[], duckdb.DuckDBPyConnection]
-    ) -> Compaction:
-        return cls(
-            run,
-            cursor,
-            s.get("compaction.rows"),
-            parse_age(s.get("compaction.after")),
-            s.get("compaction.interval"),
-            parse_age(s.get("retention.max_age")),
-            s.get("compaction.merge"),
-            s.get("compaction.levels"),
-            s.get("compaction.reclaim"),
-        )
 
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
         """``fn`` on a cursor of its own, closed before the writer acts on what it planned: a
@@ -212,8 +196,7 @@ class Compaction(Periodic):
                 after[0],
                 after[2],
             )
-            with self.ran:
-                self.stats["reclaimed"] += n
+            self._count(reclaimed=n)
             # No row past the used size: what stays free is behind metadata, not rows. (The
             # count of free blocks is no measure of a step: until the last row behind them has
             # moved, each step fills as many holes as it leaves at the end.)
@@ -234,7 +217,7 @@ class Compaction(Periodic):
             n, took = self._step(compact, chunk, now)
             log.info("compacted %d spans of %s in %.1f s", n, _range_text(chunk), took)
             moved += n
-            self.stats["chunks"] += 1
+            self._count(chunks=1)
             # A backlog (a large store upgraded, compaction turned on) goes chunk after chunk:
             # rest as long as the chunk took, so that ingest keeps half the writer meanwhile.
             self._stop.wait(took)
@@ -277,9 +260,7 @@ class Compaction(Periodic):
             _range_text(Chunk(plan.first_ns, plan.last_ns, spans)),
             time.perf_counter() - started,
         )
-        with self.ran:
-            self.stats["merges"] += 1
-            self.stats["merged"] += spans
+        self._count(merges=1, merged=spans)
         return moved
 
 

@@ -1,7 +1,8 @@
-"""What session tracking writes: the state of one session and the plan of one commit.
+"""The session rows: the state of one session, the plan of one commit, and their SQL.
 
 :class:`SessionState` is a session as the tracker holds it; :class:`SessionPlan` the rows,
-events and event times one group commit writes (collector/sessions.py makes them).
+events and event times one group commit writes. The tracker (collector/sessions.py) makes
+them; the store writes them with the commit's records and reads them back at start-up.
 """
 
 from __future__ import annotations
@@ -118,3 +119,21 @@ def _session_row(s: SessionState) -> list[Any]:
         s.error_count,
         list(s.services),
     ]
+
+
+_LOAD_SESSIONS = (
+    "SELECT session_id, project, room, source, epoch_ns(started_at), epoch_ns(last_seen_at),"
+    " epoch_ns(ended_at), span_count, log_count, metric_point_count, error_count, services"
+    " FROM sessions ORDER BY started_at"
+)
+
+
+def read_sessions(con: duckdb.DuckDBPyConnection) -> list[SessionState]:
+    """Every session row, oldest first (``last_arrival`` is not stored: 0)."""
+    rows = con.execute(_LOAD_SESSIONS).fetchall()
+    return [SessionState(*r[:11], services=tuple(r[11] or ())) for r in rows]
+
+
+def recount_active(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int, int, int]]:
+    """(session id, spans, log records, metric points, errors) of each active session."""
+    return [tuple(r) for r in con.execute(RECOUNT_SQL).fetchall()]

@@ -6,6 +6,8 @@ from typing import Any
 
 import duckdb
 
+from collector.store.reads import LOG_ROWS, SPAN_ROWS
+
 from .errors import NotFound
 from .filters import LogFilter, MetricFilter, SessionFilter
 from .records import fetch_records, log_rows_sql, select_list
@@ -53,8 +55,8 @@ def resolve_session(
     row = con.execute("SELECT 1 FROM sessions WHERE session_id = ?", [session_id]).fetchone()
     if row is None:
         row = con.execute(
-            "(SELECT 1 FROM span_rows WHERE session_id = $1 LIMIT 1)"
-            " UNION ALL (SELECT 1 FROM log_data WHERE session_id = $1 LIMIT 1)"
+            f"(SELECT 1 FROM {SPAN_ROWS} WHERE session_id = $1 LIMIT 1)"
+            f" UNION ALL (SELECT 1 FROM {LOG_ROWS} WHERE session_id = $1 LIMIT 1)"
             " UNION ALL (SELECT 1 FROM metric_points WHERE session_id = $1 LIMIT 1) LIMIT 1",
             [session_id],
         ).fetchone()
@@ -66,8 +68,8 @@ def resolve_session(
 # What a signal's records are read from, which column places them in time, and which sessions
 # column counts them.
 _WINDOW = {
-    "spans": ("span_rows", "start_time", "span_count"),
-    "logs": ("log_data", "time", "log_count"),
+    "spans": (SPAN_ROWS, "start_time", "span_count"),
+    "logs": (LOG_ROWS, "time", "log_count"),
 }
 
 
@@ -123,11 +125,11 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
         FROM session_events WHERE session_id = ?
         UNION ALL
         SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2
-        FROM log_data WHERE session_id = ?{lwin}
+        FROM {LOG_ROWS} WHERE session_id = ?{lwin}
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3
-        FROM span_rows WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
+        FROM {SPAN_ROWS} WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
     params = [session_id, session_id, *lparams, session_id, *sparams]  # in the order of the ?s

@@ -22,9 +22,10 @@ class Reader:
     def __init__(
         self,
         con: duckdb.DuckDBPyConnection,
-        default_limit: int = 100,
-        timeout: float = 30.0,
-        max_rows: int = 10_000,
+        *,
+        default_limit: int,
+        timeout: float,
+        max_rows: int,
         project: str | None = None,
     ):
         """``project``: see only that project's rows (a query token's), in every method."""
@@ -66,7 +67,9 @@ class Reader:
         return {"rooms": sessions.list_rooms(self.con)}
 
     def sql(self, text: str) -> Result:
-        return run_sql(self.con, text, self.timeout, self.max_rows, self.readable)
+        return run_sql(
+            self.con, text, timeout=self.timeout, max_rows=self.max_rows, readable=self.readable
+        )
 
     def close(self) -> None:
         self.con.close()

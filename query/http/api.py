@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 from starlette.applications import Starlette
@@ -24,12 +24,13 @@ from starlette.routing import Route
 
 from collector.auth import UNAUTHORIZED, Auth
 from collector.errors import StoreUnavailable
+from collector.settings import Settings
 
+from ..library.errors import QueryError
+from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from ..library.reader import Reader, Result
+from ..library.traces import check_trace_id
 from . import params as P
-from .errors import QueryError
-from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
-from .reader import Reader, Result
-from .traces import check_trace_id
 
 Call = Callable[[Reader, dict[str, str], dict[str, Any]], Result]
 
@@ -195,15 +196,36 @@ class TokenGate:
             _PROJECT.reset(token)
 
 
-def create_app(collector: Any) -> Starlette:
-    settings = collector.settings
+class ReadSide(Protocol):
+    """What the API needs of a running collector (collector.server.ReadAccess): read cursors,
+    readiness, whether it still accepts data, and the token checker (None: auth is off)."""
+
+    @property
+    def cursor(self) -> Callable[[], duckdb.DuckDBPyConnection]: ...
+
+    @property
+    def ready(self) -> Callable[[], bool]: ...
+
+    @property
+    def accepting(self) -> Callable[[], bool]: ...
+
+    @property
+    def auth(self) -> Auth | None: ...
+
+
+def create_app(side: ReadSide, settings: Settings) -> Starlette:
+    """The query port's app: REST API, OpenAPI document, health checks and the console."""
     limit, timeout = settings.get("query.default_limit"), settings.get("query.timeout")
     max_rows = settings.get("query.max_rows")
 
     def read(fn: Callable[[Reader], Result], project: str | None) -> Result:
-        cur = collector.store.cursor()
+        cur = side.cursor()
         try:
-            return fn(Reader(cur, limit, timeout, max_rows, project))
+            return fn(
+                Reader(
+                    cur, default_limit=limit, timeout=timeout, max_rows=max_rows, project=project
+                )
+            )
         finally:
             cur.close()
 
@@ -245,13 +267,13 @@ def create_app(collector: Any) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        if collector.ready:
+        if side.ready():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     from .console import Console  # the web console: static pages, live tail, metric series
 
-    console = Console(collector, answer)
+    console = Console(side, answer)
     document = console.document(openapi(ROUTES + console.api_routes))
 
     async def openapi_json(request: Request) -> JSONResponse:
@@ -266,7 +288,6 @@ def create_app(collector: Any) -> Starlette:
             routes.append(Route(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
     app = Starlette(routes=routes)
-    auth = getattr(collector, "auth", None)
-    if auth is not None:
-        app.add_middleware(TokenGate, auth=auth)
+    if side.auth is not None:
+        app.add_middleware(TokenGate, auth=side.auth)
     return app

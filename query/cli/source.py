@@ -14,13 +14,13 @@ from urllib.parse import quote
 import duckdb
 import httpx
 
-from collector.errors import RoomscopeError
-from collector.schema import SCHEMA_VERSION
+from collector.errors import RoomscopeError, StoreError
 from collector.settings import Settings, load_settings
+from collector.store.reads import StoreInUse, open_reader
 
-from .errors import NotFound, QueryError, SourceError
-from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
-from .reader import Reader, Result
+from ..library.errors import NotFound, QueryError, SourceError
+from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from ..library.reader import Reader, Result
 
 API = "/api/v1"
 
@@ -28,7 +28,7 @@ API = "/api/v1"
 class LocalSource(Reader):
     """A store file opened read-only (no collector may hold it)."""
 
-    def __init__(self, path: str, default_limit: int = 100, timeout: float = 30.0):
+    def __init__(self, path: str, *, default_limit: int, timeout: float, max_rows: int):
         self.path = path
         if path != ":memory:" and not Path(path).expanduser().is_file():
             raise SourceError(
@@ -36,18 +36,15 @@ class LocalSource(Reader):
                 " --db PATH, or query a running collector with --server URL"
             )
         try:
-            con = duckdb.connect(str(Path(path).expanduser()), read_only=True)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise SourceError(
-                    f"store file {path} is in use by a running collector; query it through"
-                    " its API with --server URL (e.g. --server http://127.0.0.1:4320)"
-                ) from None
-            raise SourceError(f"cannot open store file {path}: {exc}") from None
-        except duckdb.Error as exc:
-            raise SourceError(f"cannot open store file {path}: {exc}") from None
-        _check_version(con, path)
-        super().__init__(con, default_limit, timeout)
+            con = open_reader(path)
+        except StoreInUse:
+            raise SourceError(
+                f"store file {path} is in use by a running collector; query it through"
+                " its API with --server URL (e.g. --server http://127.0.0.1:4320)"
+            ) from None
+        except StoreError as exc:
+            raise SourceError(str(exc)) from None
+        super().__init__(con, default_limit=default_limit, timeout=timeout, max_rows=max_rows)
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
@@ -154,31 +151,23 @@ def open_source(
 ) -> Source:
     """The source the global options (or, failing them, the configuration) point at."""
     settings = settings_for(config)
-    limit, timeout = settings.get("query.default_limit"), settings.get("query.timeout")
+    timeout = settings.get("query.timeout")
+
+    def local(path: str) -> LocalSource:
+        return LocalSource(
+            path,
+            default_limit=settings.get("query.default_limit"),
+            timeout=timeout,
+            max_rows=settings.get("query.max_rows"),
+        )
+
     if server:
         return RemoteSource(server, timeout=timeout + 30, token=token)
     if db:
-        return LocalSource(db, limit, timeout)
+        return local(db)
     host = settings.get("server.api_host")
     host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     url = f"http://{host}:{settings.get('server.api_port')}"
     if _answers(url, settings.get("query.probe_timeout")):
         return RemoteSource(url, timeout=timeout + 30, token=token)
-    return LocalSource(settings.get("store.path"), limit, timeout)
-
-
-def _check_version(con: duckdb.DuckDBPyConnection, path: str) -> None:
-    """A read-only store must already have this roomscope's layout (a collector migrates it)."""
-    try:
-        row = con.execute(
-            "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
-        ).fetchone()
-    except duckdb.CatalogException:
-        return  # not a store at all: the first query says so
-    if row is not None and int(row[0]) < SCHEMA_VERSION:
-        con.close()
-        raise SourceError(
-            f"store file {path} has schema version {row[0]}, older than this roomscope's"
-            f" ({SCHEMA_VERSION}); start a collector on it once (roomscope serve --db {path})"
-            " to upgrade it"
-        )
+    return local(settings.get("store.path"))

@@ -7,19 +7,14 @@ parsed by the CLI reaches a remote server unchanged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .errors import QueryError
+from collector import durations
 
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-_DURATION_UNITS["m"] = 60 * _DURATION_UNITS["s"]
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m)?\s*$")
-_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)\s*$")
-_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+from .errors import QueryError
 
 SEVERITIES = {
     "TRACE": 1,
@@ -36,13 +31,13 @@ SPAN_FIELDS = {"service": "service_name", "name": "name", "kind": "kind"}
 
 def parse_duration(text: str) -> int:
     """``1000`` (ms), ``1.5s``, ``250ms``, ``20us``, ``2m`` → nanoseconds."""
-    m = _DURATION_RE.match(str(text))
-    if not m:
+    try:
+        return durations.duration_ns(text, "ms")
+    except ValueError:
         raise QueryError(
             f"invalid duration {text!r}: use a number of milliseconds or a number with a unit"
             " (ns, us, µs, ms, s, m), e.g. 1000, 1.5s, 250ms"
-        )
-    return round(float(m.group(1)) * _DURATION_UNITS[m.group(2) or "ms"])
+        ) from None
 
 
 def format_ns_duration(ns: int | None) -> str:
@@ -82,10 +77,9 @@ def parse_attrs(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
 def parse_time(text: str, now: datetime | None = None) -> datetime:
     """``15m``, ``2h``, ``7d`` (that long ago) or an ISO timestamp (UTC by default) → UTC."""
     now = now or datetime.now(UTC)
-    m = _AGE_RE.match(str(text))
     try:
-        if m:
-            value = now - timedelta(seconds=float(m.group(1)) * _AGE_SECONDS[m.group(2)])
+        if durations.has_unit(text):
+            value = now - timedelta(microseconds=durations.duration_ns(text, "s") // 1000)
         else:
             value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .filters import format_ns_duration
+from ..library.filters import format_ns_duration
+from ..library.records import parse_ts
 from .output import Column, cell, format_table
-from .records import parse_ts
 
 Record = dict[str, Any]
 

@@ -23,17 +23,17 @@ from starlette.staticfiles import StaticFiles
 
 from collector.auth import UNAUTHORIZED
 
+from ..library.errors import QueryError
+from ..library.filters import MetricFilter, SpanFilter
+from ..library.reader import Reader, Result
+from ..library.records import fetch_records, select_list
+from ..library.search import where_sql
+from ..library.series import metric_series
+from ..library.sessions import resolve_session
+from ..library.waterfall import session_waterfall
 from . import params as P
-from .api import ApiRoute, token_project
-from .errors import QueryError
-from .filters import MetricFilter, SpanFilter
+from .api import ApiRoute, ReadSide, token_project
 from .live import LiveHub
-from .reader import Reader, Result
-from .records import fetch_records, select_list
-from .search import where_sql
-from .series import metric_series
-from .sessions import resolve_session
-from .waterfall import session_waterfall
 
 STATIC = Path(__file__).parent / "static"
 Answer = Callable[[Callable[[Reader], Result]], Awaitable[Response]]
@@ -88,9 +88,9 @@ def live_snapshot(r: Reader, q: dict[str, Any]) -> Result:
 
 
 class Console:
-    def __init__(self, collector: Any, answer: Answer):
-        self.hub = LiveHub(collector)
-        self.auth = getattr(collector, "auth", None) is not None
+    def __init__(self, side: ReadSide, answer: Answer):
+        self.hub = LiveHub(side.cursor, side.accepting)
+        self.auth = side.auth is not None
         self.answer = answer
         self.api_routes = API_ROUTES
         self.routes: list[BaseRoute] = [

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from .schema import SPAN_CLUSTERS
-from .span_archive import ARCHIVE, SORT_KEY, SPAN_RANGE, START_RANGE
-from .store import rewrite_rows, transaction
+from ..schema import SPAN_CLUSTERS
+from ..span_archive import ARCHIVE, SORT_KEY, SPAN_RANGE, START_RANGE
+from ..statements import rewrite_rows, transaction
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from collector.span_archive import value_at, value_of_key
+from collector.store.reads import ATTRIBUTE_KEYS, KEYSETS, RESOURCES, value_at, value_of_key
 
 from .filters import SPAN_FIELDS, LogFilter, MetricFilter, SessionFilter, SpanFilter
 
@@ -42,7 +42,7 @@ def attribute_key_maps(con: duckdb.DuckDBPyConnection, keys: list[str]) -> KeyMa
     rows = con.execute(
         "SELECT q.key, ks.keyset_id, list_position(ks.keys, q.key)"
         " FROM (SELECT unnest(?::VARCHAR[]) AS key) q"
-        " JOIN attribute_keysets ks ON list_contains(ks.keys, q.key) ORDER BY 2",
+        f" JOIN {KEYSETS} ks ON list_contains(ks.keys, q.key) ORDER BY 2",
         [keys],
     ).fetchall()
     for key, keyset, position in rows:
@@ -50,15 +50,15 @@ def attribute_key_maps(con: duckdb.DuckDBPyConnection, keys: list[str]) -> KeyMa
     in_resources = {
         r[0]
         for r in con.execute(
-            "SELECT key FROM span_attribute_keys WHERE map = 'resource' AND list_contains(?, key)",
+            f"SELECT key FROM {ATTRIBUTE_KEYS} WHERE map = 'resource' AND list_contains(?, key)",
             [keys],
         ).fetchall()
     }
     return {k: KeyPlaces(tuple(keysets[k]), k in in_resources) for k in keys}
 
 
-_IN_RESOURCES = "{p}resource_id IN (SELECT resource_id FROM resources WHERE {cond})"
-_KEYS_OF_ROW = "(SELECT keys FROM attribute_keysets WHERE keyset_id = {p}attribute_keyset)"
+_IN_RESOURCES = "{p}resource_id IN (SELECT resource_id FROM " + RESOURCES + " WHERE {cond})"
+_KEYS_OF_ROW = "(SELECT keys FROM " + KEYSETS + " WHERE keyset_id = {p}attribute_keyset)"
 
 
 def _span_value(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]] | None:

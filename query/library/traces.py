@@ -7,6 +7,8 @@ from typing import Any
 
 import duckdb
 
+from collector.store.reads import SPAN_ROWS
+
 from .errors import NotFound, QueryError
 from .filters import SpanFilter, format_ns_duration
 from .records import fetch_records, span_rows_sql
@@ -42,7 +44,7 @@ def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> l
             window = [*conds, "start_time >= make_timestamp_ns(?)"]
             wparams = [*params, newest - width, n]
             (found,) = con.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM span_rows{where_sql(window)} LIMIT ?)",
+                f"SELECT count(*) FROM (SELECT 1 FROM {SPAN_ROWS}{where_sql(window)} LIMIT ?)",
                 wparams,
             ).fetchone()
             if found >= n:
@@ -59,7 +61,7 @@ def newest_start(con: duckdb.DuckDBPyConnection) -> int | None:
     10 M spans)."""
     (newest,) = con.execute("SELECT epoch_ns(max(last_seen_at)) FROM sessions").fetchone()
     if newest is None:  # no sessions tracked
-        (newest,) = con.execute("SELECT epoch_ns(max(start_time)) FROM span_rows").fetchone()
+        (newest,) = con.execute(f"SELECT epoch_ns(max(start_time)) FROM {SPAN_ROWS}").fetchone()
     return newest
 
 
@@ -76,7 +78,7 @@ def session_spans(con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter
     order = "start_time, span_id"
     if len(conds) == 1:  # only the session itself: every span of it matches
         return fetch_records(con, span_rows_sql(where, order), [session_id, *wparams])
-    where += f" AND trace_id IN (SELECT trace_id FROM span_rows{where_sql(conds)}{window})"
+    where += f" AND trace_id IN (SELECT trace_id FROM {SPAN_ROWS}{where_sql(conds)}{window})"
     sql = span_rows_sql(where, order)
     return fetch_records(con, sql, [session_id, *wparams, *params, *wparams])
 

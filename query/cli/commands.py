@@ -13,12 +13,11 @@ from typing import Any
 
 import click
 
-from collector.cli import serve, token_group
+from collector import durations
 from collector.errors import RoomscopeError
 
-from . import views
-from .errors import NotFound, QueryError
-from .filters import (
+from ..library.errors import NotFound, QueryError
+from ..library.filters import (
     MAX_LIMIT,
     LogFilter,
     MetricFilter,
@@ -29,10 +28,12 @@ from .filters import (
     parse_severity,
     parse_time,
 )
+from ..library.records import parse_ts
+from ..library.traces import render_trees
+from . import views
 from .output import OutputFormat, emit, emit_sql, output_options
-from .records import parse_ts
+from .serve import serve, token_group
 from .source import Source, open_source
-from .traces import render_trees
 
 
 class _Group(click.Group):
@@ -340,7 +341,7 @@ def demo_cmd(db: str | None) -> None:
 def prune_cmd(ctx: click.Context, older_than: float) -> None:
     """Delete old data from a store file (the collector's retention.max_age does it while
     it runs); --db names the file, else the configured store.path."""
-    from collector.retention import prune_store
+    from collector.store import prune_store
 
     from .source import _answers, settings_for
 
@@ -357,18 +358,18 @@ def prune_cmd(ctx: click.Context, older_than: float) -> None:
                 " it (setting retention.max_age); or stop it and run roomscope prune"
             )
         path = settings.get("store.path")
-    pruned = prune_store(path, older_than)
+    pruned = prune_store(settings.replace(**{"store.path": path}), older_than)
     rows = ", ".join(f"{n} {table}" for table, n in sorted(pruned.rows.items()) if n) or "nothing"
     click.echo(f"pruned {path}: deleted {rows}")
 
 
 def _age(text: str) -> float:
-    from collector.retention import parse_age
-
     try:
-        seconds = parse_age(text)
-    except ValueError as exc:
-        raise QueryError(str(exc)) from None
+        seconds = durations.seconds(text)
+    except ValueError:
+        raise QueryError(
+            f"invalid age {text!r}: use a number with s, m, h, d or w, e.g. 7d"
+        ) from None
     if seconds <= 0:
         raise QueryError(f"invalid age {text!r}: must be more than 0")
     return seconds

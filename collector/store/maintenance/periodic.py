@@ -22,7 +22,7 @@ class Periodic:
         self.enabled = enabled
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.ran = threading.Condition()  # notified after each run (tests wait on it)
+        self._lock = threading.Lock()
         self.stats: dict[str, int] = {"runs": 0}
 
     @property
@@ -52,10 +52,12 @@ class Periodic:
     def run_once(self) -> Any:
         raise NotImplementedError
 
-    def _finished(self, **added: int) -> None:
-        """Count a run and what it did (``stats``), and wake those waiting on ``ran``."""
-        with self.ran:
-            self.stats["runs"] += 1
+    def _count(self, **added: int) -> None:
+        """Add to ``stats`` (what the job did so far)."""
+        with self._lock:
             for key, n in added.items():
                 self.stats[key] = self.stats.get(key, 0) + n
-            self.ran.notify_all()
+
+    def _finished(self, **added: int) -> None:
+        """Count a run and what it did."""
+        self._count(runs=1, **added)

@@ -57,8 +57,8 @@ def _column(array: pa.ChunkedArray) -> list[Any]:
 def run_sql(
     con: duckdb.DuckDBPyConnection,
     sql: str,
-    timeout: float = 30.0,
-    max_rows: int = 10_000,
+    timeout: float,
+    max_rows: int,
     readable: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """``{"columns": [...], "rows": [[...]]}``, plus ``"truncated": true`` when cut; interrupted

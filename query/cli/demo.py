@@ -221,9 +221,11 @@ def _log(
 
 @contextmanager
 def demo_collector(db: Path) -> Iterator[Any]:
-    from collector.server import CollectorThread, loopback_settings
+    from collector.server import loopback_settings
 
-    thread = CollectorThread(loopback_settings(db))
+    from ..http.serving import serving_thread
+
+    thread = serving_thread(loopback_settings(db))
     collector = thread.start()
     try:
         yield collector
@@ -232,7 +234,7 @@ def demo_collector(db: Path) -> Iterator[Any]:
 
 
 def run_demo(db: str | None = None) -> None:
-    from .cli import main
+    from .commands import main
 
     path = Path(db) if db else Path(tempfile.mkdtemp(prefix="roomscope-demo-")) / "demo.duckdb"
     if path.exists():

@@ -1,4 +1,5 @@
-"""``roomscope serve``: the collector's command, a thin shell over collector.server."""
+"""``roomscope serve`` and ``roomscope token``: the collector's commands, thin shells over
+collector.server (composed with the query API) and collector.auth."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import logging
 
 import click
 
-from .auth import SCOPES, create_token
-from .errors import RoomscopeError
-from .server import Collector
-from .settings import load_settings
+from collector.auth import SCOPES, create_token
+from collector.errors import RoomscopeError
+from collector.server import Collector
+from collector.settings import load_settings
+
+from ..http.serving import serving_collector
 
 
 @click.command("serve")
@@ -44,12 +47,12 @@ def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host
         click.echo(
             f"roomscope ready: OTLP/gRPC :{c.ports['grpc']}  OTLP/HTTP :{c.ports['http']}"
             f"  API {'https' if c.tls else 'http'}://{settings.get('server.api_host')}:{c.ports['api']}"
-            f"  store {c.store.path}",
+            f"  store {c.store.location}",
             err=True,
         )
 
     try:
-        asyncio.run(Collector(settings).serve(on_ready=ready))
+        asyncio.run(serving_collector(settings).serve(on_ready=ready))
     except RoomscopeError as exc:
         raise click.ClickException(str(exc)) from None
 

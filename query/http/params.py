@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import QueryError
-from .filters import (
+from ..library.errors import QueryError
+from ..library.filters import (
     MAX_LIMIT,
     parse_attrs,
     parse_bool,

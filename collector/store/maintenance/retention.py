@@ -13,7 +13,6 @@ retention deletes as fast as data arrives.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +20,10 @@ from typing import Any
 
 import duckdb
 
+from ..schema import TRACE_INDEX, storage_table
+from ..span_archive import ARCHIVE
+from ..statements import transaction
 from .periodic import Periodic, Run
-from .schema import TRACE_INDEX, storage_table
-from .span_archive import ARCHIVE
-from .store import transaction
 
 log = logging.getLogger("roomscope.retention")
 
@@ -37,25 +36,6 @@ STORED = [
     ("logs", storage_table("logs"), "time"),
     ("metric_points", "metric_points", "time"),
 ]
-_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)?\s*$")
-_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_age(text: str) -> float:
-    """``30d``, ``12h``, ``90m``, ``3600`` (seconds), ``0`` → seconds; ValueError otherwise."""
-    m = _AGE_RE.match(str(text))
-    if not m:
-        raise ValueError(f"invalid age {text!r}: use a number with s, m, h, d or w, e.g. 7d")
-    return float(m.group(1)) * _AGE_SECONDS[m.group(2) or "s"]
-
-
-def check_age(text: str) -> str | None:
-    """Settings check for ``retention.max_age``."""
-    try:
-        parse_age(text)
-    except ValueError:
-        return "is not an age: use e.g. 7d, 12h, 90m, or 0 to keep data forever"
-    return None
 
 
 @dataclass
@@ -162,8 +142,8 @@ class Retention(Periodic):
         self,
         run: Run,
         max_age: float,
-        interval: float = 60.0,
-        forget: Callable[[set[str]], None] | None = None,
+        interval: float,
+        forget: Callable[[set[str]], None] | None,
     ):
         super().__init__(run, interval, enabled=max_age > 0)  # 0: keep forever
         self.max_age_ns = int(max_age * 1e9)
@@ -192,28 +172,3 @@ class Retention(Periodic):
         self.last = pruned
         self._finished(deleted=pruned.total)
         return pruned
-
-
-def prune_store(path: str, older_than: float, now_ns: int | None = None) -> Pruned:
-    """``roomscope prune``: open a store file that no collector holds and prune it."""
-    from .errors import StoreError
-    from .store import DuckDBStore
-
-    store = DuckDBStore(path)
-    try:
-        store.open()
-    except StoreError as exc:
-        if "lock" in str(exc).lower():
-            raise StoreError(
-                f"store {path} is in use (a running collector holds it): its retention job"
-                " prunes it (setting retention.max_age); or stop it and run roomscope prune"
-            ) from None
-        raise
-    try:
-        cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than * 1e9)
-        pruned = prune_connection(store.con, cutoff)
-        if pruned.total:
-            pruned.add("shared", store.prune_shared())
-        return pruned
-    finally:
-        store.close()

@@ -1,0 +1,84 @@
+"""The store: the one package that knows roomscope's tables and speaks their SQL.
+
+Public faces:
+
+- :class:`Store` (``interface``): what the collector asks of a backend; :func:`create_store`
+  makes the configured one (today the embedded DuckDB file, :class:`DuckDBStore`).
+- :mod:`collector.store.reads`: the read surface of the query library (read-only opening of a
+  store, the table and view names, SQL fragments for joins and attribute lookups).
+- :func:`prune_store`: ``roomscope prune`` on a store no collector holds.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import durations
+from ..errors import StoreError
+from ..settings import Settings
+from .duckdb_store import DuckDBStore, Maintenance
+from .interface import Job, Recount, Run, Store, Task
+from .maintenance.retention import Pruned
+from .schema import ARROW_SCHEMAS, SCHEMA_VERSION
+from .session_rows import FLUSH_NS, SessionPlan, SessionState
+
+__all__ = [
+    "ARROW_SCHEMAS",
+    "FLUSH_NS",
+    "SCHEMA_VERSION",
+    "DuckDBStore",
+    "Job",
+    "Maintenance",
+    "Pruned",
+    "Recount",
+    "Run",
+    "SessionPlan",
+    "SessionState",
+    "Store",
+    "Task",
+    "create_store",
+    "prune_store",
+]
+
+
+def create_store(settings: Settings) -> DuckDBStore:
+    """The store the settings describe (``store.*``, ``retention.*``, ``compaction.*``), not
+    opened yet."""
+    s = settings
+    return DuckDBStore(
+        s.get("store.path"),
+        checkpoint_wal_bytes=s.get("store.checkpoint_wal_bytes"),
+        idle_checkpoint_bytes=s.get("store.idle_checkpoint_bytes"),
+        threads=s.get("store.threads"),
+        maintenance=Maintenance(
+            max_age=durations.seconds(s.get("retention.max_age")),
+            retention_interval=s.get("retention.interval"),
+            rows=s.get("compaction.rows"),
+            after=durations.seconds(s.get("compaction.after")),
+            merge=s.get("compaction.merge"),
+            levels=s.get("compaction.levels"),
+            reclaim=s.get("compaction.reclaim"),
+            compaction_interval=s.get("compaction.interval"),
+        ),
+    )
+
+
+def prune_store(settings: Settings, older_than: float, now_ns: int | None = None) -> Pruned:
+    """``roomscope prune``: open the store no collector holds and delete what is older than
+    ``older_than`` seconds."""
+    store = create_store(settings)
+    try:
+        store.open()
+    except StoreError as exc:
+        if "in use" in str(exc):
+            raise StoreError(
+                f"store {store.location} is in use (a running collector holds it): its"
+                " retention job prunes it (setting retention.max_age); or stop it and run"
+                " roomscope prune"
+            ) from None
+        raise
+    try:
+        cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than * 1e9)
+        return store.prune(cutoff)
+    finally:
+        store.close()

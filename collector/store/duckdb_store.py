@@ -1,0 +1,404 @@
+"""The embedded backend: one DuckDB file, written by the collector's writer thread.
+
+:class:`DuckDBStore` implements :class:`~collector.store.interface.Store`. Only the writer
+thread appends (group commits of decoded batches and session rows); readers get cursors of
+their own; the maintenance jobs (:mod:`collector.store.maintenance`) run on the writer thread
+between commits and are the only other code that touches its connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import StoreError, StoreUnavailable
+from .interface import Job, Recount, Run
+from .maintenance.compaction import Compaction
+from .maintenance.retention import Pruned, Retention, prune_connection
+from .migrations import migrate
+from .schema import (
+    ATTRIBUTE_KEYS_INSERT,
+    ATTRIBUTE_KEYS_LOAD,
+    SHARED_TABLES,
+    storage_table,
+)
+from .session_rows import SessionPlan, SessionState, read_sessions, recount_active
+from .span_archive import SPAN_ROWS
+from .statements import transaction
+
+# New files use DuckDB's v1.5 storage format: its compression stores our spans in ~25% fewer
+# bytes (tests/benchmarks/query.py). Older files keep the format they were made with.
+STORAGE_VERSION = "v1.5.0"
+
+Transaction = Callable[[duckdb.DuckDBPyConnection], None]
+
+# Text of DuckDB errors that mean the file cannot be written (disk full, read-only, I/O error),
+# as opposed to a problem with one request's data. DuckDB reports a WAL write failure at commit
+# as a TransactionException ("Failed to commit: Could not write file ...").
+_STORE_TROUBLE = (
+    "could not write",
+    "could not read",
+    "could not open",
+    "could not fsync",
+    "could not truncate",
+    "no space left",
+    "read-only",
+    "read only",
+    "failed to commit",
+    "invalidated",
+    "connection already closed",
+)
+
+
+def is_store_trouble(exc: BaseException) -> bool:
+    """True when a commit failed because the file cannot be written, not because of the data."""
+    if isinstance(exc, (duckdb.IOException, duckdb.FatalException, OSError, StoreUnavailable)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(s in text for s in _STORE_TROUBLE)
+
+
+def _needs_reopen(exc: BaseException) -> bool:
+    """DuckDB invalidates the database after a fatal I/O error; only a reopen brings it back."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.FatalException) or "invalidated" in text or "closed" in text
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """What the maintenance jobs do (settings ``retention.*`` and ``compaction.*``, resolved)."""
+
+    max_age: float  # seconds; 0 keeps everything
+    retention_interval: float
+    rows: int  # compaction's chunk size; 0 turns compaction off
+    after: float  # seconds before a range of start times is compacted
+    merge: int
+    levels: int
+    reclaim: float
+    compaction_interval: float
+
+
+def _attribute_keys(table: str, batch: pa.Table | None) -> set[tuple[str, str]]:
+    """The (map, key) rows of span_attribute_keys that new shared rows bring: a keyset's keys
+    are span attribute keys, a resource's attribute keys resource ones."""
+    if batch is None:
+        return set()
+    if table == "resources":
+        keys = pc.unique(batch["attributes"].combine_chunks().keys)
+        return {("resource", k) for k in keys.to_pylist() if k is not None}
+    keys = pc.unique(pc.list_flatten(batch["keys"].combine_chunks()))
+    return {("span", k) for k in keys.to_pylist() if k is not None}
+
+
+def _one_table(batches: Sequence[pa.Table]) -> pa.Table | None:
+    """One table of the batches, in contiguous columns: DuckDB appends one Arrow chunk of 4096
+    spans ~25% faster than 8 chunks of 512 (the copy costs ~0.1 us a span)."""
+    if not batches:
+        return None
+    batch = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
+    if not batch.num_rows:
+        return None
+    if any(column.num_chunks > 1 for column in batch.columns):
+        batch = batch.combine_chunks()
+    return batch
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None:
+    """INSERT an Arrow table. DuckDB finds ``_roomscope_batch`` among this frame's locals (a
+    replacement scan): ~1 ms less per 2,048 spans than register()/unregister(), most of it
+    spent holding the GIL."""
+    _roomscope_batch = batch  # read by DuckDB (a replacement scan finds it by name)
+    con.execute(f"INSERT INTO {table} SELECT * FROM _roomscope_batch")
+
+
+class DuckDBStore:
+    """One DuckDB file. The writer thread is the only caller of the writing methods."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        checkpoint_wal_bytes: int,
+        idle_checkpoint_bytes: int,
+        threads: int,
+        maintenance: Maintenance,
+    ):
+        self.path = str(path)
+        self.checkpoint_wal_bytes = checkpoint_wal_bytes
+        self.idle_checkpoint_bytes = idle_checkpoint_bytes
+        self.threads = threads
+        self.maintenance = maintenance
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._reopen_pending = False  # a reopen after a failure did not succeed yet
+        self._attribute_keys: set[tuple[str, str]] = set()  # rows of span_attribute_keys
+        self._known: dict[str, set[int]] = {t: set() for t in SHARED_TABLES}  # ids held
+        self._threads = 1  # DuckDB threads for appends (store.threads, resolved at open)
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    # -- opening and closing --------------------------------------------------------------
+    def open(self) -> None:
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(
+                    f"cannot open store {self.path}: directory {parent} does not exist"
+                )
+        try:
+            self._con = duckdb.connect(
+                self.path,
+                config={"storage_compatibility_version": STORAGE_VERSION},
+            )
+            # A long statement (a migration, a compaction) would draw a progress bar on the
+            # collector's stderr.
+            self._con.execute("SET enable_progress_bar = false")
+            # The writer checkpoints at checkpoint_wal_bytes itself (with every core, see
+            # checkpoint()); DuckDB's own trigger, inside a commit, is only the safety net.
+            limit = 2 * int(self.checkpoint_wal_bytes)
+            self._con.execute(f"SET checkpoint_threshold = '{limit}B'")
+            self._threads = self.threads or max(1, (os.cpu_count() or 2) - 1)
+            self._con.execute(f"SET threads = {int(self._threads)}")
+            # An unknown function in user SQL must not make DuckDB fetch an extension from the
+            # network (autoinstall) or load one from disk (autoload); roomscope needs none
+            # beyond the built-in json and parquet.
+            self._con.execute("SET autoinstall_known_extensions = false")
+            self._con.execute("SET autoload_known_extensions = false")
+        except duckdb.Error as exc:
+            if self._con is not None:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.close()
+                self._con = None
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"store {self.path} is in use (another process, such as a running"
+                    f" collector, holds it): {str(exc).splitlines()[0]}"
+                ) from None
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        migrate(self._con, self.path)
+        self._attribute_keys = set(self._con.execute(ATTRIBUTE_KEYS_LOAD).fetchall())
+        self._load_known()
+
+    def _load_known(self) -> None:
+        for table, id_column in SHARED_TABLES.items():
+            rows = self.con.execute(f"SELECT {id_column} FROM {table}").fetchall()
+            self._known[table] = {r[0] for r in rows}
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The writer's connection: the store package's own (maintenance jobs, migrations)."""
+        if self._con is None:
+            raise StoreUnavailable("store is closed")
+        return self._con
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute("CHECKPOINT")
+                self._con.close()
+                self._con = None
+
+    def reopen(self) -> None:
+        """Close and open again (after an I/O failure invalidated the database).
+
+        Readers' cursors are closed with the old connection (they get a clean
+        ``ConnectionException``). When opening fails (the disk is still unusable), the store
+        stays closed and the next write tries again; until then writes and :meth:`cursor`
+        raise :class:`StoreUnavailable`.
+        """
+        self.close()
+        self._reopen_pending = True
+        self._generation += 1
+        try:
+            self.open()
+        except (StoreError, duckdb.Error, OSError) as exc:
+            with contextlib.suppress(Exception):
+                self.close()
+            raise StoreUnavailable(f"cannot reopen store {self.path}: {exc}") from None
+        self._reopen_pending = False
+
+    # -- writing (the writer thread) ------------------------------------------------------
+    def append(
+        self, tables: Mapping[str, Sequence[pa.Table]], sessions: SessionPlan | None = None
+    ) -> None:
+        """Append batches to their tables and write ``sessions`` in the same transaction.
+
+        ``tables`` maps signals (``spans``, ``logs``, ``metric_points``) and the rows they refer
+        to (SHARED_TABLES, ``trace_index``) to batches; shared rows the store already holds are
+        skipped."""
+        also = sessions.apply if sessions is not None else None
+        self._guarded(lambda: self._write(tables, also))
+
+    def execute(self, fn: Transaction) -> None:
+        """Run statements in one transaction on the writer's connection."""
+        self._guarded(lambda: self._write({}, fn))
+
+    def probe(self) -> None:
+        """A tiny write: succeeds only when a commit can reach the disk again."""
+        self.execute(
+            lambda con: con.execute(
+                "UPDATE roomscope_meta SET value = value WHERE key = 'schema_version'"
+            )
+        )
+
+    def _guarded(self, write: Callable[[], None]) -> None:
+        """Run a write; when the file cannot be written, raise StoreUnavailable (retryable)
+        and, after a fatal I/O error, reopen (now, or at the next write if that fails)."""
+        try:
+            if self._con is None and self._reopen_pending:
+                self.reopen()  # an earlier failure left the store closed: try again
+            write()
+        except Exception as exc:
+            if not is_store_trouble(exc):
+                raise
+            if _needs_reopen(exc):
+                with contextlib.suppress(Exception):
+                    self.reopen()
+            if isinstance(exc, StoreUnavailable):
+                raise
+            raise StoreUnavailable(f"store cannot be written: {exc}") from exc
+
+    def _write(self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None) -> None:
+        con = self.con
+        new_keys: set[tuple[str, str]] = set()
+        new_ids: dict[str, set[int]] = {}
+        with transaction(con):
+            for name, batches in tables.items():
+                batch = _one_table(batches)
+                if batch is not None and name in SHARED_TABLES:
+                    batch, new_ids[name] = self._unseen(name, batch)
+                    new_keys |= _attribute_keys(name, batch)
+                if batch is None:
+                    continue
+                _append(con, storage_table(name), batch)
+            new_keys -= self._attribute_keys
+            if new_keys:
+                con.executemany(ATTRIBUTE_KEYS_INSERT, [list(k) for k in new_keys])
+            if also is not None:
+                also(con)
+        self._attribute_keys |= new_keys
+        for name, ids in new_ids.items():
+            self._known[name] |= ids
+
+    def _unseen(self, table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
+        """The rows of a shared table whose id the store does not hold yet (each id once)."""
+        known = self._known[table]
+        fresh: dict[int, int] = {}
+        for i, rid in enumerate(batch[SHARED_TABLES[table]].to_pylist()):
+            if rid not in known:
+                fresh.setdefault(rid, i)
+        if not fresh:
+            return None, set()
+        if len(fresh) < batch.num_rows:
+            batch = batch.take(list(fresh.values()))
+        return batch, set(fresh)
+
+    def prune_shared(self) -> int:
+        """Delete the resources and keysets no span or log record refers to any more (after
+        retention)."""
+        users = {
+            "resources": ("resource_id", [SPAN_ROWS, storage_table("logs")]),
+            "attribute_keysets": ("attribute_keyset", [SPAN_ROWS]),
+        }
+        deleted = 0
+        with transaction(self.con) as con:
+            for table, id_column in SHARED_TABLES.items():
+                column, sources = users[table]
+                used = " UNION ".join(
+                    f"SELECT {column} FROM {source} WHERE {column} IS NOT NULL"
+                    for source in sources
+                )
+                row = con.execute(
+                    f"DELETE FROM {table} WHERE {id_column} NOT IN ({used})"
+                ).fetchone()
+                deleted += int(row[0]) if row else 0
+        self._load_known()
+        return deleted
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def wal_bytes(self) -> int:
+        """Size of the write-ahead log not yet checkpointed into the file."""
+        try:
+            return os.path.getsize(self.path + ".wal")
+        except OSError:
+            return 0
+
+    def maybe_checkpoint(self, idle: bool) -> None:
+        """Checkpoint once the log passes a limit: right after a commit under load
+        (``store.checkpoint_wal_bytes``; DuckDB would do it inside a commit, on one core) or
+        while nothing waits (``store.idle_checkpoint_bytes``, so the log rarely gets that far)."""
+        limit = self.idle_checkpoint_bytes if idle else self.checkpoint_wal_bytes
+        if limit and self.wal_bytes() >= limit:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file, on every core: commits wait for a checkpoint
+        anyway, and DuckDB compresses row groups in parallel (600 k spans: 1.1 s on 2 threads,
+        1.8 s on 1)."""
+        with self.all_cores():
+            self.con.execute("CHECKPOINT")
+
+    @contextlib.contextmanager
+    def all_cores(self) -> Iterator[None]:
+        """DuckDB runs on every core meanwhile (work the writer waits for anyway: checkpoints,
+        compaction), then on ``store.threads`` again (appends)."""
+        self.con.execute(f"SET threads = {os.cpu_count() or 1}")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET threads = {int(self._threads)}")
+
+    # -- sessions, maintenance, reading ---------------------------------------------------
+    def load_sessions(self) -> list[SessionState]:
+        with contextlib.closing(self.cursor()) as cur:
+            return read_sessions(cur)
+
+    def recount_active(self) -> list[Recount]:
+        with contextlib.closing(self.cursor()) as cur:
+            return recount_active(cur)
+
+    def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
+        m = self.maintenance
+        return [
+            Retention(run, m.max_age, m.retention_interval, forget),
+            Compaction(
+                run,
+                self.cursor,
+                rows=m.rows,
+                after=m.after,
+                interval=m.compaction_interval,
+                max_age=m.max_age,
+                merge=m.merge,
+                levels=m.levels,
+                reclaim=m.reclaim,
+            ),
+        ]
+
+    def prune(self, cutoff_ns: int) -> Pruned:
+        """Delete everything older than ``cutoff_ns`` now (``roomscope prune`` on a store no
+        collector holds; a running collector's retention job does it in steps)."""
+        pruned = prune_connection(self.con, cutoff_ns)
+        if pruned.total:
+            pruned.add("shared", self.prune_shared())
+        return pruned
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database, for readers (thread-safe to create)."""
+        with self._lock:
+            return self.con.cursor()

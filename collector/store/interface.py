@@ -1,0 +1,94 @@
+"""What roomscope asks of a storage backend: the one interface every caller uses.
+
+The collector's writer thread appends decoded batches (with the session tracker's rows),
+probes and checkpoints; the session tracker reads its state back; the maintenance jobs are
+the backend's own (it knows its layout); the query side gets read cursors. The embedded
+DuckDB file (:class:`~collector.store.duckdb_store.DuckDBStore`) is one implementation; a
+DuckLake backend is a second one of this same protocol, not a fork of its callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+
+from .session_rows import SessionPlan, SessionState
+
+# A function the writer thread runs between commits (``Writer.run``), with its result.
+Task = Callable[["Store"], Any]
+Run = Callable[[Task], Future]
+# Per active session: (session id, spans, log records, metric points, errors) in the data.
+Recount = tuple[str, int, int, int, int]
+
+
+class Job(Protocol):
+    """A background maintenance job (retention, compaction) a backend runs for itself."""
+
+    name: str
+    stats: dict[str, int]
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Store(Protocol):
+    """A storage backend. Every method but :meth:`cursor` is called from one thread at a time
+    (the writer's, or a command's that owns the store)."""
+
+    @property
+    def location(self) -> str:
+        """Where the data is, as users name it (a file path, a lake's catalog)."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Bumped each time the backend reconnects after a failure: state read before (the
+        session tracker's) must be read again, since a failed commit may or may not be in."""
+        ...
+
+    def open(self) -> None:
+        """Connect, create or migrate the tables; raises StoreError with a clear reason."""
+        ...
+
+    def append(
+        self, tables: Mapping[str, Sequence[pa.Table]], sessions: SessionPlan | None = None
+    ) -> None:
+        """Commit decoded batches (signal and shared tables) and the session rows of ``sessions``
+        in one transaction: all or nothing. Raises StoreUnavailable when the store cannot be
+        written (retryable), another RoomscopeError or DuckDB error when the data is at fault."""
+        ...
+
+    def probe(self) -> None:
+        """A tiny write: returns only when a commit can reach the store again."""
+        ...
+
+    def maybe_checkpoint(self, idle: bool) -> None:
+        """Fold pending writes into their final layout when the backend's thresholds say so
+        (after a commit under load, or while idle)."""
+        ...
+
+    def checkpoint(self) -> None: ...
+
+    def load_sessions(self) -> list[SessionState]:
+        """Every stored session row, oldest first."""
+        ...
+
+    def recount_active(self) -> list[Recount]:
+        """The records of each active session counted again from the data."""
+        ...
+
+    def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
+        """The backend's maintenance jobs, each acting through ``run`` (the writer thread);
+        ``forget`` is told the ids of sessions whose rows retention deleted."""
+        ...
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A read cursor for the query library (thread-safe to create; close it when done)."""
+        ...
+
+    def close(self) -> None: ...

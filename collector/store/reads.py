@@ -1,0 +1,91 @@
+"""The store's read surface: what the query library may know of the storage layout.
+
+The query library (``query.library``) reads through DuckDB cursors the store hands out
+(:meth:`Store.cursor`, or :func:`open_reader` for a file no collector holds) and builds its
+SQL from the names and fragments here, never from the storage modules themselves. SPEC 4's
+tables and views (``spans``, ``logs``, ``metric_points``, ``sessions``, ``session_events``)
+are public; the names below are the physical layout behind them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ..errors import StoreError
+from .schema import (
+    ATTRIBUTE_KEYS,
+    LOG_JOINS,
+    SCHEMA_VERSION,
+    SPAN_JOINS,
+    TABLES,
+    TS,
+    V1_SPANS,
+    storage_table,
+)
+from .span_archive import SPAN_ATTRIBUTES, SPAN_ROWS, value_at, value_of_key
+
+__all__ = [
+    "ATTRIBUTE_KEYS",
+    "KEYSETS",
+    "LOG_JOINS",
+    "LOG_ROWS",
+    "RESOURCES",
+    "SCHEMA_VERSION",
+    "SPAN_ATTRIBUTES",
+    "SPAN_JOINS",
+    "SPAN_ROWS",
+    "TABLES",
+    "TS",
+    "V1_SPANS",
+    "StoreInUse",
+    "open_reader",
+    "value_at",
+    "value_of_key",
+]
+
+LOG_ROWS = storage_table("logs")  # log records, a resource id in place of their attributes
+RESOURCES = "resources"  # resource_id → attributes, shared by spans and log records
+KEYSETS = "attribute_keysets"  # keyset_id → the keys of a span's attribute values
+
+
+class StoreInUse(StoreError):
+    """The store file is held by another process (a running collector)."""
+
+
+def open_reader(path: str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a store file no collector holds, checked to have this
+    roomscope's schema version. Raises StoreError (StoreInUse when a collector holds it)."""
+    if path != ":memory:" and not Path(path).expanduser().is_file():
+        raise StoreError(f"store file {path} does not exist")
+    try:
+        con = duckdb.connect(str(Path(path).expanduser()), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreInUse(f"store file {path} is in use by a running collector") from None
+        raise StoreError(f"cannot open store file {path}: {exc}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open store file {path}: {exc}") from None
+    try:
+        _check_version(con, path)
+    except StoreError:
+        con.close()
+        raise
+    return con
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """A read-only store must already have this roomscope's layout (a collector migrates it)."""
+    try:
+        row = con.execute(
+            "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return  # not a store at all: the first query says so
+    if row is not None and int(row[0]) < SCHEMA_VERSION:
+        raise StoreError(
+            f"store file {path} has schema version {row[0]}, older than this roomscope's"
+            f" ({SCHEMA_VERSION}); start a collector on it once (roomscope serve --db {path})"
+            " to upgrade it"
+        )
