@@ -9,8 +9,8 @@ import pytest
 
 from collector.columns import keyset_id, resource_id
 from collector.store.migrations import migrate
-from query.library import search
 from query.http.params import TRACES, P, openapi_parameters, parse_params
+from query.library import search
 from query.library.errors import NotFound, QueryError
 from query.library.filters import (
     SpanFilter,
