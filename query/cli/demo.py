@@ -7,6 +7,7 @@ of every span it sent, so tests can compute the rows a query must return.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shlex
 import tempfile
@@ -26,10 +27,15 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 SEC = 1_000_000_000
@@ -68,21 +74,62 @@ SESSIONS = [
 TOOLS = ["search", "calendar", "render", "ticket.lookup", "email.send"]
 
 
+class _MetricsAt(OTLPMetricExporter):
+    """The OTLP/gRPC metric exporter, with every point stamped at one fixed time (start and
+    collection time) instead of the SDK's wall clock."""
+
+    def __init__(self, time_ns: int, **kw: Any):
+        super().__init__(**kw)
+        self.time_ns = time_ns
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kw: Any
+    ) -> MetricExportResult:
+        return super().export(_restamp(metrics_data, self.time_ns), timeout_millis, **kw)
+
+
+def _restamp(data: MetricsData, t: int) -> MetricsData:
+    """``data`` with the start (where it has one) and time of every point set to ``t``."""
+    replace = dataclasses.replace
+
+    def point(p: Any) -> Any:
+        start = t if p.start_time_unix_nano else p.start_time_unix_nano  # gauges have none
+        return replace(p, start_time_unix_nano=start, time_unix_nano=t)
+
+    def metric(m: Any) -> Any:
+        return replace(m, data=replace(m.data, data_points=[point(p) for p in m.data.data_points]))
+
+    def scope(sm: Any) -> Any:
+        return replace(sm, metrics=[metric(m) for m in sm.metrics])
+
+    def resource(rm: Any) -> Any:
+        return replace(rm, scope_metrics=[scope(sm) for sm in rm.scope_metrics])
+
+    return replace(data, resource_metrics=[resource(rm) for rm in data.resource_metrics])
+
+
 class _Signals:
     """One service's SDK pipeline (batched exporters over OTLP/gRPC)."""
 
-    def __init__(self, service: str, endpoint: str):
+    def __init__(
+        self,
+        service: str,
+        endpoint: str,
+        id_generator: IdGenerator | None = None,
+        metric_time_ns: int | None = None,
+    ):
         res = Resource.create({"service.name": service, "project": "demo"})
         kw: dict[str, Any] = {"endpoint": endpoint, "insecure": True}
-        self.tp = TracerProvider(resource=res)
+        self.tp = TracerProvider(resource=res, id_generator=id_generator)
         self.tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(**kw), max_queue_size=8192))
         self.lp = LoggerProvider(resource=res)
         self.lp.add_log_record_processor(
             BatchLogRecordProcessor(OTLPLogExporter(**kw), max_queue_size=8192)
         )
-        self.reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(**kw), export_interval_millis=3_600_000
+        metrics = (
+            OTLPMetricExporter(**kw) if metric_time_ns is None else _MetricsAt(metric_time_ns, **kw)
         )
+        self.reader = PeriodicExportingMetricReader(metrics, export_interval_millis=3_600_000)
         self.mp = MeterProvider(resource=res, metric_readers=[self.reader])
         self.tracer = self.tp.get_tracer("roomscope.demo")
         self.logger = self.lp.get_logger("roomscope.demo")
@@ -96,11 +143,25 @@ class _Signals:
             p.shutdown()
 
 
-def send_workload(grpc_endpoint: str, seed: int = 7, now_ns: int | None = None) -> Manifest:
-    """Send the demo sessions (backdated several minutes) and return what was sent."""
+def send_workload(
+    grpc_endpoint: str,
+    seed: int = 7,
+    now_ns: int | None = None,
+    id_generator: IdGenerator | None = None,
+    metric_time_ns: int | None = None,
+) -> Manifest:
+    """Send the demo sessions (backdated several minutes) and return what was sent.
+
+    By default trace and span ids are the SDK's random ones and metric points carry the wall
+    clock of their collection. ``id_generator`` (one for both services' tracer providers) and
+    ``metric_time_ns`` (the start and time of every metric point) make those reproducible too:
+    with a fixed ``now_ns`` the same workload is sent every time (tests/test_golden.py)."""
     rng = random.Random(seed)
     now_ns = now_ns or time.time_ns()
-    agent, tools = _Signals("agent", grpc_endpoint), _Signals("tools", grpc_endpoint)
+    agent, tools = (
+        _Signals(service, grpc_endpoint, id_generator, metric_time_ns)
+        for service in ("agent", "tools")
+    )
     m = Manifest(rooms=sorted({s[0] for s in SESSIONS}))
     counter = 0
     for room, session, minutes_ago, turns in SESSIONS:
