@@ -53,9 +53,10 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 import collector.decode
 import collector.session_infer
-from collector.server import CollectorThread, loopback_settings
+from collector.server import loopback_settings
 from query.cli import main
-from query.demo import SEC, send_workload
+from query.cli.demo import SEC, send_workload
+from query.http.serving import serving_thread
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("ROOMSCOPE_UPDATE_GOLDEN", "") not in ("", "0")
@@ -120,7 +121,7 @@ def build_store(db: Path) -> dict[str, str]:
         mp.setattr(collector.decode, "time", SimpleNamespace(time_ns=lambda: RECEIVED_NS))
         mp.setattr(collector.session_infer, "new_session_id", seeded_session_id)
         # retention.max_age 0: the data's times are fixed, the retention job's cutoff is not.
-        thread = CollectorThread(loopback_settings(db, **{"retention.max_age": "0"}))
+        thread = serving_thread(loopback_settings(db, **{"retention.max_age": "0"}))
         running = thread.start()
         try:
             manifest = send_workload(
@@ -191,7 +192,7 @@ def api(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[http
         copy, **{"retention.max_age": "0", "sessions.idle_timeout": 365 * 86400.0}
     )
     with (
-        CollectorThread(settings) as running,
+        serving_thread(settings) as running,
         httpx.Client(base_url=f"http://127.0.0.1:{running.ports['api']}", timeout=30) as client,
     ):
         yield client
