@@ -17,6 +17,7 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from conftest import make_store
 from otel_sdk import pipeline
 from test_query_fixtures import World, filled_world
 
@@ -155,6 +156,18 @@ def test_sql_reads_stdin_and_answers_columns_and_rows(world: World) -> None:
         "--server", world.api_url, "sql", "-", "-o", "json", stdin="SELECT 1 AS one, 'x' AS two"
     )
     assert json.loads(result.stdout) == {"columns": ["one", "two"], "rows": [[1, "x"]]}
+
+
+def test_query_max_rows_caps_sql_read_from_a_store_file(tmp_path, monkeypatch) -> None:
+    """query.max_rows (here from the environment) caps ad-hoc SQL read from a store file too,
+    not only through the API (the local source used to leave it at its own default)."""
+    store = make_store(tmp_path / "small.duckdb")
+    store.open()
+    store.close()
+    monkeypatch.setenv("ROOMSCOPE_QUERY_MAX_ROWS", "5")
+    result = run("--db", str(store.path), "sql", "SELECT * FROM range(12)", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["rows"]) == 5
 
 
 @pytest.mark.parametrize(

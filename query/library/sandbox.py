@@ -62,10 +62,10 @@ def scope(con: duckdb.DuckDBPyConnection, project: str | None) -> frozenset[str]
     found = tables(con)
     if project is None:
         return frozenset(found)
-    catalog = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-    if not con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [_SCOPED]
-    ).fetchone()[0]:  # type: ignore[index]
+    catalog = _one(con, "SELECT current_database()")
+    if not _one(
+        con, "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [_SCOPED]
+    ):
         for name, has_project in found.items():
             if has_project:
                 con.execute(
@@ -76,8 +76,16 @@ def scope(con: duckdb.DuckDBPyConnection, project: str | None) -> frozenset[str]
     return frozenset(name for name, has in found.items() if has)
 
 
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """The one value a query of one row answers."""
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise QueryError(f"no answer to {sql!r}")
+    return row[0]
+
+
 def _ast(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
-    doc = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])  # type: ignore[index]
+    doc = json.loads(_one(con, "SELECT json_serialize_sql(?)", [sql]))
     if doc.get("error"):
         raise QueryError(f"SQL error: {doc.get('error_message', 'cannot parse')}")
     if len(doc.get("statements", ())) != 1:
