@@ -134,6 +134,12 @@ def render_settings_reference() -> str:
         " `yes/no`, `on/off`; lists are comma-separated (`room,room.name`);",
         "4. command-line flags (below).",
         "",
+        "Durations and ages use one grammar (`collector/durations.py`): a number with an"
+        " optional unit `ns`, `us`, `ms`, `s`, `m`, `h`, `d` or `w`. In settings a bare number"
+        " is **seconds** (`retention.max_age = 3600` is `1h`; `0` turns retention off); in the"
+        " query filters of the CLI and the API (`--min-duration`) a bare number is"
+        " milliseconds.",
+        "",
         "An unknown section, key or `ROOMSCOPE_*` variable (other than `ROOMSCOPE_CONFIG` and"
         " `ROOMSCOPE_TOKEN`), a value of the wrong type or out of range stops start-up with a"
         " message that names the setting and where it came from.",
