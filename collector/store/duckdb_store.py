@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StoreError, StoreUnavailable
+from .faults import is_store_trouble, needs_reopen
 from .interface import Job, Recount, Run
 from .maintenance.compaction import Compaction
 from .maintenance.retention import Pruned, Retention, prune_connection
@@ -39,37 +40,6 @@ from .statements import transaction
 STORAGE_VERSION = "v1.5.0"
 
 Transaction = Callable[[duckdb.DuckDBPyConnection], None]
-
-# Text of DuckDB errors that mean the file cannot be written (disk full, read-only, I/O error),
-# as opposed to a problem with one request's data. DuckDB reports a WAL write failure at commit
-# as a TransactionException ("Failed to commit: Could not write file ...").
-_STORE_TROUBLE = (
-    "could not write",
-    "could not read",
-    "could not open",
-    "could not fsync",
-    "could not truncate",
-    "no space left",
-    "read-only",
-    "read only",
-    "failed to commit",
-    "invalidated",
-    "connection already closed",
-)
-
-
-def is_store_trouble(exc: BaseException) -> bool:
-    """True when a commit failed because the file cannot be written, not because of the data."""
-    if isinstance(exc, (duckdb.IOException, duckdb.FatalException, OSError, StoreUnavailable)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and any(s in text for s in _STORE_TROUBLE)
-
-
-def _needs_reopen(exc: BaseException) -> bool:
-    """DuckDB invalidates the database after a fatal I/O error; only a reopen brings it back."""
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.FatalException) or "invalidated" in text or "closed" in text
 
 
 @dataclass(frozen=True)
@@ -267,7 +237,7 @@ class DuckDBStore:
         except Exception as exc:
             if not is_store_trouble(exc):
                 raise
-            if _needs_reopen(exc):
+            if needs_reopen(exc):
                 with contextlib.suppress(Exception):
                     self.reopen()
             if isinstance(exc, StoreUnavailable):
