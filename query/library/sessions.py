@@ -96,8 +96,8 @@ def session_window(
     if row is None or row[0] is None:
         return "", []
     # Under sustained ingest the row trails the newest records by up to a second (the tracker
-    # writes row changes in batches, README "What a session row holds"); records newer than
-    # its window show once it is written.
+    # writes row changes in batches, docs/performance.md "Session rows under load"); records
+    # newer than its window show once it is written.
     p = f"{alias}." if alias else ""
     window = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
     tries = [(window, [row[0], row[1]])]

@@ -6,8 +6,8 @@ range, and each row group it reads costs DuckDB a block of every column it retur
 per row group at 10 M spans). Like the tiers of an LSM tree, ``compaction.merge`` ranges of
 one level that follow each other in time become one range of the next level, up to
 ``compaction.levels``: with the defaults (4 and 2) the 9 ranges of the 10 M-span benchmark
-become 2 + 1, and query 1's cold run went from 57–60 to 45–50 ms (README "How spans are
-stored", Merging; the measurements under "Design notes").
+become 2 + 1, and query 1's cold run went from 57–60 to 45–50 ms (docs/performance.md,
+"Merging compacted ranges").
 
 A merge is done in pieces of about ``compaction.rows`` spans, by slices of room values (from
 quantiles), so that the writer is never held longer than for a move: each piece is one

@@ -13,10 +13,10 @@ condition (searches; the reads of a session and of a trace add the room they kno
 
 The move is one transaction, so a reader sees every span once, before or after it; a crash
 rolls it back and the job does the range again. Writes wait behind it (~5–7 s per million
-spans on this 2-core machine, README "Compaction"): exporters get the usual retryable answers
-when the queue fills meanwhile. Spans that arrive for an already compacted range (late, clock
-skew) stay in span_data; only the time order of the newest data is kept, which the searches'
-newest-hour and newest-day tries rely on.
+spans on this 2-core machine, docs/performance.md "Compaction: settled spans sorted by room"):
+exporters get the usual retryable answers when the queue fills meanwhile. Spans that arrive for
+an already compacted range (late, clock skew) stay in span_data; only the time order of the
+newest data is kept, which the searches' newest-hour and newest-day tries rely on.
 
 After its moves, the job merges ranges of the archive into bigger ones, sorted by room again
 (``compaction.merge``, ``compaction.levels``; collector.archive_merge), piece by piece through

@@ -4,14 +4,15 @@ DuckDB reuses the blocks that deletes free (a move out of ``span_data``, a merge
 retention), lowest block first, and gives back to the file system only the free blocks at the
 end of the file, at a checkpoint. A move frees ~210 blocks of ``span_data`` per million spans,
 and until appends refill them they are holes in the middle of the file: the 10 M-span
-benchmark's file ended 6-14 % larger than its data (README "Results"). So when more than
-``compaction.reclaim`` of the file is free, the compaction job rewrites the row groups that
-have a block past the point where the data would end without holes: one transaction copies
-their rows (in row id order, so each row group keeps its time or room range and its zone
-maps) to the end of their table, which DuckDB writes into the lowest free blocks, and deletes
-the old rows; the checkpoint after it frees their blocks, now at the end, and shortens the
-file. The rows of a table with a primary key (the small resources, sessions and keysets) go
-out to a temporary table and back instead, since a copy beside them would collide with the key.
+benchmark's file ended 6-14 % larger than its data (docs/performance.md "Giving space
+back"). So when more than ``compaction.reclaim`` of the file is free, the compaction job
+rewrites the row groups that have a block past the point where the data would end without
+holes: one transaction copies their rows (in row id order, so each row group keeps its time or
+room range and its zone maps) to the end of their table, which DuckDB writes into the lowest
+free blocks, and deletes the old rows; the checkpoint after it frees their blocks, now at the
+end, and shortens the file. The rows of a table with a primary key (the small resources,
+sessions and keysets) go out to a temporary table and back instead, since a copy beside them
+would collide with the key.
 
 Readers see each row once, before or after; a failure rolls the transaction back. Row ids are
 read inside the same transaction, and the copy and the delete use the same condition, so the
