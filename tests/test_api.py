@@ -8,8 +8,8 @@ import httpx
 import pytest
 from test_query_fixtures import World, filled_world
 
-from query.http.api import ROUTES
 from query.http.params import P
+from query.http.routes import ROUTES
 
 SEC = 1_000_000_000
 

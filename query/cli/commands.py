@@ -324,9 +324,9 @@ def rooms_cmd(ctx: click.Context, output: OutputFormat) -> None:
 @click.option("--db", type=click.Path(dir_okay=False), help="Store file (default: a temp dir).")
 def demo_cmd(db: str | None) -> None:
     """Start a collector on a fresh store, send a realistic workload, show example queries."""
-    from .demo import run_demo
+    from .demo import run_demo  # the OpenTelemetry SDK exporters load only for the demo
 
-    run_demo(db)
+    run_demo(main, db)
 
 
 @main.command("prune")

@@ -294,9 +294,8 @@ def demo_collector(db: Path) -> Iterator[Any]:
         thread.stop()
 
 
-def run_demo(db: str | None = None) -> None:
-    from .commands import main
-
+def run_demo(cli: click.Group, db: str | None = None) -> None:
+    """The demo: ``cli`` (the ``roomscope`` group) runs the example queries it prints."""
     path = Path(db) if db else Path(tempfile.mkdtemp(prefix="roomscope-demo-")) / "demo.duckdb"
     if path.exists():
         raise click.ClickException(f"{path} exists; the demo wants a fresh store")
@@ -326,7 +325,7 @@ def run_demo(db: str | None = None) -> None:
     for args in examples:
         full = ["--db", str(path), *args]
         click.secho("$ roomscope " + shlex.join(full), bold=True)
-        main.main(full, prog_name="roomscope", standalone_mode=False)
+        cli.main(full, prog_name="roomscope", standalone_mode=False)
         click.echo()
     db_arg = shlex.quote(str(path))
     click.echo("Try next:")

@@ -5,7 +5,7 @@ appear in ``/openapi.json``:
 - ``GET /api/v1/live`` — new spans and log records of a room or session as server-sent events
   (``Accept: text/event-stream``), fed by one poller for all subscribers (:mod:`query.live`);
   any other ``Accept`` gets a JSON snapshot of the newest rows. With auth on, both hold only
-  the rows of the query token's project (from :class:`query.api.TokenGate`).
+  the rows of the query token's project (from :class:`query.http.gate.TokenGate`).
 - ``GET /api/v1/sessions/{session_id}/metric_series`` — metric points as chart-ready series.
 - ``GET /api/v1/sessions/{session_id}/waterfall`` — the session's spans, compact and columnar.
 """
@@ -32,8 +32,9 @@ from ..library.series import metric_series
 from ..library.sessions import resolve_session
 from ..library.waterfall import session_waterfall
 from . import params as P
-from .api import ApiRoute, ReadSide, token_project
+from .gate import ReadSide, token_project
 from .live import LiveHub
+from .routes import ApiRoute
 
 STATIC = Path(__file__).parent / "static"
 Answer = Callable[[Callable[[Reader], Result]], Awaitable[Response]]

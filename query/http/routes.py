@@ -1,0 +1,133 @@
+"""The REST API's routes as data (SPEC 6): path, summary, parameters and the Reader call of each;
+the handlers (query.http.api) validate with these declarations and ``/openapi.json`` is derived
+from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from ..library.reader import Reader, Result
+from ..library.traces import check_trace_id
+from . import params as P
+
+Call = Callable[[Reader, dict[str, str], dict[str, Any]], Result]
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    path: str
+    summary: str
+    call: Call | None  # None: POST /sql (body, not parameters)
+    params: tuple[str, ...] = ()
+    key: str = ""
+    method: str = "GET"
+
+
+def _sid(p: dict[str, str]) -> str:
+    return p["session_id"]
+
+
+ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute(
+        "/api/v1/sessions",
+        "Sessions, newest first.",
+        lambda r, p, q: r.sessions(SessionFilter(**q)),
+        P.SESSION_LIST,
+        "sessions",
+    ),
+    ApiRoute(
+        "/api/v1/sessions/{session_id}",
+        "One session's summary.",
+        lambda r, p, q: r.session(_sid(p)),
+        key="session",
+    ),
+    ApiRoute(
+        "/api/v1/sessions/{session_id}/events",
+        "The session's timeline: lifecycle events, log records and error spans in time order.",
+        lambda r, p, q: r.session_events(_sid(p)),
+        key="events",
+    ),
+    ApiRoute(
+        "/api/v1/sessions/{session_id}/spans",
+        "Spans of the session's traces in which at least one span matches the filters.",
+        lambda r, p, q: r.session_spans(_sid(p), SpanFilter(**q)),
+        P.SESSION_SPANS,
+        "spans",
+    ),
+    ApiRoute(
+        "/api/v1/sessions/{session_id}/logs",
+        "The session's log records in time order.",
+        lambda r, p, q: r.session_logs(_sid(p), LogFilter(**q)),
+        P.SESSION_LOGS,
+        "logs",
+    ),
+    ApiRoute(
+        "/api/v1/sessions/{session_id}/metrics",
+        "The session's metric points.",
+        lambda r, p, q: r.session_metrics(_sid(p), MetricFilter(**q)),
+        P.SESSION_METRICS,
+        "metrics",
+    ),
+    ApiRoute(
+        "/api/v1/traces",
+        "Span search across sessions, newest first (durations are span durations).",
+        lambda r, p, q: r.traces(SpanFilter(**q)),
+        P.TRACES,
+        "spans",
+    ),
+    ApiRoute(
+        "/api/v1/traces/{trace_id}",
+        "All spans of one trace.",
+        lambda r, p, q: r.trace(check_trace_id(p["trace_id"])),
+        key="spans",
+    ),
+    ApiRoute(
+        "/api/v1/rooms",
+        "Rooms with session counts and last activity.",
+        lambda r, p, q: r.rooms(),
+        key="rooms",
+    ),
+    ApiRoute(
+        "/api/v1/sql", 'Read-only SQL: {"sql": "SELECT ..."}.', None, key="rows", method="POST"
+    ),
+)
+
+
+def openapi(routes: tuple[ApiRoute, ...] = ROUTES) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, derived from the route and parameter declarations."""
+    error = {"description": "Bad parameter or value", "content": _json_schema(["error"])}
+    paths: dict[str, Any] = {}
+    for route in routes:
+        path_params = [
+            {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for seg in route.path.split("/")
+            if seg.startswith("{")
+        ]
+        op: dict[str, Any] = {
+            "summary": route.summary,
+            "parameters": path_params + P.openapi_parameters(route.params),
+            "responses": {
+                "200": {"description": "OK", "content": _json_schema([route.key])},
+                "400": error,
+                **({"404": {"description": "Unknown id"}} if path_params else {}),
+            },
+        }
+        if route.method == "POST":
+            op["requestBody"] = {"required": True, "content": _json_schema(["sql"])}
+            op["responses"]["200"]["content"] = _json_schema(["columns", "rows"])
+        paths[route.path] = {route.method.lower(): op}
+    for path, summary in (("/healthz", "Alive."), ("/readyz", "Store open, accepting.")):
+        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "roomscope query API", "version": "1"},
+        "paths": paths,
+    }
+
+
+def _json_schema(keys: list[str]) -> dict[str, Any]:
+    props = {k: {} for k in keys}
+    return {"application/json": {"schema": {"type": "object", "properties": props}}}
