@@ -26,7 +26,7 @@ class UnsupportedMediaType(RoomscopeError):
 class Overloaded(RoomscopeError):
     """The write queue is full; the client should retry later (HTTP 503 / gRPC UNAVAILABLE)."""
 
-    def __init__(self, message: str, retry_after: int = 1):
+    def __init__(self, message: str, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
 

@@ -67,7 +67,7 @@ class LocalSource(Reader):
 class RemoteSource:
     """A running collector's REST API (SPEC 6)."""
 
-    def __init__(self, url: str, timeout: float = 60.0, token: str | None = None):
+    def __init__(self, url: str, *, timeout: float, token: str | None):
         self.url = url.rstrip("/")
         # A query token goes as a bearer header; https uses SSL_CERT_FILE for a private CA.
         headers = {"Authorization": f"Bearer {token}"} if token else {}
