@@ -146,13 +146,14 @@ def load_settings(
     return Settings(values)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A value as config/roomscope.toml writes it."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return repr(value)
 
 
@@ -170,7 +171,7 @@ def render_toml() -> str:
             section = s.section
             lines += ["", f"[{section}]"]
         lines.append(f"# {s.help} Env: {s.env}")
-        lines.append(f"{s.name} = {_toml_value(s.default)}")
+        lines.append(f"{s.name} = {toml_value(s.default)}")
     return "\n".join(lines) + "\n"
 
 

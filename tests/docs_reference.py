@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 
+from collector.settings import toml_value
 from collector.settings_table import SETTINGS
 from query.cli import main
 
@@ -82,17 +82,6 @@ _KIND = {
     str: "string",
     list: "list of strings",
 }
-
-
-def toml_value(value: Any) -> str:
-    """A default as it is written in config/roomscope.toml."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
 
 
 def _cell(text: str) -> str:
