@@ -1,125 +1,251 @@
-"""Each schema version's steps: a migration takes a store file from version N-1 to N, and a
-new file runs them all (version 1 creates the tables as they were then). The steps of old
-versions are frozen here as they were, since a file may still be at any of them."""
+"""Each schema version's steps, frozen: a migration takes a store file from version N-1 to N.
+
+The steps are literal SQL, written out as each version made its tables and views, and never
+change: a file may still be at any old version, and what its migrations do must not depend
+on today's definitions (collector.store.schema). A change to the layout is a new version with
+steps of its own, appended here, plus the change to the definitions in schema.py.
+
+A new file does not run these steps: :func:`migrate` creates it directly at SCHEMA_VERSION
+from today's definitions (:func:`~collector.store.schema.latest_sql`) and records that
+version, in one transaction. So schema.py alone says what a new file looks like, and the
+frozen steps are checked against it rather than against themselves: tests/test_migrations.py
+migrates files of every older version, built with these steps, and checks that they end with
+the same tables, views, columns (names, types, order) and keys as a new file. A change to
+schema.py without a migration, or the other way round, fails there.
+"""
 
 from __future__ import annotations
 
 import duckdb
 
 from ..errors import StoreError
-from . import span_archive
-from .schema import (
-    ATTRIBUTE_KEYS,
-    ATTRIBUTE_KEYS_SQL,
-    SCHEMA_VERSION,
-    SPAN_CLUSTERS,
-    SPAN_CLUSTERS_SQL,
-    TABLES,
-    TRACE_INDEX,
-    TRACE_INDEX_SQL,
-    TRACE_KEY,
-    TS,
-    V1_LOGS,
-    V1_SPANS,
-    create_table_sql,
-    logs_view_sql,
-    spans_view_sql,
-)
+from .schema import SCHEMA_VERSION, latest_sql
 from .statements import transaction
 
-# SPEC 4's ``spans`` of versions 3 to 5, over span_data (version 6: over span_rows).
-SPANS_VIEW_SQL = spans_view_sql("span_data", "map(k.keys, s.attribute_values)")
-
-_V2_TRACE_INDEX_SQL = (
-    f"CREATE TABLE IF NOT EXISTS {TRACE_INDEX}"
-    f" (trace_id VARCHAR, first_start {TS}, last_start {TS})"
-)
-_V2_TRACE_INDEX_INSERT = (
-    f"INSERT INTO {TRACE_INDEX} SELECT trace_id, min(start_time), max(start_time)"
-    " FROM {source} WHERE trace_id IS NOT NULL GROUP BY trace_id"
-)
-# Rebuilt from the spans, in time order like the rows the writer appends (retention deletes
-# the oldest); a NULL room is a group of its own.
-_V5_TRACE_INDEX = [
-    f"DROP TABLE IF EXISTS {TRACE_INDEX}",
-    TRACE_INDEX_SQL,
-    f"INSERT INTO {TRACE_INDEX} SELECT {TRACE_KEY.format(c='trace_id')} AS k,"
-    " min(start_time), max(start_time), room FROM span_data"
-    " WHERE k IS NOT NULL GROUP BY trace_id, room ORDER BY 2",
+# Version 1: the signals' tables as SPEC 4 described them, and the sessions'.
+_V1 = [
+    """CREATE TABLE IF NOT EXISTS spans (
+  project VARCHAR, room VARCHAR, session_id VARCHAR, trace_id VARCHAR, span_id VARCHAR,
+  parent_span_id VARCHAR, trace_state VARCHAR, name VARCHAR, kind VARCHAR, service_name VARCHAR,
+  scope_name VARCHAR, scope_version VARCHAR, start_time TIMESTAMP_NS, end_time TIMESTAMP_NS,
+  duration_ns BIGINT, status_code VARCHAR, status_message VARCHAR,
+  attributes MAP(VARCHAR, VARCHAR), resource_attributes MAP(VARCHAR, VARCHAR),
+  events STRUCT(time TIMESTAMP_NS, name VARCHAR, attributes MAP(VARCHAR, VARCHAR),
+    dropped_attributes_count UINTEGER)[],
+  links STRUCT(trace_id VARCHAR, span_id VARCHAR, trace_state VARCHAR,
+    attributes MAP(VARCHAR, VARCHAR), dropped_attributes_count UINTEGER, flags UINTEGER)[],
+  flags UINTEGER, dropped_attributes_count UINTEGER, dropped_events_count UINTEGER,
+  dropped_links_count UINTEGER, scope_attributes JSON, received_at TIMESTAMP_NS
+)""",
+    """CREATE TABLE IF NOT EXISTS logs (
+  project VARCHAR, room VARCHAR, session_id VARCHAR, time TIMESTAMP_NS,
+  observed_time TIMESTAMP_NS, severity_number INTEGER, severity_text VARCHAR, body VARCHAR,
+  trace_id VARCHAR, span_id VARCHAR, flags UINTEGER, service_name VARCHAR, scope_name VARCHAR,
+  scope_version VARCHAR, event_name VARCHAR, attributes MAP(VARCHAR, VARCHAR),
+  resource_attributes MAP(VARCHAR, VARCHAR), dropped_attributes_count UINTEGER,
+  received_at TIMESTAMP_NS
+)""",
+    """CREATE TABLE IF NOT EXISTS metric_points (
+  project VARCHAR, room VARCHAR, session_id VARCHAR, name VARCHAR, description VARCHAR,
+  unit VARCHAR, type VARCHAR, temporality VARCHAR, is_monotonic BOOLEAN,
+  start_time TIMESTAMP_NS, time TIMESTAMP_NS, value DOUBLE, count UBIGINT, sum DOUBLE,
+  min DOUBLE, max DOUBLE, bucket_counts UBIGINT[], explicit_bounds DOUBLE[], scale INTEGER,
+  zero_count UBIGINT, zero_threshold DOUBLE, positive_offset INTEGER,
+  positive_bucket_counts UBIGINT[], negative_offset INTEGER, negative_bucket_counts UBIGINT[],
+  quantiles STRUCT(quantile DOUBLE, value DOUBLE)[],
+  exemplars STRUCT(time TIMESTAMP_NS, value DOUBLE, trace_id VARCHAR, span_id VARCHAR,
+    filtered_attributes MAP(VARCHAR, VARCHAR))[],
+  flags UINTEGER, service_name VARCHAR, scope_name VARCHAR, scope_version VARCHAR,
+  attributes MAP(VARCHAR, VARCHAR), resource_attributes MAP(VARCHAR, VARCHAR),
+  received_at TIMESTAMP_NS
+)""",
+    """CREATE TABLE IF NOT EXISTS sessions (
+  session_id VARCHAR PRIMARY KEY, project VARCHAR, room VARCHAR, source VARCHAR,
+  started_at TIMESTAMP_NS, last_seen_at TIMESTAMP_NS, ended_at TIMESTAMP_NS, span_count BIGINT,
+  log_count BIGINT, metric_point_count BIGINT, error_count BIGINT, services VARCHAR[]
+)""",
+    """CREATE TABLE IF NOT EXISTS session_events (
+  session_id VARCHAR,
+  project VARCHAR,
+  room VARCHAR,
+  time TIMESTAMP_NS,
+  type VARCHAR,
+  data JSON
+)""",
 ]
 
-ATTRIBUTE_KEYS_BACKFILL = (
-    f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS}"
+# Version 2: trace_index (trace → the start times of its spans) and span_attribute_keys, both
+# filled from the spans there are.
+_V2 = [
+    "CREATE TABLE IF NOT EXISTS trace_index"
+    " (trace_id VARCHAR, first_start TIMESTAMP_NS, last_start TIMESTAMP_NS)",
+    "INSERT INTO trace_index SELECT trace_id, min(start_time), max(start_time) FROM spans"
+    " WHERE trace_id IS NOT NULL GROUP BY trace_id",
+    "CREATE TABLE IF NOT EXISTS span_attribute_keys"
+    " (map VARCHAR, key VARCHAR, PRIMARY KEY (map, key))",
+    "INSERT OR IGNORE INTO span_attribute_keys"
     " SELECT DISTINCT 'span', unnest(map_keys(attributes)) FROM spans"
-    " UNION SELECT DISTINCT 'resource', unnest(map_keys(resource_attributes)) FROM spans"
-)
+    " UNION SELECT DISTINCT 'resource', unnest(map_keys(resource_attributes)) FROM spans",
+]
 
-# The resource and keyset ids of version-2 rows are DuckDB's hashes (new rows get those of
+# The spans view of versions 3 to 5, over span_data.
+_V3_SPANS_VIEW = """CREATE OR REPLACE VIEW spans AS SELECT s.project, s.room, s.session_id,
+  s.trace_id, s.span_id, s.parent_span_id, s.trace_state, s.name, s.kind, s.service_name,
+  s.scope_name, s.scope_version, s.start_time,
+  make_timestamp_ns(epoch_ns(s.start_time) + s.duration_ns) AS end_time, s.duration_ns,
+  s.status_code, s.status_message, map(k.keys, s.attribute_values) AS attributes,
+  r.attributes AS resource_attributes, coalesce(s.events, []) AS events,
+  coalesce(s.links, []) AS links, s.flags, s.dropped_attributes_count, s.dropped_events_count,
+  s.dropped_links_count, s.scope_attributes, s.received_at
+FROM span_data s LEFT JOIN resources r ON r.resource_id = s.resource_id
+  LEFT JOIN attribute_keysets k ON k.keyset_id = s.attribute_keyset"""
+
+# Version 3: the spans move into span_data (no end_time; the resource as an id into resources;
+# the attributes as the id of their keys' list in attribute_keysets plus the list of values),
+# behind the spans view. The ids of these rows are DuckDB's hashes (new rows get those of
 # collector.columns): either way one id names one set of attributes, one list of keys.
-_V3_FROM_SPANS = {
-    "resource_id": "hash(resource_attributes)",
-    "attribute_keyset": "hash(map_keys(attributes))",
-    "attribute_values": "map_values(attributes)",
-}
-_V3_FROM_V2 = [
-    create_table_sql("resources"),
+_V3 = [
+    """CREATE TABLE IF NOT EXISTS resources (
+  resource_id UBIGINT PRIMARY KEY,
+  attributes MAP(VARCHAR, VARCHAR)
+)""",
     "INSERT INTO resources SELECT hash(resource_attributes), any_value(resource_attributes)"
     " FROM spans GROUP BY hash(resource_attributes)",
-    create_table_sql("attribute_keysets"),
+    """CREATE TABLE IF NOT EXISTS attribute_keysets (
+  keyset_id UBIGINT PRIMARY KEY,
+  keys VARCHAR[]
+)""",
     "INSERT INTO attribute_keysets SELECT hash(map_keys(attributes)),"
     " any_value(map_keys(attributes)) FROM spans GROUP BY hash(map_keys(attributes))",
-    create_table_sql("span_data"),
-    "INSERT INTO span_data SELECT "
-    + ", ".join(_V3_FROM_SPANS.get(c, c) for c, _ in TABLES["span_data"])
-    + " FROM spans",
+    """CREATE TABLE IF NOT EXISTS span_data (
+  project VARCHAR, room VARCHAR, session_id VARCHAR, trace_id VARCHAR, span_id VARCHAR,
+  parent_span_id VARCHAR, trace_state VARCHAR, name VARCHAR, kind VARCHAR, service_name VARCHAR,
+  scope_name VARCHAR, scope_version VARCHAR, start_time TIMESTAMP_NS, duration_ns BIGINT,
+  status_code VARCHAR, status_message VARCHAR, attribute_keyset UBIGINT,
+  attribute_values VARCHAR[], resource_id UBIGINT,
+  events STRUCT(time TIMESTAMP_NS, name VARCHAR, attributes MAP(VARCHAR, VARCHAR),
+    dropped_attributes_count UINTEGER)[],
+  links STRUCT(trace_id VARCHAR, span_id VARCHAR, trace_state VARCHAR,
+    attributes MAP(VARCHAR, VARCHAR), dropped_attributes_count UINTEGER, flags UINTEGER)[],
+  flags UINTEGER, dropped_attributes_count UINTEGER, dropped_events_count UINTEGER,
+  dropped_links_count UINTEGER, scope_attributes JSON, received_at TIMESTAMP_NS
+)""",
+    """INSERT INTO span_data SELECT project, room, session_id, trace_id, span_id,
+  parent_span_id, trace_state, name, kind, service_name, scope_name, scope_version, start_time,
+  duration_ns, status_code, status_message, hash(map_keys(attributes)), map_values(attributes),
+  hash(resource_attributes), events, links, flags, dropped_attributes_count,
+  dropped_events_count, dropped_links_count, scope_attributes, received_at
+FROM spans""",
     "DROP TABLE spans",
-    SPANS_VIEW_SQL,
+    _V3_SPANS_VIEW,
 ]
 
-# Version 6 moves the log records into log_data. Their resources get DuckDB's hash as id, as
-# version 3 did for the spans' (new rows get collector.columns' ids; one id still names one
-# set of attributes).
+# Version 6: span_archive (settled spans, attribute values by position), the span_rows view
+# over span_data and span_archive, and the spans view over span_rows. The archive starts
+# empty (ranges compacted before stay in span_data, sorted).
+_V6_ARCHIVE = [
+    """CREATE TABLE IF NOT EXISTS span_archive (
+  project VARCHAR, room VARCHAR, session_id VARCHAR, trace_id VARCHAR, span_key UBIGINT,
+  span_id VARCHAR, parent_span_id VARCHAR, trace_state VARCHAR, name VARCHAR, kind VARCHAR,
+  service_name VARCHAR, scope_name VARCHAR, scope_version VARCHAR, start_time TIMESTAMP_NS,
+  duration_ns BIGINT, status_code VARCHAR, status_message VARCHAR, attribute_keyset UBIGINT,
+  v1 VARCHAR, v2 VARCHAR, v3 VARCHAR, v4 VARCHAR, v5 VARCHAR, v6 VARCHAR, v7 VARCHAR,
+  v8 VARCHAR, v9 VARCHAR, v10 VARCHAR, v11 VARCHAR, v12 VARCHAR, v13 VARCHAR, v14 VARCHAR,
+  v15 VARCHAR, v16 VARCHAR, attribute_rest VARCHAR[], resource_id UBIGINT,
+  events STRUCT(time TIMESTAMP_NS, name VARCHAR, attributes MAP(VARCHAR, VARCHAR),
+    dropped_attributes_count UINTEGER)[],
+  links STRUCT(trace_id VARCHAR, span_id VARCHAR, trace_state VARCHAR,
+    attributes MAP(VARCHAR, VARCHAR), dropped_attributes_count UINTEGER, flags UINTEGER)[],
+  flags UINTEGER, dropped_attributes_count UINTEGER, dropped_events_count UINTEGER,
+  dropped_links_count UINTEGER, scope_attributes JSON, received_at TIMESTAMP_NS
+)""",
+    """CREATE OR REPLACE VIEW span_rows AS SELECT project, room, session_id, trace_id, span_id,
+  parent_span_id, trace_state, name, kind, service_name, scope_name, scope_version, start_time,
+  duration_ns, status_code, status_message, attribute_keyset, attribute_values, resource_id,
+  events, links, flags, dropped_attributes_count, dropped_events_count, dropped_links_count,
+  scope_attributes, received_at, NULL::VARCHAR AS v1, NULL::VARCHAR AS v2,
+  NULL::VARCHAR AS v3, NULL::VARCHAR AS v4, NULL::VARCHAR AS v5, NULL::VARCHAR AS v6,
+  NULL::VARCHAR AS v7, NULL::VARCHAR AS v8, NULL::VARCHAR AS v9, NULL::VARCHAR AS v10,
+  NULL::VARCHAR AS v11, NULL::VARCHAR AS v12, NULL::VARCHAR AS v13, NULL::VARCHAR AS v14,
+  NULL::VARCHAR AS v15, NULL::VARCHAR AS v16, NULL::VARCHAR[] AS attribute_rest
+FROM span_data
+UNION ALL SELECT project, room, session_id, trace_id,
+  coalesce(span_id, printf('%016x', span_key)) AS span_id, parent_span_id, trace_state, name,
+  kind, service_name, scope_name, scope_version, start_time, duration_ns, status_code,
+  status_message, attribute_keyset, NULL::VARCHAR[] AS attribute_values, resource_id, events,
+  links, flags, dropped_attributes_count, dropped_events_count, dropped_links_count,
+  scope_attributes, received_at, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14,
+  v15, v16, attribute_rest
+FROM span_archive""",
+    """CREATE OR REPLACE VIEW spans AS SELECT s.project, s.room, s.session_id, s.trace_id,
+  s.span_id, s.parent_span_id, s.trace_state, s.name, s.kind, s.service_name, s.scope_name,
+  s.scope_version, s.start_time,
+  make_timestamp_ns(epoch_ns(s.start_time) + s.duration_ns) AS end_time, s.duration_ns,
+  s.status_code, s.status_message,
+  map(k.keys, coalesce(s.attribute_values, list_concat(list_value(s.v1, s.v2, s.v3, s.v4,
+    s.v5, s.v6, s.v7, s.v8, s.v9, s.v10, s.v11, s.v12, s.v13, s.v14, s.v15, s.v16),
+    coalesce(s.attribute_rest, [])))[1:len(k.keys)]) AS attributes,
+  r.attributes AS resource_attributes, coalesce(s.events, []) AS events,
+  coalesce(s.links, []) AS links, s.flags, s.dropped_attributes_count, s.dropped_events_count,
+  s.dropped_links_count, s.scope_attributes, s.received_at
+FROM span_rows s LEFT JOIN resources r ON r.resource_id = s.resource_id
+  LEFT JOIN attribute_keysets k ON k.keyset_id = s.attribute_keyset""",
+]
+
+# Version 6 also moves the log records into log_data, behind the logs view. Their resources
+# get DuckDB's hash as id, as version 3 did for the spans' (new rows get collector.columns'
+# ids; one id still names one set of attributes).
 _V6_LOG_DATA = [
-    create_table_sql("log_data"),
+    """CREATE TABLE IF NOT EXISTS log_data (
+  project VARCHAR, room VARCHAR, session_id VARCHAR, time TIMESTAMP_NS,
+  observed_time TIMESTAMP_NS, severity_number INTEGER, severity_text VARCHAR, body VARCHAR,
+  trace_id VARCHAR, span_id VARCHAR, flags UINTEGER, service_name VARCHAR, scope_name VARCHAR,
+  scope_version VARCHAR, event_name VARCHAR, attributes MAP(VARCHAR, VARCHAR),
+  resource_id UBIGINT, dropped_attributes_count UINTEGER, received_at TIMESTAMP_NS
+)""",
     "INSERT INTO resources SELECT hash(resource_attributes) AS id, any_value(resource_attributes)"
     " FROM logs WHERE id NOT IN (SELECT resource_id FROM resources) GROUP BY id",
-    "INSERT INTO log_data SELECT "
-    + ", ".join(
-        "hash(resource_attributes)" if c == "resource_id" else c for c, _ in TABLES["log_data"]
-    )
-    + " FROM logs ORDER BY time",
+    """INSERT INTO log_data SELECT project, room, session_id, time, observed_time,
+  severity_number, severity_text, body, trace_id, span_id, flags, service_name, scope_name,
+  scope_version, event_name, attributes, hash(resource_attributes), dropped_attributes_count,
+  received_at
+FROM logs ORDER BY time""",
     "DROP TABLE logs",
-    logs_view_sql(),
+    """CREATE OR REPLACE VIEW logs AS SELECT l.project, l.room, l.session_id, l.time,
+  l.observed_time, l.severity_number, l.severity_text, l.body, l.trace_id, l.span_id, l.flags,
+  l.service_name, l.scope_name, l.scope_version, l.event_name, l.attributes,
+  r.attributes AS resource_attributes, l.dropped_attributes_count, l.received_at
+FROM log_data l LEFT JOIN resources r ON r.resource_id = l.resource_id""",
 ]
 
-# Each migration takes the file from version N-1 to N; a new file runs them all (version 1
-# creates the tables as they were then).
 MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        create_table_sql(t, {"spans": V1_SPANS, "logs": V1_LOGS}.get(t))
-        for t in ("spans", "logs", "metric_points", "sessions", "session_events")
-    ],
-    2: [
-        _V2_TRACE_INDEX_SQL,
-        _V2_TRACE_INDEX_INSERT.format(source="spans"),
-        ATTRIBUTE_KEYS_SQL,
-        ATTRIBUTE_KEYS_BACKFILL,
-    ],
-    3: _V3_FROM_V2,
+    1: _V1,
+    2: _V2,
+    3: _V3,
     # span_data stores NULL for a span without events or links; the view shows [] again.
-    4: [SPANS_VIEW_SQL],
-    # trace_index gets the spans' room; span_clusters (collector.compaction) starts empty.
-    5: [*_V5_TRACE_INDEX, SPAN_CLUSTERS_SQL],
-    # span_archive (settled spans, values by position) and span_rows over both tables; log
-    # records in log_data with a resource id, behind the logs view.
-    6: [*span_archive.MIGRATION, *_V6_LOG_DATA],
+    4: [_V3_SPANS_VIEW],
+    # trace_index is keyed by the trace id's first 64 bits and gets the spans' room: rebuilt
+    # from the spans, in time order like the rows the writer appends (retention deletes the
+    # oldest); a NULL room is a group of its own. span_clusters (collector.compaction) starts
+    # empty.
+    5: [
+        "DROP TABLE IF EXISTS trace_index",
+        "CREATE TABLE IF NOT EXISTS trace_index"
+        " (trace_key UBIGINT, first_start TIMESTAMP_NS, last_start TIMESTAMP_NS, room VARCHAR)",
+        "INSERT INTO trace_index SELECT CASE WHEN length(trace_id) >= 16"
+        " THEN TRY_CAST('0x' || trace_id[1:16] AS UBIGINT) END AS k,"
+        " min(start_time), max(start_time), room FROM span_data"
+        " WHERE k IS NOT NULL GROUP BY trace_id, room ORDER BY 2",
+        "CREATE TABLE IF NOT EXISTS span_clusters (first_start TIMESTAMP_NS,"
+        " last_start TIMESTAMP_NS, spans BIGINT, clustered_at TIMESTAMP_NS)",
+    ],
+    6: [*_V6_ARCHIVE, *_V6_LOG_DATA],
     # span_clusters gets each range's level (collector.archive_merge): 0 for those in
     # span_archive, NULL for those that version 5 sorted in span_data.
     7: [
-        f"ALTER TABLE {SPAN_CLUSTERS} ADD COLUMN level INTEGER",
-        f"UPDATE {SPAN_CLUSTERS} c SET level = 0 WHERE EXISTS (SELECT 1 FROM"
-        f" {span_archive.ARCHIVE} a WHERE a.start_time >= c.first_start"
-        " AND a.start_time < c.last_start)",
+        "ALTER TABLE span_clusters ADD COLUMN level INTEGER",
+        "UPDATE span_clusters c SET level = 0 WHERE EXISTS (SELECT 1 FROM span_archive a"
+        " WHERE a.start_time >= c.first_start AND a.start_time < c.last_start)",
     ],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
@@ -137,11 +263,19 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
             f"{path} has schema version {found}, newer than this roomscope ({SCHEMA_VERSION});"
             " upgrade roomscope"
         )
+    if found == 0:  # a new file: today's layout at once
+        _run(con, SCHEMA_VERSION, latest_sql())
+        return 0
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        with transaction(con):
-            for statement in MIGRATIONS[version]:
-                con.execute(statement)
-            con.execute(
-                "INSERT OR REPLACE INTO roomscope_meta VALUES ('schema_version', ?)", [str(version)]
-            )
+        _run(con, version, MIGRATIONS[version])
     return found
+
+
+def _run(con: duckdb.DuckDBPyConnection, version: int, statements: list[str]) -> None:
+    """Run ``statements`` and record ``version``, in one transaction."""
+    with transaction(con):
+        for statement in statements:
+            con.execute(statement)
+        con.execute(
+            "INSERT OR REPLACE INTO roomscope_meta VALUES ('schema_version', ?)", [str(version)]
+        )

@@ -1,19 +1,22 @@
-"""The store's tables (SPEC 4), their Arrow twins, and the migrations between schema versions.
+"""The store's tables (SPEC 4) as this version has them, and their Arrow twins.
 
 Column order and types are declared once here: the DDL and the Arrow schemas that the decoder
-fills are both derived from :data:`TABLES`, so a batch always lines up with its table.
+fills are both derived from :data:`TABLES`, so a batch always lines up with its table. A new
+file gets this layout at once (:func:`latest_sql`); an older file reaches it through the
+frozen steps of collector.store.migrations, which never read these definitions.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 7  # collector.migrations takes a file from any older one
+SCHEMA_VERSION = 7  # collector.store.migrations takes a file from any older one
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"
 
-# The spans table as versions 1 and 2 stored it (SPEC 4's columns, in its order).
+# The spans table as versions 1 and 2 stored it (SPEC 4's columns, in its order): the spans
+# view's columns.
 V1_SPANS: list[tuple[str, str]] = [
     ("project", "VARCHAR"),
     ("room", "VARCHAR"),
@@ -51,7 +54,8 @@ V1_SPANS: list[tuple[str, str]] = [
     ("received_at", TS),
 ]
 
-# The logs table as versions 1 to 5 stored it (SPEC 4's columns, in its order).
+# The logs table as versions 1 to 5 stored it (SPEC 4's columns, in its order): the logs
+# view's columns.
 V1_LOGS: list[tuple[str, str]] = [
     ("project", "VARCHAR"),
     ("room", "VARCHAR"),
@@ -321,9 +325,9 @@ TRACE_KEY = "CASE WHEN length({c}) >= 16 THEN TRY_CAST('0x' || {c}[1:16] AS UBIG
 # 7 adds ``level``: 0 for a range that a move made, n + 1 for one that collector.archive_merge
 # made of ranges of level n, NULL for a range of version 5 (left in span_data, never merged).
 SPAN_CLUSTERS = "span_clusters"
-SPAN_CLUSTERS_SQL = (  # as version 5 made it; version 7 adds the level column
+SPAN_CLUSTERS_SQL = (
     f"CREATE TABLE IF NOT EXISTS {SPAN_CLUSTERS}"
-    f" (first_start {TS}, last_start {TS}, spans BIGINT, clustered_at {TS})"
+    f" (first_start {TS}, last_start {TS}, spans BIGINT, clustered_at {TS}, level INTEGER)"
 )
 
 # The attribute keys that occur in spans, per map ('span' or 'resource') (version 2). A search
@@ -337,3 +341,23 @@ ATTRIBUTE_KEYS_SQL = (
 )
 ATTRIBUTE_KEYS_INSERT = f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS} VALUES (?, ?)"
 ATTRIBUTE_KEYS_LOAD = f"SELECT map, key FROM {ATTRIBUTE_KEYS}"
+
+
+def latest_sql() -> list[str]:
+    """The statements that make a new file's tables and views at SCHEMA_VERSION, in the order
+    the migrations made them (tests/test_migrations.py checks that an old file, migrated,
+    ends with the same layout)."""
+    from . import span_archive  # which builds on this module
+
+    return [
+        *(create_table_sql(t) for t in ("metric_points", "sessions", "session_events")),
+        ATTRIBUTE_KEYS_SQL,
+        *(create_table_sql(t) for t in ("resources", "attribute_keysets", "span_data")),
+        TRACE_INDEX_SQL,
+        SPAN_CLUSTERS_SQL,
+        span_archive.ARCHIVE_SQL,
+        span_archive.SPAN_ROWS_SQL,
+        span_archive.SPANS_VIEW_SQL,
+        create_table_sql("log_data"),
+        logs_view_sql(),
+    ]

@@ -125,6 +125,3 @@ def value_of_key(p: str, keys_sql: str) -> str:
 
 
 SPANS_VIEW_SQL = spans_view_sql(SPAN_ROWS, SPAN_ATTRIBUTES.format(k="k", s="s"))
-
-# Version 6: the archive starts empty (ranges compacted before stay in span_data, sorted).
-MIGRATION = [ARCHIVE_SQL, SPAN_ROWS_SQL, SPANS_VIEW_SQL]
