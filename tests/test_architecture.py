@@ -149,8 +149,8 @@ def test_the_parser_sees_the_layout() -> None:
     for edge in [
         ("collector.writer", "collector.store"),
         ("collector.store.maintenance.compaction", "collector.store.maintenance.archive_merge"),
-        ("collector.store.migrations", "collector.store.span_archive"),  # from . import x
-        ("query.library.reader", "query.library.traces"),
+        ("collector.store.migrations", "collector.store.layout"),
+        ("query.library.reader", "query.library.traces"),  # from . import x
         ("query.library.traces", "query.library.sessions"),  # deferred
         ("query.library.search", "collector.store.reads"),
     ]:

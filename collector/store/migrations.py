@@ -6,7 +6,7 @@ on today's definitions (collector.store.schema). A change to the layout is a new
 steps of its own, appended here, plus the change to the definitions in schema.py.
 
 A new file does not run these steps: :func:`migrate` creates it directly at SCHEMA_VERSION
-from today's definitions (:func:`~collector.store.schema.latest_sql`) and records that
+from today's definitions (:func:`~collector.store.layout.latest_sql`) and records that
 version, in one transaction. So schema.py alone says what a new file looks like, and the
 frozen steps are checked against it rather than against themselves: tests/test_migrations.py
 migrates files of every older version, built with these steps, and checks that they end with
@@ -19,7 +19,8 @@ from __future__ import annotations
 import duckdb
 
 from ..errors import StoreError
-from .schema import SCHEMA_VERSION, latest_sql
+from .layout import latest_sql
+from .schema import SCHEMA_VERSION
 from .statements import transaction
 
 # Version 1: the signals' tables as SPEC 4 described them, and the sessions'.

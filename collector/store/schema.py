@@ -341,23 +341,3 @@ ATTRIBUTE_KEYS_SQL = (
 )
 ATTRIBUTE_KEYS_INSERT = f"INSERT OR IGNORE INTO {ATTRIBUTE_KEYS} VALUES (?, ?)"
 ATTRIBUTE_KEYS_LOAD = f"SELECT map, key FROM {ATTRIBUTE_KEYS}"
-
-
-def latest_sql() -> list[str]:
-    """The statements that make a new file's tables and views at SCHEMA_VERSION, in the order
-    the migrations made them (tests/test_migrations.py checks that an old file, migrated,
-    ends with the same layout)."""
-    from . import span_archive  # which builds on this module
-
-    return [
-        *(create_table_sql(t) for t in ("metric_points", "sessions", "session_events")),
-        ATTRIBUTE_KEYS_SQL,
-        *(create_table_sql(t) for t in ("resources", "attribute_keysets", "span_data")),
-        TRACE_INDEX_SQL,
-        SPAN_CLUSTERS_SQL,
-        span_archive.ARCHIVE_SQL,
-        span_archive.SPAN_ROWS_SQL,
-        span_archive.SPANS_VIEW_SQL,
-        create_table_sql("log_data"),
-        logs_view_sql(),
-    ]
