@@ -1,7 +1,9 @@
 """The store's tables (SPEC 4), their Arrow twins, and the migrations between schema versions.
 
 Column order and types are declared once here: the DDL and the Arrow schemas that the decoder
-fills are both derived from :data:`TABLES`, so a batch always lines up with its table.
+fills are both derived from :data:`TABLES`, so a batch always lines up with its table. Nothing
+else knows the order: the span flatteners make their columns by name and put them in this
+order (collector.columns.table_by_name), and the query library reads records by name.
 """
 
 from __future__ import annotations
