@@ -14,11 +14,44 @@
  * No Python object is created per value; only the returned bytes buffers, the tag keys passed
  * in, the text of a double (PyOS_double_to_string, which is what float.__repr__ uses) and the
  * (at most five) rejection messages.
+ *
+ * THE RULE: columns by name, never by position. The span_data table's columns, their order and
+ * their types are defined once, in collector/store/schema.py (TABLES["span_data"]). This file
+ * does not know that order: flatten_spans() returns a dict of buffers keyed by NAME, listed
+ * once in OUTPUTS below (and exported as the module's COLUMNS, name -> "fixed" | "string" |
+ * "map"), and collector/fast_spans.py assembles the Arrow table by name, in the schema's
+ * order, checking at import that the names here and the schema's agree. The names (OUTPUTS
+ * is the list):
+ *
+ *   <column>          a span_data column, one value per kept span, named as in the schema:
+ *                     project room session_id trace_id span_id parent_span_id trace_state name
+ *                     kind start_time duration_ns status_code status_message flags
+ *                     dropped_attributes_count dropped_events_count dropped_links_count
+ *   ctx.<column>      a span_data column with one value per resource x scope ("context"):
+ *                     service_name scope_name scope_version scope_attributes; "ctx" holds each
+ *                     span's context index (int32), by which Python spreads them to the spans
+ *   events.<field>    a field of the events struct, one value per event: time name attributes
+ *                     dropped_attributes_count; "events.offsets": int32 list offsets (spans + 1)
+ *   links.<field>     the same for links: trace_id span_id trace_state attributes
+ *                     dropped_attributes_count flags; "links.offsets"
+ *   attributes        the span's attributes (map), which Python splits into attribute_keyset
+ *                     and attribute_values
+ *   ctx.resource_attributes  the context's resource attributes (map) -> resource_id
+ *
+ * Python alone fills received_at, and makes events, links, attribute_keyset,
+ * attribute_values and resource_id of the buffers above. The structures: "fixed" is the
+ * little-endian values (bytes; their width is the schema column's type), "string" is (offsets
+ * int32 bytes, data bytes, validity bitmap bytes or None, length, null_count), "map" is
+ * (offsets int32 bytes, keys string, values string).
+ *
+ * A column added to the schema that this decoder should fill: fill a buffer, add its row to
+ * OUTPUTS, and give flatten_spans.py the same column (tests/test_fast_spans.py compares them).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -492,7 +525,7 @@ typedef struct {
     /* span columns */
     StrCol project, room, session, trace_id, span_id, parent, trace_state, name, kind;
     StrCol status_code, status_message;
-    Vec start, end, duration, flags, d_attrs, d_events, d_links, ctx_idx;
+    Vec start, duration, flags, d_attrs, d_events, d_links, ctx_idx;
     MapCol attrs;
     Vec ev_off;
     Vec ev_time, ev_dropped;
@@ -1213,7 +1246,7 @@ static int do_span(St *st, P sp, size_t sn, int64_t ci, const Key *rproject, con
         return -1;
     if (str_add(&st->name, name.p, name.n)) return -1;
     if (put_enum(&st->kind, kind, KINDS, 6)) return -1;
-    if (vec_i64(&st->start, (int64_t)st_ns) || vec_i64(&st->end, (int64_t)et_ns) ||
+    if (vec_i64(&st->start, (int64_t)st_ns) ||
         vec_i64(&st->duration, (int64_t)et_ns - (int64_t)st_ns))
         return -1;
     {
@@ -1430,6 +1463,57 @@ static PyObject *map_obj(MapCol *m) {
     return t;
 }
 
+/* What flatten_spans() returns, by name (THE RULE at the top of this file): each name, the
+ * structure of its value and the St member it is made of. */
+enum { O_FIXED, O_STRING, O_MAP };
+static const char *const KIND_NAMES[] = {"fixed", "string", "map"};
+typedef struct {
+    const char *name;
+    int kind;
+    size_t offset;
+} Output;
+#define OUT(name, kind, member) {name, kind, offsetof(St, member)}
+static const Output OUTPUTS[] = {
+    OUT("project", O_STRING, project),
+    OUT("room", O_STRING, room),
+    OUT("session_id", O_STRING, session),
+    OUT("trace_id", O_STRING, trace_id),
+    OUT("span_id", O_STRING, span_id),
+    OUT("parent_span_id", O_STRING, parent),
+    OUT("trace_state", O_STRING, trace_state),
+    OUT("name", O_STRING, name),
+    OUT("kind", O_STRING, kind),
+    OUT("start_time", O_FIXED, start),
+    OUT("duration_ns", O_FIXED, duration),
+    OUT("status_code", O_STRING, status_code),
+    OUT("status_message", O_STRING, status_message),
+    OUT("flags", O_FIXED, flags),
+    OUT("dropped_attributes_count", O_FIXED, d_attrs),
+    OUT("dropped_events_count", O_FIXED, d_events),
+    OUT("dropped_links_count", O_FIXED, d_links),
+    OUT("attributes", O_MAP, attrs),
+    OUT("events.offsets", O_FIXED, ev_off),
+    OUT("events.time", O_FIXED, ev_time),
+    OUT("events.name", O_STRING, ev_name),
+    OUT("events.attributes", O_MAP, ev_attrs),
+    OUT("events.dropped_attributes_count", O_FIXED, ev_dropped),
+    OUT("links.offsets", O_FIXED, ln_off),
+    OUT("links.trace_id", O_STRING, ln_trace),
+    OUT("links.span_id", O_STRING, ln_span),
+    OUT("links.trace_state", O_STRING, ln_state),
+    OUT("links.attributes", O_MAP, ln_attrs),
+    OUT("links.dropped_attributes_count", O_FIXED, ln_dropped),
+    OUT("links.flags", O_FIXED, ln_flags),
+    OUT("ctx", O_FIXED, ctx_idx),
+    OUT("ctx.service_name", O_STRING, c_service),
+    OUT("ctx.scope_name", O_STRING, c_scope_name),
+    OUT("ctx.scope_version", O_STRING, c_scope_version),
+    OUT("ctx.scope_attributes", O_STRING, c_scope_attrs),
+    OUT("ctx.resource_attributes", O_MAP, c_res),
+};
+#undef OUT
+#define N_OUTPUTS (sizeof OUTPUTS / sizeof *OUTPUTS)
+
 static int keys_from(PyObject *seq, Key **out, int *n) {
     PyObject *fast = PySequence_Fast(seq, "tag keys must be a sequence of str");
     if (!fast) return -1;
@@ -1470,7 +1554,7 @@ static void st_free(St *st) {
                       &st->ln_state, &st->c_service, &st->c_scope_name, &st->c_scope_version,
                       &st->c_scope_attrs};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) str_free(strs[i]);
-    Vec *vecs[] = {&st->start, &st->end, &st->duration, &st->flags, &st->d_attrs,
+    Vec *vecs[] = {&st->start, &st->duration, &st->flags, &st->d_attrs,
                    &st->d_events, &st->d_links, &st->ctx_idx, &st->ev_off, &st->ev_time,
                    &st->ev_dropped, &st->ln_off, &st->ln_dropped, &st->ln_flags};
     for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++) vec_free(vecs[i]);
@@ -1547,54 +1631,19 @@ static PyObject *py_flatten_spans(PyObject *self, PyObject *args) {
     {
         PyObject *cols = PyDict_New();
         if (!cols) goto out;
-#define PUT(key, obj)                                        \
-    do {                                                     \
-        PyObject *_o = (obj);                                \
-        if (!_o || PyDict_SetItemString(cols, key, _o)) {    \
-            Py_XDECREF(_o);                                  \
-            Py_DECREF(cols);                                 \
-            goto out;                                        \
-        }                                                    \
-        Py_DECREF(_o);                                       \
-    } while (0)
-        PUT("project", str_obj(&st->project));
-        PUT("room", str_obj(&st->room));
-        PUT("session_id", str_obj(&st->session));
-        PUT("trace_id", str_obj(&st->trace_id));
-        PUT("span_id", str_obj(&st->span_id));
-        PUT("parent_span_id", str_obj(&st->parent));
-        PUT("trace_state", str_obj(&st->trace_state));
-        PUT("name", str_obj(&st->name));
-        PUT("kind", str_obj(&st->kind));
-        PUT("start_time", vec_bytes(&st->start));
-        PUT("end_time", vec_bytes(&st->end));
-        PUT("duration_ns", vec_bytes(&st->duration));
-        PUT("status_code", str_obj(&st->status_code));
-        PUT("status_message", str_obj(&st->status_message));
-        PUT("attributes", map_obj(&st->attrs));
-        PUT("events.offsets", vec_bytes(&st->ev_off));
-        PUT("events.time", vec_bytes(&st->ev_time));
-        PUT("events.name", str_obj(&st->ev_name));
-        PUT("events.attributes", map_obj(&st->ev_attrs));
-        PUT("events.dropped_attributes_count", vec_bytes(&st->ev_dropped));
-        PUT("links.offsets", vec_bytes(&st->ln_off));
-        PUT("links.trace_id", str_obj(&st->ln_trace));
-        PUT("links.span_id", str_obj(&st->ln_span));
-        PUT("links.trace_state", str_obj(&st->ln_state));
-        PUT("links.attributes", map_obj(&st->ln_attrs));
-        PUT("links.dropped_attributes_count", vec_bytes(&st->ln_dropped));
-        PUT("links.flags", vec_bytes(&st->ln_flags));
-        PUT("flags", vec_bytes(&st->flags));
-        PUT("dropped_attributes_count", vec_bytes(&st->d_attrs));
-        PUT("dropped_events_count", vec_bytes(&st->d_events));
-        PUT("dropped_links_count", vec_bytes(&st->d_links));
-        PUT("ctx", vec_bytes(&st->ctx_idx));
-        PUT("ctx.service_name", str_obj(&st->c_service));
-        PUT("ctx.scope_name", str_obj(&st->c_scope_name));
-        PUT("ctx.scope_version", str_obj(&st->c_scope_version));
-        PUT("ctx.scope_attributes", str_obj(&st->c_scope_attrs));
-        PUT("ctx.resource_attributes", map_obj(&st->c_res));
-#undef PUT
+        for (size_t i = 0; i < N_OUTPUTS; i++) {
+            const Output *spec = &OUTPUTS[i];
+            void *member = (char *)st + spec->offset;
+            PyObject *o = spec->kind == O_FIXED    ? vec_bytes(member)
+                          : spec->kind == O_STRING ? str_obj(member)
+                                                   : map_obj(member);
+            if (!o || PyDict_SetItemString(cols, spec->name, o)) {
+                Py_XDECREF(o);
+                Py_DECREF(cols);
+                goto out;
+            }
+            Py_DECREF(o);
+        }
         result = Py_BuildValue("(NLLO)", cols, (long long)st->nspans, (long long)st->rejected,
                                st->errors);
     }
@@ -1619,7 +1668,7 @@ static PyMethodDef methods[] = {
     {"double_repr", py_double_repr, METH_O, "repr(x) of a finite float, as the decoder writes it"},
     {"flatten_spans", py_flatten_spans, METH_VARARGS,
      "flatten_spans(body, project_keys, room_keys, session_keys, default_project, received_ns)"
-     " -> (columns, n_spans, rejected, errors)"},
+     " -> ({name: buffers} as COLUMNS lists them, n_spans, rejected, errors)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1634,5 +1683,26 @@ PyMODINIT_FUNC PyInit__otlpfast(void) {
         return NULL;
     }
     init_desc();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    /* COLUMNS: name -> structure of every buffer flatten_spans() returns (see OUTPUTS) */
+    PyObject *columns = PyDict_New();
+    if (!columns) goto fail;
+    for (size_t i = 0; i < N_OUTPUTS; i++) {
+        PyObject *kind = PyUnicode_FromString(KIND_NAMES[OUTPUTS[i].kind]);
+        int bad = !kind || PyDict_SetItemString(columns, OUTPUTS[i].name, kind);
+        Py_XDECREF(kind);
+        if (bad) {
+            Py_DECREF(columns);
+            goto fail;
+        }
+    }
+    if (PyModule_AddObject(m, "COLUMNS", columns)) {
+        Py_DECREF(columns);
+        goto fail;
+    }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
 }

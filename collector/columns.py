@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .errors import SchemaMismatch
 
 MAP_TYPE = pa.map_(pa.string(), pa.string())
 TS_TYPE = pa.timestamp("ns")
@@ -79,6 +82,33 @@ class MapColumn:
             pa.array(self.keys, pa.string()),
             pa.array(self.values, pa.string()),
         )
+
+
+def by_name(columns: dict[str, Any], names: Sequence[str], what: str) -> list[Any]:
+    """``columns`` (name → column) in the order of ``names``, the schema's; SchemaMismatch,
+    naming them, when the schema has a column that is not there or there is one it has not."""
+    if columns.keys() != set(names):
+        missing = [n for n in names if n not in columns]
+        extra = [n for n in columns if n not in names]
+        raise SchemaMismatch(
+            f"{what}: the schema (collector/store/schema.py) has columns that were not made:"
+            f" {missing}; columns were made that the schema has not: {extra}"
+        )
+    return [columns[n] for n in names]
+
+
+def table_by_name(columns: dict[str, pa.Array], schema: pa.Schema, what: str) -> pa.Table:
+    """A flattener's columns as a table of ``schema``: each column found by its name, never
+    by the place it was made in."""
+    return pa.Table.from_arrays(by_name(columns, schema.names, what), schema=schema)
+
+
+def struct_by_name(children: dict[str, pa.Array], struct: pa.StructType, what: str) -> pa.Array:
+    """A struct column (a span's events, links) of its fields' arrays, found by name."""
+    fields = list(struct)
+    return pa.StructArray.from_arrays(
+        by_name(children, [f.name for f in fields], what), fields=fields
+    )
 
 
 def map_array(rows: list[dict[str, str | None]]) -> pa.Array:

@@ -37,3 +37,8 @@ class StoreUnavailable(RoomscopeError):
 
 class StoreError(RoomscopeError):
     """The store file cannot be opened or has an unknown schema."""
+
+
+class SchemaMismatch(RuntimeError):
+    """A flattener made columns other than its table's schema has (a bug, not bad input): a
+    column added to or removed from collector/store/schema.py but not to or from a flattener."""

@@ -3,22 +3,32 @@
 ``collector._otlpfast`` parses the protobuf wire format itself and fills Arrow buffers; this
 module wraps them into the exact table :func:`collector.flatten_spans.flatten_spans` builds
 (that flattener stays the reference and the fallback when the extension is not built).
+
+Columns go by name, never by position (the rule at the top of ``_otlpfast.c``): the C side
+returns its buffers keyed by name and lists those names in ``_otlpfast.COLUMNS``; which buffer
+makes which column is worked out here once, at import, from the schema's one definition
+(collector/store/schema.py), and the import fails if the two do not agree.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
 
 import pyarrow as pa
 
 from .columns import (
     MAP_TYPE,
-    TS_TYPE,
     Decoded,
     resource_rows,
     sparse_list,
     split_attributes,
+    struct_by_name,
+    table_by_name,
     trace_index_rows,
 )
-from .errors import DecodeError
+from .errors import DecodeError, SchemaMismatch
 from .store import ARROW_SCHEMAS
 from .tagging import Tagger
 
@@ -30,10 +40,27 @@ except ImportError:  # not compiled (no C compiler at install time)
 AVAILABLE = _otlpfast is not None
 
 SCHEMA = ARROW_SCHEMAS["spans"]
-_EVENT_FIELDS = list(SCHEMA.field("events").type.value_type)
-_LINK_FIELDS = list(SCHEMA.field("links").type.value_type)
 _STR = pa.string()
 _I32 = pa.int32()
+
+# The span columns made here, of the buffers below or (received_at) of nothing. The C decoder
+# returns every other column under its own name (one value per span) or as ``ctx.<name>`` (one
+# value per resource × scope context, spread to the spans by the ``ctx`` index).
+MADE_IN_PYTHON = frozenset(
+    {"attribute_keyset", "attribute_values", "resource_id", "events", "links", "received_at"}
+)
+# The C decoder's buffers that are not a column or a struct field (``events.<field>``,
+# ``links.<field>``): what the columns above are made of.
+_INPUTS = {
+    "ctx": "fixed",
+    "attributes": "map",
+    "ctx.resource_attributes": "map",
+    "events.offsets": "fixed",
+    "links.offsets": "fixed",
+}
+
+Read = Callable[[Any], pa.Array]
+Plan = list[tuple[str, str, Read]]  # (column or field name, C buffer name, reader)
 
 
 def _fixed(buf: bytes, pa_type: pa.DataType, width: int) -> pa.Array:
@@ -61,6 +88,76 @@ def _map(col: tuple) -> pa.Array:
     return arr
 
 
+def _structure(pa_type: pa.DataType) -> str:
+    """How the C decoder hands over a column of this type (_otlpfast.c's structures)."""
+    if pa.types.is_string(pa_type):
+        return "string"
+    if pa.types.is_map(pa_type):
+        return "map"
+    return "fixed"
+
+
+def _reader(pa_type: pa.DataType) -> Read:
+    kind = _structure(pa_type)
+    if kind == "string":
+        return _str
+    if kind == "map":
+        return _map
+    return partial(_fixed, pa_type=pa_type, width=pa_type.bit_width // 8)
+
+
+def plan(c_columns: Mapping[str, str], schema: pa.Schema = SCHEMA) -> tuple[Plan, Plan, dict]:
+    """Which C buffer makes which column of ``schema``: (per-span columns, per-context columns,
+    {"events"/"links": their fields}). ``c_columns`` is what the C decoder returns (name →
+    structure); SchemaMismatch unless it is exactly what the schema needs."""
+    wanted = dict(_INPUTS)
+    per_span: Plan = []
+    per_context: Plan = []
+    structs: dict[str, Plan] = {}
+    absent: list[str] = []  # columns the C decoder returns neither as <name> nor ctx.<name>
+    for f in schema:
+        if f.name in MADE_IN_PYTHON:
+            if f.name in ("events", "links"):
+                fields = structs[f.name] = []
+                for child in f.type.value_type:
+                    key = f"{f.name}.{child.name}"
+                    wanted[key] = _structure(child.type)
+                    fields.append((child.name, key, _reader(child.type)))
+            continue
+        if f.name in c_columns:
+            key, into = f.name, per_span
+        elif f"ctx.{f.name}" in c_columns:
+            key, into = f"ctx.{f.name}", per_context
+        else:
+            absent.append(f.name)
+            continue
+        wanted[key] = _structure(f.type)
+        into.append((f.name, key, _reader(f.type)))
+    if absent or dict(c_columns) != wanted:
+        missing = absent + sorted(k for k in wanted if k not in c_columns)
+        extra = sorted(k for k in c_columns if k not in wanted)
+        other = sorted(k for k in wanted if k in c_columns and c_columns[k] != wanted[k])
+        raise SchemaMismatch(
+            "collector._otlpfast does not return the span columns of collector/store/schema.py"
+            f" (see the rule at the top of _otlpfast.c): missing {missing}, not in the schema"
+            f" {extra}, of another structure {other}; rebuild the extension if it is stale"
+        )
+    return per_span, per_context, structs
+
+
+if _otlpfast is not None:
+    _PER_SPAN, _PER_CONTEXT, _STRUCTS = plan(_otlpfast.COLUMNS)
+_STRUCT_TYPES = {name: SCHEMA.field(name).type.value_type for name in ("events", "links")}
+_RECEIVED_TYPE = SCHEMA.field("received_at").type
+
+
+def _struct(c: dict, name: str) -> pa.Array:
+    """The events or links column: a list of structs, each field by its name."""
+    children = {field: read(c[key]) for field, key, read in _STRUCTS[name]}
+    values = struct_by_name(children, _STRUCT_TYPES[name], f"span {name}")
+    return sparse_list(_fixed(c[f"{name}.offsets"], _I32, 4), values)
+
+
 def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decoded:
     """A serialized ExportTraceServiceRequest → the same Decoded as parse + flatten_spans."""
     if _otlpfast is None:
@@ -79,64 +176,16 @@ def flatten_spans_bytes(body: bytes, tagger: Tagger, received_ns: int) -> Decode
     except ValueError as exc:
         raise DecodeError(f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
     ctx = _fixed(c["ctx"], _I32, 4)
-    keysets, attr_values, keyset_rows = split_attributes(_map(c["attributes"]))
-    resource_ids, resources = resource_rows(_map(c["ctx.resource_attributes"]), ctx)
-    events = sparse_list(
-        _fixed(c["events.offsets"], _I32, 4),
-        pa.StructArray.from_arrays(
-            [
-                _fixed(c["events.time"], TS_TYPE, 8),
-                _str(c["events.name"]),
-                _map(c["events.attributes"]),
-                _fixed(c["events.dropped_attributes_count"], pa.uint32(), 4),
-            ],
-            fields=_EVENT_FIELDS,
-        ),
-    )
-    links = sparse_list(
-        _fixed(c["links.offsets"], _I32, 4),
-        pa.StructArray.from_arrays(
-            [
-                _str(c["links.trace_id"]),
-                _str(c["links.span_id"]),
-                _str(c["links.trace_state"]),
-                _map(c["links.attributes"]),
-                _fixed(c["links.dropped_attributes_count"], pa.uint32(), 4),
-                _fixed(c["links.flags"], pa.uint32(), 4),
-            ],
-            fields=_LINK_FIELDS,
-        ),
-    )
-    columns = [
-        _str(c["project"]),
-        _str(c["room"]),
-        _str(c["session_id"]),
-        _str(c["trace_id"]),
-        _str(c["span_id"]),
-        _str(c["parent_span_id"]),
-        _str(c["trace_state"]),
-        _str(c["name"]),
-        _str(c["kind"]),
-        _str(c["ctx.service_name"]).take(ctx),
-        _str(c["ctx.scope_name"]).take(ctx),
-        _str(c["ctx.scope_version"]).take(ctx),
-        _fixed(c["start_time"], TS_TYPE, 8),
-        _fixed(c["duration_ns"], pa.int64(), 8),
-        _str(c["status_code"]),
-        _str(c["status_message"]),
-        keysets,
-        attr_values,
-        resource_ids,
-        events,
-        links,
-        _fixed(c["flags"], pa.uint32(), 4),
-        _fixed(c["dropped_attributes_count"], pa.uint32(), 4),
-        _fixed(c["dropped_events_count"], pa.uint32(), 4),
-        _fixed(c["dropped_links_count"], pa.uint32(), 4),
-        _str(c["ctx.scope_attributes"]).take(ctx),
-        pa.repeat(pa.scalar(received_ns, TS_TYPE), n),
-    ]
-    table = pa.Table.from_arrays(columns, schema=SCHEMA)
+    columns = {name: read(c[key]) for name, key, read in _PER_SPAN}
+    for name, key, read in _PER_CONTEXT:
+        columns[name] = read(c[key]).take(ctx)
+    keysets, columns["attribute_values"], keyset_rows = split_attributes(_map(c["attributes"]))
+    columns["attribute_keyset"] = keysets
+    columns["resource_id"], resources = resource_rows(_map(c["ctx.resource_attributes"]), ctx)
+    columns["events"] = _struct(c, "events")
+    columns["links"] = _struct(c, "links")
+    columns["received_at"] = pa.repeat(pa.scalar(received_ns, _RECEIVED_TYPE), n)
+    table = table_by_name(columns, SCHEMA, "fast_spans")
     side = {
         "resources": resources,
         "attribute_keysets": keyset_rows,

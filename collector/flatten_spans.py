@@ -12,13 +12,14 @@ import pyarrow as pa
 from .attributes import attr_dict, json_attrs, value_text
 from .columns import (
     MAX_TS,
-    TS_TYPE,
     Decoded,
     MapColumn,
     id_hex,
     resource_rows,
     sparse_list,
     split_attributes,
+    struct_by_name,
+    table_by_name,
     trace_index_rows,
 )
 from .store import ARROW_SCHEMAS
@@ -31,6 +32,15 @@ _ZERO16 = bytes(16)
 _ZERO8 = bytes(8)
 _EVENT_TYPE = SCHEMA.field("events").type.value_type
 _LINK_TYPE = SCHEMA.field("links").type.value_type
+# Arrow type of each column and struct field, by name.
+_TYPES = {f.name: f.type for f in SCHEMA}
+_EVENT_TYPES = {f.name: f.type for f in _EVENT_TYPE}
+_LINK_TYPES = {f.name: f.type for f in _LINK_TYPE}
+
+
+def _arrays(lists: dict[str, list], types: dict[str, pa.DataType]) -> dict[str, pa.Array]:
+    """Python lists by column name → Arrow arrays of those columns' types."""
+    return {column: pa.array(values, types[column]) for column, values in lists.items()}
 
 
 def _dedupe_tail(keys: list[str], values: list[str | None], first: int) -> None:
@@ -41,20 +51,24 @@ def _dedupe_tail(keys: list[str], values: list[str | None], first: int) -> None:
     values.extend(row.values())
 
 
-def _links(sp) -> list[tuple]:
-    out = []
-    for ln in sp.links:
-        out.append(
-            (
-                id_hex(ln.trace_id, 16, "link trace_id", True),
-                id_hex(ln.span_id, 8, "link span_id", True),
-                ln.trace_state or None,
-                attr_dict(ln.attributes),
-                ln.dropped_attributes_count,
-                ln.flags,
-            )
-        )
-    return out
+# The links struct's fields that _links makes (besides its attributes map), by name.
+_LINK_VALUES = ("trace_id", "span_id", "trace_state", "dropped_attributes_count", "flags")
+
+
+def _links(sp) -> list[dict]:
+    """The span's links as rows keyed by the links struct's field names (ValueError for an
+    invalid id: the span is rejected before any of its columns is appended to)."""
+    return [
+        {
+            "trace_id": id_hex(ln.trace_id, 16, "link trace_id", True),
+            "span_id": id_hex(ln.span_id, 8, "link span_id", True),
+            "trace_state": ln.trace_state or None,
+            "attributes": attr_dict(ln.attributes),
+            "dropped_attributes_count": ln.dropped_attributes_count,
+            "flags": ln.flags,
+        }
+        for ln in sp.links
+    ]
 
 
 def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
@@ -95,7 +109,7 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
     ev_attrs = MapColumn()
     ev_dropped: list[int] = []
     ln_offsets = [0]
-    ln_rows: list[tuple] = []
+    ln_rows: list[dict] = []
 
     out = Decoded("spans", pa.table({}))
     n_kinds = len(KINDS)
@@ -196,64 +210,65 @@ def flatten_spans(req, tagger: Tagger, received_ns: int) -> Decoded:
         ev_time = [min(t, MAX_TS) for t in ev_time]
     events = sparse_list(
         pa.array(ev_offsets, pa.int32()),
-        pa.StructArray.from_arrays(
-            [
-                pa.array(ev_time, TS_TYPE),
-                pa.array(ev_name, pa.string()),
-                ev_attrs.array(),
-                pa.array(ev_dropped, pa.uint32()),
-            ],
-            fields=list(_EVENT_TYPE),
+        struct_by_name(
+            _arrays(
+                {"time": ev_time, "name": ev_name, "dropped_attributes_count": ev_dropped},
+                _EVENT_TYPES,
+            )
+            | {"attributes": ev_attrs.array()},
+            _EVENT_TYPE,
+            "span events",
         ),
     )
-    ln_cols = list(zip(*ln_rows, strict=True)) if ln_rows else [[]] * 6
     ln_attrs = MapColumn()
-    for d in ln_cols[3]:
-        ln_attrs.add_dict(d)
+    for row in ln_rows:
+        ln_attrs.add_dict(row["attributes"])
+    ln_lists = {f: [row[f] for row in ln_rows] for f in _LINK_VALUES}
     links_arr = sparse_list(
         pa.array(ln_offsets, pa.int32()),
-        pa.StructArray.from_arrays(
-            [
-                pa.array(ln_cols[0], pa.string()),
-                pa.array(ln_cols[1], pa.string()),
-                pa.array(ln_cols[2], pa.string()),
-                ln_attrs.array(),
-                pa.array(ln_cols[4], pa.uint32()),
-                pa.array(ln_cols[5], pa.uint32()),
-            ],
-            fields=list(_LINK_TYPE),
+        struct_by_name(
+            _arrays(ln_lists, _LINK_TYPES) | {"attributes": ln_attrs.array()},
+            _LINK_TYPE,
+            "span links",
         ),
     )
-    columns = [
-        pa.array(project, pa.string()),
-        pa.array(room, pa.string()),
-        pa.array(session, pa.string()),
-        pa.array(trace_id, pa.string()),
-        pa.array(span_id, pa.string()),
-        pa.array(parent, pa.string()),
-        pa.array(trace_state, pa.string()),
-        pa.array(name, pa.string()),
-        pa.array(kind, pa.string()),
-        pa.array(ctx_service, pa.string()).take(ctx),
-        pa.array(ctx_scope_name, pa.string()).take(ctx),
-        pa.array(ctx_scope_version, pa.string()).take(ctx),
-        pa.array(start, TS_TYPE),
-        pa.array(duration, pa.int64()),
-        pa.array(status_code, pa.string()),
-        pa.array(status_message, pa.string()),
-        keysets,
-        attr_values,
-        resource_ids,
-        events,
-        links_arr,
-        pa.array(flags, pa.uint32()),
-        pa.array(dropped_attrs, pa.uint32()),
-        pa.array(dropped_events, pa.uint32()),
-        pa.array(dropped_links, pa.uint32()),
-        pa.array(ctx_scope_attrs, pa.string()).take(ctx),
-        pa.array([received_ns] * n, TS_TYPE),
-    ]
-    out.table = pa.Table.from_arrays(columns, schema=SCHEMA)
+    # Every column by its name in the schema (collector/store/schema.py); table_by_name puts
+    # them in its order and fails on a column it has and this function does not make.
+    per_span = {
+        "project": project,
+        "room": room,
+        "session_id": session,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent,
+        "trace_state": trace_state,
+        "name": name,
+        "kind": kind,
+        "start_time": start,
+        "duration_ns": duration,
+        "status_code": status_code,
+        "status_message": status_message,
+        "flags": flags,
+        "dropped_attributes_count": dropped_attrs,
+        "dropped_events_count": dropped_events,
+        "dropped_links_count": dropped_links,
+    }
+    per_context = {  # one value per resource × scope, spread to its spans
+        "service_name": ctx_service,
+        "scope_name": ctx_scope_name,
+        "scope_version": ctx_scope_version,
+        "scope_attributes": ctx_scope_attrs,
+    }
+    columns = _arrays(per_span, _TYPES)
+    for column, array in _arrays(per_context, _TYPES).items():
+        columns[column] = array.take(ctx)
+    columns["attribute_keyset"] = keysets
+    columns["attribute_values"] = attr_values
+    columns["resource_id"] = resource_ids
+    columns["events"] = events
+    columns["links"] = links_arr
+    columns["received_at"] = pa.array([received_ns] * n, _TYPES["received_at"])
+    out.table = table_by_name(columns, SCHEMA, "flatten_spans")
     out.side["resources"] = resources
     out.side["attribute_keysets"] = keyset_rows
     out.side["trace_index"] = trace_index_rows(out.table)

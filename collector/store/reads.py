@@ -21,6 +21,7 @@ from .schema import (
     SPAN_JOINS,
     TABLES,
     TS,
+    V1_LOGS,
     V1_SPANS,
     storage_table,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "SPAN_ROWS",
     "TABLES",
     "TS",
+    "V1_LOGS",
     "V1_SPANS",
     "StoreInUse",
     "open_reader",

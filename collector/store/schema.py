@@ -1,8 +1,10 @@
 """The store's tables (SPEC 4) as this version has them, and their Arrow twins.
 
 Column order and types are declared once here: the DDL and the Arrow schemas that the decoder
-fills are both derived from :data:`TABLES`, so a batch always lines up with its table. A new
-file gets this layout at once (:func:`latest_sql`); an older file reaches it through the
+fills are both derived from :data:`TABLES`, so a batch always lines up with its table. Nothing
+else knows the order: the span flatteners make their columns by name and put them in this
+order (collector.columns.table_by_name), and the query library reads records by name. A new
+file gets this layout at once (collector.store.layout); an older file reaches it through the
 frozen steps of collector.store.migrations, which never read these definitions.
 """
 

@@ -25,33 +25,35 @@ from collector.store.reads import (
     SPAN_ROWS,
     TABLES,
     TS,
+    V1_LOGS,
     V1_SPANS,
 )
 
-# The columns of each table that the read side returns (SPEC 4), in table order.
+# The columns of the tables the read side returns (SPEC 4): those of each table's one
+# definition (collector/store/schema.py; SPEC 4's spans and logs as their views show them),
+# by name and in that order, but these. Records are read by name (fetch_records).
+NOT_RETURNED: dict[str, frozenset[str]] = {
+    "spans": frozenset(
+        {
+            "flags",
+            "dropped_attributes_count",
+            "dropped_events_count",
+            "dropped_links_count",
+            "scope_attributes",
+        }
+    ),
+    "logs": frozenset({"flags", "scope_version", "dropped_attributes_count"}),
+    "metric_points": frozenset({"exemplars", "flags", "scope_version"}),
+}
+DEFINITIONS: dict[str, list[tuple[str, str]]] = {
+    "spans": V1_SPANS,
+    "logs": V1_LOGS,
+    **{t: TABLES[t] for t in ("metric_points", "sessions", "session_events")},
+}
 COLUMNS: dict[str, list[str]] = {
-    "spans": [
-        "project", "room", "session_id", "trace_id", "span_id", "parent_span_id", "trace_state",
-        "name", "kind", "service_name", "scope_name", "scope_version", "start_time", "end_time",
-        "duration_ns", "status_code", "status_message", "attributes", "resource_attributes",
-        "events", "links", "received_at",
-    ],
-    "logs": [
-        "project", "room", "session_id", "time", "observed_time", "severity_number",
-        "severity_text", "body", "trace_id", "span_id", "service_name", "scope_name",
-        "event_name", "attributes", "resource_attributes", "received_at",
-    ],
-    "metric_points": [
-        "project", "room", "session_id", "name", "description", "unit", "type", "temporality",
-        "is_monotonic", "start_time", "time", "value", "count", "sum", "min", "max",
-        "bucket_counts", "explicit_bounds", "scale", "zero_count", "zero_threshold",
-        "positive_offset", "positive_bucket_counts", "negative_offset", "negative_bucket_counts",
-        "quantiles", "service_name", "scope_name", "attributes", "resource_attributes",
-        "received_at",
-    ],
-    "sessions": [c for c, _ in TABLES["sessions"]],
-    "session_events": [c for c, _ in TABLES["session_events"]],
-}  # fmt: skip
+    table: [c for c, _ in columns if c not in NOT_RETURNED.get(table, ())]
+    for table, columns in DEFINITIONS.items()
+}
 
 TS_COLUMNS = {c for cols in [*TABLES.values(), V1_SPANS] for c, t in cols if t == TS}
 

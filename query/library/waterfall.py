@@ -42,8 +42,11 @@ def session_waterfall(
                start - min(start) OVER () AS start_ns, duration_ns, min(start) OVER () AS base
         FROM s ORDER BY start, span_id
     """
-    rows = con.execute(sql, [session_id, *params]).fetchall()
-    base = rows[0][-1] if rows else None
+    cur = con.execute(sql, [session_id, *params])
+    at = {d[0]: i for i, d in enumerate(cur.description)}  # the rows' columns, by name
+    rows = cur.fetchall()
+    base = rows[0][at["base"]] if rows else None
+    columns = [at[c] for c in COLUMNS]
     # Repeated text (trace ids, names, services, kinds, statuses) travels once, in ``strings``;
     # those columns hold indexes into it (null stays null).
     strings: dict[str, int] = {}
@@ -54,7 +57,7 @@ def session_waterfall(
     coded = [i for i, c in enumerate(COLUMNS) if c in CODED]
     out = []
     for r in rows:
-        row = list(r[:-1])
+        row = [r[i] for i in columns]
         for i in coded:
             row[i] = ref(row[i])
         out.append(row)
