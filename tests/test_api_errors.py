@@ -45,7 +45,7 @@ def test_unknown_paths_are_json_404s(collector: Any, path: str) -> None:
         ("POST", "/api/v1/sessions", "GET"),
         ("GET", "/api/v1/sql", "POST"),
         ("DELETE", "/api/v1/traces/" + "0" * 32, "GET"),
-        ("POST", "/api/v1/sessions/room-42/logs", "GET"),
+        ("POST", "/api/v1/sessions/room%2F42/logs", "GET"),
         ("PUT", "/healthz", "GET"),
         ("POST", "/openapi.json", "GET"),
     ],

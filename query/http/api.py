@@ -27,6 +27,7 @@ from ..library.reader import Reader, Result
 from . import params as P
 from .console import Console
 from .gate import ReadSide, TokenGate, current_project
+from .paths import RawPathRoute
 from .responses import EXCEPTION_HANDLERS, JsonResponse
 from .responses import error as _error
 from .routes import ROUTES, ApiRoute, openapi
@@ -101,8 +102,8 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
     for r in ROUTES:
         if r.call is None:
             routes.append(Route(r.path, sql, methods=["POST"]))
-        else:
-            routes.append(Route(r.path, handler(r), methods=["GET"]))
+        else:  # ids in the path are matched still encoded (query.http.paths)
+            routes.append(RawPathRoute(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     if side.auth is not None:

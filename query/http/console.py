@@ -34,6 +34,7 @@ from ..library.waterfall import session_waterfall
 from . import params as P
 from .gate import ReadSide, token_project
 from .live import LiveHub
+from .paths import RawPathRoute
 from .responses import error
 from .routes import ApiRoute
 
@@ -98,8 +99,8 @@ class Console:
         self.routes: list[BaseRoute] = [
             Route("/", self.index),
             Route(LIVE.path, self.live),
-            Route(SERIES.path, self.session_read(SERIES)),
-            Route(WATERFALL.path, self.session_read(WATERFALL)),
+            RawPathRoute(SERIES.path, self.session_read(SERIES)),
+            RawPathRoute(WATERFALL.path, self.session_read(WATERFALL)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
 
