@@ -4,7 +4,8 @@ Statuses follow the OTLP spec: 200 with an Export*ServiceResponse in the request
 400 for bad payloads, 413 for bodies over limits.max_body_bytes (also after decompression: a
 gzip body is inflated in steps and refused as soon as it passes the limit), 415 for unknown
 content types and encodings, 503 with Retry-After when the writer's queue is full, 401
-(before the body is read) without a valid ingest token when auth.enabled is on.
+(before the body is read) without a valid ingest token when auth.enabled is on. Repeated and
+trailing slashes in the path are ignored (``//v1/traces`` is ``/v1/traces``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise DecodeError(f"invalid {encoding} body: {exc}") from None
     return b"".join(parts)
+
+
+def signal_path(path: str) -> str:
+    """The path with repeated and trailing slashes dropped: an exporter endpoint configured
+    with a trailing slash (``http://host:4318/`` + ``/v1/traces``) posts to ``//v1/traces``."""
+    return "/" + "/".join(part for part in path.split("/") if part)
 
 
 class _Tracked:
@@ -166,7 +173,7 @@ class OTLPHttpApp:
         self, scope: dict, headers: dict[str, str], encoding: str | None, receive: Any
     ) -> tuple[int, bytes, list]:
         path = scope["path"]
-        signal = PATHS.get(path.rstrip("/") or path)
+        signal = PATHS.get(signal_path(path))
         if signal is None:
             return (
                 404,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import enum
 import io
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
+
+from ..library.values import json_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
@@ -54,7 +55,7 @@ def cell(value: Any) -> str:
 
 def _flat(value: Any) -> Any:
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json_text(value, ensure_ascii=False, separators=(",", ":"))
     return "" if value is None else value
 
 
@@ -70,7 +71,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=2)
+    """Always valid JSON: never a bare NaN or Infinity (SPEC 8)."""
+    return json_text(obj, ensure_ascii=False, indent=2)
 
 
 def emit(
@@ -86,7 +88,7 @@ def emit(
         click.echo(dumps(result))
     elif fmt is OutputFormat.JSONL:
         for record in records:
-            click.echo(json.dumps(record, ensure_ascii=False))
+            click.echo(json_text(record, ensure_ascii=False))
     elif fmt is OutputFormat.CSV:
         click.echo(to_csv(list(records[0]) if records else [], records), nl=False)
     elif not records:
@@ -115,7 +117,7 @@ def emit_sql(fmt: OutputFormat, result: dict[str, Any]) -> None:
         click.echo(dumps(result))
     elif fmt is OutputFormat.JSONL:
         for row in rows:
-            click.echo(json.dumps(dict(zip(columns, row, strict=True)), ensure_ascii=False))
+            click.echo(json_text(dict(zip(columns, row, strict=True)), ensure_ascii=False))
     elif fmt is OutputFormat.CSV:
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         click.echo(to_csv(columns, records), nl=False)

@@ -25,6 +25,14 @@ from ..library.reader import Reader, Result
 API = "/api/v1"
 
 
+def segment(text: str) -> str:
+    """``text`` as one URL path segment (SPEC 3: ids may hold ``/``, ``..``, ``#``, ``?``,
+    spaces, any Unicode): every reserved character percent-encoded, and the dots of an id that
+    is exactly ``.`` or ``..`` too, which an HTTP client would otherwise resolve away."""
+    quoted = quote(text, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
 class LocalSource(Reader):
     """A store file opened read-only (no collector may hold it)."""
 
@@ -96,25 +104,25 @@ class RemoteSource:
         return self._get("/sessions", f.to_params())
 
     def session(self, session_id: str) -> Result:
-        return self._get(f"/sessions/{quote(session_id, safe='')}")
+        return self._get(f"/sessions/{segment(session_id)}")
 
     def session_events(self, session_id: str) -> Result:
-        return self._get(f"/sessions/{quote(session_id, safe='')}/events")
+        return self._get(f"/sessions/{segment(session_id)}/events")
 
     def session_spans(self, session_id: str, f: SpanFilter) -> Result:
-        return self._get(f"/sessions/{quote(session_id, safe='')}/spans", f.to_params())
+        return self._get(f"/sessions/{segment(session_id)}/spans", f.to_params())
 
     def session_logs(self, session_id: str, f: LogFilter) -> Result:
-        return self._get(f"/sessions/{quote(session_id, safe='')}/logs", f.to_params())
+        return self._get(f"/sessions/{segment(session_id)}/logs", f.to_params())
 
     def session_metrics(self, session_id: str, f: MetricFilter) -> Result:
-        return self._get(f"/sessions/{quote(session_id, safe='')}/metrics", f.to_params())
+        return self._get(f"/sessions/{segment(session_id)}/metrics", f.to_params())
 
     def traces(self, f: SpanFilter) -> Result:
         return self._get("/traces", f.to_params())
 
     def trace(self, trace_id: str) -> Result:
-        return self._get(f"/traces/{quote(trace_id, safe='')}")
+        return self._get(f"/traces/{segment(trace_id)}")
 
     def rooms(self) -> Result:
         return self._get("/rooms")

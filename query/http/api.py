@@ -17,8 +17,7 @@ import duckdb
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from collector.errors import StoreUnavailable
 from collector.settings import Settings
@@ -28,11 +27,10 @@ from ..library.reader import Reader, Result
 from . import params as P
 from .console import Console
 from .gate import ReadSide, TokenGate, current_project
+from .paths import RawPathRoute
+from .responses import EXCEPTION_HANDLERS, JsonResponse
+from .responses import error as _error
 from .routes import ROUTES, ApiRoute, openapi
-
-
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def create_app(side: ReadSide, settings: Settings) -> Starlette:
@@ -51,9 +49,9 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
         finally:
             cur.close()
 
-    async def answer(fn: Callable[[Reader], Result]) -> JSONResponse:
+    async def answer(fn: Callable[[Reader], Result]) -> JsonResponse:
         try:
-            return JSONResponse(await run_in_threadpool(read, fn, current_project()))
+            return JsonResponse(await run_in_threadpool(read, fn, current_project()))
         except QueryError as exc:
             return _error(str(exc), exc.status)
         except StoreUnavailable as exc:
@@ -62,7 +60,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
             return _error(f"query failed: {str(exc).splitlines()[0]}", 500)
 
     def handler(route: ApiRoute) -> Callable[[Request], Any]:
-        async def get(request: Request) -> JSONResponse:
+        async def get(request: Request) -> JsonResponse:
             try:
                 query = P.parse_params(route.params, request.query_params.multi_items())
             except QueryError as exc:
@@ -74,7 +72,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
 
         return get
 
-    async def sql(request: Request) -> JSONResponse:
+    async def sql(request: Request) -> JsonResponse:
         if request.query_params:
             return _error("unknown parameters: POST /api/v1/sql takes a JSON body only", 400)
         try:
@@ -85,29 +83,29 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
             return _error('expected a JSON body {"sql": "SELECT ..."} and nothing else', 400)
         return await answer(lambda r: r.sql(body["sql"]))
 
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+    async def healthz(request: Request) -> JsonResponse:
+        return JsonResponse({"status": "ok"})
 
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz(request: Request) -> JsonResponse:
         if side.ready():
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+            return JsonResponse({"status": "ready"})
+        return JsonResponse({"status": "not ready"}, status_code=503)
 
     console = Console(side, answer)
     document = console.document(openapi(ROUTES + console.api_routes))
 
-    async def openapi_json(request: Request) -> JSONResponse:
-        return JSONResponse(document)
+    async def openapi_json(request: Request) -> JsonResponse:
+        return JsonResponse(document)
 
-    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/readyz", readyz)]
     routes.append(Route("/openapi.json", openapi_json))
     for r in ROUTES:
         if r.call is None:
             routes.append(Route(r.path, sql, methods=["POST"]))
-        else:
-            routes.append(Route(r.path, handler(r), methods=["GET"]))
+        else:  # ids in the path are matched still encoded (query.http.paths)
+            routes.append(RawPathRoute(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     if side.auth is not None:
         app.add_middleware(TokenGate, auth=side.auth)
     return app

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -34,6 +34,8 @@ from ..library.waterfall import session_waterfall
 from . import params as P
 from .gate import ReadSide, token_project
 from .live import LiveHub
+from .paths import RawPathRoute
+from .responses import error
 from .routes import ApiRoute
 
 STATIC = Path(__file__).parent / "static"
@@ -97,8 +99,8 @@ class Console:
         self.routes: list[BaseRoute] = [
             Route("/", self.index),
             Route(LIVE.path, self.live),
-            Route(SERIES.path, self.session_read(SERIES)),
-            Route(WATERFALL.path, self.session_read(WATERFALL)),
+            RawPathRoute(SERIES.path, self.session_read(SERIES)),
+            RawPathRoute(WATERFALL.path, self.session_read(WATERFALL)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
 
@@ -112,11 +114,11 @@ class Console:
     async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    def _params(self, route: ApiRoute, request: Request) -> dict[str, Any] | JSONResponse:
+    def _params(self, route: ApiRoute, request: Request) -> dict[str, Any] | Response:
         try:
             return P.parse_params(route.params, request.query_params.multi_items())
         except QueryError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return error(str(exc), 400)
 
     def session_read(self, route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
         """A GET handler for a declared per-session route: 400 on bad parameters, 404 on an
@@ -146,7 +148,7 @@ class Console:
             return await self.answer(lambda r: live_snapshot(r, q))
         project = token_project(request.scope)  # the token's project, never a parameter
         if project is None and self.auth:  # unreachable past TokenGate; never stream it all
-            return JSONResponse({"error": UNAUTHORIZED}, status_code=401)
+            return error(UNAUTHORIZED, 401)
         return StreamingResponse(
             self.hub.stream(q.get("room"), q.get("session"), project),
             media_type="text/event-stream",

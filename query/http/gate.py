@@ -9,9 +9,10 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 import duckdb
-from starlette.responses import JSONResponse
 
 from collector.auth import UNAUTHORIZED, Auth
+
+from .responses import error
 
 # The project of the request's query token (auth on); None: every project (auth off).
 _PROJECT: ContextVar[str | None] = ContextVar("roomscope_project", default=None)
@@ -45,9 +46,7 @@ class TokenGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         project = self.auth.project(headers.get("authorization"), "query")
         if project is None:
-            response = JSONResponse(
-                {"error": UNAUTHORIZED}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-            )
+            response = error(UNAUTHORIZED, 401, {"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
         scope = {**scope, "state": {**scope.get("state", {}), "project": project}}

@@ -21,6 +21,7 @@ import duckdb
 from starlette.concurrency import run_in_threadpool
 
 from ..library.records import COLUMNS, fetch_records, select_list
+from ..library.values import json_text
 
 POLL_SECONDS = 0.5
 LOOKBACK_NS = 2_000_000_000
@@ -187,4 +188,4 @@ class LiveHub:
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return f"event: {kind}\ndata: {json_text(data, separators=(',', ':'))}\n\n"

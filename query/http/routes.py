@@ -96,9 +96,23 @@ ROUTES: tuple[ApiRoute, ...] = (
 )
 
 
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
 def openapi(routes: tuple[ApiRoute, ...] = ROUTES) -> dict[str, Any]:
-    """The OpenAPI 3.1 document, derived from the route and parameter declarations."""
-    error = {"description": "Bad parameter or value", "content": _json_schema(["error"])}
+    """The OpenAPI 3.1 document, derived from the route and parameter declarations. Every
+    error is ``{"error": "..."}`` (SPEC 6/8), and each operation lists the ones it can give."""
     paths: dict[str, Any] = {}
     for route in routes:
         path_params = [
@@ -111,20 +125,43 @@ def openapi(routes: tuple[ApiRoute, ...] = ROUTES) -> dict[str, Any]:
             "parameters": path_params + P.openapi_parameters(route.params),
             "responses": {
                 "200": {"description": "OK", "content": _json_schema([route.key])},
-                "400": error,
-                **({"404": {"description": "Unknown id"}} if path_params else {}),
+                "400": _error("Bad parameter or value"),
+                **({"404": _error("Unknown id")} if path_params else {}),
+                "500": _error("Internal error (a defect: never the answer to bad input)"),
+                "503": _error("The store is unavailable (disk trouble); retry later"),
             },
         }
         if route.method == "POST":
             op["requestBody"] = {"required": True, "content": _json_schema(["sql"])}
             op["responses"]["200"]["content"] = _json_schema(["columns", "rows"])
         paths[route.path] = {route.method.lower(): op}
-    for path, summary in (("/healthz", "Alive."), ("/readyz", "Store open, accepting.")):
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+    status = _json_schema(["status"])
+    paths["/healthz"] = {
+        "get": {"summary": "Alive.", "responses": {"200": {"description": "OK", "content": status}}}
+    }
+    paths["/readyz"] = {
+        "get": {
+            "summary": "Store open, accepting.",
+            "responses": {
+                "200": {"description": "Ready", "content": status},
+                "503": {
+                    "description": "Not ready (starting, or the store failed)",
+                    "content": status,
+                },
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "roomscope query API", "version": "1"},
+        "info": {
+            "title": "roomscope query API",
+            "version": "1",
+            "description": "Read-only JSON over the stored telemetry. Every error is"
+            ' {"error": "..."}: 400 for bad parameters, 404 for unknown ids and unknown paths,'
+            " 405 (with an Allow header) for a method a path does not take.",
+        },
         "paths": paths,
+        "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
 
 

@@ -7,11 +7,7 @@ format, the CLI (``--db`` or ``--server``) and the API.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import duckdb
@@ -28,6 +24,18 @@ from collector.store.reads import (
     V1_LOGS,
     V1_SPANS,
 )
+
+from .values import arrow_values, format_ts, jsonable, parse_ts
+
+__all__ = [
+    "COLUMNS",
+    "METRIC_VALUES",
+    "fetch_records",
+    "format_ts",
+    "jsonable",
+    "parse_ts",
+    "select_list",
+]
 
 # The columns of the tables the read side returns (SPEC 4): those of each table's one
 # definition (collector/store/schema.py; SPEC 4's spans and logs as their views show them),
@@ -121,99 +129,38 @@ def log_rows_sql(where: str, order: str, limit: bool = False) -> str:
     return f"SELECT {select_list('logs', 'l')} FROM ({inner}) l {LOG_JOINS} ORDER BY {order}"
 
 
-def format_ts(ns: int | None) -> str | None:
-    """Epoch nanoseconds → ``2026-11-24T16:20:00.123456789Z``."""
-    if ns is None:
-        return None
-    seconds, frac = divmod(int(ns), 1_000_000_000)
-    base = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
-    return f"{base:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
+# The metric_points columns whose floats are measurements: NaN and ±Infinity there are data,
+# written as "NaN", "Infinity", "-Infinity" (SPEC 8); in other columns as null.
+METRIC_VALUES = frozenset(
+    {"value", "sum", "min", "max", "explicit_bounds", "zero_threshold", "quantiles"}
+)
 
 
-def parse_ts(text: str) -> int:
-    """The inverse of :func:`format_ts` (RFC 3339 UTC text → epoch ns)."""
-    head, _, frac = text.rstrip("Z").partition(".")
-    base = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC)
-    seconds = int((base - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds())
-    return seconds * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
-
-
-def jsonable(value: Any) -> Any:
-    """Any DuckDB value → something json.dumps accepts (maps → objects, times → text)."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.isoformat() + "Z"
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
-
-
-def to_record(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
-    record = {}
-    for name, value in zip(names, row, strict=True):
-        if name in TS_COLUMNS and isinstance(value, int):
-            record[name] = format_ts(value)
-        elif name == "events" and isinstance(value, list):
-            record[name] = [
-                {**jsonable(e), "time": format_ts(e.get("time"))} for e in value if e is not None
-            ]
-        else:
-            record[name] = jsonable(value)
-    return record
-
-
-Convert = Callable[[Any], Any] | None
-
-
-def _converter(t: pa.DataType) -> Convert:
-    """What turns an Arrow ``to_pylist`` value into what DuckDB's ``fetchall`` gives: maps
-    (lists of pairs) → dicts, whole decimals (HUGEINT sums) → ints; None when nothing to do."""
-    if pa.types.is_map(t):
-        item = _converter(t.item_type)
-        if item is None:
-            return lambda v: None if v is None else dict(v)
-        return lambda v: None if v is None else {k: item(x) for k, x in v}
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        inner = _converter(t.value_type)
-        if inner is None:
-            return None
-        return lambda v: None if v is None else [inner(x) for x in v]
-    if pa.types.is_struct(t):
-        fields = [(f.name, _converter(f.type)) for f in t]
-        if all(c is None for _, c in fields):
-            return None
-        return lambda v: None if v is None else {n: (c(v[n]) if c else v[n]) for n, c in fields}
-    if pa.types.is_decimal(t) and t.scale == 0:
-        return lambda v: None if v is None else int(v)
-    return None
+def _column(name: str, array: pa.ChunkedArray, data: bool) -> list[Any]:
+    values = arrow_values(array, data)
+    if name in TS_COLUMNS and pa.types.is_integer(array.type):  # selected as epoch_ns
+        return [format_ts(v) for v in values]
+    if name == "events" and pa.types.is_list(array.type):  # times selected as epoch_ns
+        return [
+            None if v is None else [{**e, "time": format_ts(e["time"])} for e in v if e is not None]
+            for v in values
+        ]
+    return values
 
 
 def fetch_records(
-    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[Any] = (),
+    data: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Run a read and return its rows as records (timestamp columns selected as epoch_ns).
+    ``data``: the columns whose non-finite floats are data (:data:`METRIC_VALUES`); elsewhere
+    they are null.
 
-    Rows travel as Arrow (about twice as fast as ``fetchall`` for rows with maps and lists)."""
+    Rows travel as Arrow (about twice as fast as ``fetchall`` for rows with maps and lists)
+    and are converted column by column (:func:`query.library.values.arrow_values`)."""
     table = con.execute(sql, list(params)).to_arrow_table()
     names = table.column_names
-    columns = []
-    for column in table.columns:
-        values = column.to_pylist()
-        convert = _converter(column.type)
-        columns.append(values if convert is None else [convert(v) for v in values])
-    return [to_record(names, row) for row in zip(*columns, strict=True)]
+    columns = [_column(n, table.column(i), n in data) for i, n in enumerate(names)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]

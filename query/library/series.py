@@ -1,5 +1,6 @@
 """Metric points → time series for charts: gauges and sums as values, histograms as
-count/p50/p99 per point (cumulative histograms turned into per-interval deltas first)."""
+count/p50/p99 per point (cumulative histograms turned into per-interval deltas first).
+Non-finite values are written as the strings "NaN", "Infinity", "-Infinity" (SPEC 8)."""
 
 from __future__ import annotations
 
@@ -95,5 +96,6 @@ def metric_series(con: duckdb.DuckDBPyConnection, session_id: str, f: MetricFilt
         else:
             point = {"time": format_ts(row["time"]), "value": row["value"]}
         last[key] = row
-        s["points"].append(point)
+        # Values are data: NaN and ±Infinity as "NaN", "Infinity", "-Infinity" (SPEC 8).
+        s["points"].append({k: jsonable(v, data=True) for k, v in point.items()})
     return list(series.values())

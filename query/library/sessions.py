@@ -10,7 +10,7 @@ from collector.store.reads import LOG_ROWS, SPAN_ROWS
 
 from .errors import NotFound
 from .filters import LogFilter, MetricFilter, SessionFilter
-from .records import fetch_records, log_rows_sql, select_list
+from .records import METRIC_VALUES, fetch_records, log_rows_sql, select_list
 from .search import log_where, metric_where, session_where, where_sql
 
 Record = dict[str, Any]
@@ -156,7 +156,7 @@ def session_metrics(
     table = "metric_points"
     sql = f"SELECT {select_list(table)} FROM {table}{where_sql(['session_id = ?', *conds])}"
     sql += " ORDER BY name, time LIMIT ?"
-    return fetch_records(con, sql, [session_id, *params, f.limit or limit])
+    return fetch_records(con, sql, [session_id, *params, f.limit or limit], data=METRIC_VALUES)
 
 
 def list_rooms(con: duckdb.DuckDBPyConnection) -> list[Record]:

@@ -8,11 +8,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import QueryError
-from .records import format_ts, jsonable
 from .sandbox import check_select, scope
+from .values import arrow_values
 
 _BATCH_ROWS = 2048
 _EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.IGNORECASE)
@@ -42,16 +41,25 @@ def check_read_only(sql: str) -> str:
     return st.query
 
 
-def _column(array: pa.ChunkedArray) -> list[Any]:
-    t = array.type
-    if pa.types.is_timestamp(t):
-        factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[t.unit]
-        ints = pc.cast(array, pa.int64()).to_pylist()
-        return [None if v is None else format_ts(v * factor) for v in ints]
-    values = array.to_pylist()
-    if pa.types.is_map(t):
-        return [None if v is None else {k: jsonable(x) for k, x in v} for v in values]
-    return [jsonable(v) for v in values]
+# Types Arrow cannot carry faithfully (BIT and BIGNUM arrive as raw bytes, UHUGEINT as a
+# DECIMAL(38) too small for it, TIMETZ without its offset): such columns are read as DuckDB's
+# text for them, and a column of whole numbers of them is written as numbers again.
+_AS_TEXT = re.compile(r"\b(BIT|BIGNUM|VARINT|UHUGEINT|TIME WITH TIME ZONE)\b")
+_WHOLE = {"BIGNUM", "VARINT", "UHUGEINT"}
+
+
+def _readable(rel: duckdb.DuckDBPyRelation) -> tuple[duckdb.DuckDBPyRelation, set[int]]:
+    """``rel`` with the columns of :data:`_AS_TEXT` types cast to VARCHAR (by position: the
+    names of a result need not be unique), and the positions of those that hold integers."""
+    types = [str(t) for t in rel.types]
+    if not any(_AS_TEXT.search(t) for t in types):
+        return rel, set()
+    names = ['"' + c.replace('"', '""') + '"' for c in rel.columns]
+    select = ", ".join(
+        f"CAST(#{i} AS VARCHAR) AS {n}" if _AS_TEXT.search(t) else f"#{i} AS {n}"
+        for i, (t, n) in enumerate(zip(types, names, strict=True), start=1)
+    )
+    return rel.project(select), {i for i, t in enumerate(types) if t in _WHOLE}
 
 
 def run_sql(
@@ -76,7 +84,11 @@ def run_sql(
     timer.start()
     try:
         check_select(con, inner, readable)
-        reader = con.execute(statement).to_arrow_reader(_BATCH_ROWS)
+        rel = con.sql(statement)
+        if rel is None:  # every statement check_read_only passes has a result
+            raise QueryError("the statement returned no result")
+        rel, whole = _readable(rel)
+        reader = rel.to_arrow_reader(_BATCH_ROWS)
         batches: list[pa.RecordBatch] = []
         count = 0
         truncated = False
@@ -94,7 +106,10 @@ def run_sql(
         raise QueryError(f"SQL error: {str(exc).splitlines()[0]}") from None
     finally:
         timer.cancel()
-    columns = [_column(table.column(i)) for i in range(table.num_columns)]
+    # Every value is data here: NaN and ±Infinity come out as "NaN", "Infinity", "-Infinity".
+    columns = [arrow_values(table.column(i), data=True) for i in range(table.num_columns)]
+    for i in whole:
+        columns[i] = [None if v is None else int(v) for v in columns[i]]
     result: dict[str, Any] = {
         "columns": list(table.column_names),
         "rows": [list(r) for r in zip(*columns, strict=True)],

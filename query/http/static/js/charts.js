@@ -8,10 +8,14 @@ function svg(tag, attrs = {}) {
   return el;
 }
 
+// A value the chart can draw: the API writes NaN and ±Infinity as the strings "NaN",
+// "Infinity", "-Infinity" (and missing ones as null); those are gaps here.
+const drawable = ([, v]) => typeof v === "number" && Number.isFinite(v);
+
 // lines: [{label, cls, values: [[t, v], ...]}]
 export function lineChart(lines, { width = 300, height = 90 } = {}) {
   const pad = { l: 38, r: 6, t: 6, b: 16 };
-  const pts = lines.flatMap((l) => l.values).filter(([, v]) => v !== null && v !== undefined);
+  const pts = lines.flatMap((l) => l.values).filter(drawable);
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", width, height });
   if (!pts.length) {
     const t = svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "axis" });
@@ -32,7 +36,7 @@ export function lineChart(lines, { width = 300, height = 90 } = {}) {
     root.append(t);
   }
   for (const line of lines) {
-    const vals = line.values.filter(([, v]) => v !== null && v !== undefined);
+    const vals = line.values.filter(drawable);
     if (!vals.length) continue;
     const d = vals.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join("");
     root.append(svg("path", { d, class: `line ${line.cls || ""}` }));
