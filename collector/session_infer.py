@@ -1,4 +1,5 @@
-"""The vectorized half of session tracking: record times, inference of session ids, per-batch sums.
+"""The vectorized half of session tracking: inference of session ids and per-batch sums (the
+per-record times and sums it builds on: :mod:`collector.session_records`).
 
 Nothing here loops over records in Python: times and keys are numpy/Arrow columns, rows are sorted
 by (project, room, time) once and cut into *bursts* (runs of one room with no gap above ``idle``).
@@ -21,17 +22,39 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# The timestamp a record is placed by, per signal table.
-TIME_COLUMN = {"spans": "start_time", "logs": "time", "metric_points": "time"}
-COUNT_FIELD = {"spans": "span_count", "logs": "log_count", "metric_points": "metric_point_count"}
-ERROR_SEVERITY = 17  # SeverityNumber ERROR and above
+from .session_records import (
+    COUNT_FIELD,
+    Delta,
+    dictionary_codes,
+    error_flags,
+    group_deltas,
+    merge_delta,
+    session_ends,
+    session_times,
+    to_numpy,
+)
+
+__all__ = [
+    "COUNT_FIELD",
+    "Assignment",
+    "BatchSessions",
+    "Burst",
+    "Delta",
+    "Window",
+    "assign",
+    "fill_session_ids",
+    "new_session_id",
+    "session_ends",
+    "session_times",
+    "summarize",
+    "summarize_rows",
+]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -43,59 +66,6 @@ def new_session_id(time_ns: int) -> str:
     ms = max(time_ns, 0) // 1_000_000 & ((1 << 48) - 1)
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
-
-def session_times(table: pa.Table, signal: str, max_skew_ns: int) -> np.ndarray:
-    """Each record's time for session purposes (int64 ns).
-
-    A record stamped more than ``max_skew_ns`` after it was received has a skewed clock; it is
-    placed at its receive time instead (its stored timestamp is left as sent)."""
-    received = _np(table["received_at"]).view(np.int64)
-    t = _np(table[TIME_COLUMN[signal]]).view(np.int64)  # NULL: NaT, the smallest int64
-    t = np.where(t == _NAT, received, t)
-    return np.where(t > received + max_skew_ns, received, t)
-
-
-_NAT = np.iinfo(np.int64).min
-
-
-def session_ends(table: pa.Table, signal: str, times: np.ndarray, max_skew_ns: int) -> np.ndarray:
-    """Each record's end for session purposes (int64 ns): a span's ``times + duration``, never
-    before its start (a negative duration counts as 0) and never more than ``max_skew_ns`` past
-    its receive time (the skew rule of :func:`session_times`, applied to the end); other
-    signals' records are instants (``times`` itself)."""
-    if signal != "spans":
-        return times
-    received = _np(table["received_at"]).view(np.int64)
-    duration = _np(pc.fill_null(table["duration_ns"], 0)).astype(np.int64)
-    room = np.maximum(received + max_skew_ns - times, 0)  # clipped first: no overflow
-    return times + np.clip(duration, 0, room)
-
-
-def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    return col.to_numpy(zero_copy_only=False)
-
-
-def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list]:
-    """Dictionary codes (int64, -1 for NULL) and the distinct values of a string column."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    encoded = col.dictionary_encode()
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, encoded.dictionary.to_pylist()
-
-
-def error_flags(table: pa.Table, signal: str) -> pa.Array:
-    """1 for an error record (span status ERROR, log severity >= ERROR), else 0."""
-    if signal == "spans":
-        flag = pc.equal(table["status_code"], "ERROR")
-    elif signal == "logs":
-        flag = pc.greater_equal(table["severity_number"], ERROR_SEVERITY)
-    else:
-        return pa.nulls(table.num_rows, pa.int64()).fill_null(0)
-    return pc.fill_null(flag, False).cast(pa.int64())
 
 
 @dataclass
@@ -117,86 +87,6 @@ def fill_session_ids(table: pa.Table, codes: np.ndarray, ids: pa.Array) -> pa.Ta
         return table.set_column(col, "session_id", pa.repeat(ids[int(codes[0])], len(codes)))
     taken = ids.take(pa.array(codes, pa.int64(), mask=codes < 0))
     return table.set_column(col, "session_id", pc.coalesce(table["session_id"], taken))
-
-
-@dataclass
-class Delta:
-    """What some records add to one session."""
-
-    project: str | None
-    room: str | None
-    first: int
-    last: int
-    counts: dict[str, int] = field(default_factory=dict)
-    errors: int = 0
-    services: dict[str, int] = field(default_factory=dict)  # service → first time
-
-
-def merge_delta(into: dict[str, Delta], key: str, d: Delta) -> None:
-    """Add ``d`` to ``into[key]`` (a copy of it when the key is new)."""
-    cur = into.get(key)
-    if cur is None:
-        into[key] = Delta(
-            d.project, d.room, d.first, d.last, dict(d.counts), d.errors, dict(d.services)
-        )
-        return
-    if d.first < cur.first:  # project and room as the session's earliest record has them
-        cur.project, cur.room = d.project, d.room
-    cur.first, cur.last = min(cur.first, d.first), max(cur.last, d.last)
-    for f, n in d.counts.items():
-        cur.counts[f] = cur.counts.get(f, 0) + n
-    cur.errors += d.errors
-    for name, t in d.services.items():
-        cur.services[name] = min(cur.services.get(name, t), t)
-
-
-def group_deltas(
-    table: pa.Table,
-    signal: str,
-    times: np.ndarray,
-    codes: np.ndarray,
-    keys: Sequence[Any],
-    ends: np.ndarray | None = None,
-) -> dict[Any, Delta]:
-    """Per group of rows (``codes``: index into ``keys``, -1 for none): first time, last end
-    (``ends``, default ``times``), record and error counts, services. Numpy reductions over the
-    codes (sorted once), not loops over records; project and room are those of each group's
-    earliest row."""
-    out: dict[Any, Delta] = {}
-    keep = codes >= 0
-    if not keep.any():
-        return out
-    ends = times if ends is None else ends
-    c, t = codes[keep], times[keep]
-    err = _np(error_flags(table, signal))[keep]
-    order = np.lexsort((t, c))
-    sc, st = c[order], t[order]
-    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
-    stops = np.r_[starts[1:], len(sc)]
-    rows = pa.array(np.flatnonzero(keep)[order[starts]])  # each group's first row (by time)
-    projects = table["project"].take(rows).to_pylist()
-    rooms = table["room"].take(rows).to_pylist()
-    n_err = np.add.reduceat(err[order], starts).tolist()
-    firsts = st[starts].tolist()
-    lasts = np.maximum.reduceat(ends[keep][order], starts).tolist()
-    count_field = COUNT_FIELD[signal]
-    for i, code in enumerate(sc[starts].tolist()):
-        count = {count_field: int(stops[i] - starts[i])}
-        out[keys[code]] = Delta(projects[i], rooms[i], firsts[i], lasts[i], count, int(n_err[i]))
-    svc_codes, services = _codes(table["service_name"])
-    svc_codes = svc_codes[keep][order]
-    has = svc_codes >= 0
-    if has.any():
-        pair = sc[has] * (len(services) + 1) + svc_codes[has]
-        _, first = np.unique(pair, return_index=True)  # rows are in time order per group
-        for code, svc, t_first in zip(
-            sc[has][first].tolist(),
-            svc_codes[has][first].tolist(),
-            st[has][first].tolist(),
-            strict=True,
-        ):
-            out[keys[code]].services[services[svc]] = t_first
-    return out
 
 
 @dataclass
@@ -280,7 +170,7 @@ def _summarize_uniform(
     numpy over the times alone (~4x faster than the general path)."""
     n = table.num_rows
     burst_of_row = np.full(n, -1, np.int64)
-    err = _np(error_flags(table, signal))
+    err = to_numpy(error_flags(table, signal))
     field_ = COUNT_FIELD[signal]
 
     def delta(t: np.ndarray, e: np.ndarray, errors: np.ndarray) -> Delta:
@@ -318,14 +208,14 @@ def summarize_rows(
     """summarize() of any batch: rows grouped by dictionary codes of their tags (``ends``:
     :func:`session_ends`, default ``times``)."""
     ends = times if ends is None else ends
-    sid_codes, sids = _codes(table["session_id"])
+    sid_codes, sids = dictionary_codes(table["session_id"])
     explicit = group_deltas(table, signal, times, sid_codes, sids, ends)
     burst_of_row = np.full(table.num_rows, -1, np.int64)
-    room_codes, room_names = _codes(table["room"])
+    room_codes, room_names = dictionary_codes(table["room"])
     rows = np.flatnonzero((sid_codes < 0) & (room_codes >= 0))
     if not len(rows):
         return BatchSessions(signal, times, explicit, [], burst_of_row, ends)
-    p_codes, _ = _codes(table["project"])
+    p_codes, _ = dictionary_codes(table["project"])
     key = (p_codes[rows] + 1) * (len(room_names) + 1) + room_codes[rows]
     order = np.lexsort((times[rows], key))
     rows, key = rows[order], key[order]
