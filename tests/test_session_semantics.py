@@ -14,12 +14,14 @@ from typing import Any
 
 import httpx
 from click.testing import CliRunner, Result
+from conftest import make_reader
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from otel_sdk import pipeline
 from otlp_factory import kv
 
 from query.cli import main
+from query.library.filters import SessionFilter
 from query.library.records import parse_ts
 
 SEC = 1_000_000_000
@@ -159,3 +161,107 @@ def test_service_joined_moves_earlier_after_a_restart_too(start_collector, tmp_p
         "agent": t0,
         "tools": t0 + 3 * MS,
     }
+
+
+# -- item 3: the state is the same whoever reads it -------------------------------------------
+
+
+def send_old_and_new(c: Any, now: int) -> None:
+    """Room ``den``: an inferred session 10 minutes old; room ``hall``: session ``hall-1``, a
+    minute old."""
+    p = sdk(c, "agent", project="acme")
+    tracer = p.tracer()
+    for room, extra, t in (
+        ("den", {}, now - 600 * SEC),
+        ("hall", {"session": "hall-1"}, now - 60 * SEC),
+    ):
+        span = tracer.start_span("agent.turn", attributes={"room": room, **extra}, start_time=t)
+        span.end(end_time=t + 2 * SEC)
+    p.shutdown()
+
+
+def states(source: list[str]) -> dict[str, Any]:
+    """Per room: (ended_at is set, ended_at == last_seen_at); the rooms' active counts; the
+    ids of --ended and --active."""
+    listed = cli_json(source, "session", "list")["sessions"]
+    return {
+        "sessions": {
+            s["room"]: (s["ended_at"] is not None, s["ended_at"] in (None, s["last_seen_at"]))
+            for s in listed
+        },
+        "ended": [s["room"] for s in cli_json(source, "session", "list", "--ended")["sessions"]],
+        "active": [s["room"] for s in cli_json(source, "session", "list", "--active")["sessions"]],
+        "rooms": {r["room"]: r["active_sessions"] for r in cli_json(source, "rooms")["rooms"]},
+    }
+
+
+def test_a_stopped_store_shows_sessions_idle_for_longer_than_idle_as_ended(
+    start_collector, tmp_path
+) -> None:
+    """SPEC 3: a reader shows a session whose last record is older than ``idle`` as ended,
+    ``ended_at = last_seen_at``, even when no collector ran since: --db on a stopped store
+    (the reader's sessions.idle_timeout, 300 s), the API and --server of a collector (its own),
+    and they agree."""
+    db = tmp_path / "old.duckdb"
+    # A collector whose sweep would end nothing for an hour.
+    c = start_collector(db=db, **{"sessions.idle_timeout": 3600})
+    send_old_and_new(c, time.time_ns())
+    running = states(["--server", c.api_url])
+    assert running["sessions"] == {"den": (False, True), "hall": (False, True)}
+    assert running["ended"] == [] and running["rooms"] == {"den": 1, "hall": 1}
+    c.stop()
+    expected = {
+        "sessions": {"den": (True, True), "hall": (False, True)},
+        "ended": ["den"],
+        "active": ["hall"],
+        "rooms": {"den": 0, "hall": 1},
+    }
+    stopped = ["--db", str(db)]
+    assert states(stopped) == expected
+    table = run(*stopped, "session", "list", "--ended").stdout
+    assert "den" in table and "active" not in table and "hall" not in table
+    (den,) = cli_json(stopped, "session", "list", "--room", "den")["sessions"]
+    got = cli_json(stopped, "session", "get", den["session_id"])
+    assert got["session"] == den
+    assert got["events"][-1]["type"] == "session.ended"
+    assert got["events"][-1]["time"] == den["ended_at"]
+    assert json.loads(got["events"][-1]["message"]) == {"reason": "idle"}
+    assert (
+        "ended     " + den["ended_at"][:23].replace("T", " ")
+        in run(*stopped, "session", "get", den["session_id"]).stdout
+    )
+    # A collector with the default idle timeout on the same store: its API and --server agree.
+    again = start_collector(db=db)
+    served = ["--server", again.api_url]
+    assert states(served) == expected
+    assert cli_json(served, "session", "get", den["session_id"]) == got
+    assert api(again, "/sessions", active="false")["sessions"] == [den]
+    assert [r["active_sessions"] for r in api(again, "/rooms")["rooms"]] == [1, 0]
+    assert api(again, f"/sessions/{den['session_id']}")["session"] == den
+    assert api(again, f"/sessions/{den['session_id']}/events")["events"] == got["events"]
+
+
+def test_the_readers_clock_and_idle_timeout_decide_the_state(start_collector) -> None:
+    """The boundary, with the reader's clock injected: ended once ``now - last_seen_at``
+    reaches ``idle`` (as the sweep ends a session idle for ``idle``)."""
+    c = start_collector()
+    send_old_and_new(c, time.time_ns())
+    cur = c.collector.store.cursor()
+    try:
+        (hall,) = make_reader(cur).sessions(SessionFilter(room="hall"))["sessions"]
+        last = parse_ts(hall["last_seen_at"])
+        for now, idle, ended in (
+            (last + 300 * SEC - 1, 300, False),
+            (last + 300 * SEC, 300, True),
+            (last + 300 * SEC, 301, False),
+        ):
+            reader = make_reader(cur, now=lambda now=now: now, idle_timeout=idle)
+            (s,) = reader.sessions(SessionFilter(room="hall"))["sessions"]
+            assert (s["ended_at"] == s["last_seen_at"]) is ended, (now - last, idle)
+            assert reader.session("hall-1")["session"] == s
+            (room,) = [r for r in reader.rooms()["rooms"] if r["room"] == "hall"]
+            assert room["active_sessions"] == (0 if ended else 1)
+            types = [e["type"] for e in reader.session_events("hall-1")["events"]]
+            assert ("session.ended" in types) is ended
+    finally:
+        cur.close()
