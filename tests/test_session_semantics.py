@@ -265,3 +265,68 @@ def test_the_readers_clock_and_idle_timeout_decide_the_state(start_collector) ->
             assert ("session.ended" in types) is ended
     finally:
         cur.close()
+
+
+# -- item 9: --room without a session id names the session it searched ----------------------
+
+
+def send_two_projects(c: Any, now: int) -> None:
+    """Room ``lab``: project acme's run of six spans (a minute long, still going), then a newer
+    one-span session of project beta that ended before acme's last span."""
+    acme = sdk(c, "agent", project="acme", room="lab", session="acme-run")
+    tracer = acme.tracer()
+    t0 = now - 120 * SEC
+    for k in range(6):
+        tracer.start_span(f"step.{k}", start_time=t0 + k * 10 * SEC).end(
+            end_time=t0 + k * 10 * SEC + SEC
+        )
+    acme.logger().warning("acme log")
+    acme.meter().create_counter("steps").add(6)
+    acme.shutdown()
+    beta = sdk(c, "probe", project="beta", room="lab", session="beta-ping")
+    beta.tracer().start_span("ping", start_time=t0 + 20 * SEC).end(end_time=t0 + 21 * SEC)
+    beta.shutdown()
+
+
+def test_room_without_session_id_reads_the_room_s_current_run_and_names_it(
+    start_collector,
+) -> None:
+    c = start_collector()
+    send_two_projects(c, time.time_ns())
+    assert [s["session_id"] for s in api(c, "/sessions", room="lab")["sessions"]] == [
+        "beta-ping",
+        "acme-run",
+    ]  # beta's session started last
+    assert len(api(c, "/traces", room="lab")["spans"]) == 7
+
+    def check(source: list[str]) -> None:
+        for command, key, n in (("traces", "spans", 6), ("logs", "logs", 1)):
+            got = cli_json(source, "session", command, "--room", "lab")
+            assert (got["session_id"], len(got[key])) == ("acme-run", n)
+            table = run(*source, "session", command, "--room", "lab")
+            assert table.exit_code == 0, table.stderr
+            assert table.stderr == "session acme-run (newest of room lab, project acme)\n"
+            assert table.stdout.strip()
+        got = cli_json(source, "session", "metrics", "--room", "lab")
+        assert got["session_id"] == "acme-run" and got["metrics"]
+        # --project picks another project's newest session of the room.
+        table = run(*source, "session", "traces", "--room", "lab", "--project", "beta")
+        assert table.stderr == "session beta-ping (newest of room lab, project beta)\n"
+        assert "ping" in table.stdout
+        # An unknown room, or a project without sessions there, is an empty result (exit 0),
+        # as it is for session list.
+        for extra in (["--room", "nowhere"], ["--room", "lab", "--project", "nobody"]):
+            assert run(*source, "session", "list", *extra[:2]).exit_code == 0
+            for command, key in (("traces", "spans"), ("logs", "logs"), ("metrics", "metrics")):
+                table = run(*source, "session", command, *extra)
+                assert (table.exit_code, table.stdout) == (0, ""), table.stderr
+                assert table.stderr.startswith("no sessions found in room "), table.stderr
+                assert cli_json(source, "session", command, *extra) == {
+                    "session_id": None,
+                    key: [],
+                }
+                assert run(*source, "session", command, *extra, "-o", "jsonl").stdout == ""
+
+    check(["--server", c.api_url])
+    c.stop()
+    check(["--db", str(c.db)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
@@ -89,3 +89,39 @@ class Reader:
 
     def close(self) -> None:
         self.con.close()
+
+
+class SessionReads(Protocol):
+    """What :func:`newest_session` reads: a :class:`Reader`, or the CLI's remote source."""
+
+    def rooms(self) -> Result: ...
+
+    def sessions(self, f: SessionFilter) -> Result: ...
+
+
+# How many sessions of a room newest_session reads, then reads again (the API's page size, then
+# its largest), to find the chosen project's newest one among them.
+NEWEST_SCAN = (100, 10_000)
+
+
+def newest_session(
+    src: SessionReads, room: str | None = None, project: str | None = None
+) -> dict[str, Any] | None:
+    """The session a command without a session id means (``--room``, ``--project``): the newest
+    (latest start) of ``project`` in ``room``; no project given, of the project with the most
+    recent activity in the room (or anywhere, without a room), so that a newer one-span session
+    of another project does not hide the room's run. None: no such session.
+
+    Both CLI sources (and the API behind ``--server``) answer it from the same reads, ``rooms``
+    (per project and room, most recently active first) then ``sessions``."""
+    if project is None:
+        active = [r for r in src.rooms()["rooms"] if room is None or r["room"] == room]
+        if not active:
+            return None
+        project = active[0]["project"]
+    for limit in NEWEST_SCAN:
+        found = src.sessions(SessionFilter(room=room, limit=limit))["sessions"]
+        mine = [s for s in found if s["project"] == project]
+        if mine or len(found) < limit:
+            return mine[0] if mine else None
+    return None
