@@ -1,25 +1,60 @@
-"""The vectorized half of session tracking: record times, inference of session ids, per-batch sums.
+"""The vectorized half of session tracking: inference of session ids and per-batch sums (the
+per-record times and sums it builds on: :mod:`collector.session_records`).
 
 Nothing here loops over records in Python: times and keys are numpy/Arrow columns, rows are sorted
 by (project, room, time) once and cut into *bursts* (runs of one room with no gap above ``idle``).
 Only bursts and sessions are visited one by one, and a batch holds few of either.
+
+**A record's extent.** Each record covers ``[time, end]``: a span from its start to its end (SPEC 3:
+``started_at``/``last_seen_at`` cover span end times, so a session is never shorter than its
+longest span), a log record or metric point a single instant (``end == time``). Inference keeps
+SPEC 3's window on top of that: a record joins the session whose ``[started_at - idle,
+last_seen_at + idle]`` meets its extent, where ``last_seen_at`` is the latest *end*. So a span
+that is still running when its room goes quiet keeps the session open until it ends, and a child
+span exported before its long parent lands in the parent's session whatever the order; a gap
+that splits two sessions is measured from the end of the last span to the start of the next
+record. Which session a record joins when it touches several (``_split``) is decided by its
+start, as before.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# The timestamp a record is placed by, per signal table.
-TIME_COLUMN = {"spans": "start_time", "logs": "time", "metric_points": "time"}
-COUNT_FIELD = {"spans": "span_count", "logs": "log_count", "metric_points": "metric_point_count"}
-ERROR_SEVERITY = 17  # SeverityNumber ERROR and above
+from .session_records import (
+    COUNT_FIELD,
+    Delta,
+    dictionary_codes,
+    error_flags,
+    group_deltas,
+    merge_delta,
+    session_ends,
+    session_times,
+    to_numpy,
+)
+
+__all__ = [
+    "COUNT_FIELD",
+    "Assignment",
+    "BatchSessions",
+    "Burst",
+    "Delta",
+    "Window",
+    "assign",
+    "fill_session_ids",
+    "new_session_id",
+    "session_ends",
+    "session_times",
+    "summarize",
+    "summarize_rows",
+]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -33,49 +68,10 @@ def new_session_id(time_ns: int) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def session_times(table: pa.Table, signal: str, max_skew_ns: int) -> np.ndarray:
-    """Each record's time for session purposes (int64 ns).
-
-    A record stamped more than ``max_skew_ns`` after it was received has a skewed clock; it is
-    placed at its receive time instead (its stored timestamp is left as sent)."""
-    received = _np(table["received_at"]).view(np.int64)
-    t = _np(table[TIME_COLUMN[signal]]).view(np.int64)  # NULL: NaT, the smallest int64
-    t = np.where(t == _NAT, received, t)
-    return np.where(t > received + max_skew_ns, received, t)
-
-
-_NAT = np.iinfo(np.int64).min
-
-
-def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    return col.to_numpy(zero_copy_only=False)
-
-
-def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list]:
-    """Dictionary codes (int64, -1 for NULL) and the distinct values of a string column."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    encoded = col.dictionary_encode()
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, encoded.dictionary.to_pylist()
-
-
-def error_flags(table: pa.Table, signal: str) -> pa.Array:
-    """1 for an error record (span status ERROR, log severity >= ERROR), else 0."""
-    if signal == "spans":
-        flag = pc.equal(table["status_code"], "ERROR")
-    elif signal == "logs":
-        flag = pc.greater_equal(table["severity_number"], ERROR_SEVERITY)
-    else:
-        return pa.nulls(table.num_rows, pa.int64()).fill_null(0)
-    return pc.fill_null(flag, False).cast(pa.int64())
-
-
 @dataclass
 class Window:
-    """A session's time span during inference: [start, last], joined while start-idle..last+idle."""
+    """A session's time span during inference: [start, last] (first record's time, latest
+    record's end), joined by extents that meet [start - idle, last + idle]."""
 
     session_id: str
     start: int
@@ -94,84 +90,13 @@ def fill_session_ids(table: pa.Table, codes: np.ndarray, ids: pa.Array) -> pa.Ta
 
 
 @dataclass
-class Delta:
-    """What some records add to one session."""
-
-    project: str | None
-    room: str | None
-    first: int
-    last: int
-    counts: dict[str, int] = field(default_factory=dict)
-    errors: int = 0
-    services: dict[str, int] = field(default_factory=dict)  # service → first time
-
-
-def merge_delta(into: dict[str, Delta], key: str, d: Delta) -> None:
-    """Add ``d`` to ``into[key]`` (a copy of it when the key is new)."""
-    cur = into.get(key)
-    if cur is None:
-        into[key] = Delta(
-            d.project, d.room, d.first, d.last, dict(d.counts), d.errors, dict(d.services)
-        )
-        return
-    if d.first < cur.first:  # project and room as the session's earliest record has them
-        cur.project, cur.room = d.project, d.room
-    cur.first, cur.last = min(cur.first, d.first), max(cur.last, d.last)
-    for f, n in d.counts.items():
-        cur.counts[f] = cur.counts.get(f, 0) + n
-    cur.errors += d.errors
-    for name, t in d.services.items():
-        cur.services[name] = min(cur.services.get(name, t), t)
-
-
-def group_deltas(
-    table: pa.Table, signal: str, times: np.ndarray, codes: np.ndarray, keys: Sequence[Any]
-) -> dict[Any, Delta]:
-    """Per group of rows (``codes``: index into ``keys``, -1 for none): first/last time, record
-    and error counts, services. Numpy reductions over the codes (sorted once), not loops over
-    records; project and room are those of each group's earliest row."""
-    out: dict[Any, Delta] = {}
-    keep = codes >= 0
-    if not keep.any():
-        return out
-    c, t = codes[keep], times[keep]
-    err = _np(error_flags(table, signal))[keep]
-    order = np.lexsort((t, c))
-    sc, st = c[order], t[order]
-    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
-    ends = np.r_[starts[1:], len(sc)]
-    rows = pa.array(np.flatnonzero(keep)[order[starts]])  # each group's first row (by time)
-    projects = table["project"].take(rows).to_pylist()
-    rooms = table["room"].take(rows).to_pylist()
-    n_err = np.add.reduceat(err[order], starts).tolist()
-    firsts, lasts = st[starts].tolist(), st[ends - 1].tolist()
-    count_field = COUNT_FIELD[signal]
-    for i, code in enumerate(sc[starts].tolist()):
-        count = {count_field: int(ends[i] - starts[i])}
-        out[keys[code]] = Delta(projects[i], rooms[i], firsts[i], lasts[i], count, int(n_err[i]))
-    svc_codes, services = _codes(table["service_name"])
-    svc_codes = svc_codes[keep][order]
-    has = svc_codes >= 0
-    if has.any():
-        pair = sc[has] * (len(services) + 1) + svc_codes[has]
-        _, first = np.unique(pair, return_index=True)  # rows are in time order per group
-        for code, svc, t_first in zip(
-            sc[has][first].tolist(),
-            svc_codes[has][first].tolist(),
-            st[has][first].tolist(),
-            strict=True,
-        ):
-            out[keys[code]].services[services[svc]] = t_first
-    return out
-
-
-@dataclass
 class Burst:
-    """Rows of one room without a session id, with no gap over ``idle`` between them."""
+    """Rows of one room without a session id, with no gap over ``idle`` between them (a gap
+    runs from the latest end of the rows before to the next row's time)."""
 
     project: str | None
     room: str
-    delta: Delta  # first/last time, counts, errors, services of these rows
+    delta: Delta  # first time/last end, counts, errors, services of these rows
     rows: np.ndarray  # the rows, in time order
 
 
@@ -185,14 +110,16 @@ class BatchSessions:
     explicit: dict[str, Delta]  # per session id the records carry
     bursts: list[Burst]
     burst_of_row: np.ndarray  # index into bursts, -1 for rows with an id or without a room
+    ends: np.ndarray | None = None  # each row's end (session_ends); None: the times
 
 
 def summarize(table: pa.Table, signal: str, skew_ns: int, idle_ns: int) -> BatchSessions:
     times = session_times(table, signal, skew_ns)
+    ends = session_ends(table, signal, times, skew_ns)
     tags = [_constant(table[c]) for c in ("session_id", "room", "project", "service_name")]
     if all(same for same, _ in tags):  # the usual request: one resource, one exporter
-        return _summarize_uniform(table, signal, times, idle_ns, *(v for _, v in tags))
-    return summarize_rows(table, signal, times, idle_ns)
+        return _summarize_uniform(table, signal, times, ends, idle_ns, *(v for _, v in tags))
+    return summarize_rows(table, signal, times, idle_ns, ends)
 
 
 def _constant(col: pa.ChunkedArray) -> tuple[bool, str | None]:
@@ -215,10 +142,24 @@ def _constant(col: pa.ChunkedArray) -> tuple[bool, str | None]:
     return True, arr[0].as_py()
 
 
+def _gap_after(t: np.ndarray, e: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """For rows sorted by time (within ``groups``: the first row of each group), how long each
+    row after the first starts after every earlier row of its group ended: ``t[i] - max(e[:i])``
+    (length ``len(t) - 1``). Records without an extent (``e is t``) need no running maximum."""
+    if e is t:
+        return np.diff(t)
+    reach = np.empty_like(e)
+    bounds = [0, len(e)] if groups is None else [*groups.tolist(), len(e)]
+    for a, b in itertools.pairwise(bounds):
+        reach[a:b] = np.maximum.accumulate(e[a:b])
+    return t[1:] - reach[:-1]
+
+
 def _summarize_uniform(
     table: pa.Table,
     signal: str,
     times: np.ndarray,
+    ends: np.ndarray,
     idle_ns: int,
     session: str | None,
     room: str | None,
@@ -229,56 +170,69 @@ def _summarize_uniform(
     numpy over the times alone (~4x faster than the general path)."""
     n = table.num_rows
     burst_of_row = np.full(n, -1, np.int64)
-    err = _np(error_flags(table, signal))
+    err = to_numpy(error_flags(table, signal))
     field_ = COUNT_FIELD[signal]
 
-    def delta(t: np.ndarray, errors: np.ndarray) -> Delta:
-        d = Delta(project, room, int(t.min()), int(t.max()), {field_: len(t)}, int(errors.sum()))
+    def delta(t: np.ndarray, e: np.ndarray, errors: np.ndarray) -> Delta:
+        d = Delta(project, room, int(t.min()), int(e.max()), {field_: len(t)}, int(errors.sum()))
         if service is not None:
             d.services[service] = d.first
         return d
 
     if session is not None:
-        return BatchSessions(signal, times, {session: delta(times, err)}, [], burst_of_row)
+        explicit = {session: delta(times, ends, err)}
+        return BatchSessions(signal, times, explicit, [], burst_of_row, ends)
     if room is None:
-        return BatchSessions(signal, times, {}, [], burst_of_row)
+        return BatchSessions(signal, times, {}, [], burst_of_row, ends)
     order = np.argsort(times, kind="stable")
     t = times[order]
-    cut = np.r_[True, np.diff(t) > idle_ns]
+    e = t if ends is times else ends[order]
+    cut = np.r_[True, _gap_after(t, e) > idle_ns]
     burst_of_row[order] = np.cumsum(cut) - 1
     starts = np.flatnonzero(cut)
-    ends = np.r_[starts[1:], n]
+    stops = np.r_[starts[1:], n]
     bursts = [
-        Burst(project, room, delta(t[s:e], err[order[s:e]]), order[s:e])
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        Burst(project, room, delta(t[s:x], e[s:x], err[order[s:x]]), order[s:x])
+        for s, x in zip(starts.tolist(), stops.tolist(), strict=True)
     ]
-    return BatchSessions(signal, times, {}, bursts, burst_of_row)
+    return BatchSessions(signal, times, {}, bursts, burst_of_row, ends)
 
 
-def summarize_rows(table: pa.Table, signal: str, times: np.ndarray, idle_ns: int) -> BatchSessions:
-    """summarize() of any batch: rows grouped by dictionary codes of their tags."""
-    sid_codes, sids = _codes(table["session_id"])
-    explicit = group_deltas(table, signal, times, sid_codes, sids)
+def summarize_rows(
+    table: pa.Table,
+    signal: str,
+    times: np.ndarray,
+    idle_ns: int,
+    ends: np.ndarray | None = None,
+) -> BatchSessions:
+    """summarize() of any batch: rows grouped by dictionary codes of their tags (``ends``:
+    :func:`session_ends`, default ``times``)."""
+    ends = times if ends is None else ends
+    sid_codes, sids = dictionary_codes(table["session_id"])
+    explicit = group_deltas(table, signal, times, sid_codes, sids, ends)
     burst_of_row = np.full(table.num_rows, -1, np.int64)
-    room_codes, room_names = _codes(table["room"])
+    room_codes, room_names = dictionary_codes(table["room"])
     rows = np.flatnonzero((sid_codes < 0) & (room_codes >= 0))
     if not len(rows):
-        return BatchSessions(signal, times, explicit, [], burst_of_row)
-    p_codes, _ = _codes(table["project"])
+        return BatchSessions(signal, times, explicit, [], burst_of_row, ends)
+    p_codes, _ = dictionary_codes(table["project"])
     key = (p_codes[rows] + 1) * (len(room_names) + 1) + room_codes[rows]
     order = np.lexsort((times[rows], key))
     rows, key = rows[order], key[order]
     t = times[rows]
-    cut = np.r_[True, (key[1:] != key[:-1]) | (np.diff(t) > idle_ns)]
+    e = t if ends is times else ends[rows]
+    new_key = key[1:] != key[:-1]
+    gap = _gap_after(t, e, np.flatnonzero(np.r_[True, new_key]))
+    cut = np.r_[True, new_key | (gap > idle_ns)]
     burst_of_row[rows] = np.cumsum(cut) - 1
     starts = np.flatnonzero(cut)
-    ends = np.r_[starts[1:], len(rows)]
-    deltas = group_deltas(table, signal, times, burst_of_row, range(len(starts)))
+    stops = np.r_[starts[1:], len(rows)]
+    deltas = group_deltas(table, signal, times, burst_of_row, range(len(starts)), ends)
     bursts = [
-        Burst(deltas[b].project, deltas[b].room, deltas[b], rows[s:e])  # type: ignore[arg-type]
-        for b, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
+        Burst(deltas[b].project, deltas[b].room, deltas[b], rows[s:x])  # type: ignore[arg-type]
+        for b, (s, x) in enumerate(zip(starts.tolist(), stops.tolist(), strict=True))
     ]
-    return BatchSessions(signal, times, explicit, bursts, burst_of_row)
+    return BatchSessions(signal, times, explicit, bursts, burst_of_row, ends)
 
 
 @dataclass
@@ -295,8 +249,9 @@ def assign(
 ) -> Assignment:
     """Match each burst to the inferred sessions of its room (``windows_of``), in order.
 
-    A burst joins the session whose window ``[start - idle, last + idle]`` it touches; touching
-    none it starts a new one; touching several, each record joins the nearest."""
+    A burst (its first time to its latest end) joins the session whose window ``[start - idle,
+    last + idle]`` it touches; touching none it starts a new one; touching several, each record
+    joins the nearest (by its time)."""
     result = Assignment([], {}, {})
     room_windows: dict[tuple[str | None, str], list[Window]] = {}
     for table, summary in batches:
@@ -352,7 +307,8 @@ def _split(
     pick = dist.argmin(axis=1)
     part = np.full(table.num_rows, -1, np.int64)
     part[burst.rows] = pick
-    for j, d in group_deltas(table, summary.signal, summary.times, part, range(len(hits))).items():
+    found = group_deltas(table, summary.signal, summary.times, part, range(len(hits)), summary.ends)
+    for j, d in found.items():
         w = hits[j]
         w.start, w.last = min(w.start, d.first), max(w.last, d.last)
         merge_delta(deltas, w.session_id, d)

@@ -214,27 +214,45 @@ class SessionTracker:
                     **{f: getattr(old, f) + n for f, n in counts.items()},
                 )
                 if state.started_at != old.started_at:
-                    plan.retimes.append((sid, "session.started", state.started_at))
+                    plan.retimes.append((sid, "session.started", state.started_at, None))
                 if old.ended_at is not None:
                     n = sum(counts.values())
                     plan.event(state, d.first, "session.late_data", {"records": n})
                     if state.ended_at != old.ended_at:
-                        plan.retimes.append((sid, "session.ended", state.last_seen_at))
-            joined = sorted(
-                (t, name) for name, t in d.services.items() if name not in state.services
-            )
-            if joined:
-                state = dataclasses.replace(
-                    state, services=state.services + tuple(name for _, name in joined)
-                )
-                if sid not in plan.created:
-                    plan.services_grew.add(sid)
-                for t, name in joined:
-                    plan.event(state, t, "service.joined", {"service": name})
+                        plan.retimes.append((sid, "session.ended", state.last_seen_at, None))
+            state = self._services(plan, state, d.services)
             plan.states[sid] = state
             if sid not in plan.created:
                 plan.updates[sid] = state
         return plan
+
+    @staticmethod
+    def _services(plan: SessionPlan, state: SessionState, firsts: dict[str, int]) -> SessionState:
+        """``state`` with the services of some new records (service → its first record's time):
+        a new service joins (a service.joined event at that time); a known one whose record is
+        earlier than its service.joined event (a parent span exported after its children) moves
+        the event there, as an early record arriving late moves session.started."""
+        times = state.joined
+        if len(times) != len(state.services):  # not known: taken as the session's start
+            times = (state.started_at,) * len(state.services)
+        known = dict(zip(state.services, times, strict=True))
+        joined = sorted((t, name) for name, t in firsts.items() if name not in known)
+        earlier = {name: t for name, t in firsts.items() if name in known and t < known[name]}
+        if not joined and not earlier:
+            return state
+        for name, t in earlier.items():
+            plan.retimes.append((state.session_id, "service.joined", t, name))
+        state = dataclasses.replace(
+            state,
+            services=state.services + tuple(name for _, name in joined),
+            joined=tuple(earlier.get(name, t) for name, t in known.items())
+            + tuple(t for t, _ in joined),
+        )
+        if joined and state.session_id not in plan.created:
+            plan.services_grew.add(state.session_id)
+        for t, name in joined:
+            plan.event(state, t, "service.joined", {"service": name})
+        return state
 
     # -- lifecycle ------------------------------------------------------------------------
     def sweep(self, now_ns: int) -> SessionPlan | None:

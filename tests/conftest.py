@@ -84,6 +84,7 @@ def make_reader(con: duckdb.DuckDBPyConnection, **kw: Any) -> Reader:
         "default_limit": s.get("query.default_limit"),
         "timeout": s.get("query.timeout"),
         "max_rows": s.get("query.max_rows"),
+        "idle_timeout": s.get("sessions.idle_timeout"),
     }
     args.update(kw)
     return Reader(con, **args)

@@ -27,7 +27,10 @@ Regenerate the expected files after an intended change of the output, then revie
 Nothing is normalised: outputs that would depend on the wall clock are avoided instead.
 ``--since``/``--until`` take ISO timestamps (never ``15m``), retention is off (the data is
 "old"), and no session is ended by the idle sweep while the cases run (a restarted collector
-gives active sessions a full idle period; the API's collector has one of a year).
+gives active sessions a full idle period; the API's collector has one of a year). Readers
+show a session as ended once its last record is ``idle`` old (SPEC 3): their clock
+(``query.library.reader``'s) reads ``RECEIVED_NS``, so ``--db`` (idle 300 s) shows the
+workload as it was when the collector received it, and the API (idle a year) all active.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 import collector.decode
 import collector.session_infer
+import query.library.reader
 from collector.server import loopback_settings
 from query.cli import main
 from query.cli.demo import SEC, send_workload
@@ -156,9 +160,10 @@ def build_store(db: Path) -> dict[str, str]:
 @pytest.fixture(scope="module", autouse=True)
 def hermetic_env() -> Iterator[None]:
     """No ROOMSCOPE_* variable reaches the CLI's settings (ROOMSCOPE_UPDATE_GOLDEN itself would
-    be refused as an unknown setting), no OTEL_* one the SDK."""
+    be refused as an unknown setting), no OTEL_* one the SDK; the readers' clock is fixed."""
     with pytest.MonkeyPatch.context() as mp:
         _without_env(mp, "OTEL_", "ROOMSCOPE_")
+        mp.setattr(query.library.reader, "time", SimpleNamespace(time_ns=lambda: RECEIVED_NS))
         yield
 
 

@@ -3,14 +3,17 @@ OTLP/HTTP, sent through a running collector. ``world`` is imported by test_cli/t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import make_settings, read_store
 from otel_sdk import pipeline
 
+import query.library.reader
 from collector.server import CollectorThread
 from query.cli.demo import MS, SEC, Manifest, SentSpan, send_workload
 from query.http.serving import serving_thread
@@ -82,17 +85,24 @@ class World:
 
 
 def manifest_start(m: Manifest) -> int:
-    import time
-
     return time.time_ns() - 3 * 60 * SEC
 
 
 def filled_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """Body of the module-scoped ``world`` fixture of each query test module."""
+    """Body of the module-scoped ``world`` fixture of each query test module.
+
+    Readers show a session as ended once its last record is ``sessions.idle_timeout`` old
+    (SPEC 3), and some of the workload's sessions get there minutes after the fill: the
+    readers' clock (``query.library.reader``'s) stays at the fill's end, so that which sessions
+    are active is the same for every reader (``--server``, ``--db``, the API) all module long.
+    """
     w = World(tmp_path_factory.mktemp("query") / "roomscope.duckdb")
     try:
         w.manifest = w.fill()
-        yield w
+        with pytest.MonkeyPatch.context() as mp:
+            frozen = time.time_ns()
+            mp.setattr(query.library.reader, "time", SimpleNamespace(time_ns=lambda: frozen))
+            yield w
     finally:
         w.stop()
 

@@ -29,6 +29,9 @@ class SessionState:
     error_count: int = 0
     services: tuple[str, ...] = ()
     last_arrival: int = 0  # wall-clock ns when a record of it last arrived (not stored)
+    # Per service (parallel to ``services``): the time of its first record, where its
+    # service.joined event stands (not in the row: read back from session_events).
+    joined: tuple[int, ...] = ()
 
 
 @dataclass
@@ -37,7 +40,9 @@ class SessionPlan:
 
     states: dict[str, SessionState] = field(default_factory=dict)
     events: list[tuple[str, str | None, str | None, int, str, str]] = field(default_factory=list)
-    retimes: list[tuple[str, str, int]] = field(default_factory=list)  # (id, event type, time)
+    # Events to move: (session id, event type, new time, service or None). A service.joined
+    # event is one per service of a session, so the service is part of its key.
+    retimes: list[tuple[str, str, int, str | None]] = field(default_factory=list)
     created: set[str] = field(default_factory=set)  # states that are new rows
     # Existing rows this plan changes (with the tracker's pending changes when it flushes), and
     # which of them have a longer services list than the stored row; written only if it flushes.
@@ -62,11 +67,19 @@ class SessionPlan:
             con.executemany(_UPDATE_SESSION, [[*_session_row(s)[4:], s.session_id] for s in grown])
         if same:
             con.executemany(_UPDATE_COUNTS, [[*_session_row(s)[4:-1], s.session_id] for s in same])
-        if self.retimes:
+        plain = [[t, sid, kind] for sid, kind, t, svc in self.retimes if svc is None]
+        if plain:
             con.executemany(
                 "UPDATE session_events SET time = make_timestamp_ns(?)"
                 " WHERE session_id = ? AND type = ?",
-                [[t, sid, kind] for sid, kind, t in self.retimes],
+                plain,
+            )
+        joined = [[t, sid, kind, svc] for sid, kind, t, svc in self.retimes if svc is not None]
+        if joined:
+            con.executemany(
+                "UPDATE session_events SET time = make_timestamp_ns(?)"
+                " WHERE session_id = ? AND type = ? AND (data->>'service') = ?",
+                joined,
             )
         if self.events:
             con.executemany(
@@ -128,10 +141,22 @@ _LOAD_SESSIONS = (
 )
 
 
+_LOAD_JOINED = (
+    "SELECT session_id, data->>'service', epoch_ns(min(time)) FROM session_events"
+    " WHERE type = 'service.joined' GROUP BY ALL"
+)
+
+
 def read_sessions(con: duckdb.DuckDBPyConnection) -> list[SessionState]:
-    """Every session row, oldest first (``last_arrival`` is not stored: 0)."""
-    rows = con.execute(_LOAD_SESSIONS).fetchall()
-    return [SessionState(*r[:11], services=tuple(r[11] or ())) for r in rows]
+    """Every session row, oldest first (``last_arrival`` is not stored: 0), with the times of
+    its service.joined events (a service without one: the session's start)."""
+    joined = {(sid, svc): t for sid, svc, t in con.execute(_LOAD_JOINED).fetchall()}
+    out = []
+    for r in con.execute(_LOAD_SESSIONS).fetchall():
+        services = tuple(r[11] or ())
+        times = tuple(joined.get((r[0], svc), r[4]) for svc in services)
+        out.append(SessionState(*r[:11], services=services, joined=times))
+    return out
 
 
 def recount_active(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int, int, int]]:

@@ -16,7 +16,7 @@ import click
 from collector import durations
 from collector.errors import RoomscopeError
 
-from ..library.errors import NotFound, QueryError
+from ..library.errors import QueryError
 from ..library.filters import (
     MAX_LIMIT,
     LogFilter,
@@ -31,6 +31,7 @@ from ..library.filters import (
 from ..library.records import parse_ts
 from ..library.traces import render_trees
 from . import views
+from .choice import NEWEST_RULE, pick_session, session_choice
 from .output import OutputFormat, emit, emit_sql, output_options
 from .serve import serve, token_group
 from .source import Source, open_source
@@ -105,15 +106,6 @@ def span_filter(**kw: Any) -> SpanFilter:
     return SpanFilter(**kw)
 
 
-def newest_session(src: Source, session_id: str | None, room: str | None) -> str:
-    if session_id is not None:
-        return session_id
-    found = src.sessions(SessionFilter(room=room, limit=1))["sessions"]
-    if not found:
-        raise NotFound("no sessions" + (f" in room {room!r}" if room else ""))
-    return found[0]["session_id"]
-
-
 @click.group(cls=_Group)
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--db", "db", type=click.Path(dir_okay=False), help="Read this store file directly.")
@@ -178,9 +170,8 @@ def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> No
         emit(output, result, "events", views.EVENTS)
 
 
-@session.command("traces")
-@click.argument("session_id", required=False)
-@click.option("--room", help="Newest session of this room (when no SESSION_ID).")
+@session.command("traces", epilog=NEWEST_RULE)
+@session_choice
 @click.option("--trace-id", help="Only this trace.")
 @span_filter_options
 @click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
@@ -190,20 +181,22 @@ def session_traces(
     ctx: click.Context,
     session_id: str | None,
     room: str | None,
+    project: str | None,
     show_attrs: bool,
     output: OutputFormat,
     **filters: Any,
 ) -> None:
     """Spans of one session as indented trees: traces in which at least one span matches."""
     with source(ctx) as src:
-        sid = newest_session(src, session_id, room)
+        sid = pick_session(src, session_id, room, project, output, "spans")
+        if sid is None:
+            return
         result = src.session_spans(sid, span_filter(**filters))
     emit(output, result, "spans", [], lambda s: "\n".join(render_trees(s, show_attrs)).rstrip())
 
 
-@session.command("logs")
-@click.argument("session_id", required=False)
-@click.option("--room", help="Newest session of this room (when no SESSION_ID).")
+@session.command("logs", epilog=NEWEST_RULE)
+@session_choice
 @click.option("--severity", type=SEVERITY, help="At least this level: TRACE..FATAL or 1-24.")
 @click.option("--grep", help="Body contains TEXT (case-insensitive).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new records until Ctrl-C.")
@@ -213,6 +206,7 @@ def session_logs(
     ctx: click.Context,
     session_id: str | None,
     room: str | None,
+    project: str | None,
     severity: int | None,
     grep: str | None,
     follow: bool,
@@ -220,7 +214,9 @@ def session_logs(
 ) -> None:
     """A session's log records in time order."""
     with source(ctx) as src, suppress(KeyboardInterrupt) if follow else nullcontext():
-        sid = newest_session(src, session_id, room)
+        sid = pick_session(src, session_id, room, project, output, "logs")
+        if sid is None:
+            return
         f = LogFilter(severity=severity, grep=grep)
         result = src.session_logs(sid, f)
         emit(output, result, "logs", views.LOGS)
@@ -250,9 +246,8 @@ def follow_logs(
         signal.signal(signal.SIGINT, previous)
 
 
-@session.command("metrics")
-@click.argument("session_id", required=False)
-@click.option("--room", help="Newest session of this room (when no SESSION_ID).")
+@session.command("metrics", epilog=NEWEST_RULE)
+@session_choice
 @click.option("--name", help="Only points of this metric.")
 @output_options
 @click.pass_context
@@ -260,12 +255,16 @@ def session_metrics(
     ctx: click.Context,
     session_id: str | None,
     room: str | None,
+    project: str | None,
     name: str | None,
     output: OutputFormat,
 ) -> None:
     """A session's metric points."""
     with source(ctx) as src:
-        result = src.session_metrics(newest_session(src, session_id, room), MetricFilter(name))
+        sid = pick_session(src, session_id, room, project, output, "metrics")
+        if sid is None:
+            return
+        result = src.session_metrics(sid, MetricFilter(name))
     emit(output, result, "metrics", views.METRICS)
 
 

@@ -36,7 +36,15 @@ def segment(text: str) -> str:
 class LocalSource(Reader):
     """A store file opened read-only (no collector may hold it)."""
 
-    def __init__(self, path: str, *, default_limit: int, timeout: float, max_rows: int):
+    def __init__(
+        self,
+        path: str,
+        *,
+        default_limit: int,
+        timeout: float,
+        max_rows: int,
+        idle_timeout: float,
+    ):
         self.path = path
         if path != ":memory:" and not Path(path).expanduser().is_file():
             raise SourceError(
@@ -52,7 +60,13 @@ class LocalSource(Reader):
             ) from None
         except StoreError as exc:
             raise SourceError(str(exc)) from None
-        super().__init__(con, default_limit=default_limit, timeout=timeout, max_rows=max_rows)
+        super().__init__(
+            con,
+            default_limit=default_limit,
+            timeout=timeout,
+            max_rows=max_rows,
+            idle_timeout=idle_timeout,
+        )
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
@@ -167,6 +181,7 @@ def open_source(
             default_limit=settings.get("query.default_limit"),
             timeout=timeout,
             max_rows=settings.get("query.max_rows"),
+            idle_timeout=settings.get("sessions.idle_timeout"),
         )
 
     if server:

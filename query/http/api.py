@@ -37,15 +37,20 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
     """The query port's app: REST API, OpenAPI document, health checks and the console."""
     limit, timeout = settings.get("query.default_limit"), settings.get("query.timeout")
     max_rows = settings.get("query.max_rows")
+    idle = settings.get("sessions.idle_timeout")  # the collector's own: readers agree with it
 
     def read(fn: Callable[[Reader], Result], project: str | None) -> Result:
         cur = side.cursor()
         try:
-            return fn(
-                Reader(
-                    cur, default_limit=limit, timeout=timeout, max_rows=max_rows, project=project
-                )
+            reader = Reader(
+                cur,
+                default_limit=limit,
+                timeout=timeout,
+                max_rows=max_rows,
+                idle_timeout=idle,
+                project=project,
             )
+            return fn(reader)
         finally:
             cur.close()
 

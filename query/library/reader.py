@@ -6,7 +6,9 @@ Each method returns the JSON object the API answers and ``-o json`` prints, so t
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import duckdb
 
@@ -26,23 +28,37 @@ class Reader:
         default_limit: int,
         timeout: float,
         max_rows: int,
+        idle_timeout: float,
         project: str | None = None,
+        now: Callable[[], int] | None = None,
     ):
-        """``project``: see only that project's rows (a query token's), in every method."""
+        """``idle_timeout`` (seconds, ``sessions.idle_timeout``): a session whose last record
+        is that old reads as ended (SPEC 3), measured from ``now()`` (epoch ns; default the
+        wall clock). ``project``: see only that project's rows (a query token's), in every
+        method."""
         self.con = con
         self.default_limit = default_limit
         self.timeout = timeout
         self.max_rows = max_rows
+        self.idle_ns = int(idle_timeout * 1e9)
+        self.now = now
         self.readable = scope(con, project) if project is not None else None
 
+    def ended_before(self) -> int:
+        """Sessions last seen at or before this time (epoch ns) are ended: ``now - idle``."""
+        now = self.now() if self.now is not None else time.time_ns()
+        return now - self.idle_ns
+
     def sessions(self, f: SessionFilter) -> Result:
-        return {"sessions": sessions.list_sessions(self.con, f, self.default_limit)}
+        found = sessions.list_sessions(self.con, f, self.default_limit, self.ended_before())
+        return {"sessions": found}
 
     def session(self, session_id: str) -> Result:
-        return {"session": sessions.get_session(self.con, session_id)}
+        return {"session": sessions.get_session(self.con, session_id, self.ended_before())}
 
     def session_events(self, session_id: str) -> Result:
-        return {"session_id": session_id, "events": sessions.session_timeline(self.con, session_id)}
+        events = sessions.session_timeline(self.con, session_id, self.ended_before())
+        return {"session_id": session_id, "events": events}
 
     def session_spans(self, session_id: str, f: SpanFilter) -> Result:
         sessions.resolve_session(self.con, session_id)
@@ -64,7 +80,7 @@ class Reader:
         return {"spans": traces.get_trace(self.con, trace_id)}
 
     def rooms(self) -> Result:
-        return {"rooms": sessions.list_rooms(self.con)}
+        return {"rooms": sessions.list_rooms(self.con, self.ended_before())}
 
     def sql(self, text: str) -> Result:
         return run_sql(
@@ -73,3 +89,39 @@ class Reader:
 
     def close(self) -> None:
         self.con.close()
+
+
+class SessionReads(Protocol):
+    """What :func:`newest_session` reads: a :class:`Reader`, or the CLI's remote source."""
+
+    def rooms(self) -> Result: ...
+
+    def sessions(self, f: SessionFilter) -> Result: ...
+
+
+# How many sessions of a room newest_session reads, then reads again (the API's page size, then
+# its largest), to find the chosen project's newest one among them.
+NEWEST_SCAN = (100, 10_000)
+
+
+def newest_session(
+    src: SessionReads, room: str | None = None, project: str | None = None
+) -> dict[str, Any] | None:
+    """The session a command without a session id means (``--room``, ``--project``): the newest
+    (latest start) of ``project`` in ``room``; no project given, of the project with the most
+    recent activity in the room (or anywhere, without a room), so that a newer one-span session
+    of another project does not hide the room's run. None: no such session.
+
+    Both CLI sources (and the API behind ``--server``) answer it from the same reads, ``rooms``
+    (per project and room, most recently active first) then ``sessions``."""
+    if project is None:
+        active = [r for r in src.rooms()["rooms"] if room is None or r["room"] == room]
+        if not active:
+            return None
+        project = active[0]["project"]
+    for limit in NEWEST_SCAN:
+        found = src.sessions(SessionFilter(room=room, limit=limit))["sessions"]
+        mine = [s for s in found if s["project"] == project]
+        if mine or len(found) < limit:
+            return mine[0] if mine else None
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import duckdb
@@ -14,21 +15,38 @@ from .records import METRIC_VALUES, fetch_records, log_rows_sql, select_list
 from .search import log_where, metric_where, session_where, where_sql
 
 Record = dict[str, Any]
+# The data of the session.ended event the collector's sweep writes (collector/sessions.py).
+ENDED_IDLE = json.dumps({"reason": "idle"})
 
 
-def list_sessions(con: duckdb.DuckDBPyConnection, f: SessionFilter, limit: int) -> list[Record]:
-    """Newest first."""
+# SPEC 3: the state is the same whoever reads it. The collector's sweep writes ``ended_at`` once
+# no record arrived for ``idle``; a reader also shows a session as ended once its last record is
+# ``idle`` old, even if no collector ran since (a store read with --db, a collector that was
+# stopped): ``ended_at = last_seen_at``, as the sweep would write it. The one parameter is the
+# reader's cutoff, ``now - idle`` in epoch ns (Reader.ended_before).
+SESSIONS = (
+    "(SELECT * REPLACE (CASE WHEN ended_at IS NULL AND last_seen_at <= make_timestamp_ns(?)"
+    " THEN last_seen_at ELSE ended_at END AS ended_at) FROM sessions) AS sessions"
+)
+
+
+def list_sessions(
+    con: duckdb.DuckDBPyConnection, f: SessionFilter, limit: int, ended_before: int
+) -> list[Record]:
+    """Newest first; ``ended_before``: sessions last seen then or earlier are ended."""
     conds, params = session_where(f)
     sql = (
-        f"SELECT {select_list('sessions')} FROM sessions{where_sql(conds)}"
+        f"SELECT {select_list('sessions')} FROM {SESSIONS}{where_sql(conds)}"
         " ORDER BY started_at DESC, session_id DESC LIMIT ?"
     )
-    return fetch_records(con, sql, [*params, f.limit or limit])
+    return fetch_records(con, sql, [ended_before, *params, f.limit or limit])
 
 
-def get_session(con: duckdb.DuckDBPyConnection, session_id: str) -> Record:
+def get_session(con: duckdb.DuckDBPyConnection, session_id: str, ended_before: int) -> Record:
     rows = fetch_records(
-        con, f"SELECT {select_list('sessions')} FROM sessions WHERE session_id = ?", [session_id]
+        con,
+        f"SELECT {select_list('sessions')} FROM {SESSIONS} WHERE session_id = ?",
+        [ended_before, session_id],
     )
     if not rows:
         raise NotFound(f"no session {session_id!r}")
@@ -113,8 +131,13 @@ def session_window(
     return "", []
 
 
-def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Record]:
-    """Lifecycle events, log records and error spans of one session, in time order."""
+def session_timeline(
+    con: duckdb.DuckDBPyConnection, session_id: str, ended_before: int
+) -> list[Record]:
+    """Lifecycle events, log records and error spans of one session, in time order.
+
+    A session the reader shows as ended (``ended_before``) that no sweep has ended yet gets the
+    ``session.ended`` event the sweep would write, at its ``last_seen_at``."""
     resolve_session(con, session_id)
     lwin, lparams = session_window(con, session_id, "logs")
     swin, sparams = session_window(con, session_id, "spans")
@@ -124,6 +147,10 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
                CASE type WHEN 'session.started' THEN 0 WHEN 'session.ended' THEN 4 ELSE 1 END AS o
         FROM session_events WHERE session_id = ?
         UNION ALL
+        SELECT epoch_ns(last_seen_at), 'session.ended', NULL, NULL, ?, NULL, NULL, 4
+        FROM sessions WHERE session_id = ? AND ended_at IS NULL
+                            AND last_seen_at <= make_timestamp_ns(?)
+        UNION ALL
         SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2
         FROM {LOG_ROWS} WHERE session_id = ?{lwin}
         UNION ALL
@@ -132,7 +159,16 @@ def session_timeline(con: duckdb.DuckDBPyConnection, session_id: str) -> list[Re
         FROM {SPAN_ROWS} WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
-    params = [session_id, session_id, *lparams, session_id, *sparams]  # in the order of the ?s
+    params = [
+        session_id,
+        ENDED_IDLE,
+        session_id,
+        ended_before,
+        session_id,
+        *lparams,
+        session_id,
+        *sparams,
+    ]  # in the order of the ?s
     rows = fetch_records(con, sql, params)
     for row in rows:
         del row["o"]
@@ -159,13 +195,13 @@ def session_metrics(
     return fetch_records(con, sql, [session_id, *params, f.limit or limit], data=METRIC_VALUES)
 
 
-def list_rooms(con: duckdb.DuckDBPyConnection) -> list[Record]:
+def list_rooms(con: duckdb.DuckDBPyConnection, ended_before: int) -> list[Record]:
     """Rooms with session counts and last activity, most recently active first."""
-    sql = """
+    sql = f"""
         SELECT project, room, count(*) AS sessions,
                count(*) FILTER (WHERE ended_at IS NULL) AS active_sessions,
                sum(span_count) AS span_count, sum(log_count) AS log_count,
                sum(error_count) AS error_count, epoch_ns(max(last_seen_at)) AS last_seen_at
-        FROM sessions GROUP BY project, room ORDER BY max(last_seen_at) DESC, room
+        FROM {SESSIONS} GROUP BY project, room ORDER BY max(last_seen_at) DESC, room, project
     """
-    return fetch_records(con, sql)
+    return fetch_records(con, sql, [ended_before])
