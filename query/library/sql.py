@@ -12,34 +12,10 @@ import pyarrow.compute as pc
 
 from .errors import QueryError
 from .records import format_ts, jsonable
-from .sandbox import check_select, scope
+from .sandbox import check_read_only, check_select, scope
 
 _BATCH_ROWS = 2048
 _EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.IGNORECASE)
-
-
-def check_read_only(sql: str) -> str:
-    """The single statement of ``sql`` if it only reads (SELECT/WITH/FROM, SHOW, DESCRIBE,
-    SUMMARIZE, EXPLAIN of a read); otherwise a clear QueryError."""
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError(f"SQL error: {str(exc).splitlines()[0]}") from None
-    if not statements:
-        raise QueryError("no SQL statement given")
-    if len(statements) > 1:
-        raise QueryError("one SQL statement at a time, please")
-    st = statements[0]
-    kind = st.type
-    if kind == duckdb.StatementType.EXPLAIN:
-        inner = duckdb.extract_statements(_EXPLAIN.sub("", st.query, count=1))
-        kind = inner[0].type if len(inner) == 1 else duckdb.StatementType.INVALID
-    if kind != duckdb.StatementType.SELECT:
-        raise QueryError(
-            f"refused: roomscope sql is read-only ({kind.name.replace('_', ' ')} statements are"
-            " not allowed); use SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE or EXPLAIN"
-        )
-    return st.query
 
 
 def _column(array: pa.ChunkedArray) -> list[Any]:
