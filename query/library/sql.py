@@ -67,7 +67,7 @@ def run_sql(
     except duckdb.InterruptException:
         raise QueryError(f"SQL query interrupted after {timeout:g}s (query.timeout)") from None
     except duckdb.Error as exc:
-        raise QueryError(f"SQL error: {str(exc).splitlines()[0]}") from None
+        raise QueryError(f"SQL error: {with_hint(str(exc).splitlines()[0])}") from None
     finally:
         timer.cancel()
     columns = [_column(table.column(i)) for i in range(table.num_columns)]
@@ -78,3 +78,15 @@ def run_sql(
     if truncated:  # cut at query.max_rows
         result["truncated"] = True
     return result
+
+
+def with_hint(message: str) -> str:
+    """A DuckDB error ``message``, with the way out where users commonly get stuck: the tables'
+    times are TIMESTAMP_NS in UTC, ``now()`` is a TIMESTAMP WITH TIME ZONE, and DuckDB will not
+    compare the two."""
+    if "TIMESTAMP_NS" in message and "TIMESTAMP WITH TIME ZONE" in message:
+        return (
+            f"{message} (the tables' times are TIMESTAMP_NS in UTC: compare them with"
+            " timezone('UTC', now()) - INTERVAL 1 HOUR)"
+        )
+    return message
