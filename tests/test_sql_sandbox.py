@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 from otlp_factory import trace_request
@@ -49,6 +50,7 @@ def world(start_collector: Any, tmp_path: Path) -> World:
         headers = {**PROTO, "authorization": f"Bearer {token}"}
         assert httpx.post(rc.http_url + "/v1/traces", content=body, headers=headers).is_success
     (tmp_path / "secret.csv").write_text(f"a\n{SECRET}\n")
+    duckdb.execute(f"COPY (SELECT 1 AS \"{SECRET}\") TO '{tmp_path}/x.parquet'")
     alpha = {"authorization": f"Bearer {create_token(tokens, 'alpha', 'query')}"}
     catalog = rc.query("SELECT current_database()")[0][0]
     return World(rc, alpha, tmp_path, catalog)
@@ -71,6 +73,8 @@ HOSTILE = [
     "SELECT * FROM 's3://bucket/x.parquet'",
     "SELECT st_point(1, 2)",  # a known extension's function: no autoinstall from the network
     "SELECT * FROM sqlite_scan('{tmp}/x.db', 't')",
+    # the planner binds any SQL: a parquet file's schema (here a column named SECRET)
+    "SELECT json_serialize_plan('SELECT * FROM read_parquet(''{tmp}/x.parquet'')')",
     "SELECT (SELECT count(*) FROM read_text('{tmp}/secret.csv'))",
     "COPY spans TO '{tmp}/out.csv'",
     "COPY (SELECT * FROM spans) TO '{tmp}/out.csv'",
@@ -122,6 +126,9 @@ HOSTILE = [
     "SUMMARIZE main.spans",
     "DESCRIBE main.spans",
     "SELECT * FROM spans WHERE project = 'beta'",
+    "SELECT stats(room) FROM sessions",  # the statistics of the table under the view: beta-room
+    "SELECT stats(room) FROM spans",
+    "SELECT pg_get_viewdef(view_oid) FROM range(100000) t(view_oid)",
     "SELECT * FROM spans UNION ALL SELECT * FROM main.spans",
     "FROM main.spans",
     "SELECT * FROM main.spans AS spans",

@@ -10,35 +10,11 @@ import duckdb
 import pyarrow as pa
 
 from .errors import QueryError
-from .sandbox import check_select, scope
+from .sandbox import check_read_only, check_select, scope
 from .values import arrow_values
 
 _BATCH_ROWS = 2048
 _EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.IGNORECASE)
-
-
-def check_read_only(sql: str) -> str:
-    """The single statement of ``sql`` if it only reads (SELECT/WITH/FROM, SHOW, DESCRIBE,
-    SUMMARIZE, EXPLAIN of a read); otherwise a clear QueryError."""
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError(f"SQL error: {str(exc).splitlines()[0]}") from None
-    if not statements:
-        raise QueryError("no SQL statement given")
-    if len(statements) > 1:
-        raise QueryError("one SQL statement at a time, please")
-    st = statements[0]
-    kind = st.type
-    if kind == duckdb.StatementType.EXPLAIN:
-        inner = duckdb.extract_statements(_EXPLAIN.sub("", st.query, count=1))
-        kind = inner[0].type if len(inner) == 1 else duckdb.StatementType.INVALID
-    if kind != duckdb.StatementType.SELECT:
-        raise QueryError(
-            f"refused: roomscope sql is read-only ({kind.name.replace('_', ' ')} statements are"
-            " not allowed); use SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE or EXPLAIN"
-        )
-    return st.query
 
 
 # Types Arrow cannot carry faithfully (BIT and BIGNUM arrive as raw bytes, UHUGEINT as a
@@ -103,7 +79,7 @@ def run_sql(
     except duckdb.InterruptException:
         raise QueryError(f"SQL query interrupted after {timeout:g}s (query.timeout)") from None
     except duckdb.Error as exc:
-        raise QueryError(f"SQL error: {str(exc).splitlines()[0]}") from None
+        raise QueryError(f"SQL error: {with_hint(str(exc).splitlines()[0])}") from None
     finally:
         timer.cancel()
     # Every value is data here: NaN and ±Infinity come out as "NaN", "Infinity", "-Infinity".
@@ -117,3 +93,15 @@ def run_sql(
     if truncated:  # cut at query.max_rows
         result["truncated"] = True
     return result
+
+
+def with_hint(message: str) -> str:
+    """A DuckDB error ``message``, with the way out where users commonly get stuck: the tables'
+    times are TIMESTAMP_NS in UTC, ``now()`` is a TIMESTAMP WITH TIME ZONE, and DuckDB will not
+    compare the two."""
+    if "TIMESTAMP_NS" in message and "TIMESTAMP WITH TIME ZONE" in message:
+        return (
+            f"{message} (the tables' times are TIMESTAMP_NS in UTC: compare them with"
+            " timezone('UTC', now()) - INTERVAL 1 HOUR)"
+        )
+    return message
