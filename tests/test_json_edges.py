@@ -154,6 +154,7 @@ LITERALS = [
     ("170141183460469231731687303715884105727::HUGEINT", 2**127 - 1),
     ("340282366920938463463374607431768211455::UHUGEINT", 2**128 - 1),
     ("sum(x) FROM range(3) t(x)", 3),  # a BIGINT sum is a HUGEINT: an integer, not 3.0
+    ("row(1, 2)", [1, 2]),  # unnamed fields: a list, not an object that keeps one
     ("'\\xAA\\xBB'::BLOB", "qrs="),
     ("INTERVAL 1 DAY", "P1D"),
     ("INTERVAL '1 month 2 days 03:04:05.5'", "P1M2DT11045.5S"),

@@ -141,6 +141,8 @@ def arrow_values(array: pa.Array | pa.ChunkedArray, data: bool = False) -> list[
         children = [arrow_values(c, data) for c in array.flatten()]
         names = [f.name for f in t]
         valid = array.is_valid().to_pylist()
+        if len(set(names)) < len(names):  # row(1, 2): unnamed fields, a JSON object would drop
+            return [[c[i] for c in children] if ok else None for i, ok in enumerate(valid)]
         return [
             dict(zip(names, [c[i] for c in children], strict=True)) if ok else None
             for i, ok in enumerate(valid)
