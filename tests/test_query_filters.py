@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import pytest
@@ -79,15 +79,30 @@ def test_attrs_repeatable_and_comma_separated() -> None:
 
 
 def test_times_relative_and_iso() -> None:
-    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-    assert parse_time("15m", now) == now - timedelta(minutes=15)
-    assert parse_time("2h", now) == now - timedelta(hours=2)
-    assert parse_time("7d", now) == now - timedelta(days=7)
-    assert parse_time("2026-11-24T10:00:00Z") == datetime(2026, 11, 24, 10, tzinfo=UTC)
-    assert parse_time("2026-11-24T12:00:00+02:00") == datetime(2026, 11, 24, 10, tzinfo=UTC)
-    assert parse_time("2026-11-24 10:00") == datetime(2026, 11, 24, 10, tzinfo=UTC)
+    now = parse_ts("2026-11-24T12:00:00.123456789Z")
+    minute = 60 * 10**9
+    assert parse_time("15m", now) == now - 15 * minute
+    assert parse_time("2h", now) == now - 120 * minute
+    assert parse_time("7d", now) == now - 7 * 24 * 60 * minute
+    assert parse_time("2026-11-24T10:00:00Z") == parse_ts("2026-11-24T10:00:00Z")
+    assert parse_time("2026-11-24T12:00:00+02:00") == parse_ts("2026-11-24T10:00:00Z")
+    assert parse_time("2026-11-24 10:00") == parse_ts("2026-11-24T10:00:00Z")
     with pytest.raises(QueryError, match="invalid time"):
         parse_time("yesterday")
+
+
+def test_iso_times_keep_nanoseconds() -> None:
+    """A time as roomscope prints it selects that very nanosecond (datetime has only µs)."""
+    assert format_ts(parse_time("2026-11-24T16:20:18.818597583Z")) == (
+        "2026-11-24T16:20:18.818597583Z"
+    )
+    assert parse_time("2026-11-24T18:20:18.8185975+02:00") == parse_ts(
+        "2026-11-24T16:20:18.818597500Z"
+    )
+    assert parse_time("1969-12-31T23:59:59.5Z") == -500_000_000
+    for bad in ("2026-11-24T16:20:18.8185975831Z", "1600-01-01", "2300-01-01"):
+        with pytest.raises(QueryError, match="invalid time"):
+            parse_time(bad)
 
 
 def test_severities() -> None:
@@ -120,7 +135,8 @@ def test_filters_round_trip_through_api_parameters() -> None:
         room="r",
         min_duration=1_500_000_000,
         attrs=(("a", "1"), ("b", "2")),
-        since=datetime(2026, 1, 1, tzinfo=UTC),
+        since=parse_ts("2026-01-01T00:00:00.000000001Z"),
+        until=parse_ts("2026-01-01T00:00:00.999999999Z"),
         limit=5,
     )
     assert SpanFilter(**parse_params(TRACES, f.to_params())) == f

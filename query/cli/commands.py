@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import click
@@ -153,7 +152,7 @@ def session_list(
     ctx: click.Context,
     room: str | None,
     state: str | None,
-    since: datetime | None,
+    since: int | None,
     limit: int | None,
     output: OutputFormat,
 ) -> None:

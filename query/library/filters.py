@@ -7,6 +7,8 @@ parsed by the CLI reaches a remote server unchanged.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from typing import Any
 from collector import durations
 
 from .errors import QueryError
+from .records import format_ts
 
 SEVERITIES = {
     "TRACE": 1,
@@ -74,30 +77,50 @@ def parse_attrs(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def parse_time(text: str, now: datetime | None = None) -> datetime:
-    """``15m``, ``2h``, ``7d`` (that long ago) or an ISO timestamp (UTC by default) → UTC."""
-    now = now or datetime.now(UTC)
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """``15m``, ``2h``, ``7d`` (that long ago) or an ISO timestamp (UTC unless it names an
+    offset) → epoch nanoseconds. A fraction of a second keeps all its digits, up to nine: a
+    time printed by roomscope (``...18.818597583Z``) selects exactly the records of that time."""
+    raw = str(text).strip()
     try:
-        if durations.has_unit(text):
-            value = now - timedelta(microseconds=durations.duration_ns(text, "s") // 1000)
+        if durations.has_unit(raw):
+            now = time.time_ns() if now_ns is None else now_ns
+            value = now - durations.duration_ns(raw, "s")
         else:
-            value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
-    except ValueError:
+            value = _iso_ns(raw)
+    except (ValueError, OverflowError):
         raise QueryError(
             f"invalid time {text!r}: use an age like 15m, 2h, 7d or an ISO timestamp"
+            " (fractions of a second up to nanoseconds)"
         ) from None
-    except OverflowError:
-        value = datetime.min  # caught as out of range below
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     if not _TS_NS_MIN <= value <= _TS_NS_MAX:
         raise QueryError(f"invalid time {text!r}: stored times lie between 1678 and 2261")
-    return value.astimezone(UTC)
+    return value
+
+
+# The fraction of a second of an ISO time (datetime keeps only microseconds: parsed apart).
+_FRACTION = re.compile(r"(?<=\d\d:\d\d:\d\d)[.,](\d+)")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso_ns(text: str) -> int:
+    fraction = 0
+    m = _FRACTION.search(text)
+    if m:
+        digits = m.group(1)
+        if len(digits) > 9:
+            raise ValueError("more than nine digits of a second")
+        fraction = int(digits.ljust(9, "0"))
+        text = text[: m.start()] + text[m.end() :]
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(seconds=1) * 1_000_000_000 + fraction
 
 
 # What TIMESTAMP_NS holds (a signed 64-bit count of nanoseconds around 1970), with a margin.
-_TS_NS_MIN = datetime(1678, 1, 1, tzinfo=UTC)
-_TS_NS_MAX = datetime(2261, 12, 31, tzinfo=UTC)
+_TS_NS_MIN = (datetime(1678, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(seconds=1) * 10**9
+_TS_NS_MAX = (datetime(2261, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(seconds=1) * 10**9
 
 
 def parse_severity(text: str) -> int:
@@ -137,13 +160,9 @@ def parse_bool(text: str | bool) -> bool:
     raise QueryError(f"invalid boolean {text!r}: expected true or false")
 
 
-def iso_param(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _param_text(value: Any, name: str) -> str | list[str]:
-    if isinstance(value, datetime):
-        return iso_param(value)
+    if name in ("since", "until"):
+        return str(format_ts(value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if name in ("min_duration", "max_duration"):
@@ -178,8 +197,8 @@ class SpanFilter(Filter):
     min_duration: int | None = None  # ns, inclusive
     max_duration: int | None = None  # ns, inclusive
     attrs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: int | None = None  # epoch ns, inclusive
+    until: int | None = None  # epoch ns, inclusive
     limit: int | None = None
 
 
@@ -187,7 +206,7 @@ class SpanFilter(Filter):
 class SessionFilter(Filter):
     room: str | None = None
     active: bool | None = None  # True: active only, False: ended only
-    since: datetime | None = None
+    since: int | None = None  # epoch ns
     limit: int | None = None
 
 

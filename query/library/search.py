@@ -141,9 +141,9 @@ def span_where(f: SpanFilter, alias: str = "", key_maps: KeyMaps = None) -> Wher
     if f.max_duration is not None:
         add(f"{p}duration_ns <= ?", f.max_duration)
     if f.since is not None:
-        add(f"{p}start_time >= ?", f.since.replace(tzinfo=None))
+        add(f"{p}start_time >= make_timestamp_ns(?)", f.since)
     if f.until is not None:
-        add(f"{p}start_time <= ?", f.until.replace(tzinfo=None))
+        add(f"{p}start_time <= make_timestamp_ns(?)", f.until)
     for key, value in f.attrs:
         places = UNKNOWN if key_maps is None else key_maps.get(key, UNKNOWN)
         sql, values = _attr_condition(key, value, alias, places)
@@ -162,8 +162,8 @@ def session_where(f: SessionFilter) -> Where:
     elif f.active is False:
         conds.append("ended_at IS NOT NULL")
     if f.since is not None:
-        conds.append("last_seen_at >= ?")
-        params.append(f.since.replace(tzinfo=None))
+        conds.append("last_seen_at >= make_timestamp_ns(?)")
+        params.append(f.since)
     return conds, params
 
 

@@ -36,10 +36,9 @@ def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> l
     newest = newest_start(con)
     if newest is not None:
         if f.until is not None:
-            newest = min(newest, int(f.until.timestamp()) * 10**9)
-        since = int(f.since.timestamp()) * 10**9 if f.since is not None else None
+            newest = min(newest, f.until)
         for width in SEARCH_WINDOWS_NS:
-            if since is not None and newest - width <= since:
+            if f.since is not None and newest - width <= f.since:
                 break
             window = [*conds, "start_time >= make_timestamp_ns(?)"]
             wparams = [*params, newest - width, n]
