@@ -179,3 +179,24 @@ def test_since_and_until_select_a_span_by_its_start_as_printed(world: World) -> 
     spans = api(world, "/traces", until=start, name="call.start").json()["spans"]
     assert [s["name"] for s in spans] == ["call.start"]
     assert api(world, "/traces", until=just_before, name="call.start").json()["spans"] == []
+
+
+# -- item 10: a malformed trace id is a usage error everywhere -----------------------------------
+
+
+def test_a_malformed_trace_id_is_a_usage_error_and_a_400_everywhere(world: World) -> None:
+    commands = [["trace", "xyz"], ["session", "traces", "s-delta", "--trace-id", "xyz"]]
+    for result in both(world, *commands):
+        assert result.exit_code == 2 and "invalid trace id 'xyz'" in result.stderr
+        assert "32 hex digits" in result.stderr
+    for path, params in [
+        ("/traces", {"trace_id": "zzz"}),
+        ("/sessions/s-delta/spans", {"trace_id": "zzz"}),
+        ("/traces/xyz", {}),
+    ]:
+        r = api(world, path, **params)
+        assert r.status_code == 400 and "32 hex digits" in r.json()["error"], (path, r.text)
+    # Well-formed ids in any case are the same trace.
+    (upper,) = both(world, ["trace", TRACE_D.upper(), "-o", "json"])
+    assert upper.exit_code == 0 and len(json.loads(upper.stdout)["spans"]) == 7
+    assert api(world, "/traces", trace_id=TRACE_D.upper()).json()["spans"]

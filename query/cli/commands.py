@@ -28,7 +28,7 @@ from ..library.filters import (
     parse_time,
 )
 from ..library.records import parse_ts
-from ..library.traces import render_trees
+from ..library.traces import check_trace_id, render_trees
 from . import views
 from .output import OutputFormat, emit, emit_sql, output_options
 from .serve import serve, token_group
@@ -60,6 +60,7 @@ DURATION = _Parsed("DURATION", parse_duration)
 TIME = _Parsed("TIME", parse_time)
 ATTRS = _Parsed("K=V", lambda v: parse_attrs([v]))
 SEVERITY = _Parsed("LEVEL", parse_severity)
+TRACE_ID = _Parsed("TRACE_ID", check_trace_id)
 
 
 @contextmanager
@@ -180,7 +181,7 @@ def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> No
 @session.command("traces")
 @click.argument("session_id", required=False)
 @click.option("--room", help="Newest session of this room (when no SESSION_ID).")
-@click.option("--trace-id", help="Only this trace.")
+@click.option("--trace-id", type=TRACE_ID, help="Only this trace (32 hex digits).")
 @span_filter_options
 @click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
 @output_options
@@ -286,7 +287,7 @@ def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None
 
 
 @main.command("trace")
-@click.argument("trace_id")
+@click.argument("trace_id", type=TRACE_ID)
 @click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
 @output_options
 @click.pass_context

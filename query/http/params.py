@@ -18,6 +18,7 @@ from ..library.filters import (
     parse_severity,
     parse_time,
 )
+from ..library.traces import check_trace_id
 
 
 def _text(value: str) -> str:
@@ -58,7 +59,7 @@ P = {
         Param("session", _text, "Session id.", _STR),
         Param("service", _text, "Service name (service_name).", _STR),
         Param("name", _text, "Span name contains this text (case-insensitive).", _STR),
-        Param("trace_id", _text, "Trace id (32 hex digits).", _STR),
+        Param("trace_id", check_trace_id, "Trace id (32 hex digits).", _STR),
         Param(
             "min_duration",
             parse_duration,
