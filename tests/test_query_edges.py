@@ -200,3 +200,27 @@ def test_a_malformed_trace_id_is_a_usage_error_and_a_400_everywhere(world: World
     (upper,) = both(world, ["trace", TRACE_D.upper(), "-o", "json"])
     assert upper.exit_code == 0 and len(json.loads(upper.stdout)["spans"]) == 7
     assert api(world, "/traces", trace_id=TRACE_D.upper()).json()["spans"]
+
+
+# -- item 12: options that exclude each other ----------------------------------------------------
+
+
+def test_options_that_exclude_each_other_are_usage_errors(world: World) -> None:
+    result = run("--db", str(world.db), "--server", world.api_url, "rooms")
+    assert result.exit_code == 2
+    assert "--db and --server cannot be used together" in result.stderr
+    (result,) = both(world, ["session", "list", "--active", "--ended"])
+    assert result.exit_code == 2
+    assert "--active and --ended cannot be used together" in result.stderr
+    r = api(world, "/sessions", active=["true", "false"])
+    assert r.status_code == 400 and "active given more than once" in r.json()["error"]
+
+
+# -- item 16: smaller ones -----------------------------------------------------------------------
+
+
+def test_global_options_name_their_values_and_the_default_source() -> None:
+    text = " ".join(run("--help").stdout.split())
+    assert "--db PATH" in text and "--server URL" in text and "--config FILE" in text
+    assert "--db FILE" not in text and "--server TEXT" not in text
+    assert "With neither: the configured server" in text and "store file (store.path)" in text

@@ -115,12 +115,26 @@ def newest_session(src: Source, session_id: str | None, room: str | None) -> str
 
 
 @click.group(cls=_Group)
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option("--db", "db", type=click.Path(dir_okay=False), help="Read this store file directly.")
-@click.option("--server", "server", help="Query a running collector at this URL.")
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), metavar="FILE", help="TOML config file."
+)
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Read this store file directly (read-only; no collector may hold it).",
+)
+@click.option(
+    "--server",
+    "server",
+    metavar="URL",
+    help="Query a running collector's API at this URL, e.g. http://127.0.0.1:4320.",
+)
 @click.option(
     "--token",
     envvar="ROOMSCOPE_TOKEN",
+    metavar="TOKEN",
     help="Query token sent to the server as a bearer token (ROOMSCOPE_TOKEN).",
 )
 @click.version_option(package_name="roomscope")
@@ -128,7 +142,18 @@ def newest_session(src: Source, session_id: str | None, room: str | None) -> str
 def main(
     ctx: click.Context, config: str | None, db: str | None, server: str | None, token: str | None
 ) -> None:
-    """roomscope: OpenTelemetry for room-based applications, stored in DuckDB."""
+    """roomscope: OpenTelemetry for room-based applications, stored in DuckDB.
+
+    Read commands take their data from --db PATH or --server URL (not both). With neither:
+    the configured server (server.api_host and server.api_port, default
+    http://127.0.0.1:4320) if it answers within query.probe_timeout, else the configured
+    store file (store.path).
+    """
+    if db is not None and server is not None:
+        raise click.UsageError(
+            "--db and --server cannot be used together: --db PATH reads a store file,"
+            " --server URL queries a running collector; give one of them"
+        )
     ctx.obj = {"config": config, "db": db, "server": server, "token": token}
 
 
@@ -143,24 +168,31 @@ def session() -> None:
 
 @session.command("list")
 @click.option("--room", help="Only sessions of this room.")
-@click.option("--active", "state", flag_value="active", help="Only active sessions.")
-@click.option("--ended", "state", flag_value="ended", help="Only ended sessions.")
-@click.option("--since", type=TIME, help="Seen since: 15m, 2h, 7d or an ISO timestamp.")
+@click.option("--active", is_flag=True, help="Only active sessions.")
+@click.option("--ended", is_flag=True, help="Only ended sessions.")
+@click.option(
+    "--since",
+    type=TIME,
+    help="Seen since: 15m, 2h, 7d or an ISO timestamp (to the ns).",
+)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N sessions.")
 @output_options
 @click.pass_context
 def session_list(
     ctx: click.Context,
     room: str | None,
-    state: str | None,
+    active: bool,
+    ended: bool,
     since: int | None,
     limit: int | None,
     output: OutputFormat,
 ) -> None:
     """Sessions, newest first."""
-    active = {"active": True, "ended": False}.get(state)
+    if active and ended:
+        raise click.UsageError("--active and --ended cannot be used together: give one of them")
     with source(ctx) as src:
-        result = src.sessions(SessionFilter(room, active, since, limit))
+        state = True if active else (False if ended else None)
+        result = src.sessions(SessionFilter(room, state, since, limit))
     emit(output, result, "sessions", views.SESSIONS)
 
 
@@ -274,8 +306,12 @@ def session_metrics(
 @click.option("--session", help="Only spans of this session.")
 @click.option("--service", help="Only spans of this service.")
 @span_filter_options
-@click.option("--since", type=TIME, help="Started since: 15m, 2h, 7d or an ISO timestamp.")
-@click.option("--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp.")
+@click.option(
+    "--since", type=TIME, help="Started since: 15m, 2h, 7d or an ISO timestamp (to the ns)."
+)
+@click.option(
+    "--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp (to the ns)."
+)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N spans.")
 @output_options
 @click.pass_context

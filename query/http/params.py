@@ -75,8 +75,12 @@ P = {
             {"type": "string", "example": "status=error"},
             repeatable=True,
         ),
-        Param("since", parse_time, "From this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
-        Param("until", parse_time, "Up to this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
+        Param(
+            "since", parse_time, "From this time: 15m, 2h, 7d or ISO timestamp (to the ns).", _TIME
+        ),
+        Param(
+            "until", parse_time, "Up to this time: 15m, 2h, 7d or ISO timestamp (to the ns).", _TIME
+        ),
         Param(
             "limit",
             parse_limit,
