@@ -216,6 +216,29 @@ def test_options_that_exclude_each_other_are_usage_errors(world: World) -> None:
     assert r.status_code == 400 and "active given more than once" in r.json()["error"]
 
 
+# -- item 13: --attrs values with commas, array attributes ---------------------------------------
+
+
+def test_attrs_values_hold_commas_and_match_an_element_of_an_array(world: World) -> None:
+    cases = {
+        'q="a=b,c"': ["tagged"],
+        r"q=a=b\,c": ["tagged"],
+        "q=a=b": ["untagged"],
+        "tags=a": ["tagged"],
+        'tags="b,c"': ["tagged"],
+        "tags=b": [],
+        "tags=[WARN] not json": ["untagged"],
+        'tags=a,q="a=b,c"': ["tagged"],
+    }
+    results = both(world, *(["traces", "--attrs", a, "-o", "json"] for a in cases))
+    for (attrs, expected), result in zip(cases.items(), results, strict=True):
+        assert names(result) == expected, attrs
+        spans = api(world, "/traces", attrs=attrs).json()["spans"]
+        assert sorted(s["name"] for s in spans) == expected, attrs
+    (session,) = both(world, ["session", "traces", "s-delta", "--attrs", "tags=a", "-o", "json"])
+    assert len(names(session)) == 7  # the whole trace of the matching span
+
+
 # -- item 16: smaller ones -----------------------------------------------------------------------
 
 

@@ -91,8 +91,10 @@ def span_filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 type=ATTRS,
                 multiple=True,
                 help="K=V (repeatable, or K1=V1,K2=V2): all must hold; span attributes, then"
-                " resource attributes; status=error also matches status code ERROR;"
-                " service=, name=, kind= fall back to the span's own fields.",
+                " resource attributes; an array attribute matches when an element is V; quote a"
+                ' value holding a comma (K="a,b") or escape it (K=a\\,b); status=error also'
+                " matches status code ERROR; service=, name=, kind= fall back to the span's own"
+                " fields.",
             ),
         ]
     ):

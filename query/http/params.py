@@ -70,8 +70,10 @@ P = {
         Param(
             "attrs",
             lambda v: parse_attrs([v]),
-            "K=V; all must hold; span attributes, then resource attributes; status=error also"
-            " matches status code ERROR; service/name/kind fall back to the span's fields.",
+            "K=V (or K1=V1,K2=V2); all must hold; span attributes, then resource attributes;"
+            " an array attribute matches when an element is V; quote a value holding a comma"
+            ' (K="a,b") or escape it (K=a\\,b); status=error also matches status code ERROR;'
+            " service/name/kind fall back to the span's fields.",
             {"type": "string", "example": "status=error"},
             repeatable=True,
         ),

@@ -64,16 +64,27 @@ def format_ns_duration(ns: int | None) -> str:
 
 
 def parse_attrs(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """``["a=1,b=2", "c=3"]`` → ``(("a","1"), ("b","2"), ("c","3"))``; every pair needs ``=``."""
+    """``["a=1,b=2", "c=3"]`` → ``(("a","1"), ("b","2"), ("c","3"))``; every pair needs ``=``.
+
+    A comma separates pairs and the first ``=`` separates a key from its value, so
+    ``q=a=b`` is key ``q``, value ``a=b``. A comma, ``=`` or ``"`` that is part of a key or
+    value is quoted (``q="a,b"``) or escaped with a backslash (``q=a\\,b``); ``\\\\`` is one
+    backslash (any other backslash stays as it is). Blanks around keys and values are dropped,
+    blanks inside quotes kept."""
     pairs: list[tuple[str, str]] = []
     for value in values:
-        for part in str(value).split(","):
-            if not part.strip():
+        for part in _split_pairs(str(value)):
+            if all(c.isspace() and not lit for c, lit in part):
                 continue
-            key, eq, val = part.partition("=")
-            if not eq or not key.strip():
-                raise QueryError(f"invalid attribute filter {part!r}: expected KEY=VALUE")
-            pairs.append((key.strip(), val.strip()))
+            eq = next((i for i, (c, lit) in enumerate(part) if c == "=" and not lit), None)
+            key = _unquoted(part[:eq]) if eq is not None else ""
+            if eq is None or not key:
+                raise QueryError(
+                    f"invalid attribute filter {_raw(part)!r}: expected KEY=VALUE (a comma"
+                    ' separates pairs: quote a value that holds one, q="a,b", or escape it,'
+                    " q=a\\,b)"
+                )
+            pairs.append((key, _unquoted(part[eq + 1 :])))
     return tuple(pairs)
 
 
@@ -123,6 +134,55 @@ _TS_NS_MIN = (datetime(1678, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(seconds=1)
 _TS_NS_MAX = (datetime(2261, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(seconds=1) * 10**9
 
 
+_ESCAPABLE = ',="\\'
+Chars = list[tuple[str, bool]]  # (character, quoted or escaped)
+
+
+def _split_pairs(text: str) -> list[Chars]:
+    """``text`` cut at the commas outside double quotes, each character marked literal when
+    quoted or escaped (quotes and escaping backslashes removed)."""
+    parts: list[Chars] = [[]]
+    quoted = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPABLE:
+            parts[-1].append((text[i + 1], True))
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == "," and not quoted:
+            parts.append([])
+        else:
+            parts[-1].append((c, quoted))
+        i += 1
+    if quoted:
+        raise QueryError(f"invalid attribute filter {text!r}: a double quote is not closed")
+    return parts
+
+
+def _unquoted(chars: Chars) -> str:
+    """The text of ``chars`` without the blanks around it that were neither quoted nor escaped."""
+    start, end = 0, len(chars)
+    while start < end and chars[start][0].isspace() and not chars[start][1]:
+        start += 1
+    while end > start and chars[end - 1][0].isspace() and not chars[end - 1][1]:
+        end -= 1
+    return "".join(c for c, _ in chars[start:end])
+
+
+def _raw(chars: Chars) -> str:
+    return "".join(c for c, _ in chars).strip()
+
+
+def quote_attr(text: str) -> str:
+    """A key or value written so that :func:`parse_attrs` reads it back unchanged."""
+    if text and text.strip() == text and not any(c in _ESCAPABLE for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def parse_severity(text: str) -> int:
     """``warn``/``ERROR``/``13`` → the lowest severity number shown."""
     text = str(text).strip()
@@ -168,7 +228,7 @@ def _param_text(value: Any, name: str) -> str | list[str]:
     if name in ("min_duration", "max_duration"):
         return f"{value}ns"
     if name == "attrs":
-        return [f"{k}={v}" for k, v in value]
+        return [f"{quote_attr(k)}={quote_attr(v)}" for k, v in value]
     return str(value)
 
 
