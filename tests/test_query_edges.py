@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from test_query_fixtures import World
 
 from query.cli import main
-from query.library.records import format_ts
+from query.library.records import format_ts, parse_ts
 
 ROOMSCOPE = str(Path(sys.executable).with_name("roomscope"))
 MS = 1_000_000
@@ -239,7 +239,72 @@ def test_attrs_values_hold_commas_and_match_an_element_of_an_array(world: World)
     assert len(names(session)) == 7  # the whole trace of the matching span
 
 
+# -- item 14: durations, traces across rooms and days --------------------------------------------
+
+
+def test_durations_are_told_apart_and_a_negative_one_is_flagged(world: World) -> None:
+    table, as_json, tree = both(
+        world,
+        ["traces", "--room", "delta", "--name", "d."],
+        ["traces", "--room", "delta", "--name", "d.neg", "-o", "json"],
+        ["trace", TRACE_D],
+    )
+    rows = {line.split()[3]: line for line in table.stdout.splitlines()[1:]}
+    assert "  1.000s  " in rows["d.999"] and "e+" not in table.stdout
+    assert "  1.000s  " in rows["d.1000"] and "  1.001s  " in rows["d.1001"]
+    assert "  -1.000s (end before start)  " in rows["d.neg"]
+    (neg,) = json.loads(as_json.stdout)["spans"]
+    assert neg["duration_ns"] == -SEC  # stored as sent
+    assert parse_ts(neg["end_time"]) == parse_ts(neg["start_time"]) - SEC
+    (line,) = [x for x in tree.stdout.splitlines() if "d.neg" in x]
+    assert "-1.000s" in line and line.endswith("(end before start)")
+
+
+def test_a_trace_header_names_every_room_and_session_and_other_days_show_their_date(
+    world: World,
+) -> None:
+    (tree,) = both(world, ["trace", TRACE_X])
+    header, first, second = tree.stdout.splitlines()[:3]
+    assert header.startswith(f"trace {TRACE_X}  2 spans  {format_ts(FIRST)}  ")
+    assert header.endswith("  rooms=alpha,beta sessions=s-alpha,s-beta")
+    assert first.split()[:2] == ["call.start", "23:59:59.900"]
+    day = format_ts(MIDNIGHT)[:10]
+    assert second.split()[:3] == ["call.next", day, "00:00:00.020"]
+    assert "1.001s" in second
+
+
+# -- item 15: control characters never reach the terminal from a table ---------------------------
+
+
+def test_control_characters_are_escaped_in_tables_and_kept_in_json_and_csv(world: World) -> None:
+    escaped = "\\x1b]0;TITLE\\x07evil\\nname"
+    table, tree, sql, as_json, as_csv = both(
+        world,
+        ["traces", "--room", "gamma"],
+        ["trace", TRACE_C, "--show-attrs"],
+        ["sql", "SELECT name, attributes['note'] AS note FROM spans WHERE room = 'gamma'"],
+        ["traces", "--room", "gamma", "-o", "json"],
+        ["traces", "--room", "gamma", "-o", "csv"],
+    )
+    for result in (table, tree, sql):
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert escaped in result.stdout
+    assert len(table.stdout.splitlines()) == 2  # header and one row: the newline is escaped
+    assert len(tree.stdout.splitlines()) == 2 and "note=line1\\nline2" in tree.stdout
+    assert sql.stdout.splitlines()[1].split() == [escaped, "line1\\nline2"]
+    assert [s["name"] for s in json.loads(as_json.stdout)["spans"]] == [CONTROL_NAME]
+    assert CONTROL_NAME in as_csv.stdout  # csv quotes the field, the data stays as sent
+
+
 # -- item 16: smaller ones -----------------------------------------------------------------------
+
+
+def test_a_severity_number_without_text_shows_its_name(world: World) -> None:
+    (table,) = both(world, ["session", "logs", "s-delta"])
+    lines = {line.split()[-2] + " " + line.split()[-1]: line for line in table.stdout.splitlines()}
+    assert lines["number only"].split()[2] == "INFO"
+    assert lines["with text"].split()[2] == "ERROR"
 
 
 def test_global_options_name_their_values_and_the_default_source() -> None:

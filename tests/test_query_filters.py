@@ -60,9 +60,29 @@ def test_human_durations() -> None:
         "850ns",
         "12.3µs",
         "250ms",
-        "1.50s",
+        "1.500s",
     ]
     assert format_ns_duration(125 * 10**9) == "2m05s"
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (999, "999ns"),
+        (999_499, "999µs"),
+        (999_999, "1ms"),  # rounds up into the next unit, never "1e+03µs"
+        (1_500_000, "1.5ms"),
+        (44_000_000, "44ms"),
+        (999_999_999, "1.000s"),
+        (1_000_000_000, "1.000s"),
+        (1_001_000_000, "1.001s"),  # a millisecond apart from the one above
+        (59_999_600_000, "1m00s"),
+        (3_720 * 10**9, "1h02m"),
+        (-1_000_000_000, "-1.000s"),
+    ],
+)
+def test_human_durations_at_unit_boundaries(ns: int, text: str) -> None:
+    assert format_ns_duration(ns) == text
 
 
 def test_attrs_repeatable_and_comma_separated() -> None:

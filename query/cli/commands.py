@@ -15,6 +15,7 @@ import click
 from collector import durations
 from collector.errors import RoomscopeError
 
+from ..library.display import printable
 from ..library.errors import NotFound, QueryError
 from ..library.filters import (
     MAX_LIMIT,
@@ -42,7 +43,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RoomscopeError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(str(exc))) from None
 
 
 class _Parsed(click.ParamType):
@@ -268,7 +269,7 @@ def follow_logs(
     """Poll by received_at cursor; new records print one per line (table rows or jsonl)."""
     cursor = max((parse_ts(r["received_at"]) for r in seen), default=0)
     fmt = OutputFormat.JSONL if output is OutputFormat.JSON else output
-    click.echo(f"following new log records of session {sid} (Ctrl-C to stop)", err=True)
+    click.echo(f"following new log records of session {printable(sid)} (Ctrl-C to stop)", err=True)
     # Ctrl-C ends the loop between polls: a KeyboardInterrupt raised inside an HTTP request can
     # leave httpx's connection pool locked, and closing the client then hangs.
     stop = threading.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..library.display import printable, severity_text, span_duration
 from ..library.filters import format_ns_duration
 from ..library.records import parse_ts
 from .output import Column, cell, format_table
@@ -44,7 +45,7 @@ SPANS: list[Column] = [
     ("TRACE", lambda s: s["trace_id"]),
     ("SPAN", lambda s: s["name"]),
     ("SERVICE", lambda s: s["service_name"]),
-    ("DURATION", lambda s: format_ns_duration(s["duration_ns"])),
+    ("DURATION", lambda s: span_duration(s["duration_ns"])),
     ("STATUS", lambda s: s["status_code"]),
     ("ROOM", lambda s: s["room"]),
     ("SESSION", lambda s: s["session_id"]),
@@ -52,7 +53,7 @@ SPANS: list[Column] = [
 
 LOGS: list[Column] = [
     ("TIME", lambda r: short_time(r["time"])),
-    ("SEVERITY", lambda r: r["severity_text"] or r["severity_number"]),
+    ("SEVERITY", lambda r: severity_text(r["severity_text"], r["severity_number"])),
     ("SERVICE", lambda r: r["service_name"]),
     ("BODY", lambda r: r["body"]),
 ]
@@ -109,7 +110,7 @@ def session_summary(s: Record, events: list[Record]) -> str:
         ("records", counts),
         ("services", cell(s["services"])),
     ]
-    text = "\n".join(f"{k:<9} {v}" for k, v in rows)
+    text = "\n".join(f"{k:<9} {printable(str(v))}" for k, v in rows)
     if events:
         lines = [[cell(fn(e)) for _h, fn in EVENTS] for e in events]
         text += "\n\n" + format_table([h for h, _ in EVENTS], lines)

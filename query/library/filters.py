@@ -44,23 +44,35 @@ def parse_duration(text: str) -> int:
 
 
 def format_ns_duration(ns: int | None) -> str:
-    """Nanoseconds in a human unit: ``850ns``, ``12.3µs``, ``250ms``, ``1.50s``, ``2m05s``."""
+    """Nanoseconds in a human unit, three significant digits below a second (``850ns``,
+    ``12.3µs``, ``250ms``), milliseconds below a minute (``1.000s``, ``1.001s``), then
+    ``2m05s``, ``1h02m``; negative durations with a minus sign."""
     if ns is None:
         return ""
+    if ns < 0:
+        return "-" + format_ns_duration(-ns)
     if ns < 1_000:
         return f"{ns}ns"
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.3g}µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.3g}ms"
-    seconds = ns / 1_000_000_000
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, rest = divmod(int(seconds), 60)
+    for unit, scale in (("µs", 1_000), ("ms", 1_000_000)):
+        if ns < 1_000 * scale:
+            text = _three_digits(ns / scale)
+            if float(text) < 1_000:  # else it rounded up to the next unit (999.9996 ms: 1.000s)
+                return text + unit
+    ms = round(ns / 1_000_000)
+    if ms < 60_000:
+        return f"{ms // 1000}.{ms % 1000:03d}s"
+    minutes, rest = divmod(ms // 1000, 60)
     if minutes < 60:
         return f"{minutes}m{rest:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def _three_digits(value: float) -> str:
+    """1 <= value < 1000 to three significant digits, without trailing zeros: ``1.5``,
+    ``12.3``, ``44``, ``250`` (what ``:.3g`` gives, but never in exponent form)."""
+    text = f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def parse_attrs(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
