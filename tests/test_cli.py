@@ -109,6 +109,7 @@ def test_session_list_table_shows_the_spec_columns(world: World) -> None:
     assert header == [
         "ID",
         "ROOM",
+        "PROJECT",
         "STARTED",
         "ENDED",
         "DURATION",

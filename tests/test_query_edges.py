@@ -307,6 +307,23 @@ def test_a_severity_number_without_text_shows_its_name(world: World) -> None:
     assert lines["with text"].split()[2] == "ERROR"
 
 
+def test_session_list_shows_the_project_and_filters_by_it(world: World) -> None:
+    table, p1 = both(
+        world,
+        ["session", "list", "--room", "shared"],
+        ["session", "list", "--project", "p1", "-o", "json"],
+    )
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:4] == ["ID", "ROOM", "PROJECT", "STARTED"]
+    assert sorted(r.split()[:3] for r in rows) == [
+        ["shared-1", "shared", "p1"],
+        ["shared-2", "shared", "p2"],
+    ]
+    assert [s["session_id"] for s in json.loads(p1.stdout)["sessions"]] == ["shared-1"]
+    sessions = api(world, "/sessions", project="p2").json()["sessions"]
+    assert [s["session_id"] for s in sessions] == ["shared-2"]
+
+
 def test_global_options_name_their_values_and_the_default_source() -> None:
     text = " ".join(run("--help").stdout.split())
     assert "--db PATH" in text and "--server URL" in text and "--config FILE" in text

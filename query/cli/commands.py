@@ -171,6 +171,7 @@ def session() -> None:
 
 @session.command("list")
 @click.option("--room", help="Only sessions of this room.")
+@click.option("--project", help="Only sessions of this project.")
 @click.option("--active", is_flag=True, help="Only active sessions.")
 @click.option("--ended", is_flag=True, help="Only ended sessions.")
 @click.option(
@@ -184,6 +185,7 @@ def session() -> None:
 def session_list(
     ctx: click.Context,
     room: str | None,
+    project: str | None,
     active: bool,
     ended: bool,
     since: int | None,
@@ -195,7 +197,8 @@ def session_list(
         raise click.UsageError("--active and --ended cannot be used together: give one of them")
     with source(ctx) as src:
         state = True if active else (False if ended else None)
-        result = src.sessions(SessionFilter(room, state, since, limit))
+        f = SessionFilter(room=room, active=state, since=since, limit=limit, project=project)
+        result = src.sessions(f)
     emit(output, result, "sessions", views.SESSIONS)
 
 

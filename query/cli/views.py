@@ -31,6 +31,7 @@ def _ended(s: Record) -> str:
 SESSIONS: list[Column] = [
     ("ID", lambda s: s["session_id"]),
     ("ROOM", lambda s: s["room"]),
+    ("PROJECT", lambda s: s["project"]),
     ("STARTED", lambda s: short_time(s["started_at"])),
     ("ENDED", _ended),
     ("DURATION", session_duration),

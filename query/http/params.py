@@ -56,6 +56,7 @@ P = {
     p.name: p
     for p in (
         Param("room", _text, "Room name.", _STR),
+        Param("project", _text, "Project name.", _STR),
         Param("session", _text, "Session id.", _STR),
         Param("service", _text, "Service name (service_name).", _STR),
         Param("name", _text, "Span name contains this text (case-insensitive).", _STR),
@@ -101,7 +102,7 @@ P = {
     )
 }  # fmt: skip
 
-SESSION_LIST = ("room", "active", "since", "limit")
+SESSION_LIST = ("room", "project", "active", "since", "limit")
 SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")
 SESSION_LOGS = ("severity", "grep", "after", "limit")
 SESSION_METRICS = ("name", "limit")

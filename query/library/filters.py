@@ -280,6 +280,7 @@ class SessionFilter(Filter):
     active: bool | None = None  # True: active only, False: ended only
     since: int | None = None  # epoch ns
     limit: int | None = None
+    project: str | None = None
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,9 @@ def session_where(f: SessionFilter) -> Where:
     if f.room is not None:
         conds.append("room = ?")
         params.append(f.room)
+    if f.project is not None:
+        conds.append("project = ?")
+        params.append(f.project)
     if f.active is True:
         conds.append("ended_at IS NULL")
     elif f.active is False:
