@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from conftest import make_store
 from test_query_fixtures import World
 
 from query.cli import main
+from query.cli.views import FIELDS
 from query.library.records import format_ts, parse_ts
 
 ROOMSCOPE = str(Path(sys.executable).with_name("roomscope"))
@@ -322,6 +324,34 @@ def test_session_list_shows_the_project_and_filters_by_it(world: World) -> None:
     assert [s["session_id"] for s in json.loads(p1.stdout)["sessions"]] == ["shared-1"]
     sessions = api(world, "/sessions", project="p2").json()["sessions"]
     assert [s["session_id"] for s in sessions] == ["shared-2"]
+
+
+def test_csv_of_an_empty_result_has_the_same_header_as_a_full_one(world: World, tmp_path) -> None:
+    commands = {
+        "spans": (["traces", "--room", "delta"], ["--name", "no such span"]),
+        "sessions": (["session", "list", "--room", "delta"], ["--project", "nobody"]),
+        "logs": (["session", "logs", "s-delta"], ["--grep", "no such text"]),
+        "metrics": (["session", "metrics", "s-delta"], ["--name", "no.such.metric"]),
+        "tree": (["session", "traces", "s-delta"], ["--name", "no such span"]),
+    }  # fmt: skip
+    results = both(
+        world,
+        *([*c, *extra, "-o", "csv"] for c, extra in commands.values()),
+        *([*c, "-o", "csv"] for c, _ in commands.values()),
+    )
+    empty, full = results[: len(commands)], results[len(commands) :]
+    for key, e, f in zip(commands, empty, full, strict=True):
+        assert e.exit_code == 0 and f.exit_code == 0, key
+        header = f.stdout.splitlines()[0]
+        assert len(f.stdout.splitlines()) > 1 and e.stdout == header + "\n", key
+        assert header.split(",") == FIELDS["spans" if key == "tree" else key], key
+    store = make_store(tmp_path / "empty.duckdb")
+    store.open()
+    store.close()
+    rooms = run("--db", str(store.path), "rooms", "-o", "csv")
+    assert rooms.exit_code == 0 and rooms.stdout == ",".join(FIELDS["rooms"]) + "\n"
+    full_rooms = run("--server", world.api_url, "rooms", "-o", "csv").stdout
+    assert full_rooms.splitlines()[0] == ",".join(FIELDS["rooms"])
 
 
 def test_global_options_name_their_values_and_the_default_source() -> None:

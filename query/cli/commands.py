@@ -108,6 +108,11 @@ def span_filter(**kw: Any) -> SpanFilter:
     return SpanFilter(**kw)
 
 
+def trees(show_attrs: bool) -> Callable[[list[dict[str, Any]]], str]:
+    """The table output of spans: indented trees (render_trees)."""
+    return lambda spans: "\n".join(render_trees(spans, show_attrs)).rstrip()
+
+
 def newest_session(src: Source, session_id: str | None, room: str | None) -> str:
     if session_id is not None:
         return session_id
@@ -199,7 +204,7 @@ def session_list(
         state = True if active else (False if ended else None)
         f = SessionFilter(room=room, active=state, since=since, limit=limit, project=project)
         result = src.sessions(f)
-    emit(output, result, "sessions", views.SESSIONS)
+    emit(output, result, "sessions", views.SESSIONS, fields=views.FIELDS["sessions"])
 
 
 @session.command("get")
@@ -213,7 +218,7 @@ def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> No
     if output is OutputFormat.TABLE:
         click.echo(views.session_summary(result["session"], result["events"]))
     else:
-        emit(output, result, "events", views.EVENTS)
+        emit(output, result, "events", views.EVENTS, fields=views.FIELDS["events"])
 
 
 @session.command("traces")
@@ -236,7 +241,7 @@ def session_traces(
     with source(ctx) as src:
         sid = newest_session(src, session_id, room)
         result = src.session_spans(sid, span_filter(**filters))
-    emit(output, result, "spans", [], lambda s: "\n".join(render_trees(s, show_attrs)).rstrip())
+    emit(output, result, "spans", [], trees(show_attrs), views.FIELDS["spans"])
 
 
 @session.command("logs")
@@ -261,7 +266,7 @@ def session_logs(
         sid = newest_session(src, session_id, room)
         f = LogFilter(severity=severity, grep=grep)
         result = src.session_logs(sid, f)
-        emit(output, result, "logs", views.LOGS)
+        emit(output, result, "logs", views.LOGS, fields=views.FIELDS["logs"])
         if follow:
             follow_logs(src, sid, f, result["logs"], output)
 
@@ -304,7 +309,7 @@ def session_metrics(
     """A session's metric points."""
     with source(ctx) as src:
         result = src.session_metrics(newest_session(src, session_id, room), MetricFilter(name))
-    emit(output, result, "metrics", views.METRICS)
+    emit(output, result, "metrics", views.METRICS, fields=views.FIELDS["metrics"])
 
 
 @main.command("traces")
@@ -325,7 +330,7 @@ def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None
     """Span search across sessions, newest first. Durations are SPAN durations, not traces'."""
     with source(ctx) as src:
         result = src.traces(span_filter(**filters))
-    emit(output, result, "spans", views.SPANS)
+    emit(output, result, "spans", views.SPANS, fields=views.FIELDS["spans"])
 
 
 @main.command("trace")
@@ -337,7 +342,7 @@ def trace_cmd(ctx: click.Context, trace_id: str, show_attrs: bool, output: Outpu
     """One trace as an indented span tree."""
     with source(ctx) as src:
         result = src.trace(trace_id)
-    emit(output, result, "spans", [], lambda s: "\n".join(render_trees(s, show_attrs)).rstrip())
+    emit(output, result, "spans", [], trees(show_attrs), views.FIELDS["spans"])
 
 
 @main.command("sql")
@@ -359,7 +364,7 @@ def rooms_cmd(ctx: click.Context, output: OutputFormat) -> None:
     """Rooms with session counts and last activity."""
     with source(ctx) as src:
         result = src.rooms()
-    emit(output, result, "rooms", views.ROOMS)
+    emit(output, result, "rooms", views.ROOMS, fields=views.FIELDS["rooms"])
 
 
 @main.command("demo")

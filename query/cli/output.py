@@ -84,8 +84,10 @@ def emit(
     key: str,
     columns: Sequence[Column],
     table_text: Callable[[list[dict[str, Any]]], str] | None = None,
+    fields: Sequence[str] = (),
 ) -> None:
-    """Write ``result`` (whose records are ``result[key]``) in ``fmt``."""
+    """Write ``result`` (whose records are ``result[key]``) in ``fmt``; ``fields``: the
+    records' keys, the csv header of an empty result."""
     records: list[dict[str, Any]] = result.get(key) or []
     if fmt is OutputFormat.JSON:
         click.echo(dumps(result))
@@ -93,7 +95,7 @@ def emit(
         for record in records:
             click.echo(json.dumps(record, ensure_ascii=False))
     elif fmt is OutputFormat.CSV:
-        click.echo(to_csv(list(records[0]) if records else [], records), nl=False)
+        click.echo(to_csv(list(records[0]) if records else list(fields), records), nl=False)
     elif not records:
         click.echo(f"no {key.replace('_', ' ')} found", err=True)
     elif table_text is not None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..library.display import printable, severity_text, span_duration
 from ..library.filters import format_ns_duration
-from ..library.records import parse_ts
+from ..library.records import COLUMNS, parse_ts
 from .output import Column, cell, format_table
 
 Record = dict[str, Any]
@@ -94,6 +94,22 @@ EVENTS: list[Column] = [
     ("SERVICE", lambda e: e["service_name"]),
     ("MESSAGE", lambda e: e["message"]),
 ]
+
+
+# The keys of each result's records: the csv header when there are none.
+FIELDS: dict[str, list[str]] = {
+    "spans": COLUMNS["spans"],
+    "sessions": COLUMNS["sessions"],
+    "logs": COLUMNS["logs"],
+    "metrics": COLUMNS["metric_points"],
+    "rooms": [
+        "project", "room", "sessions", "active_sessions", "span_count", "log_count",
+        "error_count", "last_seen_at",
+    ],
+    "events": [
+        "time", "type", "severity_text", "service_name", "message", "trace_id", "span_id",
+    ],
+}  # fmt: skip
 
 
 def session_summary(s: Record, events: list[Record]) -> str:
