@@ -10,6 +10,7 @@ starts) to a collector on free ports."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -352,6 +353,15 @@ def test_csv_of_an_empty_result_has_the_same_header_as_a_full_one(world: World, 
     assert rooms.exit_code == 0 and rooms.stdout == ",".join(FIELDS["rooms"]) + "\n"
     full_rooms = run("--server", world.api_url, "rooms", "-o", "csv").stdout
     assert full_rooms.splitlines()[0] == ",".join(FIELDS["rooms"])
+
+
+def test_a_held_store_file_names_the_api_of_the_collector_holding_it(world: World) -> None:
+    proc = subprocess.run(
+        [ROOMSCOPE, "--db", str(world.db), "rooms"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "is in use by a running collector (process " in proc.stderr
+    assert proc.stderr.rstrip().endswith(f"query it through its API: --server {world.api_url}")
 
 
 def test_global_options_name_their_values_and_the_default_source() -> None:

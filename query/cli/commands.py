@@ -390,15 +390,13 @@ def prune_cmd(ctx: click.Context, older_than: float) -> None:
     it runs); --db names the file, else the configured store.path."""
     from collector.store import prune_store
 
-    from .source import _answers, settings_for
+    from .source import _answers, configured_url, settings_for
 
     obj = ctx.find_root().obj
     settings = settings_for(obj["config"])
     path = obj["db"]
     if path is None:
-        host = settings.get("server.api_host")
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        url = obj["server"] or f"http://{host}:{settings.get('server.api_port')}"
+        url = obj["server"] or configured_url(settings)
         if obj["server"] or _answers(url, settings.get("query.probe_timeout")):
             raise QueryError(
                 f"a collector is running at {url} and owns the store: its retention job prunes"
