@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from collector import durations
 from collector.errors import RoomscopeError
 
 from ..library.display import printable
@@ -32,6 +31,7 @@ from ..library.records import parse_ts
 from ..library.traces import check_trace_id, render_trees
 from . import views
 from .output import OutputFormat, emit, emit_sql, output_options
+from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import Source, open_source
 
@@ -376,45 +376,4 @@ def demo_cmd(db: str | None) -> None:
     run_demo(main, db)
 
 
-@main.command("prune")
-@click.option(
-    "--older-than",
-    "older_than",
-    required=True,
-    type=_Parsed("AGE", lambda t: _age(t)),
-    help="Delete records older than this (30d, 12h, 90m) and sessions last seen before it.",
-)
-@click.pass_context
-def prune_cmd(ctx: click.Context, older_than: float) -> None:
-    """Delete old data from a store file (the collector's retention.max_age does it while
-    it runs); --db names the file, else the configured store.path."""
-    from collector.store import prune_store
-
-    from .source import _answers, configured_url, settings_for
-
-    obj = ctx.find_root().obj
-    settings = settings_for(obj["config"])
-    path = obj["db"]
-    if path is None:
-        url = obj["server"] or configured_url(settings)
-        if obj["server"] or _answers(url, settings.get("query.probe_timeout")):
-            raise QueryError(
-                f"a collector is running at {url} and owns the store: its retention job prunes"
-                " it (setting retention.max_age); or stop it and run roomscope prune"
-            )
-        path = settings.get("store.path")
-    pruned = prune_store(settings.replace(**{"store.path": path}), older_than)
-    rows = ", ".join(f"{n} {table}" for table, n in sorted(pruned.rows.items()) if n) or "nothing"
-    click.echo(f"pruned {path}: deleted {rows}")
-
-
-def _age(text: str) -> float:
-    try:
-        seconds = durations.seconds(text)
-    except ValueError:
-        raise QueryError(
-            f"invalid age {text!r}: use a number with s, m, h, d or w, e.g. 7d"
-        ) from None
-    if seconds <= 0:
-        raise QueryError(f"invalid age {text!r}: must be more than 0")
-    return seconds
+main.add_command(prune_cmd)  # query/cli/prune.py
