@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -154,10 +155,105 @@ def decode_body(
     """A body (HTTP, or a gRPC request's bytes) → Decoded; ``encoding`` is ``"protobuf"`` or
     ``"json"``. Protobuf trace bodies take the C decoder (collector._otlpfast) when it is built
     and ``fast`` (setting ingest.fast_decode) is on; it builds the very same table."""
-    if fast_path(signal, encoding, fast):
-        return fast_spans.flatten_spans_bytes(body, tagger, time.time_ns())
-    parse = parse_json if encoding == "json" else parse_protobuf
-    return flatten(signal, parse(signal, body), tagger)
+    if encoding == "json":
+        return flatten(signal, parse_json(signal, body), tagger)
+    try:
+        if fast_path(signal, encoding, fast):
+            return fast_spans.flatten_spans_bytes(body, tagger, time.time_ns())
+        request = parse_protobuf(signal, body)
+    except DecodeError as exc:
+        raise _named_utf8(signal, body, exc) from None
+    return flatten(signal, request, tagger)
+
+
+# Wire fields bad_utf8_field reads at most (~1 µs each): naming the field costs a refused body
+# no more than ~20 ms, on the event loop or in a decode thread.
+WALK_FIELDS = 20_000
+
+
+def _named_utf8(signal: str, body: bytes, exc: DecodeError) -> DecodeError:
+    """A protobuf refusal that is about a string's bytes, said so: "invalid UTF-8 in a string
+    field (where)". protobuf says "String field had bad UTF-8" (some releases just "Wire
+    format was corrupt"), without naming the field; other refusals are returned as they are."""
+    text = str(exc)
+    said = "UTF-8" in text
+    if not said and "Wire format was corrupt" not in text:
+        return exc
+    request_type = SIGNALS[signal][0]
+    where = bad_utf8_field(request_type.DESCRIPTOR, body, [WALK_FIELDS])
+    if where is None and not said:
+        return exc
+    return DecodeError(
+        f"invalid protobuf {request_type.__name__}: invalid UTF-8 in a string field"
+        + (f" ({where})" if where else "")
+        + "; protobuf strings must be UTF-8 (send binary data as bytes_value)"
+    )
+
+
+def bad_utf8_field(
+    descriptor: Descriptor, body: bytes, budget: list[int], depth: int = 0
+) -> str | None:
+    """The path (``resource_spans[0].scope_spans[0].spans[0].name``) of the first string
+    field in ``body`` whose bytes are not UTF-8, or None: none, the wire format itself is
+    broken there, or more than ``budget[0]`` fields would have to be read (it counts down), or
+    messages nest deeper than protobuf's limit of 100."""
+    pos, end, seen = 0, len(body), dict[int, int]()
+    try:
+        while pos < end:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return None
+            tag, pos = _varint(body, pos)
+            number, wire_type = tag >> 3, tag & 7
+            if wire_type == 0:
+                pos = _varint(body, pos)[1]
+            elif wire_type in (1, 5):
+                pos += 8 if wire_type == 1 else 4
+            elif wire_type == 2:
+                size, pos = _varint(body, pos)
+                data, pos = body[pos : pos + size], pos + size
+                field = descriptor.fields_by_number.get(number)
+                if field is None or pos > end:
+                    continue
+                index = seen[number] = seen.get(number, -1) + 1
+                name = field.name + (f"[{index}]" if _repeated(field) else "")
+                if field.type == FieldDescriptor.TYPE_STRING and not _utf8(data):
+                    return name
+                if field.type == FieldDescriptor.TYPE_MESSAGE:
+                    if depth >= 100:
+                        return None
+                    inner = bad_utf8_field(field.message_type, data, budget, depth + 1)
+                    if inner is not None:
+                        return f"{name}.{inner}"
+            else:  # groups: not in OTLP
+                return None
+    except IndexError:  # a varint past the end
+        return None
+    return None
+
+
+def _repeated(field: FieldDescriptor) -> bool:
+    repeated = getattr(field, "is_repeated", None)  # protobuf 6+; ``label`` before (gone in 7)
+    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")  # strict, as protobuf's check: no surrogates, no overlong forms
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
 
 
 def response_message(signal: str, decoded: Decoded) -> Message:

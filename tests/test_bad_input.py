@@ -15,14 +15,18 @@ import duckdb
 import grpc
 import httpx
 import pytest
-from conftest import slow_store
+from conftest import make_tagger, slow_store
 from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from otlp_factory import trace_request
+
+from collector import decode
+from collector.errors import DecodeError
 
 PB = "application/x-protobuf"
 SMALL_LIMIT = 64 * 1024
@@ -70,6 +74,53 @@ def test_malformed_protobuf_is_400_naming_protobuf(collector):
     msg = message(r)
     assert "invalid protobuf" in msg and "ExportTraceServiceRequest" in msg
     assert status_pb2.Status.FromString(r.content).code == 3  # INVALID_ARGUMENT
+    assert span_count(collector) == 0
+    assert_still_serves(collector)
+
+
+def _with_bad_utf8(request: Any, set_placeholder: Any) -> bytes:
+    """``request`` serialized with the string that ``set_placeholder`` writes replaced by bytes
+    that are not UTF-8 (as long, so the wire format stays intact)."""
+    set_placeholder("@@@@@@")
+    return request.SerializeToString().replace(b"@@@@@@", b"ok\xff\xfe\xc0\x80")
+
+
+def test_invalid_utf8_in_a_string_field_is_400_naming_utf8_and_the_field(collector, monkeypatch):
+    """Not just "Wire format was corrupt" (what protobuf says in some releases) or "String
+    field had bad UTF-8": the reason and the field, over HTTP (the C decoder for spans,
+    protobuf for logs) and gRPC."""
+    spans = trace_request(3)
+    target = spans.resource_spans[0].scope_spans[0].spans[1]
+    bad_name = _with_bad_utf8(spans, lambda v: setattr(target, "name", v))
+    logs = ExportLogsServiceRequest()
+    record = logs.resource_logs.add().scope_logs.add().log_records.add()
+    bad_body = _with_bad_utf8(logs, lambda v: setattr(record.body, "string_value", v))
+    span_field = "invalid UTF-8 in a string field (resource_spans[0].scope_spans[0].spans[1].name)"
+    log_field = "(resource_logs[0].scope_logs[0].log_records[0].body.string_value)"
+    for path, body, named in [
+        ("/v1/traces", bad_name, span_field),
+        ("/v1/logs", bad_body, log_field),
+    ]:
+        r = post(collector, body, path=path)
+        assert r.status_code == 400 and named in message(r), message(r)
+    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            export(bad_name, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert span_field in refused.value.details()
+
+    # Where protobuf's message does not name the cause, roomscope still does.
+    def corrupt(*_args: Any) -> None:
+        raise DecodeError("invalid protobuf: Error parsing message: Wire format was corrupt")
+
+    monkeypatch.setattr(decode, "parse_protobuf", corrupt)
+    with pytest.raises(DecodeError, match=r"invalid UTF-8 in a string field \(resource_logs"):
+        decode.decode_body("logs", bad_body, "protobuf", make_tagger())
     assert span_count(collector) == 0
     assert_still_serves(collector)
 

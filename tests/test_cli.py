@@ -109,6 +109,7 @@ def test_session_list_table_shows_the_spec_columns(world: World) -> None:
     assert header == [
         "ID",
         "ROOM",
+        "PROJECT",
         "STARTED",
         "ENDED",
         "DURATION",
@@ -183,7 +184,7 @@ def test_query_max_rows_caps_sql_read_from_a_store_file(tmp_path, monkeypatch) -
         (["session", "get", "no-such-session"], 1, "no session 'no-such-session'"),
         (["session", "traces", "no-such-session"], 1, "no session 'no-such-session'"),
         (["trace", "0" * 32], 1, "no trace"),
-        (["trace", "xyz"], 1, "32 hex digits"),
+        (["trace", "xyz"], 2, "32 hex digits"),
         (["sql", "DELETE FROM spans"], 1, "read-only"),
         (["sql", "INSTALL httpfs"], 1, "read-only"),
         (["sql", "SELEC 1"], 1, "SQL error"),

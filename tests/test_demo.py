@@ -26,7 +26,7 @@ def test_demo_fills_a_store_and_prints_sessions_and_examples(tmp_path: Path) -> 
     commands = [line for line in out.splitlines() if line.startswith("$ roomscope --db ")]
     assert len(commands) >= 5
     assert commands[0].endswith(" session list")
-    assert out.splitlines()[1].split()[:4] == ["ID", "ROOM", "STARTED", "ENDED"]
+    assert out.splitlines()[1].split()[:5] == ["ID", "ROOM", "PROJECT", "STARTED", "ENDED"]
     for expected in ("studio-render-42", "trace ", "agent.turn", "    llm.call", "ERROR"):
         assert expected in out
 

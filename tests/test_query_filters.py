@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import pytest
@@ -60,9 +60,29 @@ def test_human_durations() -> None:
         "850ns",
         "12.3µs",
         "250ms",
-        "1.50s",
+        "1.500s",
     ]
     assert format_ns_duration(125 * 10**9) == "2m05s"
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (999, "999ns"),
+        (999_499, "999µs"),
+        (999_999, "1ms"),  # rounds up into the next unit, never "1e+03µs"
+        (1_500_000, "1.5ms"),
+        (44_000_000, "44ms"),
+        (999_999_999, "1.000s"),
+        (1_000_000_000, "1.000s"),
+        (1_001_000_000, "1.001s"),  # a millisecond apart from the one above
+        (59_999_600_000, "1m00s"),
+        (3_720 * 10**9, "1h02m"),
+        (-1_000_000_000, "-1.000s"),
+    ],
+)
+def test_human_durations_at_unit_boundaries(ns: int, text: str) -> None:
+    assert format_ns_duration(ns) == text
 
 
 def test_attrs_repeatable_and_comma_separated() -> None:
@@ -73,21 +93,54 @@ def test_attrs_repeatable_and_comma_separated() -> None:
         ("d", "4"),
     )
     assert parse_attrs(["k="]) == (("k", ""),)
-    for bad in ("novalue", "=v", "a=1,oops"):
+    for bad in ("novalue", "=v", "a=1,oops", "q=a=b,c"):
         with pytest.raises(QueryError, match="expected KEY=VALUE"):
             parse_attrs([bad])
+    with pytest.raises(QueryError, match="double quote is not closed"):
+        parse_attrs(['q="a,b'])
+
+
+def test_attrs_values_quoted_or_escaped() -> None:
+    """The first = separates key from value; a comma inside double quotes or after a
+    backslash belongs to the value; quoting keeps blanks; other backslashes stay."""
+    assert parse_attrs(['q="a=b,c"', r"q=a=b\,c", 'k=" x "', r"p=C:\dir", r"e=a\\b"]) == (
+        ("q", "a=b,c"),
+        ("q", "a=b,c"),
+        ("k", " x "),
+        ("p", r"C:\dir"),
+        ("e", r"a\b"),
+    )
+    assert parse_attrs([r'"a=b"=1,x=say \"hi\"']) == (("a=b", "1"), ("x", 'say "hi"'))
+    for key, value in [("q", "a=b,c"), ("k", " x "), ("a=b", 'say "hi", \\o/'), ("e", "")]:
+        f = SpanFilter(attrs=((key, value),))
+        assert SpanFilter(**parse_params(TRACES, f.to_params())) == f
 
 
 def test_times_relative_and_iso() -> None:
-    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-    assert parse_time("15m", now) == now - timedelta(minutes=15)
-    assert parse_time("2h", now) == now - timedelta(hours=2)
-    assert parse_time("7d", now) == now - timedelta(days=7)
-    assert parse_time("2026-11-24T10:00:00Z") == datetime(2026, 11, 24, 10, tzinfo=UTC)
-    assert parse_time("2026-11-24T12:00:00+02:00") == datetime(2026, 11, 24, 10, tzinfo=UTC)
-    assert parse_time("2026-11-24 10:00") == datetime(2026, 11, 24, 10, tzinfo=UTC)
+    now = parse_ts("2026-11-24T12:00:00.123456789Z")
+    minute = 60 * 10**9
+    assert parse_time("15m", now) == now - 15 * minute
+    assert parse_time("2h", now) == now - 120 * minute
+    assert parse_time("7d", now) == now - 7 * 24 * 60 * minute
+    assert parse_time("2026-11-24T10:00:00Z") == parse_ts("2026-11-24T10:00:00Z")
+    assert parse_time("2026-11-24T12:00:00+02:00") == parse_ts("2026-11-24T10:00:00Z")
+    assert parse_time("2026-11-24 10:00") == parse_ts("2026-11-24T10:00:00Z")
     with pytest.raises(QueryError, match="invalid time"):
         parse_time("yesterday")
+
+
+def test_iso_times_keep_nanoseconds() -> None:
+    """A time as roomscope prints it selects that very nanosecond (datetime has only µs)."""
+    assert format_ts(parse_time("2026-11-24T16:20:18.818597583Z")) == (
+        "2026-11-24T16:20:18.818597583Z"
+    )
+    assert parse_time("2026-11-24T18:20:18.8185975+02:00") == parse_ts(
+        "2026-11-24T16:20:18.818597500Z"
+    )
+    assert parse_time("1969-12-31T23:59:59.5Z") == -500_000_000
+    for bad in ("2026-11-24T16:20:18.8185975831Z", "1600-01-01", "2300-01-01"):
+        with pytest.raises(QueryError, match="invalid time"):
+            parse_time(bad)
 
 
 def test_severities() -> None:
@@ -120,7 +173,8 @@ def test_filters_round_trip_through_api_parameters() -> None:
         room="r",
         min_duration=1_500_000_000,
         attrs=(("a", "1"), ("b", "2")),
-        since=datetime(2026, 1, 1, tzinfo=UTC),
+        since=parse_ts("2026-01-01T00:00:00.000000001Z"),
+        until=parse_ts("2026-01-01T00:00:00.999999999Z"),
         limit=5,
     )
     assert SpanFilter(**parse_params(TRACES, f.to_params())) == f
@@ -141,39 +195,45 @@ def con() -> duckdb.DuckDBPyConnection:
         ("d", "INTERNAL", "tools", "UNSET", 5000, {}, {"k": "v", "service": "svc-attr"}),
         ("e", "SERVER", "tools", "error", 3000, {"name": "renamed"}, {}),
     ]
-    base = datetime(2026, 11, 24, 12, 0)
-    for i, (name, kind, svc, status, ms, attrs, res) in enumerate(spans):
-        c.execute("INSERT OR IGNORE INTO resources VALUES (?, ?)", [resource_id(res), res])
-        keys = list(attrs)
-        c.execute(
-            "INSERT OR IGNORE INTO attribute_keysets VALUES (?, ?)", [keyset_id(tuple(keys)), keys]
-        )
-        c.execute(
-            "INSERT INTO span_data (project, room, session_id, trace_id, span_id, parent_span_id,"
-            " name, kind, service_name, start_time, duration_ns, status_code,"
-            " attribute_keyset, attribute_values, resource_id, events, links)"
-            " VALUES ('p', 'r', 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], [])",
-            [
-                "0" * 31 + "1",
-                f"{i + 1:016x}",
-                None if i == 0 else f"{1:016x}",
-                name,
-                kind,
-                svc,
-                base + timedelta(seconds=i),
-                ms * 1_000_000,
-                status,
-                keyset_id(tuple(keys)),
-                list(attrs.values()),
-                resource_id(res),
-            ],
-        )
+    for i, span in enumerate(spans):
+        insert_span(c, i, *span)
     c.execute(  # what DuckDBStore.write keeps up to date
         "INSERT INTO span_attribute_keys SELECT DISTINCT 'span', unnest(keys)"
         " FROM attribute_keysets UNION SELECT DISTINCT 'resource', unnest(map_keys(attributes))"
         " FROM resources"
     )
     return c
+
+
+def insert_span(c, i, name, kind, svc, status, ms, attrs, res) -> None:
+    """The i-th span of trace 0…01 (span i+1; parent span 1), as the store keeps it; the
+    attribute keys it adds are not registered in span_attribute_keys."""
+    base = datetime(2026, 11, 24, 12, 0)
+    c.execute("INSERT OR IGNORE INTO resources VALUES (?, ?)", [resource_id(res), res])
+    keys = list(attrs)
+    c.execute(
+        "INSERT OR IGNORE INTO attribute_keysets VALUES (?, ?)", [keyset_id(tuple(keys)), keys]
+    )
+    c.execute(
+        "INSERT INTO span_data (project, room, session_id, trace_id, span_id, parent_span_id,"
+        " name, kind, service_name, start_time, duration_ns, status_code,"
+        " attribute_keyset, attribute_values, resource_id, events, links)"
+        " VALUES ('p', 'r', 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], [])",
+        [
+            "0" * 31 + "1",
+            f"{i + 1:016x}",
+            None if i == 0 else f"{1:016x}",
+            name,
+            kind,
+            svc,
+            base + timedelta(seconds=i),
+            ms * 1_000_000,
+            status,
+            keyset_id(tuple(keys)),
+            list(attrs.values()),
+            resource_id(res),
+        ],
+    )
 
 
 @pytest.fixture(params=["keyset positions", "per-row positions"])
@@ -214,6 +274,34 @@ def test_service_name_kind_fall_back_to_span_fields(con, lookups) -> None:
     assert names(con, attrs=(("name", "renamed"),)) == ["e"]
     assert names(con, attrs=(("name", "e"),)) == []
     assert names(con, attrs=(("kind", "server"),)) == ["a", "e"]
+
+
+def test_attrs_match_an_element_of_an_array_and_values_with_commas(con, lookups) -> None:
+    """SPEC 4 stores arrays as JSON text: tags=a matches ["a","b"]; text that merely starts
+    with "[" is compared as text; the resource side works alike."""
+    for i, (name, attrs, res) in enumerate(
+        [
+            ("f", {"tags": '["a","b,c"]', "q": "a=b,c"}, {}),
+            ("g", {"tags": "[WARN] not json"}, {}),
+            ("h", {"tags": "a"}, {}),
+            ("i", {"tags": "[1,2.5,true]"}, {}),
+            ("j", {}, {"tags": '["a","z"]'}),
+        ],
+        start=5,
+    ):
+        insert_span(con, i, name, "INTERNAL", "tools", "UNSET", 1, attrs, res)
+    con.execute(
+        "INSERT OR IGNORE INTO span_attribute_keys VALUES ('span', 'tags'), ('span', 'q'),"
+        " ('resource', 'tags')"
+    )
+    assert names(con, attrs=parse_attrs(["tags=a"])) == ["f", "h", "j"]
+    assert names(con, attrs=parse_attrs(['tags="b,c"'])) == ["f"]
+    assert names(con, attrs=parse_attrs(["tags=b"])) == []
+    assert names(con, attrs=parse_attrs(["tags=[WARN] not json"])) == ["g"]
+    assert names(con, attrs=parse_attrs(["tags=2.5", "tags=true"])) == ["i"]
+    assert names(con, attrs=parse_attrs(["tags=z"])) == ["j"]
+    assert names(con, attrs=parse_attrs([r"q=a=b\,c"])) == ["f"]
+    assert names(con, attrs=parse_attrs(['q="a=b,c",tags=a'])) == ["f"]
 
 
 def test_user_values_are_bound_never_spliced(con) -> None:

@@ -9,6 +9,7 @@ are public; the names below are the physical layout behind them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -53,7 +54,12 @@ KEYSETS = "attribute_keysets"  # keyset_id → the keys of a span's attribute va
 
 
 class StoreInUse(StoreError):
-    """The store file is held by another process (a running collector)."""
+    """The store file is held by another process (a running collector): ``pid``, when DuckDB
+    names it."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
 
 
 def open_reader(path: str) -> duckdb.DuckDBPyConnection:
@@ -65,7 +71,12 @@ def open_reader(path: str) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(Path(path).expanduser()), read_only=True)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise StoreInUse(f"store file {path} is in use by a running collector") from None
+            m = re.search(r"\(PID (\d+)\)", str(exc))
+            pid = int(m.group(1)) if m else None
+            held = f" (process {pid})" if pid else ""
+            raise StoreInUse(
+                f"store file {path} is in use by a running collector{held}", pid
+            ) from None
         raise StoreError(f"cannot open store file {path}: {exc}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store file {path}: {exc}") from None

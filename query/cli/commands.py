@@ -8,14 +8,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import click
 
-from collector import durations
 from collector.errors import RoomscopeError
 
+from ..library.display import printable
 from ..library.errors import QueryError
 from ..library.filters import (
     MAX_LIMIT,
@@ -29,10 +28,11 @@ from ..library.filters import (
     parse_time,
 )
 from ..library.records import parse_ts
-from ..library.traces import render_trees
+from ..library.traces import check_trace_id, render_trees
 from . import views
 from .choice import NEWEST_RULE, pick_session, session_choice
 from .output import OutputFormat, emit, emit_sql, output_options
+from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import Source, open_source
 
@@ -44,7 +44,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RoomscopeError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(str(exc))) from None
 
 
 class _Parsed(click.ParamType):
@@ -62,6 +62,7 @@ DURATION = _Parsed("DURATION", parse_duration)
 TIME = _Parsed("TIME", parse_time)
 ATTRS = _Parsed("K=V", lambda v: parse_attrs([v]))
 SEVERITY = _Parsed("LEVEL", parse_severity)
+TRACE_ID = _Parsed("TRACE_ID", check_trace_id)
 
 
 @contextmanager
@@ -92,8 +93,10 @@ def span_filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 type=ATTRS,
                 multiple=True,
                 help="K=V (repeatable, or K1=V1,K2=V2): all must hold; span attributes, then"
-                " resource attributes; status=error also matches status code ERROR;"
-                " service=, name=, kind= fall back to the span's own fields.",
+                " resource attributes; an array attribute matches when an element is V; quote a"
+                ' value holding a comma (K="a,b") or escape it (K=a\\,b); status=error also'
+                " matches status code ERROR; service=, name=, kind= fall back to the span's own"
+                " fields.",
             ),
         ]
     ):
@@ -106,13 +109,32 @@ def span_filter(**kw: Any) -> SpanFilter:
     return SpanFilter(**kw)
 
 
+def trees(show_attrs: bool) -> Callable[[list[dict[str, Any]]], str]:
+    """The table output of spans: indented trees (render_trees)."""
+    return lambda spans: "\n".join(render_trees(spans, show_attrs)).rstrip()
+
+
 @click.group(cls=_Group)
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option("--db", "db", type=click.Path(dir_okay=False), help="Read this store file directly.")
-@click.option("--server", "server", help="Query a running collector at this URL.")
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), metavar="FILE", help="TOML config file."
+)
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Read this store file directly (read-only; no collector may hold it).",
+)
+@click.option(
+    "--server",
+    "server",
+    metavar="URL",
+    help="Query a running collector's API at this URL, e.g. http://127.0.0.1:4320.",
+)
 @click.option(
     "--token",
     envvar="ROOMSCOPE_TOKEN",
+    metavar="TOKEN",
     help="Query token sent to the server as a bearer token (ROOMSCOPE_TOKEN).",
 )
 @click.version_option(package_name="roomscope")
@@ -120,7 +142,18 @@ def span_filter(**kw: Any) -> SpanFilter:
 def main(
     ctx: click.Context, config: str | None, db: str | None, server: str | None, token: str | None
 ) -> None:
-    """roomscope: OpenTelemetry for room-based applications, stored in DuckDB."""
+    """roomscope: OpenTelemetry for room-based applications, stored in DuckDB.
+
+    Read commands take their data from --db PATH or --server URL (not both). With neither:
+    the configured server (server.api_host and server.api_port, default
+    http://127.0.0.1:4320) if it answers within query.probe_timeout, else the configured
+    store file (store.path).
+    """
+    if db is not None and server is not None:
+        raise click.UsageError(
+            "--db and --server cannot be used together: --db PATH reads a store file,"
+            " --server URL queries a running collector; give one of them"
+        )
     ctx.obj = {"config": config, "db": db, "server": server, "token": token}
 
 
@@ -135,25 +168,35 @@ def session() -> None:
 
 @session.command("list")
 @click.option("--room", help="Only sessions of this room.")
-@click.option("--active", "state", flag_value="active", help="Only active sessions.")
-@click.option("--ended", "state", flag_value="ended", help="Only ended sessions.")
-@click.option("--since", type=TIME, help="Seen since: 15m, 2h, 7d or an ISO timestamp.")
+@click.option("--project", help="Only sessions of this project.")
+@click.option("--active", is_flag=True, help="Only active sessions.")
+@click.option("--ended", is_flag=True, help="Only ended sessions.")
+@click.option(
+    "--since",
+    type=TIME,
+    help="Seen since: 15m, 2h, 7d or an ISO timestamp (to the ns).",
+)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N sessions.")
 @output_options
 @click.pass_context
 def session_list(
     ctx: click.Context,
     room: str | None,
-    state: str | None,
-    since: datetime | None,
+    project: str | None,
+    active: bool,
+    ended: bool,
+    since: int | None,
     limit: int | None,
     output: OutputFormat,
 ) -> None:
     """Sessions, newest first."""
-    active = {"active": True, "ended": False}.get(state)
+    if active and ended:
+        raise click.UsageError("--active and --ended cannot be used together: give one of them")
     with source(ctx) as src:
-        result = src.sessions(SessionFilter(room, active, since, limit))
-    emit(output, result, "sessions", views.SESSIONS)
+        state = True if active else (False if ended else None)
+        f = SessionFilter(room=room, active=state, since=since, limit=limit, project=project)
+        result = src.sessions(f)
+    emit(output, result, "sessions", views.SESSIONS, fields=views.FIELDS["sessions"])
 
 
 @session.command("get")
@@ -167,12 +210,12 @@ def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> No
     if output is OutputFormat.TABLE:
         click.echo(views.session_summary(result["session"], result["events"]))
     else:
-        emit(output, result, "events", views.EVENTS)
+        emit(output, result, "events", views.EVENTS, fields=views.FIELDS["events"])
 
 
 @session.command("traces", epilog=NEWEST_RULE)
 @session_choice
-@click.option("--trace-id", help="Only this trace.")
+@click.option("--trace-id", type=TRACE_ID, help="Only this trace (32 hex digits).")
 @span_filter_options
 @click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
 @output_options
@@ -192,7 +235,7 @@ def session_traces(
         if sid is None:
             return
         result = src.session_spans(sid, span_filter(**filters))
-    emit(output, result, "spans", [], lambda s: "\n".join(render_trees(s, show_attrs)).rstrip())
+    emit(output, result, "spans", [], trees(show_attrs), views.FIELDS["spans"])
 
 
 @session.command("logs", epilog=NEWEST_RULE)
@@ -219,7 +262,7 @@ def session_logs(
             return
         f = LogFilter(severity=severity, grep=grep)
         result = src.session_logs(sid, f)
-        emit(output, result, "logs", views.LOGS)
+        emit(output, result, "logs", views.LOGS, fields=views.FIELDS["logs"])
         if follow:
             follow_logs(src, sid, f, result["logs"], output)
 
@@ -230,7 +273,7 @@ def follow_logs(
     """Poll by received_at cursor; new records print one per line (table rows or jsonl)."""
     cursor = max((parse_ts(r["received_at"]) for r in seen), default=0)
     fmt = OutputFormat.JSONL if output is OutputFormat.JSON else output
-    click.echo(f"following new log records of session {sid} (Ctrl-C to stop)", err=True)
+    click.echo(f"following new log records of session {printable(sid)} (Ctrl-C to stop)", err=True)
     # Ctrl-C ends the loop between polls: a KeyboardInterrupt raised inside an HTTP request can
     # leave httpx's connection pool locked, and closing the client then hangs.
     stop = threading.Event()
@@ -265,7 +308,7 @@ def session_metrics(
         if sid is None:
             return
         result = src.session_metrics(sid, MetricFilter(name))
-    emit(output, result, "metrics", views.METRICS)
+    emit(output, result, "metrics", views.METRICS, fields=views.FIELDS["metrics"])
 
 
 @main.command("traces")
@@ -273,8 +316,12 @@ def session_metrics(
 @click.option("--session", help="Only spans of this session.")
 @click.option("--service", help="Only spans of this service.")
 @span_filter_options
-@click.option("--since", type=TIME, help="Started since: 15m, 2h, 7d or an ISO timestamp.")
-@click.option("--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp.")
+@click.option(
+    "--since", type=TIME, help="Started since: 15m, 2h, 7d or an ISO timestamp (to the ns)."
+)
+@click.option(
+    "--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp (to the ns)."
+)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N spans.")
 @output_options
 @click.pass_context
@@ -282,11 +329,11 @@ def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None
     """Span search across sessions, newest first. Durations are SPAN durations, not traces'."""
     with source(ctx) as src:
         result = src.traces(span_filter(**filters))
-    emit(output, result, "spans", views.SPANS)
+    emit(output, result, "spans", views.SPANS, fields=views.FIELDS["spans"])
 
 
 @main.command("trace")
-@click.argument("trace_id")
+@click.argument("trace_id", type=TRACE_ID)
 @click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
 @output_options
 @click.pass_context
@@ -294,7 +341,7 @@ def trace_cmd(ctx: click.Context, trace_id: str, show_attrs: bool, output: Outpu
     """One trace as an indented span tree."""
     with source(ctx) as src:
         result = src.trace(trace_id)
-    emit(output, result, "spans", [], lambda s: "\n".join(render_trees(s, show_attrs)).rstrip())
+    emit(output, result, "spans", [], trees(show_attrs), views.FIELDS["spans"])
 
 
 @main.command("sql")
@@ -316,7 +363,7 @@ def rooms_cmd(ctx: click.Context, output: OutputFormat) -> None:
     """Rooms with session counts and last activity."""
     with source(ctx) as src:
         result = src.rooms()
-    emit(output, result, "rooms", views.ROOMS)
+    emit(output, result, "rooms", views.ROOMS, fields=views.FIELDS["rooms"])
 
 
 @main.command("demo")
@@ -328,47 +375,4 @@ def demo_cmd(db: str | None) -> None:
     run_demo(main, db)
 
 
-@main.command("prune")
-@click.option(
-    "--older-than",
-    "older_than",
-    required=True,
-    type=_Parsed("AGE", lambda t: _age(t)),
-    help="Delete records older than this (30d, 12h, 90m) and sessions last seen before it.",
-)
-@click.pass_context
-def prune_cmd(ctx: click.Context, older_than: float) -> None:
-    """Delete old data from a store file (the collector's retention.max_age does it while
-    it runs); --db names the file, else the configured store.path."""
-    from collector.store import prune_store
-
-    from .source import _answers, settings_for
-
-    obj = ctx.find_root().obj
-    settings = settings_for(obj["config"])
-    path = obj["db"]
-    if path is None:
-        host = settings.get("server.api_host")
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        url = obj["server"] or f"http://{host}:{settings.get('server.api_port')}"
-        if obj["server"] or _answers(url, settings.get("query.probe_timeout")):
-            raise QueryError(
-                f"a collector is running at {url} and owns the store: its retention job prunes"
-                " it (setting retention.max_age); or stop it and run roomscope prune"
-            )
-        path = settings.get("store.path")
-    pruned = prune_store(settings.replace(**{"store.path": path}), older_than)
-    rows = ", ".join(f"{n} {table}" for table, n in sorted(pruned.rows.items()) if n) or "nothing"
-    click.echo(f"pruned {path}: deleted {rows}")
-
-
-def _age(text: str) -> float:
-    try:
-        seconds = durations.seconds(text)
-    except ValueError:
-        raise QueryError(
-            f"invalid age {text!r}: use a number with s, m, h, d or w, e.g. 7d"
-        ) from None
-    if seconds <= 0:
-        raise QueryError(f"invalid age {text!r}: must be more than 0")
-    return seconds
+main.add_command(prune_cmd)  # query/cli/prune.py

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..library.display import printable
 from ..library.values import json_text
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,15 +43,16 @@ def output_options(fn: F) -> F:
 
 
 def cell(value: Any) -> str:
+    """A value as one line of table text, control characters escaped (display.printable)."""
     if value is None:
         return ""
     if isinstance(value, dict):
-        return " ".join(f"{k}={v}" for k, v in sorted(value.items()))
+        return " ".join(f"{printable(str(k))}={cell(v)}" for k, v in sorted(value.items()))
     if isinstance(value, list | tuple):
         return ",".join(cell(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return printable(str(value))
 
 
 def _flat(value: Any) -> Any:
@@ -60,12 +62,14 @@ def _flat(value: Any) -> Any:
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Plain aligned columns; the last column is not padded."""
-    widths = [len(h) for h in headers]
-    for row in rows:
+    """Plain aligned columns; the last column is not padded. Control characters in headers
+    and cells are escaped (a newline would break the rows, an escape sequence the terminal)."""
+    table = [[printable(c) for c in row] for row in [headers, *rows]]
+    widths = [len(h) for h in table[0]]
+    for row in table[1:]:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     lines = []
-    for row in [list(headers), *rows]:
+    for row in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
@@ -81,8 +85,10 @@ def emit(
     key: str,
     columns: Sequence[Column],
     table_text: Callable[[list[dict[str, Any]]], str] | None = None,
+    fields: Sequence[str] = (),
 ) -> None:
-    """Write ``result`` (whose records are ``result[key]``) in ``fmt``."""
+    """Write ``result`` (whose records are ``result[key]``) in ``fmt``; ``fields``: the
+    records' keys, the csv header of an empty result."""
     records: list[dict[str, Any]] = result.get(key) or []
     if fmt is OutputFormat.JSON:
         click.echo(dumps(result))
@@ -90,7 +96,7 @@ def emit(
         for record in records:
             click.echo(json_text(record, ensure_ascii=False))
     elif fmt is OutputFormat.CSV:
-        click.echo(to_csv(list(records[0]) if records else [], records), nl=False)
+        click.echo(to_csv(list(records[0]) if records else list(fields), records), nl=False)
     elif not records:
         click.echo(f"no {key.replace('_', ' ')} found", err=True)
     elif table_text is not None:

@@ -21,6 +21,7 @@ from collector.store.reads import StoreInUse, open_reader
 from ..library.errors import NotFound, QueryError, SourceError
 from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from ..library.reader import Reader, Result
+from .holder import in_use_message
 
 API = "/api/v1"
 
@@ -54,10 +55,7 @@ class LocalSource(Reader):
         try:
             con = open_reader(path)
         except StoreInUse:
-            raise SourceError(
-                f"store file {path} is in use by a running collector; query it through"
-                " its API with --server URL (e.g. --server http://127.0.0.1:4320)"
-            ) from None
+            raise  # open_source names the API to query instead (holder.in_use_message)
         except StoreError as exc:
             raise SourceError(str(exc)) from None
         super().__init__(
@@ -165,6 +163,13 @@ def settings_for(config: str | None) -> Settings:
         raise SourceError(str(exc)) from None
 
 
+def configured_url(settings: Settings) -> str:
+    """The query API the settings point at (server.api_host, server.api_port)."""
+    host = settings.get("server.api_host")
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.get('server.api_port')}"
+
+
 def open_source(
     config: str | None = None,
     db: str | None = None,
@@ -175,22 +180,25 @@ def open_source(
     settings = settings_for(config)
     timeout = settings.get("query.timeout")
 
+    url = configured_url(settings)
+    probe = settings.get("query.probe_timeout")
+
     def local(path: str) -> LocalSource:
-        return LocalSource(
-            path,
-            default_limit=settings.get("query.default_limit"),
-            timeout=timeout,
-            max_rows=settings.get("query.max_rows"),
-            idle_timeout=settings.get("sessions.idle_timeout"),
-        )
+        try:
+            return LocalSource(
+                path,
+                default_limit=settings.get("query.default_limit"),
+                timeout=timeout,
+                max_rows=settings.get("query.max_rows"),
+                idle_timeout=settings.get("sessions.idle_timeout"),
+            )
+        except StoreInUse as exc:
+            raise SourceError(in_use_message(path, exc.pid, url, probe)) from None
 
     if server:
         return RemoteSource(server, timeout=timeout + 30, token=token)
     if db:
         return local(db)
-    host = settings.get("server.api_host")
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{settings.get('server.api_port')}"
-    if _answers(url, settings.get("query.probe_timeout")):
+    if _answers(url, probe):
         return RemoteSource(url, timeout=timeout + 30, token=token)
     return local(settings.get("store.path"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..library.display import printable, severity_text, span_duration
 from ..library.filters import format_ns_duration
-from ..library.records import parse_ts
+from ..library.records import COLUMNS, parse_ts
 from .output import Column, cell, format_table
 
 Record = dict[str, Any]
@@ -30,6 +31,7 @@ def _ended(s: Record) -> str:
 SESSIONS: list[Column] = [
     ("ID", lambda s: s["session_id"]),
     ("ROOM", lambda s: s["room"]),
+    ("PROJECT", lambda s: s["project"]),
     ("STARTED", lambda s: short_time(s["started_at"])),
     ("ENDED", _ended),
     ("DURATION", session_duration),
@@ -44,7 +46,7 @@ SPANS: list[Column] = [
     ("TRACE", lambda s: s["trace_id"]),
     ("SPAN", lambda s: s["name"]),
     ("SERVICE", lambda s: s["service_name"]),
-    ("DURATION", lambda s: format_ns_duration(s["duration_ns"])),
+    ("DURATION", lambda s: span_duration(s["duration_ns"])),
     ("STATUS", lambda s: s["status_code"]),
     ("ROOM", lambda s: s["room"]),
     ("SESSION", lambda s: s["session_id"]),
@@ -52,7 +54,7 @@ SPANS: list[Column] = [
 
 LOGS: list[Column] = [
     ("TIME", lambda r: short_time(r["time"])),
-    ("SEVERITY", lambda r: r["severity_text"] or r["severity_number"]),
+    ("SEVERITY", lambda r: severity_text(r["severity_text"], r["severity_number"])),
     ("SERVICE", lambda r: r["service_name"]),
     ("BODY", lambda r: r["body"]),
 ]
@@ -94,6 +96,22 @@ EVENTS: list[Column] = [
 ]
 
 
+# The keys of each result's records: the csv header when there are none.
+FIELDS: dict[str, list[str]] = {
+    "spans": COLUMNS["spans"],
+    "sessions": COLUMNS["sessions"],
+    "logs": COLUMNS["logs"],
+    "metrics": COLUMNS["metric_points"],
+    "rooms": [
+        "project", "room", "sessions", "active_sessions", "span_count", "log_count",
+        "error_count", "last_seen_at",
+    ],
+    "events": [
+        "time", "type", "severity_text", "service_name", "message", "trace_id", "span_id",
+    ],
+}  # fmt: skip
+
+
 def session_summary(s: Record, events: list[Record]) -> str:
     counts = (
         f"{s['span_count']} spans, {s['log_count']} logs,"
@@ -109,7 +127,7 @@ def session_summary(s: Record, events: list[Record]) -> str:
         ("records", counts),
         ("services", cell(s["services"])),
     ]
-    text = "\n".join(f"{k:<9} {v}" for k, v in rows)
+    text = "\n".join(f"{k:<9} {printable(str(v))}" for k, v in rows)
     if events:
         lines = [[cell(fn(e)) for _h, fn in EVENTS] for e in events]
         text += "\n\n" + format_table([h for h, _ in EVENTS], lines)

@@ -18,6 +18,7 @@ from ..library.filters import (
     parse_severity,
     parse_time,
 )
+from ..library.traces import check_trace_id
 
 
 def _text(value: str) -> str:
@@ -55,10 +56,11 @@ P = {
     p.name: p
     for p in (
         Param("room", _text, "Room name.", _STR),
+        Param("project", _text, "Project name.", _STR),
         Param("session", _text, "Session id.", _STR),
         Param("service", _text, "Service name (service_name).", _STR),
         Param("name", _text, "Span name contains this text (case-insensitive).", _STR),
-        Param("trace_id", _text, "Trace id (32 hex digits).", _STR),
+        Param("trace_id", check_trace_id, "Trace id (32 hex digits).", _STR),
         Param(
             "min_duration",
             parse_duration,
@@ -69,13 +71,19 @@ P = {
         Param(
             "attrs",
             lambda v: parse_attrs([v]),
-            "K=V; all must hold; span attributes, then resource attributes; status=error also"
-            " matches status code ERROR; service/name/kind fall back to the span's fields.",
+            "K=V (or K1=V1,K2=V2); all must hold; span attributes, then resource attributes;"
+            " an array attribute matches when an element is V; quote a value holding a comma"
+            ' (K="a,b") or escape it (K=a\\,b); status=error also matches status code ERROR;'
+            " service/name/kind fall back to the span's fields.",
             {"type": "string", "example": "status=error"},
             repeatable=True,
         ),
-        Param("since", parse_time, "From this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
-        Param("until", parse_time, "Up to this time: 15m, 2h, 7d or ISO timestamp.", _TIME),
+        Param(
+            "since", parse_time, "From this time: 15m, 2h, 7d or ISO timestamp (to the ns).", _TIME
+        ),
+        Param(
+            "until", parse_time, "Up to this time: 15m, 2h, 7d or ISO timestamp (to the ns).", _TIME
+        ),
         Param(
             "limit",
             parse_limit,
@@ -94,7 +102,7 @@ P = {
     )
 }  # fmt: skip
 
-SESSION_LIST = ("room", "active", "since", "limit")
+SESSION_LIST = ("room", "project", "active", "since", "limit")
 SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")
 SESSION_LOGS = ("severity", "grep", "after", "limit")
 SESSION_METRICS = ("name", "limit")

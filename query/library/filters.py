@@ -7,6 +7,8 @@ parsed by the CLI reaches a remote server unchanged.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from typing import Any
 from collector import durations
 
 from .errors import QueryError
+from .records import format_ts
 
 SEVERITIES = {
     "TRACE": 1,
@@ -41,63 +44,155 @@ def parse_duration(text: str) -> int:
 
 
 def format_ns_duration(ns: int | None) -> str:
-    """Nanoseconds in a human unit: ``850ns``, ``12.3µs``, ``250ms``, ``1.50s``, ``2m05s``."""
+    """Nanoseconds in a human unit, three significant digits below a second (``850ns``,
+    ``12.3µs``, ``250ms``), milliseconds below a minute (``1.000s``, ``1.001s``), then
+    ``2m05s``, ``1h02m``; negative durations with a minus sign."""
     if ns is None:
         return ""
+    if ns < 0:
+        return "-" + format_ns_duration(-ns)
     if ns < 1_000:
         return f"{ns}ns"
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.3g}µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.3g}ms"
-    seconds = ns / 1_000_000_000
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, rest = divmod(int(seconds), 60)
+    for unit, scale in (("µs", 1_000), ("ms", 1_000_000)):
+        if ns < 1_000 * scale:
+            text = _three_digits(ns / scale)
+            if float(text) < 1_000:  # else it rounded up to the next unit (999.9996 ms: 1.000s)
+                return text + unit
+    ms = round(ns / 1_000_000)
+    if ms < 60_000:
+        return f"{ms // 1000}.{ms % 1000:03d}s"
+    minutes, rest = divmod(ms // 1000, 60)
     if minutes < 60:
         return f"{minutes}m{rest:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
 
 
+def _three_digits(value: float) -> str:
+    """1 <= value < 1000 to three significant digits, without trailing zeros: ``1.5``,
+    ``12.3``, ``44``, ``250`` (what ``:.3g`` gives, but never in exponent form)."""
+    text = f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def parse_attrs(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """``["a=1,b=2", "c=3"]`` → ``(("a","1"), ("b","2"), ("c","3"))``; every pair needs ``=``."""
+    """``["a=1,b=2", "c=3"]`` → ``(("a","1"), ("b","2"), ("c","3"))``; every pair needs ``=``.
+
+    A comma separates pairs and the first ``=`` separates a key from its value, so
+    ``q=a=b`` is key ``q``, value ``a=b``. A comma, ``=`` or ``"`` that is part of a key or
+    value is quoted (``q="a,b"``) or escaped with a backslash (``q=a\\,b``); ``\\\\`` is one
+    backslash (any other backslash stays as it is). Blanks around keys and values are dropped,
+    blanks inside quotes kept."""
     pairs: list[tuple[str, str]] = []
     for value in values:
-        for part in str(value).split(","):
-            if not part.strip():
+        for part in _split_pairs(str(value)):
+            if all(c.isspace() and not lit for c, lit in part):
                 continue
-            key, eq, val = part.partition("=")
-            if not eq or not key.strip():
-                raise QueryError(f"invalid attribute filter {part!r}: expected KEY=VALUE")
-            pairs.append((key.strip(), val.strip()))
+            eq = next((i for i, (c, lit) in enumerate(part) if c == "=" and not lit), None)
+            key = _unquoted(part[:eq]) if eq is not None else ""
+            if eq is None or not key:
+                raise QueryError(
+                    f"invalid attribute filter {_raw(part)!r}: expected KEY=VALUE (a comma"
+                    ' separates pairs: quote a value that holds one, q="a,b", or escape it,'
+                    " q=a\\,b)"
+                )
+            pairs.append((key, _unquoted(part[eq + 1 :])))
     return tuple(pairs)
 
 
-def parse_time(text: str, now: datetime | None = None) -> datetime:
-    """``15m``, ``2h``, ``7d`` (that long ago) or an ISO timestamp (UTC by default) → UTC."""
-    now = now or datetime.now(UTC)
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """``15m``, ``2h``, ``7d`` (that long ago) or an ISO timestamp (UTC unless it names an
+    offset) → epoch nanoseconds. A fraction of a second keeps all its digits, up to nine: a
+    time printed by roomscope (``...18.818597583Z``) selects exactly the records of that time."""
+    raw = str(text).strip()
     try:
-        if durations.has_unit(text):
-            value = now - timedelta(microseconds=durations.duration_ns(text, "s") // 1000)
+        if durations.has_unit(raw):
+            now = time.time_ns() if now_ns is None else now_ns
+            value = now - durations.duration_ns(raw, "s")
         else:
-            value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
-    except ValueError:
+            value = _iso_ns(raw)
+    except (ValueError, OverflowError):
         raise QueryError(
             f"invalid time {text!r}: use an age like 15m, 2h, 7d or an ISO timestamp"
+            " (fractions of a second up to nanoseconds)"
         ) from None
-    except OverflowError:
-        value = datetime.min  # caught as out of range below
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     if not _TS_NS_MIN <= value <= _TS_NS_MAX:
         raise QueryError(f"invalid time {text!r}: stored times lie between 1678 and 2261")
-    return value.astimezone(UTC)
+    return value
+
+
+# The fraction of a second of an ISO time (datetime keeps only microseconds: parsed apart).
+_FRACTION = re.compile(r"(?<=\d\d:\d\d:\d\d)[.,](\d+)")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso_ns(text: str) -> int:
+    fraction = 0
+    m = _FRACTION.search(text)
+    if m:
+        digits = m.group(1)
+        if len(digits) > 9:
+            raise ValueError("more than nine digits of a second")
+        fraction = int(digits.ljust(9, "0"))
+        text = text[: m.start()] + text[m.end() :]
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(seconds=1) * 1_000_000_000 + fraction
 
 
 # What TIMESTAMP_NS holds (a signed 64-bit count of nanoseconds around 1970), with a margin.
-_TS_NS_MIN = datetime(1678, 1, 1, tzinfo=UTC)
-_TS_NS_MAX = datetime(2261, 12, 31, tzinfo=UTC)
+_TS_NS_MIN = (datetime(1678, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(seconds=1) * 10**9
+_TS_NS_MAX = (datetime(2261, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(seconds=1) * 10**9
+
+
+_ESCAPABLE = ',="\\'
+Chars = list[tuple[str, bool]]  # (character, quoted or escaped)
+
+
+def _split_pairs(text: str) -> list[Chars]:
+    """``text`` cut at the commas outside double quotes, each character marked literal when
+    quoted or escaped (quotes and escaping backslashes removed)."""
+    parts: list[Chars] = [[]]
+    quoted = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPABLE:
+            parts[-1].append((text[i + 1], True))
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == "," and not quoted:
+            parts.append([])
+        else:
+            parts[-1].append((c, quoted))
+        i += 1
+    if quoted:
+        raise QueryError(f"invalid attribute filter {text!r}: a double quote is not closed")
+    return parts
+
+
+def _unquoted(chars: Chars) -> str:
+    """The text of ``chars`` without the blanks around it that were neither quoted nor escaped."""
+    start, end = 0, len(chars)
+    while start < end and chars[start][0].isspace() and not chars[start][1]:
+        start += 1
+    while end > start and chars[end - 1][0].isspace() and not chars[end - 1][1]:
+        end -= 1
+    return "".join(c for c, _ in chars[start:end])
+
+
+def _raw(chars: Chars) -> str:
+    return "".join(c for c, _ in chars).strip()
+
+
+def quote_attr(text: str) -> str:
+    """A key or value written so that :func:`parse_attrs` reads it back unchanged."""
+    if text and text.strip() == text and not any(c in _ESCAPABLE for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_severity(text: str) -> int:
@@ -137,19 +232,15 @@ def parse_bool(text: str | bool) -> bool:
     raise QueryError(f"invalid boolean {text!r}: expected true or false")
 
 
-def iso_param(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _param_text(value: Any, name: str) -> str | list[str]:
-    if isinstance(value, datetime):
-        return iso_param(value)
+    if name in ("since", "until"):
+        return str(format_ts(value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if name in ("min_duration", "max_duration"):
         return f"{value}ns"
     if name == "attrs":
-        return [f"{k}={v}" for k, v in value]
+        return [f"{quote_attr(k)}={quote_attr(v)}" for k, v in value]
     return str(value)
 
 
@@ -178,8 +269,8 @@ class SpanFilter(Filter):
     min_duration: int | None = None  # ns, inclusive
     max_duration: int | None = None  # ns, inclusive
     attrs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: int | None = None  # epoch ns, inclusive
+    until: int | None = None  # epoch ns, inclusive
     limit: int | None = None
 
 
@@ -187,8 +278,9 @@ class SpanFilter(Filter):
 class SessionFilter(Filter):
     room: str | None = None
     active: bool | None = None  # True: active only, False: ended only
-    since: datetime | None = None
+    since: int | None = None  # epoch ns
     limit: int | None = None
+    project: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import duckdb
 
 from collector.store.reads import SPAN_ROWS
 
+from .display import printable
 from .errors import NotFound, QueryError
 from .filters import SpanFilter, format_ns_duration
 from .records import fetch_records, span_rows_sql
@@ -36,10 +37,9 @@ def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> l
     newest = newest_start(con)
     if newest is not None:
         if f.until is not None:
-            newest = min(newest, int(f.until.timestamp()) * 10**9)
-        since = int(f.since.timestamp()) * 10**9 if f.since is not None else None
+            newest = min(newest, f.until)
         for width in SEARCH_WINDOWS_NS:
-            if since is not None and newest - width <= since:
+            if f.since is not None and newest - width <= f.since:
                 break
             window = [*conds, "start_time >= make_timestamp_ns(?)"]
             wparams = [*params, newest - width, n]
@@ -155,29 +155,45 @@ def span_trees(spans: list[Record]) -> list[tuple[str, list[tuple[int, Record]]]
 
 
 def render_trees(spans: list[Record], show_attrs: bool = False) -> list[str]:
-    """Indented span trees: name, start, duration (human unit), status[, sorted k=v]."""
+    """Indented span trees: name, start, duration (human unit), status[, sorted k=v].
+
+    A trace's header names its span count, first start, and every room and session its
+    spans belong to; a span line shows the time of day, with the date when it is not the
+    date of the header's start. Control characters in the data are escaped (printable)."""
     lines: list[str] = []
     for trace_id, ordered in span_trees(spans):
         root = ordered[0][1]
-        where = " ".join(
-            f"{k}={root[c]}" for k, c in (("room", "room"), ("session", "session_id")) if root[c]
-        )
-        lines.append(
-            f"trace {trace_id}  {len(ordered)} spans  {root['start_time']}  {where}".rstrip()
-        )
-        width = max(2 * d + len(s["name"] or "") for d, s in ordered) + 2
-        for depth, s in ordered:
-            label = "  " * depth + (s["name"] or "")
-            start = (s["start_time"] or "")[11:23]
+        first = root["start_time"] or ""
+        places = [
+            _places(label, [s[column] for _d, s in ordered])
+            for label, column in (("room", "room"), ("session", "session_id"))
+        ]
+        where = " ".join(p for p in places if p)
+        lines.append(f"trace {trace_id}  {len(ordered)} spans  {first}  {where}".rstrip())
+        names = [printable(s["name"] or "") for _d, s in ordered]
+        width = max(2 * d + len(n) for (d, _s), n in zip(ordered, names, strict=True)) + 2
+        for (depth, s), name in zip(ordered, names, strict=True):
+            label = "  " * depth + name
+            start = s["start_time"] or ""
+            start = start[11:23] if start[:10] == first[:10] else start[:23].replace("T", " ")
             status = s["status_code"] or ""
             if s.get("status_message"):
                 status += f" ({s['status_message']})"
-            line = (
-                f"  {label:<{width}}{start}  {format_ns_duration(s['duration_ns']):>8}"
-                f"  {s['service_name'] or '':<12}  {status}"
-            )
+            duration = format_ns_duration(s["duration_ns"])
+            service = printable(s["service_name"] or "")
+            line = f"  {label:<{width}}{start}  {duration:>8}  {service:<12}  {status}"
+            if (s["duration_ns"] or 0) < 0:
+                line += "  (end before start)"
             if show_attrs and s.get("attributes"):
                 line += "  " + " ".join(f"{k}={v}" for k, v in sorted(s["attributes"].items()))
-            lines.append(line.rstrip())
+            lines.append(printable(line.rstrip()))
         lines.append("")
     return lines
+
+
+def _places(label: str, values: list[str | None]) -> str:
+    """``room=a`` or ``rooms=a,b`` (in order of first appearance); "" when none."""
+    seen = list(dict.fromkeys(printable(v) for v in values if v))
+    if not seen:
+        return ""
+    return f"{label}={seen[0]}" if len(seen) == 1 else f"{label}s={','.join(seen)}"

@@ -25,7 +25,6 @@ import struct
 import subprocess
 import sys
 import time
-from datetime import UTC, timedelta
 from pathlib import Path
 
 import duckdb
@@ -359,7 +358,7 @@ def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> 
 
 def pick_samples(con: duckdb.DuckDBPyConnection) -> dict:
     """A busy room, a median session, a trace from the middle of the data, the data's end."""
-    (end,) = con.execute("SELECT max(last_seen_at) FROM sessions").fetchone()
+    (end,) = con.execute("SELECT epoch_ns(max(last_seen_at)) FROM sessions").fetchone()
     room = con.execute(
         "SELECT room FROM sessions GROUP BY room ORDER BY sum(span_count) DESC LIMIT 1"
     ).fetchone()[0]
@@ -369,11 +368,11 @@ def pick_samples(con: duckdb.DuckDBPyConnection) -> dict:
     ).fetchone()[0]
     (n,) = con.execute("SELECT count(*) FROM spans").fetchone()
     trace = con.execute("SELECT trace_id FROM spans LIMIT 1 OFFSET ?", [n // 2]).fetchone()[0]
-    return {"end": end.replace(tzinfo=UTC), "room": room, "session": session, "trace": trace}
+    return {"end": end, "room": room, "session": session, "trace": trace}
 
 
 def queries(s: dict) -> list[tuple[str, object]]:
-    since = s["end"] - timedelta(hours=24)
+    since = s["end"] - DAY_NS  # epoch ns
     err = (("status", "error"),)
     q1 = SpanFilter(room=s["room"], min_duration=1_000_000_000, attrs=err)
     q1b = SpanFilter(room=s["room"], min_duration=1_000_000_000, attrs=err, since=since)
