@@ -68,13 +68,13 @@ def test_a_session_of_one_long_span_lasts_as_long_as_the_span(start_collector) -
     assert (parse_ts(s["started_at"]), duration(s)) == (t0, 1_600 * MS)
     assert api(c, f"/sessions/{s['session_id']}")["session"] == s
     table = run("--server", c.api_url, "session", "list", "--room", "den")
-    assert table.exit_code == 0 and " 1.60s " in table.stdout, table.stdout
+    assert table.exit_code == 0 and " 1.600s " in table.stdout, table.stdout
     via_server = cli_json(["--server", c.api_url], "session", "list", "--room", "den")
     c.stop()
     via_db = cli_json(["--db", str(c.db)], "session", "list", "--room", "den")
     assert via_db == via_server and duration(via_db["sessions"][0]) == 1_600 * MS
     table = run("--db", str(c.db), "session", "list", "--room", "den")
-    assert " 1.60s " in table.stdout, table.stdout
+    assert " 1.600s " in table.stdout, table.stdout
 
 
 # -- item 6: service.joined stands at the service's first record -----------------------------
