@@ -308,6 +308,15 @@ def test_a_severity_number_without_text_shows_its_name(world: World) -> None:
     lines = {line.split()[-2] + " " + line.split()[-1]: line for line in table.stdout.splitlines()}
     assert lines["number only"].split()[2] == "INFO"
     assert lines["with text"].split()[2] == "ERROR"
+    # ... and so does the session's timeline (session get, the API's events)
+    (summary,) = both(world, ["session", "get", "s-delta"])
+    (line,) = [x for x in summary.stdout.splitlines() if "number only" in x]
+    assert " INFO " in line, summary.stdout
+    events = api(world, "/sessions/s-delta/events").json()["events"]
+    assert {e["message"]: e["severity_text"] for e in events if e["type"] == "log"} == {
+        "number only": "INFO",
+        "with text": "ERROR",
+    }
 
 
 def test_session_list_shows_the_project_and_filters_by_it(world: World) -> None:

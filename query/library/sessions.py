@@ -9,6 +9,7 @@ import duckdb
 
 from collector.store.reads import LOG_ROWS, SPAN_ROWS
 
+from .display import severity_text
 from .errors import NotFound
 from .filters import LogFilter, MetricFilter, SessionFilter
 from .records import METRIC_VALUES, fetch_records, log_rows_sql, select_list
@@ -144,18 +145,20 @@ def session_timeline(
     sql = f"""
         SELECT epoch_ns(time) AS time, type, NULL AS severity_text, NULL AS service_name,
                CAST(data AS VARCHAR) AS message, NULL AS trace_id, NULL AS span_id,
-               CASE type WHEN 'session.started' THEN 0 WHEN 'session.ended' THEN 4 ELSE 1 END AS o
+               CASE type WHEN 'session.started' THEN 0 WHEN 'session.ended' THEN 4 ELSE 1 END AS o,
+               NULL AS severity_number
         FROM session_events WHERE session_id = ?
         UNION ALL
-        SELECT epoch_ns(last_seen_at), 'session.ended', NULL, NULL, ?, NULL, NULL, 4
+        SELECT epoch_ns(last_seen_at), 'session.ended', NULL, NULL, ?, NULL, NULL, 4, NULL
         FROM sessions WHERE session_id = ? AND ended_at IS NULL
                             AND last_seen_at <= make_timestamp_ns(?)
         UNION ALL
-        SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2
+        SELECT epoch_ns(time), 'log', severity_text, service_name, body, trace_id, span_id, 2,
+               severity_number
         FROM {LOG_ROWS} WHERE session_id = ?{lwin}
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
-               name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3
+               name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3, NULL
         FROM {SPAN_ROWS} WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
         ORDER BY time, o
     """
@@ -172,6 +175,9 @@ def session_timeline(
     rows = fetch_records(con, sql, params)
     for row in rows:
         del row["o"]
+        number = row.pop("severity_number")
+        if row["type"] == "log":  # a level sent as a number only is named (9: INFO)
+            row["severity_text"] = severity_text(row["severity_text"], number) or None
     return rows
 
 
