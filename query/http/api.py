@@ -28,6 +28,7 @@ from ..library.reader import Reader, Result
 from . import params as P
 from .console import Console
 from .gate import ReadSide, TokenGate, current_project
+from .meshagent import meshagent_routes
 from .routes import ROUTES, ApiRoute, openapi
 
 
@@ -107,6 +108,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
         else:
             routes.append(Route(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
+    routes.extend(meshagent_routes(read, side.auth))  # SPEC 13
     app = Starlette(routes=routes)
     if side.auth is not None:
         app.add_middleware(TokenGate, auth=side.auth)
