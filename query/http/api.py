@@ -27,6 +27,7 @@ from ..library.reader import Reader, Result
 from . import params as P
 from .console import Console
 from .gate import ReadSide, TokenGate, current_project
+from .meshagent import meshagent_routes
 from .paths import RawPathRoute
 from .responses import EXCEPTION_HANDLERS, JsonResponse
 from .responses import error as _error
@@ -110,6 +111,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
         else:  # ids in the path are matched still encoded (query.http.paths)
             routes.append(RawPathRoute(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
+    routes.extend(meshagent_routes(read, side.auth))  # SPEC 13
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     if side.auth is not None:
         app.add_middleware(TokenGate, auth=side.auth)
