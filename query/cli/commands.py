@@ -16,6 +16,7 @@ import click
 from collector import durations
 from collector.errors import RoomscopeError
 
+from ..library import traceql
 from ..library.errors import NotFound, QueryError
 from ..library.filters import (
     MAX_LIMIT,
@@ -277,6 +278,14 @@ def session_metrics(
 @click.option("--since", type=TIME, help="Started since: 15m, 2h, 7d or an ISO timestamp.")
 @click.option("--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N spans.")
+@click.option(
+    "-q",
+    "--query",
+    "q",
+    type=_Parsed("TRACEQL", traceql.checked),
+    help='A TraceQL spanset filter: \'{ resource.room = "lobby" && duration > 1s'
+    " && status = error }' (docs/grafana.md#traceql).",
+)
 @output_options
 @click.pass_context
 def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None:

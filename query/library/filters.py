@@ -181,6 +181,7 @@ class SpanFilter(Filter):
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = None
+    q: str | None = None  # a TraceQL spanset filter (SPEC 9; query.library.traceql)
 
 
 @dataclass(frozen=True)
