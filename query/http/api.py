@@ -25,6 +25,7 @@ from collector.settings import Settings
 
 from ..library.errors import QueryError
 from ..library.reader import Reader, Result
+from . import grafana
 from . import params as P
 from .console import Console
 from .gate import ReadSide, TokenGate, current_project
@@ -51,9 +52,12 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
         finally:
             cur.close()
 
+    async def run(fn: Callable[[Reader], Result]) -> Result:
+        return await run_in_threadpool(read, fn, current_project())
+
     async def answer(fn: Callable[[Reader], Result]) -> JSONResponse:
         try:
-            return JSONResponse(await run_in_threadpool(read, fn, current_project()))
+            return JSONResponse(await run(fn))
         except QueryError as exc:
             return _error(str(exc), exc.status)
         except StoreUnavailable as exc:
@@ -95,6 +99,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
 
     console = Console(side, answer)
     document = console.document(openapi(ROUTES + console.api_routes))
+    document["paths"].update(grafana.summary())  # Tempo and Jaeger (SPEC 9)
 
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -107,6 +112,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
         else:
             routes.append(Route(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
+    routes.extend(grafana.routes(run))
     app = Starlette(routes=routes)
     if side.auth is not None:
         app.add_middleware(TokenGate, auth=side.auth)

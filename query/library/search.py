@@ -75,6 +75,11 @@ def _span_value(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]] | 
     return f"(CASE {p}attribute_keyset {whens} END)", []
 
 
+def span_value_sql(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]] | None:
+    """SQL for a span_rows row's value of span attribute ``key`` (None: no span has it)."""
+    return _span_value(key, p, places)
+
+
 def _lookup(key: str, value: str | None, p: str, places: KeyPlaces) -> tuple[str, list[Any]]:
     """``coalesce(attributes[key], resource_attributes[key]) = value`` (``IS NOT NULL`` when
     value is None) on span_rows; "false" when no span or resource has the key."""

@@ -1,0 +1,207 @@
+"""Tempo's HTTP query API, as Grafana's Tempo data source calls it with streaming off (SPEC 9).
+
+Shapes follow Tempo's own messages (``tempopb``): ``SearchResponse`` for ``/api/search`` (JSON,
+uint64 fields as strings, as Go's jsonpb writes them), ``SearchTagsV2Response`` and
+``SearchTagValuesV2Response`` for tag completion, ``TraceByIDResponse`` (field 1: the trace,
+wire-identical to OTLP ``TracesData``) for ``/api/v2/traces/{id}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from ..library import traceql
+from ..library.errors import QueryError
+from ..library.filters import MAX_LIMIT, SpanFilter
+from ..library.otlp_out import traces_data
+from ..library.records import parse_ts
+from ..library.traceql_sql import RESOURCE_COLUMNS
+from ..library.traces import check_trace_id
+from .compat import Run, ns_range, query_params, unix_range, wants_protobuf, whole
+
+TEMPO_VERSION = "2.7.0"  # the Tempo API version these endpoints follow
+PROTOBUF_TYPE = "application/protobuf"
+
+
+async def echo(request: Request, run: Run) -> Response:
+    return PlainTextResponse("echo")
+
+
+async def buildinfo(request: Request, run: Run) -> Response:
+    return JSONResponse(
+        {
+            "version": TEMPO_VERSION,
+            "revision": "roomscope",
+            "branch": "",
+            "buildUser": "",
+            "buildDate": "",
+            "goVersion": "",
+        }
+    )
+
+
+def _kv(key: str, value: Any) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": str(value)}}
+
+
+def _shown(span: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
+    """The attributes a search shows of a matching span: service.name and the query's keys."""
+    out = [_kv("service.name", span["service_name"])] if span.get("service_name") else []
+    attrs, resource = span.get("attributes") or {}, span.get("resource_attributes") or {}
+    for key in keys:
+        if key == "service.name":
+            continue
+        if key in attrs:
+            out.append(_kv(key, attrs[key]))
+        elif key in resource:
+            out.append(_kv(key, resource[key]))
+    return out
+
+
+async def search(request: Request, run: Run) -> Response:
+    """``GET /api/search?q=&limit=&spss=&start=&end=`` → SearchResponse JSON."""
+    params = query_params(request, ("q", "limit", "spss", "start", "end"))
+    q = traceql.checked(params.get("q", "{}"))
+    limit = whole(params, "limit", 20, 1, MAX_LIMIT)
+    spss = whole(params, "spss", 3, 1, 1000)
+    since, until = unix_range(params, 1)
+    f = SpanFilter(q=q, since=since, until=until)
+    keys = [
+        fld.name
+        for fld in traceql.fields_of(traceql.parse(q))
+        if fld.scope != "intrinsic" and fld.name not in RESOURCE_COLUMNS
+    ]
+    result = await run(lambda r: r.trace_search(f, limit, spss))
+    traces = []
+    for t in result["traces"]:
+        spans = [
+            {
+                "spanID": s["span_id"],
+                "name": s["name"] or "",
+                "startTimeUnixNano": str(t_ns(s["start_time"])),
+                "durationNanos": str(s["duration_ns"] or 0),
+                "attributes": _shown(s, keys),
+            }
+            for s in t["spans"]
+        ]
+        traces.append(
+            {
+                "traceID": t["trace_id"],
+                "rootServiceName": t["root_service"] or "",
+                "rootTraceName": t["root_name"] or "",
+                "startTimeUnixNano": str(t["start_ns"]),
+                "durationMs": t["duration_ns"] // 1_000_000,
+                "spanSets": [{"spans": spans, "matched": t["matched"]}],
+            }
+        )
+    return JSONResponse({"traces": traces})
+
+
+def t_ns(text: str | None) -> int:
+    return parse_ts(text) if text else 0
+
+
+async def tags(request: Request, run: Run) -> Response:
+    """``GET /api/v2/search/tags`` → ``{"scopes": [{"name", "tags"}]}``."""
+    params = query_params(request, ("scope", "start", "end", "q", "limit", "maxStaleValues"))
+    span = ns_range(*unix_range(params, 1))
+    wanted = params.get("scope", "all")
+    if wanted not in ("all", "none", "resource", "span", "intrinsic"):
+        raise QueryError(f"parameter scope: unknown scope {wanted!r}")
+    result = await run(lambda r: r.tag_names(span))
+    scopes = [
+        {"name": name, "tags": names}
+        for name, names in result["scopes"].items()
+        if wanted in ("all", "none", name)
+    ]
+    return JSONResponse({"scopes": scopes})
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """``resource.service.name`` → ("resource", "service.name"); ``status`` → ("", "status");
+    ``.x`` → ("", "x")."""
+    for scope in ("resource", "span"):
+        if tag.startswith(scope + "."):
+            return scope, tag[len(scope) + 1 :]
+    if tag.startswith("."):
+        return "", tag[1:]
+    if ":" in tag:
+        return "", traceql.INTRINSICS.get(tag, tag)
+    return "", tag
+
+
+async def tag_values(request: Request, run: Run) -> Response:
+    """``GET /api/v2/search/tag/{tag}/values`` → ``{"tagValues": [{"type", "value"}]}``."""
+    params = query_params(request, ("start", "end", "q", "limit", "maxStaleValues"))
+    span = ns_range(*unix_range(params, 1))
+    scope, name = split_tag(request.path_params["tag"])
+    if not name:
+        raise QueryError("expected a tag like resource.service.name, span.http.method or status")
+    result = await run(lambda r: r.tag_values(scope, name, span))
+    return JSONResponse({"tagValues": [{"type": t, "value": v} for t, v in result["values"]]})
+
+
+def tempo_trace_id(text: str) -> str:
+    """Tempo accepts ids of up to 32 hex digits (left-padded with zeros)."""
+    tid = text.strip().lower()
+    if 0 < len(tid) < 32 and all(c in "0123456789abcdef" for c in tid):
+        tid = tid.zfill(32)
+    return check_trace_id(tid)
+
+
+async def _trace_data(request: Request, run: Run) -> bytes:
+    query_params(request, ("start", "end"))
+    tid = tempo_trace_id(request.path_params["trace_id"])
+    result = await run(lambda r: r.trace(tid))
+    return traces_data(result["spans"]).SerializeToString()
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    head = bytearray([field << 3 | 2])
+    n = len(payload)
+    while n > 0x7F:
+        head.append(n & 0x7F | 0x80)
+        n >>= 7
+    head.append(n)
+    return bytes(head) + payload
+
+
+def _as_json(data: bytes) -> dict[str, Any]:
+    return json_format.MessageToDict(TracesData.FromString(data))
+
+
+async def trace_v2(request: Request, run: Run) -> Response:
+    """``GET /api/v2/traces/{id}``: TraceByIDResponse (protobuf; ``{"trace": …}`` as JSON)."""
+    data = await _trace_data(request, run)
+    if wants_protobuf(request):
+        return Response(_length_delimited(1, data), media_type=PROTOBUF_TYPE)
+    return JSONResponse({"trace": _as_json(data)})
+
+
+async def trace_v1(request: Request, run: Run) -> Response:
+    """``GET /api/traces/{id}`` asked for protobuf: the bare TracesData."""
+    data = await _trace_data(request, run)
+    return Response(data, media_type=PROTOBUF_TYPE)
+
+
+ENDPOINTS = (
+    ("/api/echo", echo),
+    ("/api/status/buildinfo", buildinfo),
+    ("/api/search", search),
+    ("/api/v2/search/tags", tags),
+    ("/api/v2/search/tag/{tag}/values", tag_values),
+    ("/api/v2/traces/{trace_id}", trace_v2),
+)
+SUMMARIES = {
+    "/api/echo": "Tempo: health check.",
+    "/api/status/buildinfo": "Tempo: the Tempo API version served.",
+    "/api/search": "Tempo: TraceQL search (q, limit, spss, start, end) → SearchResponse JSON.",
+    "/api/v2/search/tags": "Tempo: attribute names by scope (resource, span, intrinsic).",
+    "/api/v2/search/tag/{tag}/values": "Tempo: values of one tag (e.g. resource.room).",
+    "/api/v2/traces/{trace_id}": "Tempo: one trace as TraceByIDResponse (protobuf or JSON).",
+}
