@@ -19,8 +19,6 @@ from ..library import traceql
 from ..library.errors import QueryError
 from ..library.filters import MAX_LIMIT, SpanFilter
 from ..library.otlp_out import traces_data
-from ..library.records import parse_ts
-from ..library.traceql_sql import RESOURCE_COLUMNS
 from ..library.traces import check_trace_id
 from .compat import Run, ns_range, query_params, unix_range, wants_protobuf, whole
 
@@ -49,20 +47,6 @@ def _kv(key: str, value: Any) -> dict[str, Any]:
     return {"key": key, "value": {"stringValue": str(value)}}
 
 
-def _shown(span: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
-    """The attributes a search shows of a matching span: service.name and the query's keys."""
-    out = [_kv("service.name", span["service_name"])] if span.get("service_name") else []
-    attrs, resource = span.get("attributes") or {}, span.get("resource_attributes") or {}
-    for key in keys:
-        if key == "service.name":
-            continue
-        if key in attrs:
-            out.append(_kv(key, attrs[key]))
-        elif key in resource:
-            out.append(_kv(key, resource[key]))
-    return out
-
-
 async def search(request: Request, run: Run) -> Response:
     """``GET /api/search?q=&limit=&spss=&start=&end=`` → SearchResponse JSON."""
     params = query_params(request, ("q", "limit", "spss", "start", "end"))
@@ -71,11 +55,6 @@ async def search(request: Request, run: Run) -> Response:
     spss = whole(params, "spss", 3, 1, 1000)
     since, until = unix_range(params, 1)
     f = SpanFilter(q=q, since=since, until=until)
-    keys = [
-        fld.name
-        for fld in traceql.fields_of(traceql.parse(q))
-        if fld.scope != "intrinsic" and fld.name not in RESOURCE_COLUMNS
-    ]
     result = await run(lambda r: r.trace_search(f, limit, spss))
     traces = []
     for t in result["traces"]:
@@ -83,9 +62,9 @@ async def search(request: Request, run: Run) -> Response:
             {
                 "spanID": s["span_id"],
                 "name": s["name"] or "",
-                "startTimeUnixNano": str(t_ns(s["start_time"])),
+                "startTimeUnixNano": str(s["start_ns"] or 0),
                 "durationNanos": str(s["duration_ns"] or 0),
-                "attributes": _shown(s, keys),
+                "attributes": [_kv("service.name", s["service_name"])] if s["service_name"] else [],
             }
             for s in t["spans"]
         ]
@@ -100,10 +79,6 @@ async def search(request: Request, run: Run) -> Response:
             }
         )
     return JSONResponse({"traces": traces})
-
-
-def t_ns(text: str | None) -> int:
-    return parse_ts(text) if text else 0
 
 
 async def tags(request: Request, run: Run) -> Response:
