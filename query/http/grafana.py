@@ -67,13 +67,32 @@ def routes(run: Run) -> list[Route]:
 
 
 def summary() -> dict[str, Any]:
-    """OpenAPI entries for these paths (summaries only: their shapes are Tempo's and Jaeger's)."""
+    """OpenAPI entries for these paths: parameters and statuses (the bodies are Tempo's and
+    Jaeger's shapes, documented in docs/grafana.md)."""
     docs = {**tempo.SUMMARIES, **jaeger.SUMMARIES}
     docs["/api/traces/{trace_id}"] = (
         "One trace: OTLP TracesData protobuf (Accept: application/protobuf, Tempo) or Jaeger's"
-        ' {"data": [trace]} JSON (otherwise).'
+        ' {"data": [trace]} JSON (otherwise).',
+        ("start", "end"),
+        ("application/protobuf", "application/json"),
     )
-    return {
-        path: {"get": {"summary": text, "responses": {"200": {"description": "OK"}}}}
-        for path, text in docs.items()
-    }
+    error = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    paths: dict[str, Any] = {}
+    for path, (text, names, types) in docs.items():
+        in_path = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in in_path
+        ] + [
+            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+            for n in names
+        ]
+        responses = {
+            "200": {"description": "OK", "content": {t: {"schema": {}} for t in types}},
+            "400": {"description": "Bad parameter or value", **error},
+            "503": {"description": "Store unavailable", **error},
+        }
+        if in_path:
+            responses["404"] = {"description": "Unknown id", **error}
+        paths[path] = {"get": {"summary": text, "parameters": params, "responses": responses}}
+    return paths

@@ -250,11 +250,24 @@ ENDPOINTS = (
     ("/api/traces", search),
     ("/api/dependencies", dependencies),
 )
+JSON = ("application/json",)
+# path → (summary, query parameters, content types of a 200)
 SUMMARIES = {
-    "/api/services": "Jaeger: service names.",
-    "/api/services/{service}/operations": "Jaeger: a service's span names.",
-    "/api/operations": "Jaeger: a service's span names with their kinds (service, spanKind).",
-    "/api/traces": "Jaeger: trace search (service, operation, tags, minDuration, maxDuration,"
-    " limit, start/end in µs, lookback).",
-    "/api/dependencies": "Jaeger: calls between services (endTs, lookback in ms).",
+    "/api/services": ("Jaeger: service names.", (), JSON),
+    "/api/services/{service}/operations": ("Jaeger: a service's span names.", (), JSON),
+    "/api/operations": (
+        "Jaeger: a service's span names with their kinds.",
+        ("service", "spanKind"),
+        JSON,
+    ),
+    "/api/traces": (
+        "Jaeger: trace search; tags a JSON map, durations like 1.5s, start/end in µs.",
+        SEARCH_PARAMS,
+        JSON,
+    ),
+    "/api/dependencies": (
+        "Jaeger: calls between services (endTs, lookback in ms).",
+        ("endTs", "lookback"),
+        JSON,
+    ),
 }

@@ -172,11 +172,31 @@ ENDPOINTS = (
     ("/api/v2/search/tag/{tag}/values", tag_values),
     ("/api/v2/traces/{trace_id}", trace_v2),
 )
+JSON = ("application/json",)
+TRACE = ("application/protobuf", "application/json")
+# path → (summary, query parameters, content types of a 200)
 SUMMARIES = {
-    "/api/echo": "Tempo: health check.",
-    "/api/status/buildinfo": "Tempo: the Tempo API version served.",
-    "/api/search": "Tempo: TraceQL search (q, limit, spss, start, end) → SearchResponse JSON.",
-    "/api/v2/search/tags": "Tempo: attribute names by scope (resource, span, intrinsic).",
-    "/api/v2/search/tag/{tag}/values": "Tempo: values of one tag (e.g. resource.room).",
-    "/api/v2/traces/{trace_id}": "Tempo: one trace as TraceByIDResponse (protobuf or JSON).",
+    "/api/echo": ("Tempo: health check.", (), ("text/plain",)),
+    "/api/status/buildinfo": ("Tempo: the Tempo API version served.", (), JSON),
+    "/api/search": (
+        "Tempo: TraceQL search → SearchResponse JSON; start/end in unix seconds.",
+        ("q", "limit", "spss", "start", "end"),
+        JSON,
+    ),
+    "/api/v2/search/tags": (
+        "Tempo: attribute names by scope (resource, span, intrinsic).",
+        ("scope", "start", "end"),
+        JSON,
+    ),
+    "/api/v2/search/tag/{tag}/values": (
+        "Tempo: values of one tag (e.g. resource.room).",
+        ("start", "end"),
+        JSON,
+    ),
+    "/api/v2/traces/{trace_id}": (
+        "Tempo: one trace as TraceByIDResponse (protobuf with Accept: application/protobuf,"
+        " else JSON).",
+        ("start", "end"),
+        TRACE,
+    ),
 }

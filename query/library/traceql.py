@@ -20,8 +20,11 @@ tree into SQL is :mod:`query.library.traceql_sql`.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
+
+import duckdb
 
 from collector import durations
 
@@ -292,16 +295,35 @@ _INTRINSIC_TYPES = {
 }
 
 
+_REGEX_CHECK: list[duckdb.DuckDBPyConnection] = []
+_REGEX_LOCK = threading.Lock()
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why DuckDB's regular expressions (RE2) refuse ``pattern``, else None: checked here so a
+    bad pattern is the user's 400, not a failed query."""
+    with _REGEX_LOCK:
+        if not _REGEX_CHECK:
+            _REGEX_CHECK.append(duckdb.connect())
+        cur = _REGEX_CHECK[0].cursor()
+    try:
+        cur.execute("SELECT regexp_full_match('', ?)", [pattern]).fetchone()
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
+    finally:
+        cur.close()
+    return None
+
+
 def _checked(cond: Cond, op: _Tok) -> Cond:
     """Types the planner can compare: intrinsics take their own kind of value; regexes strings."""
     f, v = cond.field, cond.value
     if cond.op in ("=~", "!~"):
         if v.type != "string":
             raise TraceQLError(f"{cond.op} needs a string regular expression", op.pos)
-        try:
-            re.compile(v.value)
-        except re.error as exc:
-            raise TraceQLError(f"invalid regular expression: {exc}", op.pos) from None
+        problem = regex_problem(v.value)
+        if problem is not None:
+            raise TraceQLError(f"invalid regular expression: {problem}", op.pos)
     if v.type == "nil" and cond.op not in ("=", "!="):
         raise TraceQLError("nil compares only with = or !=", op.pos)
     if f.scope == "intrinsic":
