@@ -9,6 +9,7 @@ logs a token: callers get a project or None, never the reason a token was refuse
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -37,11 +38,19 @@ class Token:
 
 
 def bearer(header: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header value, else None."""
+    """The token of an ``Authorization: Bearer <token>`` header value, or the password of
+    ``Basic <base64(user:token)>`` (what Grafana's data sources send with basic auth), else
+    None."""
     if not header:
         return None
     kind, _, token = header.strip().partition(" ")
     token = token.strip()
+    if kind.lower() == "basic" and token:
+        try:
+            _, colon, token = base64.b64decode(token, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return token if colon and token else None
     return token if kind.lower() == "bearer" and token else None
 
 

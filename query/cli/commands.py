@@ -14,6 +14,7 @@ import click
 
 from collector.errors import RoomscopeError
 
+from ..library import traceql
 from ..library.display import printable
 from ..library.errors import QueryError
 from ..library.filters import (
@@ -323,6 +324,14 @@ def session_metrics(
     "--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp (to the ns)."
 )
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N spans.")
+@click.option(
+    "-q",
+    "--query",
+    "q",
+    type=_Parsed("TRACEQL", traceql.checked),
+    help='A TraceQL spanset filter: \'{ resource.room = "lobby" && duration > 1s'
+    " && status = error }' (docs/grafana.md#traceql).",
+)
 @output_options
 @click.pass_context
 def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None:

@@ -24,6 +24,7 @@ from collector.settings import Settings
 
 from ..library.errors import QueryError
 from ..library.reader import Reader, Result
+from . import grafana
 from . import params as P
 from .console import Console
 from .gate import ReadSide, TokenGate, current_project
@@ -55,9 +56,12 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
         finally:
             cur.close()
 
+    async def run(fn: Callable[[Reader], Result]) -> Result:
+        return await run_in_threadpool(read, fn, current_project())
+
     async def answer(fn: Callable[[Reader], Result]) -> JsonResponse:
         try:
-            return JsonResponse(await run_in_threadpool(read, fn, current_project()))
+            return JsonResponse(await run(fn))
         except QueryError as exc:
             return _error(str(exc), exc.status)
         except StoreUnavailable as exc:
@@ -99,6 +103,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
 
     console = Console(side, answer)
     document = console.document(openapi(ROUTES + console.api_routes))
+    document["paths"].update(grafana.summary())  # Tempo and Jaeger (SPEC 9)
 
     async def openapi_json(request: Request) -> JsonResponse:
         return JsonResponse(document)
@@ -112,6 +117,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
             routes.append(RawPathRoute(r.path, handler(r), methods=["GET"]))
     routes.extend(console.routes)
     routes.extend(meshagent_routes(read, side.auth))  # SPEC 13
+    routes.extend(grafana.routes(run))  # SPEC 9
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     if side.auth is not None:
         app.add_middleware(TokenGate, auth=side.auth)

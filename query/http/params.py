@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..library import traceql
 from ..library.errors import QueryError
 from ..library.filters import (
     MAX_LIMIT,
@@ -79,6 +80,12 @@ P = {
             repeatable=True,
         ),
         Param(
+            "q",
+            traceql.checked,
+            "A TraceQL spanset filter (SPEC 9): { resource.room = \"lobby\" && status = error }.",
+            {"type": "string", "example": "{ duration > 1s && status = error }"},
+        ),
+        Param(
             "since", parse_time, "From this time: 15m, 2h, 7d or ISO timestamp (to the ns).", _TIME
         ),
         Param(
@@ -109,7 +116,7 @@ SESSION_METRICS = ("name", "limit")
 LIVE = ("room", "session", "limit")
 TRACES = (
     "room", "session", "service", "name", "trace_id", "min_duration", "max_duration", "attrs",
-    "since", "until", "limit",
+    "since", "until", "limit", "q",
 )  # fmt: skip
 
 

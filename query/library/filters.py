@@ -272,6 +272,7 @@ class SpanFilter(Filter):
     since: int | None = None  # epoch ns, inclusive
     until: int | None = None  # epoch ns, inclusive
     limit: int | None = None
+    q: str | None = None  # a TraceQL spanset filter (SPEC 9; query.library.traceql)
 
 
 @dataclass(frozen=True)

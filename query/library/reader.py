@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from . import sessions, traces
+from . import catalog, sessions, trace_search, traces
 from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from .sandbox import scope
 from .sql import run_sql
@@ -78,6 +78,29 @@ class Reader:
 
     def trace(self, trace_id: str) -> Result:
         return {"spans": traces.get_trace(self.con, trace_id)}
+
+    def trace_search(self, f: SpanFilter, limit: int, per_trace: int) -> Result:
+        """The newest traces with a matching span: root, extent, matching spans (Tempo)."""
+        return {"traces": trace_search.search_traces(self.con, f, limit, per_trace)}
+
+    def full_traces(self, f: SpanFilter, limit: int) -> Result:
+        """The newest traces with a matching span, all spans of each (Jaeger)."""
+        return {"traces": trace_search.find_full_traces(self.con, f, limit)}
+
+    def services(self, span: catalog.Range = None) -> Result:
+        return {"services": catalog.services(self.con, span)}
+
+    def operations(self, service: str, span: catalog.Range = None) -> Result:
+        return {"operations": catalog.operations(self.con, service, span)}
+
+    def tag_names(self, span: catalog.Range = None) -> Result:
+        return {"scopes": catalog.tag_names(self.con, span)}
+
+    def tag_values(self, scope: str, name: str, span: catalog.Range = None) -> Result:
+        return {"values": catalog.tag_values(self.con, scope, name, span)}
+
+    def dependencies(self, start_ns: int, end_ns: int) -> Result:
+        return {"dependencies": catalog.dependencies(self.con, start_ns, end_ns)}
 
     def rooms(self) -> Result:
         return {"rooms": sessions.list_rooms(self.con, self.ended_before())}

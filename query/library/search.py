@@ -13,6 +13,7 @@ import duckdb
 
 from collector.store.reads import ATTRIBUTE_KEYS, KEYSETS, RESOURCES, value_at, value_of_key
 
+from . import traceql, traceql_sql
 from .filters import SPAN_FIELDS, LogFilter, MetricFilter, SessionFilter, SpanFilter
 
 Where = tuple[list[str], list[Any]]
@@ -87,6 +88,11 @@ def _equals(expr: str, params: list[Any], value: str) -> tuple[str, list[Any]]:
         f" THEN list_contains(json_extract_string({expr}, '$[*]'), ?) ELSE false END)"
     )
     return sql, [*params, value, *params, *params, *params, value]
+
+
+def span_value_sql(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]] | None:
+    """SQL for a span_rows row's value of span attribute ``key`` (None: no span has it)."""
+    return _span_value(key, p, places)
 
 
 def _lookup(key: str, value: str | None, p: str, places: KeyPlaces) -> tuple[str, list[Any]]:
@@ -166,7 +172,23 @@ def span_where(f: SpanFilter, alias: str = "", key_maps: KeyMaps = None) -> Wher
         places = UNKNOWN if key_maps is None else key_maps.get(key, UNKNOWN)
         sql, values = _attr_condition(key, value, alias, places)
         add(sql, *values)
+    if f.q is not None:
+
+        def span_value(key: str) -> tuple[str, list[Any]] | None:
+            return _span_value(key, p, UNKNOWN if key_maps is None else key_maps.get(key, UNKNOWN))
+
+        for node in traceql_sql.conjuncts(traceql.parse(f.q)):
+            sql, values = traceql_sql.condition(node, p, span_value)
+            add(sql, *values)
     return conds, params
+
+
+def filter_keys(f: SpanFilter) -> list[str]:
+    """The attribute keys a span filter looks up (``--attrs`` and TraceQL): attribute_key_maps'."""
+    keys = [k for k, _ in f.attrs]
+    if f.q is not None:
+        keys += traceql_sql.attribute_keys(traceql.parse(f.q))
+    return list(dict.fromkeys(keys))
 
 
 def session_where(f: SessionFilter) -> Where:

@@ -13,7 +13,7 @@ from .display import printable
 from .errors import NotFound, QueryError
 from .filters import SpanFilter, format_ns_duration
 from .records import fetch_records, span_rows_sql
-from .search import attribute_key_maps, span_where, where_sql
+from .search import attribute_key_maps, filter_keys, span_where, where_sql
 
 Record = dict[str, Any]
 _HEX = set("0123456789abcdef")
@@ -32,7 +32,7 @@ def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> l
     is asked first with a count that reads only the filtered columns (~1-3 ms at 10 M spans);
     whole rows are read once, for the window that answers."""
     n = f.limit or limit
-    conds, params = span_where(f, key_maps=attribute_key_maps(con, [k for k, _ in f.attrs]))
+    conds, params = span_where(f, key_maps=attribute_key_maps(con, filter_keys(f)))
     order = "start_time DESC, span_id"
     newest = newest_start(con)
     if newest is not None:
@@ -69,7 +69,7 @@ def session_spans(con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter
     """All spans of the session's traces in which at least one span matches (Jaeger semantics)."""
     from .sessions import session_window  # sessions imports this module's neighbours
 
-    maps = attribute_key_maps(con, [k for k, _ in f.attrs])
+    maps = attribute_key_maps(con, filter_keys(f))
     conds, params = span_where(
         SpanFilter(**{**f.__dict__, "session": session_id, "limit": None}), key_maps=maps
     )

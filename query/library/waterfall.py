@@ -14,7 +14,7 @@ import duckdb
 
 from .filters import SpanFilter
 from .records import format_ts
-from .search import attribute_key_maps, span_where, where_sql
+from .search import attribute_key_maps, filter_keys, span_where, where_sql
 
 COLUMNS = [
     "trace_id", "span_id", "parent_span_id", "name", "service_name", "kind", "status_code",
@@ -28,7 +28,7 @@ def session_waterfall(
 ) -> dict[str, Any]:
     """Spans of the session's traces in which one span matches ``f`` (as ``.../spans``), in
     start order; ``start_ns`` is nanoseconds after ``base_time`` (the earliest start)."""
-    maps = attribute_key_maps(con, [k for k, _ in f.attrs])
+    maps = attribute_key_maps(con, filter_keys(f))
     session_filter = SpanFilter(**{**f.__dict__, "session": session_id, "limit": None})
     conds, params = span_where(session_filter, key_maps=maps)
     sql = f"""
