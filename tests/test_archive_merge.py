@@ -1,4 +1,4 @@
-"""Merging compacted ranges (collector.archive_merge): several ranges of span_archive become one,
+"""Merging compacted ranges (maintenance/archive_merge.py): several ranges of span_archive become one,
 sorted by room again, in pieces; every span stays exactly once.
 
 Covers which ranges are due (the oldest consecutive ones of the lowest level, none past

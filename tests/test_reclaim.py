@@ -1,4 +1,4 @@
-"""Giving free space back (collector.reclaim): the row groups at the end of the file are
+"""Giving free space back (maintenance/reclaim.py): the row groups at the end of the file are
 rewritten into the free blocks lower down, and the checkpoint shortens the file.
 
 Covers the rewrite itself (every row the same before and after, reads by room the same, the

@@ -227,7 +227,7 @@ MIGRATIONS: dict[int, list[str]] = {
     4: [_V3_SPANS_VIEW],
     # trace_index is keyed by the trace id's first 64 bits and gets the spans' room: rebuilt
     # from the spans, in time order like the rows the writer appends (retention deletes the
-    # oldest); a NULL room is a group of its own. span_clusters (collector.compaction) starts
+    # oldest); a NULL room is a group of its own. span_clusters (maintenance.compaction) starts
     # empty.
     5: [
         "DROP TABLE IF EXISTS trace_index",
@@ -241,7 +241,7 @@ MIGRATIONS: dict[int, list[str]] = {
         " last_start TIMESTAMP_NS, spans BIGINT, clustered_at TIMESTAMP_NS)",
     ],
     6: [*_V6_ARCHIVE, *_V6_LOG_DATA],
-    # span_clusters gets each range's level (collector.archive_merge): 0 for those in
+    # span_clusters gets each range's level (maintenance.archive_merge): 0 for those in
     # span_archive, NULL for those that version 5 sorted in span_data.
     7: [
         "ALTER TABLE span_clusters ADD COLUMN level INTEGER",

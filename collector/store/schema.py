@@ -307,7 +307,7 @@ def create_table_sql(table: str, columns: list[tuple[str, str]] | None = None) -
 # trace → the start times its spans cover, one row per trace and room per commit (version 5;
 # version 2 had no room and the whole hex trace_id). A lookup by trace id reads this small
 # table, then only the spans' row groups of those times (zone maps on time-ordered data) and
-# rooms (zone maps on the settled ranges that collector.compaction sorted by room),
+# rooms (zone maps on the settled ranges that maintenance.compaction sorted by room),
 # instead of every trace_id of the store. The trace is keyed by the first 64 bits of its id
 # (TRACE_KEY): scanning 1 M integers takes 4.8 ms against 16.9 for 1 M hex strings, in 8
 # bytes instead of ~18; two traces sharing them only widen the window, the spans are still read
@@ -322,9 +322,9 @@ TRACE_INDEX_SQL = (
 # The key of a hex trace id, as collector.columns.trace_keys computes it.
 TRACE_KEY = "CASE WHEN length({c}) >= 16 THEN TRY_CAST('0x' || {c}[1:16] AS UBIGINT) END"
 
-# Ranges of start_time [first_start, last_start) whose spans collector.compaction sorted by
+# Ranges of start_time [first_start, last_start) whose spans maintenance.compaction sorted by
 # room (version 5: rewritten in span_data; since version 6: moved into span_archive). Version
-# 7 adds ``level``: 0 for a range that a move made, n + 1 for one that collector.archive_merge
+# 7 adds ``level``: 0 for a range that a move made, n + 1 for one that maintenance.archive_merge
 # made of ranges of level n, NULL for a range of version 5 (left in span_data, never merged).
 SPAN_CLUSTERS = "span_clusters"
 SPAN_CLUSTERS_SQL = (

@@ -2,7 +2,7 @@
 
 New spans are appended to ``span_data``, whose attribute values are one ``VARCHAR[]`` per span
 (DuckDB appends a list faster than many columns, and the writer's appends bound ingest). The
-compaction job (collector.compaction) moves each settled range of start times into
+compaction job (maintenance.compaction) moves each settled range of start times into
 ``span_archive``, sorted by room, with the values as one column per keyset position instead:
 ``v1`` … ``v16``, and ``attribute_rest`` for positions past 16. Each position's column then
 holds one kind of value (a status, a tool name, a user id), which DuckDB's dictionary and FSST
@@ -22,7 +22,7 @@ from .schema import TABLES, create_table_sql, spans_view_sql
 
 ARCHIVE = "span_archive"
 SPAN_ROWS = "span_rows"
-# How each range of the archive is sorted (collector.compaction, collector.archive_merge).
+# How each range of the archive is sorted (maintenance.compaction, maintenance.archive_merge).
 SORT_KEY = "room, project, start_time"
 # A range of start times [first, last) in epoch ns, on column ``c``; on the spans' start_time.
 START_RANGE = "{c} >= make_timestamp_ns(?) AND {c} < make_timestamp_ns(?)"

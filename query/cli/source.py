@@ -1,6 +1,7 @@
 """How the CLI reaches the data: a store file opened read-only, or a running collector's API.
 
-Both sources have the :class:`~query.reader.Reader` methods and return the same JSON objects.
+Both sources have the :class:`~query.library.reader.Reader` methods and return the same JSON
+objects.
 Default (neither ``--db`` nor ``--server``): the configured server if it answers ``/healthz``
 within ``query.probe_timeout``, else the configured store file.
 """

@@ -1,9 +1,9 @@
-"""The web console: static pages under ``query/static`` (served at ``/``, no CDN), plus the API
+"""The web console: static pages under ``query/http/static`` (served at ``/``, no CDN), plus the API
 the console needs beyond SPEC 6, declared like every other route (``query/params.py``) so they
 appear in ``/openapi.json``:
 
 - ``GET /api/v1/live`` — new spans and log records of a room or session as server-sent events
-  (``Accept: text/event-stream``), fed by one poller for all subscribers (:mod:`query.live`);
+  (``Accept: text/event-stream``), fed by one poller for all subscribers (:mod:`query.http.live`);
   any other ``Accept`` gets a JSON snapshot of the newest rows. With auth on, both hold only
   the rows of the query token's project (from :class:`query.http.gate.TokenGate`).
 - ``GET /api/v1/sessions/{session_id}/metric_series`` — metric points as chart-ready series.

@@ -33,7 +33,7 @@ class TokenGate:
     """ASGI middleware: with auth on, every ``/api/`` request needs a query token (401 with the
     same message whatever was wrong); its project is what every read of the request sees, and
     is put in the request's state (:func:`token_project`) for handlers that read without a
-    Reader, like the live event stream (filtered to that project by :mod:`query.live`)."""
+    Reader, like the live event stream (filtered to that project by :mod:`query.http.live`)."""
 
     def __init__(self, app: Any, auth: Auth | None):
         self.app = app

@@ -64,7 +64,7 @@ _KEYS_OF_ROW = "(SELECT keys FROM " + KEYSETS + " WHERE keyset_id = {p}attribute
 
 def _span_value(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]] | None:
     """SQL for a span's value of attribute ``key`` (NULL when it has none); None: no span has
-    the key. Values sit at the key's position in the span's keyset (collector.span_archive)."""
+    the key. Values sit at the key's position in the span's keyset (span_archive.py)."""
     if places.keysets is None or len(places.keysets) > CASE_LIMIT:
         return value_of_key(p, _KEYS_OF_ROW.format(p=p)), [key]
     if not places.keysets:

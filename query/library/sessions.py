@@ -100,7 +100,7 @@ def session_window(
     condition.
 
     Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
-    group outside it; compaction (collector.compaction) sorts older spans by room, and the room
+    group outside it; compaction (store.maintenance) sorts older spans by room, and the room
     then skips the row groups of other rooms. A condition is used only when a count under it
     equals the session's own count: records placed at their receive time (clock skew, no
     timestamp), of another room, or removed by retention make the counts differ, and the query

@@ -48,7 +48,7 @@ def run_sql(
     """``{"columns": [...], "rows": [[...]]}``, plus ``"truncated": true`` when cut; interrupted
     after ``timeout`` seconds, streamed in batches and cut after ``max_rows`` rows.
 
-    ``readable``: the tables the statement may read (:func:`query.sandbox.scope`); None reads
+    ``readable``: the tables the statement may read (:func:`.sandbox.scope`); None reads
     every table of the store. Either way the statement passes :func:`sandbox.check_select`.
     """
     statement = check_read_only(sql)

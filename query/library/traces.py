@@ -107,7 +107,7 @@ def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     where = " WHERE trace_id = ?"
     order = "start_time, span_id"
     # The trace's time range and rooms from trace_index, so that only the row groups of those
-    # times and rooms are read (old ranges are sorted by room, collector.compaction); spans
+    # times and rooms are read (old ranges are sorted by room by compaction); spans
     # without a start time, or a store without the index, fall back to reading every trace id.
     first, last, rooms = _trace_extent(con, tid)
     rows = []

@@ -1,6 +1,6 @@
 """Merging settled ranges: several ranges of ``span_archive`` become one, sorted by room again.
 
-Each move (collector.compaction) sorts one range of ~``compaction.rows`` spans by room, so a
+Each move (compaction.py) sorts one range of ~``compaction.rows`` spans by room, so a
 room's spans of that range fill one row group; a search by room still reads one row group per
 range, and each row group it reads costs DuckDB a block of every column it returns (~1 ms cold
 per row group at 10 M spans). Like the tiers of an LSM tree, ``compaction.merge`` ranges of

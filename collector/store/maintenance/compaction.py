@@ -6,7 +6,7 @@ time, and a search by room (``traces --room R``) reads every row group of the st
 range, the background job moves the oldest such range of start times, cut at a minute
 boundary, in one transaction on the writer's connection: an ``INSERT INTO span_archive …
 SELECT … ORDER BY room, project, start_time`` of the range's spans (attribute values one
-column per position, collector.span_archive), then a ``DELETE`` of them from span_data, and a
+column per position, collector.store.span_archive), then a ``DELETE`` of them from span_data, and a
 row in ``span_clusters`` that records the range. Afterwards each room's spans of the range fill
 one or two row groups, whose zone maps let DuckDB skip every other row group for a room
 condition (searches; the reads of a session and of a trace add the room they know).
@@ -19,7 +19,7 @@ an already compacted range (late, clock skew) stay in span_data; only the time o
 newest data is kept, which the searches' newest-hour and newest-day tries rely on.
 
 After its moves, the job merges ranges of the archive into bigger ones, sorted by room again
-(``compaction.merge``, ``compaction.levels``; collector.archive_merge), piece by piece through
+(``compaction.merge``, ``compaction.levels``; archive_merge.py), piece by piece through
 the writer like the moves.
 """
 
@@ -140,9 +140,9 @@ class Compaction(Periodic):
         self.rows = rows
         self.after_ns = int(after * 1e9)
         self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a move
-        self.merge = merge  # collector.archive_merge: ranges per merge, and the highest level
+        self.merge = merge  # archive_merge.py: ranges per merge, and the highest level
         self.levels = levels
-        self.reclaim = reclaim  # collector.reclaim: the free share of the file that is too much
+        self.reclaim = reclaim  # reclaim.py: the free share of the file that is too much
         self.stats.update(chunks=0, spans=0, merges=0, merged=0, reclaimed=0)
 
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
@@ -180,7 +180,7 @@ class Compaction(Periodic):
 
     def _reclaim(self, steps: int = 8) -> None:
         """While too much of the file is free, rewrite the row groups at its end into the free
-        blocks lower down (collector.reclaim), ~``rows`` rows a step, resting after each as
+        blocks lower down (reclaim.py), ~``rows`` rows a step, resting after each as
         long as it took, at most ``steps`` a run."""
         for _ in range(steps):
             before = self._read(file_blocks)
