@@ -1,4 +1,4 @@
-"""Merging compacted ranges (maintenance/archive_merge.py): several ranges of span_archive become one,
+"""Merging compacted ranges (archive_merge.py): several ranges of span_archive become one,
 sorted by room again, in pieces; every span stays exactly once.
 
 Covers which ranges are due (the oldest consecutive ones of the lowest level, none past
