@@ -27,6 +27,7 @@ from ..library.errors import QueryError
 from ..library.reader import Reader, Result
 from . import params as P
 from .console import Console
+from .export import export_route, openapi_paths
 from .gate import ReadSide, TokenGate, current_project
 from .routes import ROUTES, ApiRoute, openapi
 
@@ -95,6 +96,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
 
     console = Console(side, answer)
     document = console.document(openapi(ROUTES + console.api_routes))
+    document["paths"].update(openapi_paths())  # the session export route (query.http.export)
 
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -106,6 +108,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
             routes.append(Route(r.path, sql, methods=["POST"]))
         else:
             routes.append(Route(r.path, handler(r), methods=["GET"]))
+    routes.append(export_route(side, settings))
     routes.extend(console.routes)
     app = Starlette(routes=routes)
     if side.auth is not None:
