@@ -64,7 +64,7 @@ def session_export(ctx: click.Context, session_id: str, fmt: str, out: str | Non
             written = _write(chunks, Path(out).expanduser())
             click.echo(f"wrote {out} ({written:,} bytes)", err=True)
         else:
-            stream = click.get_binary_stream("stdout")
+            stream = sys.stdout.buffer
             for chunk in chunks:
                 stream.write(chunk)
             stream.flush()

@@ -54,11 +54,11 @@ def check_table(table: str) -> str:
 
 def record_batches(
     con: duckdb.DuckDBPyConnection, session_id: str, table: str, chunk: int = CHUNK
-) -> Iterator[pa.RecordBatch]:
+) -> pa.RecordBatchReader:
     """The session's rows of SPEC 4's ``table`` (every column), ``chunk`` rows at a time."""
     check_table(table)
-    reader = con.execute(f"SELECT * FROM {table} WHERE session_id = ?", [session_id])
-    yield from reader.fetch_record_batch(chunk)
+    result = con.execute(f"SELECT * FROM {table} WHERE session_id = ?", [session_id])
+    return result.to_arrow_reader(chunk)
 
 
 def otlp_requests(
@@ -130,20 +130,12 @@ def export_parquet(
 ) -> Iterator[bytes]:
     """The session's rows of ``table`` as one parquet file, streamed a row group at a time
     (the file has the table's columns even when the session has no such rows)."""
-    check_table(table)
     batches = record_batches(con, session_id, table, chunk)
-    reader_schema = None
     sink = _Pieces()
-    writer: pq.ParquetWriter | None = None
+    writer = pq.ParquetWriter(sink, batches.schema, compression="zstd")
     for batch in batches:
-        if writer is None:
-            reader_schema = batch.schema
-            writer = pq.ParquetWriter(sink, reader_schema, compression="zstd")
         if batch.num_rows:
             writer.write_batch(batch)
             yield sink.take()
-    if writer is None:  # no batch at all: an empty file of the table's columns
-        empty = con.execute(f"SELECT * FROM {table} LIMIT 0").fetch_arrow_table()
-        writer = pq.ParquetWriter(sink, empty.schema, compression="zstd")
-    writer.close()
+    writer.close()  # the footer; a session without such rows gets a file of no rows
     yield sink.take()
