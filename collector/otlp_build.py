@@ -102,10 +102,27 @@ def _body(text: str | None, out: AnyValue) -> None:
     out.string_value = text
 
 
-def key_values(pairs: Iterable[tuple[str, str | None]] | None, out: Any) -> None:
+# Attribute texts repeat (a model name, a status, a tool): each is typed once per builder.
+_MAX_CACHED = 4096
+
+
+def key_values(
+    pairs: Iterable[tuple[str, str | None]] | None, out: Any, cache: dict | None = None
+) -> None:
     for key, text in pairs or ():
         kv: KeyValue = out.add(key=key)
-        any_value(text, kv.value)
+        if text is None:
+            continue
+        if cache is None:
+            any_value(text, kv.value)
+            continue
+        value = cache.get(text)
+        if value is None:
+            value = AnyValue()
+            any_value(text, value)
+            if len(cache) < _MAX_CACHED:
+                cache[text] = value
+        kv.value.CopyFrom(value)
 
 
 def _id(hex_id: str | None) -> bytes:
@@ -133,6 +150,7 @@ class RequestBuilder:
         self._resources: dict[Any, Any] = {}
         self._scopes: dict[Any, Any] = {}
         self._metrics: dict[Any, Any] = {}
+        self._values: dict[str, AnyValue] = {}  # attribute text → its typed value
         self.records = 0
 
     @property
@@ -184,9 +202,9 @@ class RequestBuilder:
         scope = self._scope_container(row)
         self.records += 1
         if self.table == "spans":
-            _span(row, scope.spans.add())
+            _span(row, scope.spans.add(), self._values)
         elif self.table == "logs":
-            _log(row, scope.log_records.add())
+            _log(row, scope.log_records.add(), self._values)
         else:
             self._point(row, scope)
 
@@ -215,10 +233,10 @@ class RequestBuilder:
             if kind == "sum":
                 data.is_monotonic = bool(row.get("is_monotonic"))
             self._metrics[mkey] = metric
-        _data_point(kind, row, getattr(metric, kind).data_points.add())
+        _data_point(kind, row, getattr(metric, kind).data_points.add(), self._values)
 
 
-def _span(row: Row, sp: Any) -> None:
+def _span(row: Row, sp: Any, cache: dict) -> None:
     sp.trace_id = _id(row["trace_id"])
     sp.span_id = _id(row["span_id"])
     sp.parent_span_id = _id(row.get("parent_span_id"))
@@ -227,14 +245,14 @@ def _span(row: Row, sp: Any) -> None:
     sp.kind = _code(KINDS, row.get("kind"))
     sp.start_time_unix_nano = row["start_time"]
     sp.end_time_unix_nano = row["start_time"] + row["duration_ns"]
-    key_values(row.get("attributes"), sp.attributes)
+    key_values(row.get("attributes"), sp.attributes, cache)
     for ev in row.get("events") or ():
         event = sp.events.add(
             time_unix_nano=ev["time"] or 0,
             name=ev["name"] or "",
             dropped_attributes_count=ev["dropped_attributes_count"] or 0,
         )
-        key_values(ev["attributes"], event.attributes)
+        key_values(ev["attributes"], event.attributes, cache)
     for ln in row.get("links") or ():
         link = sp.links.add(
             trace_id=_id(ln["trace_id"]),
@@ -243,7 +261,7 @@ def _span(row: Row, sp: Any) -> None:
             dropped_attributes_count=ln["dropped_attributes_count"] or 0,
             flags=ln["flags"] or 0,
         )
-        key_values(ln["attributes"], link.attributes)
+        key_values(ln["attributes"], link.attributes, cache)
     sp.status.code = _code(STATUS, row.get("status_code"))
     sp.status.message = row.get("status_message") or ""
     sp.flags = row.get("flags") or 0
@@ -252,7 +270,7 @@ def _span(row: Row, sp: Any) -> None:
     sp.dropped_links_count = row.get("dropped_links_count") or 0
 
 
-def _log(row: Row, lr: Any) -> None:
+def _log(row: Row, lr: Any, cache: dict) -> None:
     lr.time_unix_nano = row.get("time") or 0
     lr.observed_time_unix_nano = row.get("observed_time") or 0
     lr.severity_number = row.get("severity_number") or 0
@@ -260,7 +278,7 @@ def _log(row: Row, lr: Any) -> None:
     _body(row.get("body"), lr.body)
     if row.get("body") is None:
         lr.ClearField("body")
-    key_values(row.get("attributes"), lr.attributes)
+    key_values(row.get("attributes"), lr.attributes, cache)
     lr.trace_id = _id(row.get("trace_id"))
     lr.span_id = _id(row.get("span_id"))
     lr.flags = row.get("flags") or 0
@@ -268,10 +286,10 @@ def _log(row: Row, lr: Any) -> None:
     lr.dropped_attributes_count = row.get("dropped_attributes_count") or 0
 
 
-def _data_point(kind: str, row: Row, dp: Any) -> None:
+def _data_point(kind: str, row: Row, dp: Any, cache: dict) -> None:
     dp.time_unix_nano = row.get("time") or 0
     dp.start_time_unix_nano = row.get("start_time") or 0
-    key_values(row.get("attributes"), dp.attributes)
+    key_values(row.get("attributes"), dp.attributes, cache)
     if kind != "summary":
         dp.flags = row.get("flags") or 0
         for ex in row.get("exemplars") or ():
@@ -281,7 +299,7 @@ def _data_point(kind: str, row: Row, dp: Any) -> None:
                 trace_id=_id(ex["trace_id"]),
                 span_id=_id(ex["span_id"]),
             )
-            key_values(ex["filtered_attributes"], exemplar.filtered_attributes)
+            key_values(ex["filtered_attributes"], exemplar.filtered_attributes, cache)
     else:
         dp.flags = row.get("flags") or 0
     if kind in ("gauge", "sum"):

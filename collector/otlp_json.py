@@ -14,16 +14,32 @@ from google.protobuf.message import Message
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
 
 
-def _hex_ids(node: Any) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _hex_ids(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids(item)
+def _hex(obj: dict[str, Any]) -> None:
+    for key in _ID_KEYS.intersection(obj):
+        obj[key] = base64.b64decode(obj[key]).hex()
+
+
+def _hex_ids(doc: dict[str, Any]) -> None:
+    """The ids of spans, links, log records and exemplars, in place (the places
+    collector.decode reads them from)."""
+    for rs in doc.get("resourceSpans", ()):
+        for ss in rs.get("scopeSpans", ()):
+            for span in ss.get("spans", ()):
+                _hex(span)
+                for link in span.get("links", ()):
+                    _hex(link)
+    for rl in doc.get("resourceLogs", ()):
+        for sl in rl.get("scopeLogs", ()):
+            for record in sl.get("logRecords", ()):
+                _hex(record)
+    for rm in doc.get("resourceMetrics", ()):
+        for sm in rm.get("scopeMetrics", ()):
+            for metric in sm.get("metrics", ()):
+                for data in metric.values():
+                    if isinstance(data, dict):
+                        for point in data.get("dataPoints", ()):
+                            for exemplar in point.get("exemplars", ()):
+                                _hex(exemplar)
 
 
 def to_otlp_json(request: Message) -> bytes:
