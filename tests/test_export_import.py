@@ -19,10 +19,12 @@ from click.testing import CliRunner
 from conftest import make_settings, make_tagger, read_store
 from opentelemetry.trace import Status, StatusCode
 from otel_sdk import pipeline
+from otlp_factory import trace_request
 from test_otlp_json import logs as rich_logs
 from test_otlp_json import metrics as rich_metrics
 from test_otlp_json import traces as rich_traces
 
+from collector.auth import create_token
 from collector.otlp_files import sniff_signal
 from query.cli import main
 from query.http.serving import serving_thread
@@ -434,3 +436,47 @@ def test_export_errors_are_clean(source: dict[str, Any], tmp_path: Path) -> None
     assert r.exit_code == 2 and "-o DIR" in r.output
     r = cli("--db", str(source["db"]), "session", "export", RICH)  # to stdout
     assert r.exit_code == 0 and len(r.stdout_bytes.splitlines()) == 3
+
+
+def test_export_and_import_with_auth_stay_in_the_token_s_project(
+    start_collector: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "tokens.toml"
+    tokens = {
+        f"{p}-{s}": create_token(path, p, s) for p in ("alpha", "beta") for s in ("ingest", "query")
+    }
+    rc = start_collector(**{"auth.enabled": True, "auth.tokens_file": str(path)})
+    for seed, project in ((1, "alpha"), (2, "beta")):
+        # the data claims project "default": the ingest token's project wins
+        body = trace_request(8, session=f"{project}-s", project="default", seed=seed)
+        headers = {
+            "Content-Type": "application/x-protobuf",
+            "Authorization": f"Bearer {tokens[project + '-ingest']}",
+        }
+        r = httpx.post(
+            f"{rc.http_url}/v1/traces", content=body.SerializeToString(), headers=headers
+        )
+        assert r.status_code == 200
+    url = f"{rc.api_url}/api/v1/sessions/alpha-s/export"
+    assert httpx.get(url).status_code == 401
+    alpha = {"Authorization": f"Bearer {tokens['alpha-query']}"}
+    beta_url = f"{rc.api_url}/api/v1/sessions/beta-s/export"
+    assert httpx.get(beta_url, headers=alpha).status_code == 404
+    r = httpx.get(url, headers=alpha)
+    assert r.status_code == 200
+    (line,) = r.content.splitlines()
+    resource = json.loads(line)["resourceSpans"][0]["resource"]["attributes"]
+    # the forced project goes out as the first of tagging.project_keys
+    assert {"key": "project", "value": {"stringValue": "alpha"}} in resource
+    export_file = tmp_path / "alpha.jsonl"
+    export_file.write_bytes(r.content)
+    r = cli("import", str(export_file), "--otlp", rc.http_url)
+    assert r.exit_code == 1 and f"refused by {rc.http_url}" in r.stderr, r.stderr
+    r = cli(
+        "import", str(export_file), "--otlp", rc.http_url, "--ingest-token", tokens["beta-ingest"]
+    )
+    assert r.exit_code == 0, r.output
+    assert rc.query("SELECT project, count(*) FROM spans GROUP BY 1 ORDER BY 1") == [
+        ("alpha", 8),
+        ("beta", 16),  # an ingest token stamps its project whatever the file says
+    ]

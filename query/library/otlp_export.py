@@ -57,8 +57,11 @@ def record_batches(
 ) -> pa.RecordBatchReader:
     """The session's rows of SPEC 4's ``table`` (every column), ``chunk`` rows at a time."""
     check_table(table)
-    result = con.execute(f"SELECT * FROM {table} WHERE session_id = ?", [session_id])
-    return result.to_arrow_reader(chunk)
+    try:
+        result = con.execute(f"SELECT * FROM {table} WHERE session_id = ?", [session_id])
+        return result.to_arrow_reader(chunk)
+    except duckdb.Error as exc:
+        raise QueryError(f"cannot read the session's {table}: {str(exc).splitlines()[0]}") from None
 
 
 def otlp_requests(
