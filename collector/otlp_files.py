@@ -205,7 +205,15 @@ def _parquet(path: Path, tagger: Tagger, raw: IO[bytes]) -> Iterator[Item]:
         yield Bad(str(path), "parquet file of no roomscope table (spans, logs, metric_points)", 0)
         return
     size, total, done = path.stat().st_size, max(1, parquet.metadata.num_rows), 0
-    for batch in parquet.iter_batches(PARQUET_CHUNK):
+    batches = parquet.iter_batches(PARQUET_CHUNK)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pyarrow.lib.ArrowException, OSError) as exc:
+            yield Bad(f"{path}: after row {done}", f"cannot read parquet: {exc}", size)
+            return
+        if batch is None:
+            return
         where = f"{path}: rows {done + 1}-{done + batch.num_rows}"
         done += batch.num_rows
         offset = size * done // total

@@ -480,3 +480,19 @@ def test_export_and_import_with_auth_stay_in_the_token_s_project(
         ("alpha", 8),
         ("beta", 16),  # an ingest token stamps its project whatever the file says
     ]
+
+
+def test_progress_counts_every_byte_of_every_file(source: dict[str, Any], tmp_path: Path) -> None:
+    from collector.file_import import StoreSink, import_files
+
+    export(source["db"], RICH, "otlp-json", tmp_path / "a.jsonl")
+    export(source["db"], SDK, "parquet", tmp_path / "pq")
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress((tmp_path / "a.jsonl").read_bytes()))
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz", tmp_path / "pq"]
+    steps: list[int] = []
+    sink = StoreSink(make_settings(tmp_path / "t.duckdb"))
+    summary = import_files([str(p) for p in paths], sink, make_tagger(), steps.append)
+    assert not summary.failed and summary.sessions == {RICH, SDK}
+    files = [paths[0], paths[1], *sorted(paths[2].iterdir())]
+    assert sum(steps) == sum(f.stat().st_size for f in files)
+    assert all(step > 0 for step in steps)
