@@ -3,28 +3,28 @@
 Every request of the files (collector.otlp_files) takes the receivers' path: into a store
 file, :class:`StoreSink` runs the collector's own parts without listeners (the store, the
 session tracker, the one writer thread, the Ingestor's decode and tag step); into a running
-collector, :class:`OtlpHttpSink` POSTs the bodies to its OTLP/HTTP port as an exporter would
-(retrying 429/502/503/504 after Retry-After). Either way a request's records are committed or
-rejected with a reason, and :func:`import_files` adds them up in an :class:`ImportSummary`.
+collector, :class:`OtlpSink` sends the bodies to its OTLP/HTTP or OTLP/gRPC port as an exporter
+would (collector.otlp_sender, with the OTLP retry rules). Either way a request's records are
+committed or rejected with a reason, and :func:`import_files` adds them up in an
+:class:`ImportSummary`.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
 import pyarrow.compute as pc
 
 from .columns import Decoded
-from .decode import SIGNALS, decode_body
+from .decode import decode_body
 from .errors import DecodeError, Overloaded, RoomscopeError, StoreError
 from .ingest import Ingestor
 from .otlp_files import Bad, Request, files_of, read_file
+from .otlp_sender import Unreachable, open_sender
 from .sessions import SessionTracker
 from .settings import Settings
 from .store import create_store
@@ -32,7 +32,6 @@ from .tagging import Tagger
 from .writer import Writer
 
 MAX_REASONS = 20  # rejected records and bad lines named one by one in the summary
-RETRY_STATUS = frozenset({429, 502, 503, 504})
 
 
 @dataclass
@@ -151,19 +150,16 @@ class StoreSink:
             self.store.close()
 
 
-class OtlpHttpSink:
-    """Into a running collector: POST each body to its OTLP/HTTP receiver (``url``: its base,
-    e.g. ``http://127.0.0.1:4318``). The records are decoded here too, for the summary."""
+class OtlpSink:
+    """Into a running collector (or any OTLP receiver): each body sent to ``url`` as an
+    exporter would (collector.otlp_sender: OTLP/HTTP for http(s)://, OTLP/gRPC for grpc(s)://,
+    the OTLP retry rules). The records are decoded here too, for the summary."""
 
-    def __init__(
-        self, url: str, tagger: Tagger, *, token: str | None, timeout: float, retries: int = 8
-    ):
+    def __init__(self, url: str, tagger: Tagger, *, token: str | None, timeout: float):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = url.rstrip("/")
-        self.client = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        self.sender = open_sender(url, headers, timeout)
+        self.url = url
         self.tagger = tagger
-        self.retries = retries
-        self.sleep: Callable[[float], None] = time.sleep
 
     def send(self, request: Request, summary: ImportSummary) -> None:
         try:
@@ -172,66 +168,21 @@ class OtlpHttpSink:
             summary.bad += 1
             summary.note(request.where, str(exc))
             return
-        content_type = (
-            "application/json" if request.encoding == "json" else "application/x-protobuf"
-        )
-        delay = 0.5
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.client.post(
-                    f"/v1/{request.signal}",
-                    content=request.body,
-                    headers={"Content-Type": content_type},
-                )
-            except httpx.HTTPError as exc:
-                raise StoreError(f"cannot reach the collector at {self.url}: {exc}") from None
-            if response.status_code not in RETRY_STATUS or attempt == self.retries:
-                break
-            self.sleep(_retry_after(response.headers.get("Retry-After"), delay))
-            delay = min(delay * 2, 30.0)
-        if response.status_code != 200:
+        try:
+            sent = self.sender.send(request.signal, request.body, request.encoding)
+        except Unreachable as exc:
+            raise StoreError(str(exc)) from None
+        if not sent.ok:
             summary.bad += 1
-            summary.note(request.where, f"refused by {self.url}: {_error_text(response)}")
+            summary.note(request.where, f"refused by {self.url}: {sent.status}: {sent.message}")
             return
-        rejected, message = _partial_success(request, response)
-        if rejected:
-            decoded.rejected = max(decoded.rejected, rejected)
-            decoded.errors = [message] if message else decoded.errors
+        if sent.rejected:
+            decoded.rejected = max(decoded.rejected, sent.rejected)
+            decoded.errors = [sent.message] if sent.message else decoded.errors
         _counted(decoded, request.where, summary)
 
     def close(self, summary: ImportSummary) -> None:
-        self.client.close()
-
-
-def _retry_after(header: str | None, fallback: float) -> float:
-    try:
-        return min(max(float(header), 0.0), 60.0) if header else fallback
-    except ValueError:
-        return fallback
-
-
-def _error_text(response: httpx.Response) -> str:
-    if "json" in response.headers.get("content-type", ""):
-        try:
-            return str(response.json().get("error") or response.text)[:300]
-        except (ValueError, AttributeError):
-            pass
-    return f"HTTP {response.status_code}"
-
-
-def _partial_success(request: Request, response: httpx.Response) -> tuple[int, str]:
-    response_type = SIGNALS[request.signal][1]
-    try:
-        message = response_type.FromString(response.content)
-    except Exception:
-        return 0, ""
-    ps = message.partial_success
-    field_name = {
-        "traces": "rejected_spans",
-        "logs": "rejected_log_records",
-        "metrics": "rejected_data_points",
-    }[request.signal]
-    return getattr(ps, field_name), ps.error_message
+        self.sender.close()
 
 
 def _counted(decoded: Decoded, where: str, summary: ImportSummary) -> None:

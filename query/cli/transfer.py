@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from collector.errors import StoreError
-from collector.file_import import ImportSummary, OtlpHttpSink, Sink, StoreSink, import_files
+from collector.file_import import ImportSummary, OtlpSink, Sink, StoreSink, import_files
 from collector.otlp_files import files_of
 from collector.tagging import Tagger
 
@@ -105,8 +105,9 @@ def _write(chunks: Iterator[bytes], path: Path) -> int:
 @click.option(
     "--otlp",
     "otlp_url",
-    help="Send to a running collector's OTLP/HTTP receiver at this URL (e.g."
-    " http://127.0.0.1:4318) instead of writing a store file.",
+    help="Send to a running collector's OTLP receiver instead of writing a store file:"
+    " http(s)://HOST:PORT for OTLP/HTTP (e.g. http://127.0.0.1:4318), grpc(s)://HOST:PORT"
+    " for OTLP/gRPC.",
 )
 @click.option(
     "--ingest-token",
@@ -159,7 +160,7 @@ def _sink(
 ) -> tuple[Sink, str]:
     timeout = settings.get("query.timeout") + 30
     if otlp_url:
-        return OtlpHttpSink(
+        return OtlpSink(
             otlp_url, Tagger.from_settings(settings), token=token, timeout=timeout
         ), otlp_url
     path = db or settings.get("store.path")
@@ -177,7 +178,7 @@ def _sink(
     host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else f"[{host}]" if ":" in host else host
     url = f"http://{host}:{settings.get('server.http_port')}"
     click.echo(f"store {path} is in use by a running collector: sending to {url}", err=True)
-    return OtlpHttpSink(url, Tagger.from_settings(settings), token=token, timeout=timeout), url
+    return OtlpSink(url, Tagger.from_settings(settings), token=token, timeout=timeout), url
 
 
 def _report(summary: ImportSummary, target: str, as_json: bool) -> None:
