@@ -118,6 +118,7 @@ class StoreSink:
             summary.bad += 1
             summary.note(request.where, str(exc))
             return
+        _rejected(decoded, request.where, summary)
         while True:
             try:
                 future = self.writer.submit(decoded)
@@ -138,7 +139,7 @@ class StoreSink:
             summary.bad += 1
             summary.note(where, f"not committed: {exc}")
             return
-        _counted(decoded, where, summary)
+        _counted(decoded, summary)
 
     def close(self, summary: ImportSummary) -> None:
         try:
@@ -179,18 +180,24 @@ class OtlpSink:
         if sent.rejected:
             decoded.rejected = max(decoded.rejected, sent.rejected)
             decoded.errors = [sent.message] if sent.message else decoded.errors
-        _counted(decoded, request.where, summary)
+        _rejected(decoded, request.where, summary)
+        _counted(decoded, summary)
 
     def close(self, summary: ImportSummary) -> None:
         self.sender.close()
 
 
-def _counted(decoded: Decoded, where: str, summary: ImportSummary) -> None:
-    summary.requests += 1
-    summary.count(decoded)
+def _rejected(decoded: Decoded, where: str, summary: ImportSummary) -> None:
+    """Records of a request the decoder rejected, noted in file order."""
     if decoded.rejected:
         summary.rejected += decoded.rejected
         summary.note(where, f"{decoded.rejected} record(s) rejected: {decoded.error_message}")
+
+
+def _counted(decoded: Decoded, summary: ImportSummary) -> None:
+    """A request whose accepted records are in."""
+    summary.requests += 1
+    summary.count(decoded)
 
 
 def import_files(

@@ -412,6 +412,8 @@ def test_bad_lines_are_reported_one_by_one_and_the_rest_imported(tmp_path: Path)
     assert f"{path}:4: span.traceId is not hex" in err
     assert f"{path}:6: 1 record(s) rejected" in err
     assert f"{frames}: message 2: truncated: 3 of 999 bytes" in err
+    places = [line.split(": ")[0] for line in err.splitlines() if line.startswith("  ")]
+    assert places == [f"  {path}:{n}" for n in (1, 2, 3, 4, 6)] + [f"  {frames}"]  # file order
     names = [n for (n,) in read_store(target, "SELECT name FROM spans ORDER BY name")]
     assert names == ["ok", "ok again", "tool.search", "turn"]
     r = cli("import", str(tmp_path / "missing.jsonl"), "--db", str(target))
