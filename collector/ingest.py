@@ -68,6 +68,11 @@ class Ingestor:
         inline = len(body) <= self.inline_bytes and fast_path(signal, encoding, self.fast_decode)
         return await self._export(lambda: self._decode(signal, body, encoding, tagger), inline)
 
+    def decode(self, signal: str, body: bytes, encoding: str) -> Decoded:
+        """Decode and tag a body as export_body does, without queueing it (roomscope import
+        submits to the writer itself)."""
+        return self._decode(signal, body, encoding, self.tagger)
+
     def _decode(self, signal: str, body: bytes, encoding: str, tagger: Tagger) -> Decoded:
         """Decode, and do the session tracker's per-batch work here, rather than on the writer
         thread that every record passes."""

@@ -36,6 +36,7 @@ from .output import OutputFormat, emit, emit_sql, output_options
 from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import Source, open_source
+from .transfer import import_command, session_export
 
 
 class _Group(click.Group):
@@ -160,11 +161,15 @@ def main(
 
 main.add_command(serve)
 main.add_command(token_group)
+main.add_command(import_command)
 
 
 @main.group()
 def session() -> None:
-    """Sessions: list them, inspect one, its traces, logs and metrics."""
+    """Sessions: list them, inspect one, its traces, logs and metrics; export one."""
+
+
+session.add_command(session_export)
 
 
 @session.command("list")

@@ -8,6 +8,7 @@ within ``query.probe_timeout``, else the configured store file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -130,6 +131,39 @@ class RemoteSource:
 
     def session_metrics(self, session_id: str, f: MetricFilter) -> Result:
         return self._get(f"/sessions/{segment(session_id)}/metrics", f.to_params())
+
+    def export_session(
+        self, session_id: str, fmt: str, tagger: Any = None, table: str = "spans"
+    ) -> Iterator[bytes]:
+        """The server's export of the session (its own tagging rules), streamed."""
+        params = {"format": fmt, **({"table": table} if fmt == "parquet" else {})}
+        path = f"{API}/sessions/{quote(session_id, safe='')}/export"
+        try:
+            response = self.client.send(
+                self.client.build_request("GET", path, params=params), stream=True
+            )
+        except httpx.HTTPError as exc:
+            raise SourceError(f"cannot reach roomscope server at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            try:
+                message = response.json().get("error")
+            except ValueError:
+                message = None
+            if response.status_code == 404:
+                raise NotFound(message or f"not found: {path}")
+            raise QueryError(f"server at {self.url}: {message or f'HTTP {response.status_code}'}")
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.iter_bytes()
+            except httpx.HTTPError as exc:
+                raise SourceError(f"export from {self.url} broke off: {exc}") from None
+            finally:
+                response.close()
+
+        return chunks()
 
     def traces(self, f: SpanFilter) -> Result:
         return self._get("/traces", f.to_params())

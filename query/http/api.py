@@ -27,6 +27,7 @@ from ..library.reader import Reader, Result
 from . import grafana
 from . import params as P
 from .console import Console
+from .export import export_route, openapi_paths
 from .gate import ReadSide, TokenGate, current_project
 from .meshagent import meshagent_routes
 from .paths import RawPathRoute
@@ -41,20 +42,23 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
     max_rows = settings.get("query.max_rows")
     idle = settings.get("sessions.idle_timeout")  # the collector's own: readers agree with it
 
+    def reader(project: str | None) -> Reader:
+        """A Reader on a fresh cursor of the store (close it when done)."""
+        return Reader(
+            side.cursor(),
+            default_limit=limit,
+            timeout=timeout,
+            max_rows=max_rows,
+            idle_timeout=idle,
+            project=project,
+        )
+
     def read(fn: Callable[[Reader], Result], project: str | None) -> Result:
-        cur = side.cursor()
+        r = reader(project)
         try:
-            reader = Reader(
-                cur,
-                default_limit=limit,
-                timeout=timeout,
-                max_rows=max_rows,
-                idle_timeout=idle,
-                project=project,
-            )
-            return fn(reader)
+            return fn(r)
         finally:
-            cur.close()
+            r.close()
 
     async def run(fn: Callable[[Reader], Result]) -> Result:
         return await run_in_threadpool(read, fn, current_project())
@@ -104,6 +108,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
     console = Console(side, answer)
     document = console.document(openapi(ROUTES + console.api_routes))
     document["paths"].update(grafana.summary())  # Tempo and Jaeger (SPEC 9)
+    document["paths"].update(openapi_paths())  # the session export route (query.http.export)
 
     async def openapi_json(request: Request) -> JsonResponse:
         return JsonResponse(document)
@@ -115,6 +120,7 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
             routes.append(Route(r.path, sql, methods=["POST"]))
         else:  # ids in the path are matched still encoded (query.http.paths)
             routes.append(RawPathRoute(r.path, handler(r), methods=["GET"]))
+    routes.append(export_route(reader, settings))
     routes.extend(console.routes)
     routes.extend(meshagent_routes(read, side.auth))  # SPEC 13
     routes.extend(grafana.routes(run))  # SPEC 9

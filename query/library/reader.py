@@ -7,12 +7,14 @@ Each method returns the JSON object the API answers and ``-o json`` prints, so t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import duckdb
 
-from . import catalog, sessions, trace_search, traces
+from collector.tagging import Tagger
+
+from . import catalog, otlp_export, sessions, trace_search, traces
 from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from .sandbox import scope
 from .sql import run_sql
@@ -72,6 +74,17 @@ class Reader:
         sessions.resolve_session(self.con, session_id)
         points = sessions.session_metrics(self.con, session_id, f, self.default_limit)
         return {"session_id": session_id, "metrics": points}
+
+    def export_session(
+        self, session_id: str, fmt: str, tagger: Tagger, table: str = "spans"
+    ) -> Iterator[bytes]:
+        """The session as OTLP/JSON lines, length-prefixed OTLP protobuf, or (``parquet``) one
+        parquet file of ``table``, in chunks (query.library.otlp_export)."""
+        otlp_export.check_format(fmt)
+        sessions.resolve_session(self.con, session_id)
+        if fmt == "parquet":
+            return otlp_export.export_parquet(self.con, session_id, otlp_export.check_table(table))
+        return otlp_export.export_otlp(self.con, session_id, fmt, tagger)
 
     def traces(self, f: SpanFilter) -> Result:
         return {"spans": traces.search_spans(self.con, f, self.default_limit)}
