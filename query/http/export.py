@@ -27,6 +27,7 @@ from ..library.reader import Reader
 from .gate import current_project
 from .paths import RawPathRoute
 from .responses import JsonResponse
+from .routes import error_responses
 
 PATH = "/api/v1/sessions/{session_id}/export"
 PARAMS = ("format", "table")
@@ -85,7 +86,6 @@ def export_route(reader: Callable[[str | None], Reader], settings: Settings) -> 
 def openapi_paths() -> dict[str, Any]:
     """The route's OpenAPI entry (added to the API's document)."""
     content = {t: {"schema": {"type": "string", "format": "binary"}} for t in MEDIA_TYPES.values()}
-    json_error = {"application/json": {"schema": {"type": "object", "properties": {"error": {}}}}}
     return {
         PATH: {
             "get": {
@@ -115,8 +115,7 @@ def openapi_paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": {"description": "OK", "content": content},
-                    "400": {"description": "Bad parameter or value", "content": json_error},
-                    "404": {"description": "Unknown id", "content": json_error},
+                    **error_responses(True),
                 },
             }
         }

@@ -27,6 +27,7 @@ from ..library.errors import QueryError
 from . import jaeger, tempo
 from .compat import Run, wants_protobuf
 from .responses import JsonResponse
+from .routes import error_responses
 
 Handler = Callable[[Request, Run], Awaitable[Response]]
 
@@ -77,7 +78,6 @@ def summary() -> dict[str, Any]:
         ("start", "end"),
         ("application/protobuf", "application/json"),
     )
-    error = {"content": {"application/json": {"schema": {"type": "object"}}}}
     paths: dict[str, Any] = {}
     for path, (text, names, types) in docs.items():
         in_path = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
@@ -90,10 +90,7 @@ def summary() -> dict[str, Any]:
         ]
         responses = {
             "200": {"description": "OK", "content": {t: {"schema": {}} for t in types}},
-            "400": {"description": "Bad parameter or value", **error},
-            "503": {"description": "Store unavailable", **error},
+            **error_responses(bool(in_path)),
         }
-        if in_path:
-            responses["404"] = {"description": "Unknown id", **error}
         paths[path] = {"get": {"summary": text, "parameters": params, "responses": responses}}
     return paths

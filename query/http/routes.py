@@ -110,6 +110,16 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def error_responses(with_id: bool) -> dict[str, Any]:
+    """The errors every operation of the query port documents (404 where the path has an id)."""
+    return {
+        "400": _error("Bad parameter or value"),
+        **({"404": _error("Unknown id")} if with_id else {}),
+        "500": _error("Internal error (a defect: never the answer to bad input)"),
+        "503": _error("The store is unavailable (disk trouble); retry later"),
+    }
+
+
 def openapi(routes: tuple[ApiRoute, ...] = ROUTES) -> dict[str, Any]:
     """The OpenAPI 3.1 document, derived from the route and parameter declarations. Every
     error is ``{"error": "..."}`` (SPEC 6/8), and each operation lists the ones it can give."""
@@ -125,10 +135,7 @@ def openapi(routes: tuple[ApiRoute, ...] = ROUTES) -> dict[str, Any]:
             "parameters": path_params + P.openapi_parameters(route.params),
             "responses": {
                 "200": {"description": "OK", "content": _json_schema([route.key])},
-                "400": _error("Bad parameter or value"),
-                **({"404": _error("Unknown id")} if path_params else {}),
-                "500": _error("Internal error (a defect: never the answer to bad input)"),
-                "503": _error("The store is unavailable (disk trouble); retry later"),
+                **error_responses(bool(path_params)),
             },
         }
         if route.method == "POST":
