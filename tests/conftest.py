@@ -25,6 +25,7 @@ from collector.tagging import Tagger
 from collector.writer import Writer
 from query.http.serving import serving_thread
 from query.library.reader import Reader
+from query.library.usage import parse_prices
 
 DEFAULTS = loopback_settings(":memory:")  # every setting at its default (store path aside)
 
@@ -84,6 +85,7 @@ def make_reader(con: duckdb.DuckDBPyConnection, **kw: Any) -> Reader:
         "default_limit": s.get("query.default_limit"),
         "timeout": s.get("query.timeout"),
         "max_rows": s.get("query.max_rows"),
+        "prices": parse_prices(s.get("usage.prices")),
     }
     args.update(kw)
     return Reader(con, **args)

@@ -34,6 +34,7 @@ from . import views
 from .output import OutputFormat, emit, emit_sql, output_options
 from .serve import serve, token_group
 from .source import Source, open_source
+from .usage import usage_cmd
 
 
 class _Group(click.Group):
@@ -134,6 +135,7 @@ def main(
 
 main.add_command(serve)
 main.add_command(token_group)
+main.add_command(usage_cmd)
 
 
 @main.group()
@@ -173,7 +175,7 @@ def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> No
     with source(ctx) as src:
         result = {**src.session(session_id), **src.session_events(session_id)}
     if output is OutputFormat.TABLE:
-        click.echo(views.session_summary(result["session"], result["events"]))
+        click.echo(views.session_summary(result["session"], result["events"], result.get("usage")))
     else:
         emit(output, result, "events", views.EVENTS)
 

@@ -21,6 +21,7 @@ from collector.store.reads import StoreInUse, open_reader
 from ..library.errors import NotFound, QueryError, SourceError
 from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from ..library.reader import Reader, Result
+from ..library.usage import Prices, UsageFilter, parse_prices
 
 API = "/api/v1"
 
@@ -28,7 +29,9 @@ API = "/api/v1"
 class LocalSource(Reader):
     """A store file opened read-only (no collector may hold it)."""
 
-    def __init__(self, path: str, *, default_limit: int, timeout: float, max_rows: int):
+    def __init__(
+        self, path: str, *, default_limit: int, timeout: float, max_rows: int, prices: Prices
+    ):
         self.path = path
         if path != ":memory:" and not Path(path).expanduser().is_file():
             raise SourceError(
@@ -44,7 +47,9 @@ class LocalSource(Reader):
             ) from None
         except StoreError as exc:
             raise SourceError(str(exc)) from None
-        super().__init__(con, default_limit=default_limit, timeout=timeout, max_rows=max_rows)
+        super().__init__(
+            con, default_limit=default_limit, timeout=timeout, max_rows=max_rows, prices=prices
+        )
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
@@ -119,6 +124,9 @@ class RemoteSource:
     def rooms(self) -> Result:
         return self._get("/rooms")
 
+    def usage(self, f: UsageFilter) -> Result:
+        return self._get("/usage", f.to_params())
+
     def sql(self, text: str) -> Result:
         return self._call("POST", API + "/sql", json={"sql": text})
 
@@ -159,6 +167,7 @@ def open_source(
             default_limit=settings.get("query.default_limit"),
             timeout=timeout,
             max_rows=settings.get("query.max_rows"),
+            prices=parse_prices(settings.get("usage.prices")),
         )
 
     if server:

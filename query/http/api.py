@@ -25,6 +25,7 @@ from collector.settings import Settings
 
 from ..library.errors import QueryError
 from ..library.reader import Reader, Result
+from ..library.usage import parse_prices
 from . import params as P
 from .console import Console
 from .gate import ReadSide, TokenGate, current_project
@@ -39,13 +40,19 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
     """The query port's app: REST API, OpenAPI document, health checks and the console."""
     limit, timeout = settings.get("query.default_limit"), settings.get("query.timeout")
     max_rows = settings.get("query.max_rows")
+    prices = parse_prices(settings.get("usage.prices"))
 
     def read(fn: Callable[[Reader], Result], project: str | None) -> Result:
         cur = side.cursor()
         try:
             return fn(
                 Reader(
-                    cur, default_limit=limit, timeout=timeout, max_rows=max_rows, project=project
+                    cur,
+                    default_limit=limit,
+                    timeout=timeout,
+                    max_rows=max_rows,
+                    prices=prices,
+                    project=project,
                 )
             )
         finally:

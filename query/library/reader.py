@@ -14,6 +14,7 @@ from . import sessions, traces
 from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from .sandbox import scope
 from .sql import run_sql
+from .usage import Prices, UsageFilter, session_usage, usage
 
 Result = dict[str, Any]
 
@@ -26,10 +27,13 @@ class Reader:
         default_limit: int,
         timeout: float,
         max_rows: int,
+        prices: Prices,
         project: str | None = None,
     ):
-        """``project``: see only that project's rows (a query token's), in every method."""
+        """``project``: see only that project's rows (a query token's), in every method;
+        ``prices``: the usage.prices setting (query.library.usage.parse_prices)."""
         self.con = con
+        self.prices = prices
         self.default_limit = default_limit
         self.timeout = timeout
         self.max_rows = max_rows
@@ -39,7 +43,8 @@ class Reader:
         return {"sessions": sessions.list_sessions(self.con, f, self.default_limit)}
 
     def session(self, session_id: str) -> Result:
-        return {"session": sessions.get_session(self.con, session_id)}
+        found = sessions.get_session(self.con, session_id)
+        return {"session": found, "usage": session_usage(self.con, session_id, self.prices)}
 
     def session_events(self, session_id: str) -> Result:
         return {"session_id": session_id, "events": sessions.session_timeline(self.con, session_id)}
@@ -65,6 +70,9 @@ class Reader:
 
     def rooms(self) -> Result:
         return {"rooms": sessions.list_rooms(self.con)}
+
+    def usage(self, f: UsageFilter) -> Result:
+        return usage(self.con, f, self.prices, self.default_limit)
 
     def sql(self, text: str) -> Result:
         return run_sql(

@@ -45,6 +45,7 @@ from collector.tagging import Tagger  # noqa: E402
 from collector.writer import Writer  # noqa: E402
 from query.library.filters import LogFilter, SessionFilter, SpanFilter  # noqa: E402
 from query.library.reader import Reader  # noqa: E402
+from query.library.usage import parse_prices  # noqa: E402
 
 DAY_NS = 86_400 * 10**9
 
@@ -416,6 +417,7 @@ def reader_of(path: str) -> Reader:
         default_limit=s.get("query.default_limit"),
         timeout=s.get("query.timeout"),
         max_rows=s.get("query.max_rows"),
+        prices=parse_prices(s.get("usage.prices")),
     )
 
 
