@@ -6,6 +6,7 @@ library, the CLI (``--db`` and ``--server``) and the API alike."""
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import RunningCollector, make_reader, make_settings
+from conftest import RunningCollector, make_reader, make_settings, make_store
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
@@ -313,8 +314,6 @@ class Usage:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Usage, Truth]]:
-    import time
-
     u = Usage(tmp_path_factory.mktemp("usage") / "usage.duckdb")
     try:
         truth = send(u.c, time.time_ns())
@@ -463,3 +462,40 @@ def test_a_bad_price_table_names_the_setting(tmp_path: Path) -> None:
     assert load_settings(env=env).get("usage.prices") == {"m": {"input": 1, "output": 2}}
     with pytest.raises(SettingsError, match=r"usage\.prices"):
         load_settings(env={"ROOMSCOPE_USAGE_PRICES": "{not json"})
+
+
+def test_archived_spans_count_the_same(tmp_path: Path) -> None:
+    """After compaction moves spans into span_archive (values in columns v1..v16, the rest in a
+    list), usage reads the same: GenAI keys at low positions and past the 16th."""
+    from otlp_factory import kv, trace_request
+    from test_span_storage import write
+
+    from collector.store.maintenance.compaction import compact_all
+
+    hour = 3_600 * 10**9
+    base = (time.time_ns() - 30 * hour) // hour * hour
+    store = make_store(tmp_path / "a.duckdb")
+    store.open()
+    for h, padding in enumerate((0, 20)):  # the GenAI keys after 20 others: past position 16
+        req = trace_request(12, room="lobby", session="s-a", start_ns=base + h * hour, seed=h)
+        for i, span in enumerate(req.resource_spans[0].scope_spans[0].spans):
+            del span.attributes[:]
+            span.attributes.extend(kv(f"pad.{j}", "x") for j in range(padding))
+            if i % 2:
+                span.attributes.extend([kv("gen_ai.operation.name", "chat"),
+                    kv("gen_ai.request.model", "gpt-4o"),
+                    kv("gen_ai.usage.input_tokens", 100 + i),
+                    kv("gen_ai.usage.output_tokens", str(10 + i))])  # fmt: skip
+            else:
+                span.attributes.extend([kv("gen_ai.operation.name", "execute_tool"),
+                                        kv("gen_ai.tool.name", f"t{i % 4}")])  # fmt: skip
+        write(store, req)
+    prices = parse_prices(PRICES)
+    before = make_reader(store.cursor(), prices=prices).usage(UsageFilter(by="tool"))
+    assert before["totals"]["llm_calls"] == 12 and before["totals"]["tool_calls"] == 12
+    assert before["totals"]["input_tokens"] == 2 * sum(100 + i for i in range(1, 12, 2))
+    assert compact_all(store, 1, 0, now_ns=base + 5 * hour) == 24
+    (archived,) = store.cursor().execute("SELECT count(*) FROM span_archive").fetchone()
+    assert archived == 24
+    assert make_reader(store.cursor(), prices=prices).usage(UsageFilter(by="tool")) == before
+    store.close()
