@@ -6,6 +6,7 @@ library, the CLI (``--db`` and ``--server``) and the API alike."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -334,6 +335,18 @@ def test_usage_per_key_equals_what_was_sent(world: tuple[Usage, Truth], by: str)
     api = httpx.get(f"{u.api}/api/v1/usage", params={"by": by}, timeout=30)
     assert api.status_code == 200
     assert api.json() == json.loads(json.dumps(result))
+
+
+def test_usage_by_hour_adds_up_to_the_totals(world: tuple[Usage, Truth]) -> None:
+    u, truth = world
+    result = _reader(u).usage(UsageFilter(by="hour"))
+    hours = [r["hour"] for r in result["usage"]]
+    assert hours == sorted(hours) and all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:00:00Z", h) for h in hours
+    )
+    for field in ("llm_calls", "input_tokens", "output_tokens", "tool_calls", "tool_errors"):
+        assert sum(r[field] for r in result["usage"]) == result["totals"][field]
+    assert result["totals"]["input_tokens"] == sum(c.input for c in truth.calls)
 
 
 def test_unknown_models_are_unpriced_never_zero(world: tuple[Usage, Truth]) -> None:

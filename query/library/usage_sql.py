@@ -53,14 +53,15 @@ MESH_OUTPUT = ("output_tokens", "audio_output_tokens", "image_output_tokens",
                "output_tokens_long")  # fmt: skip
 TOKEN_METRIC, DURATION_METRIC = "gen_ai.client.token.usage", "gen_ai.client.operation.duration"
 
-# What a usage row is grouped by: --by name → SQL over the items' columns.
+# What a usage row is grouped by: --by name → SQL over the items' columns ({p}: alias and dot).
 KEYS = {
-    "model": "model",
-    "provider": "provider",
-    "room": "room",
-    "session": "session_id",
-    "service": "service_name",
-    "tool": "tool_name",
+    "model": "{p}model",
+    "provider": "{p}provider",
+    "room": "{p}room",
+    "session": "{p}session_id",
+    "service": "{p}service_name",
+    "tool": "{p}tool_name",
+    "hour": "strftime(date_trunc('hour', {p}time), '%Y-%m-%dT%H:00:00Z')",  # usage over time
 }
 
 
@@ -174,8 +175,8 @@ def usage_sql(
     are the same over all keys."""
     spans, sp = span_items(con, *span_where)
     metrics, mp = metric_items(*series_where, *time_where)
-    key = KEYS[by]
-    metric_key = "NULL" if by == "tool" else f"m.{key}"
+    key = KEYS[by].format(p="")
+    metric_key = "NULL" if by == "tool" else KEYS[by].format(p="m.")
     sql = f"""
         WITH s AS MATERIALIZED ({spans}),
         m AS ({metrics}),
