@@ -15,9 +15,9 @@ Nothing is derived at ingest; :func:`usage_sql` reads the telemetry as stored:
   ``gen_ai.token.type``) and ``gen_ai.client.operation.duration`` (its count: calls).
   Cumulative series are turned into deltas per series first.
 
-A service's tokens come from its spans when any of its LLM-call spans in the query's scope carry
-token counts, else from its token metrics; its calls from its spans, else from the duration
-metric: never both. The ``session_id`` *attribute* of MeshAgent's ``llm.turn`` spans (an agent
+In each session, a service's tokens come from its spans when any of its LLM-call spans there
+carry token counts, else from its token metrics; its calls from its spans, else from the
+duration metric: never both (the same answer whatever the grouping or filter). The ``session_id`` *attribute* of MeshAgent's ``llm.turn`` spans (an agent
 context id) is never read: a span's session is its ``session_id`` column.
 """
 
@@ -181,7 +181,8 @@ def usage_sql(
         WITH s AS MATERIALIZED ({spans}),
         m AS ({metrics}),
         own AS (
-            SELECT project, service_name, bool_or(input IS NOT NULL OR output IS NOT NULL) AS tokens
+            SELECT project, service_name, session_id,
+                   bool_or(input IS NOT NULL OR output IS NOT NULL) AS tokens
             FROM s WHERE kind = 'llm' GROUP BY ALL),
         llm AS (
             SELECT {key} AS key, model, 1 AS calls, coalesce(input, 0) AS input,
@@ -194,7 +195,8 @@ def usage_sql(
                    CASE WHEN own.tokens IS NOT TRUE THEN m.cached ELSE 0 END,
                    CASE WHEN own.tokens IS NOT TRUE THEN m.output ELSE 0 END
             FROM m LEFT JOIN own ON own.project IS NOT DISTINCT FROM m.project
-                 AND own.service_name IS NOT DISTINCT FROM m.service_name)
+                 AND own.service_name IS NOT DISTINCT FROM m.service_name
+                 AND own.session_id IS NOT DISTINCT FROM m.session_id)
         SELECT 'llm' AS part, grouping(key) = 1 AS total, key, model, sum(calls) AS calls,
                sum(input) AS input, sum(cached) AS cached, sum(output) AS output,
                NULL::BIGINT AS errors, NULL::DOUBLE AS p50, NULL::DOUBLE AS p95
