@@ -103,7 +103,7 @@ _TS_NS_MAX = datetime(2261, 12, 31, tzinfo=UTC)
 def parse_severity(text: str) -> int:
     """``warn``/``ERROR``/``13`` → the lowest severity number shown."""
     text = str(text).strip()
-    if text.isdigit() and 1 <= int(text) <= 24:
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 24:
         return int(text)
     try:
         return SEVERITIES[text.upper()]
