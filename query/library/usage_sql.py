@@ -17,8 +17,9 @@ Nothing is derived at ingest; :func:`usage_sql` reads the telemetry as stored:
 
 In each session, a service's tokens come from its spans when any of its LLM-call spans there
 carry token counts, else from its token metrics; its calls from its spans, else from the
-duration metric: never both (the same answer whatever the grouping or filter). The ``session_id`` *attribute* of MeshAgent's ``llm.turn`` spans (an agent
-context id) is never read: a span's session is its ``session_id`` column.
+duration metric: never both (the same answer whatever the grouping or filter). The
+``session_id`` *attribute* of MeshAgent's ``llm.turn`` spans (an agent context id) is never
+read: a span's session is its ``session_id`` column.
 """
 
 from __future__ import annotations
