@@ -7,6 +7,7 @@ defaults < TOML file < ``ROOMSCOPE_*`` environment variables < command-line flag
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ _KIND_NAMES = {
     float: "a number",
     list: "a list of strings",
     str: "a string",
+    dict: "a table",
 }
 
 
@@ -61,6 +63,11 @@ def _coerce(setting: Setting, value: Any, origin: str, typed: bool = False) -> A
                 raise ValueError(value)
         elif kind is str and not isinstance(value, str):
             raise ValueError(value)
+        elif kind is dict:
+            if isinstance(value, str) and not typed:
+                value = json.loads(value)  # the environment gives a table as JSON
+            if not isinstance(value, dict):
+                raise ValueError(value)
     except (TypeError, ValueError):
         raise SettingsError(
             f"invalid setting {setting.key} ({origin}): {value!r} is not {_KIND_NAMES[kind]}"
@@ -171,7 +178,11 @@ def render_toml() -> str:
             section = s.section
             lines += ["", f"[{section}]"]
         lines.append(f"# {s.help} Env: {s.env}")
-        lines.append(f"{s.name} = {toml_value(s.default)}")
+        if s.kind is dict:  # a table of tables: `name = {}` would forbid [section.name."x"]
+            lines.append(f"# {s.name} = {toml_value(s.default)}  (the default), or tables:")
+            lines += [f"# {line}" for line in s.example.splitlines()]
+        else:
+            lines.append(f"{s.name} = {toml_value(s.default)}")
     return "\n".join(lines) + "\n"
 
 

@@ -19,8 +19,9 @@ class Setting:
     name: str
     default: Any
     help: str
-    kind: type  # int, float, str, bool or list (of str)
+    kind: type  # int, float, str, bool, list (of str) or dict (a table of tables)
     check: Callable[[Any], str | None] | None = None  # returns a problem, or None
+    example: str = ""  # dict settings: a commented example for config/roomscope.toml
 
     @property
     def key(self) -> str:
@@ -57,6 +58,24 @@ def _age(v: str) -> str | None:
 
 def _non_empty(v: str) -> str | None:
     return None if v else "must not be empty"
+
+
+_PRICE_KEYS = ("input", "output", "cached_input")
+
+
+def _prices(v: dict[str, Any]) -> str | None:
+    """``{model: {input, output[, cached_input]}}``, USD per million tokens, none negative."""
+    for model, price in v.items():
+        if not model or not isinstance(price, dict):
+            return f'needs a table per model name, e.g. [usage.prices."gpt-4o"] (at {model!r})'
+        missing = [k for k in ("input", "output") if k not in price]
+        unknown = [k for k in price if k not in _PRICE_KEYS]
+        if missing or unknown:
+            return f"model {model!r}: needs input and output (optional cached_input), no other keys"
+        for k, n in price.items():
+            if isinstance(n, bool) or not isinstance(n, int | float) or not n >= 0:
+                return f"model {model!r}: {k} must be a number of USD per million tokens, >= 0"
+    return None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -341,6 +360,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Rows an ad-hoc SQL query returns at most (results are streamed and cut there).",
         int,
         _positive,
+    ),
+    Setting(
+        "usage",
+        "prices",
+        {},
+        "Prices per model for the cost of agent usage (roomscope usage), in USD per million"
+        " tokens: a table per model name with input, output and optional cached_input (cached"
+        " input tokens; default: the input price). Models without a price have cost null."
+        " Environment: the same as JSON.",
+        dict,
+        _prices,
+        example="""[usage.prices."gpt-4o"]   # an example, not a claim of today's prices
+input = 2.5
+output = 10.0
+cached_input = 1.25""",
     ),
     Setting(
         "auth",

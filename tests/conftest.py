@@ -25,6 +25,7 @@ from collector.tagging import Tagger
 from collector.writer import Writer
 from query.http.serving import serving_thread
 from query.library.reader import Reader
+from query.library.usage import parse_prices
 
 DEFAULTS = loopback_settings(":memory:")  # every setting at its default (store path aside)
 
@@ -85,6 +86,7 @@ def make_reader(con: duckdb.DuckDBPyConnection, **kw: Any) -> Reader:
         "timeout": s.get("query.timeout"),
         "max_rows": s.get("query.max_rows"),
         "idle_timeout": s.get("sessions.idle_timeout"),
+        "prices": parse_prices(s.get("usage.prices")),
     }
     args.update(kw)
     return Reader(con, **args)

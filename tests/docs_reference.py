@@ -81,6 +81,7 @@ _KIND = {
     float: "number",
     str: "string",
     list: "list of strings",
+    dict: "table of tables",
 }
 
 

@@ -29,6 +29,15 @@ def test_demo_fills_a_store_and_prints_sessions_and_examples(tmp_path: Path) -> 
     assert out.splitlines()[1].split()[:5] == ["ID", "ROOM", "PROJECT", "STARTED", "ENDED"]
     for expected in ("studio-render-42", "trace ", "agent.turn", "    llm.call", "ERROR"):
         assert expected in out
+    # The agents speak GenAI: usage per model, priced from the demo's prices file, one unpriced.
+    usage = out[out.index("usage --by model") :]
+    assert "claude-sonnet-4" in usage and "unpriced" in usage and "ticket.lookup" in usage
+    llm = read_store(
+        db,
+        "SELECT count(*), sum(attributes['gen_ai.usage.input_tokens']::INT) FROM spans"
+        " WHERE attributes['gen_ai.operation.name'] = 'chat'",
+    )[0]
+    assert llm[0] >= 30 and f"{llm[1]} input tokens" in usage
 
     rooms = read_store(db, "SELECT DISTINCT room FROM spans ORDER BY room")
     assert [r[0] for r in rooms] == ["lobby", "studio", "support"]

@@ -386,3 +386,9 @@ def test_sql_is_interrupted_after_its_timeout(con) -> None:
     with pytest.raises(QueryError, match="interrupted after"):
         run_sql(con, "SELECT count(*) FROM range(100000000000) a", timeout=0.05)
     assert run_sql(con, "SELECT 1 AS x")["rows"] == [[1]]
+
+
+def test_a_non_ascii_digit_severity_is_a_clean_error() -> None:
+    """'¹'.isdigit() holds but int('¹') fails: it must be a QueryError (400), not a 500."""
+    with pytest.raises(QueryError, match="invalid severity"):
+        parse_severity("¹")

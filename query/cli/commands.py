@@ -37,6 +37,7 @@ from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import Source, open_source
 from .transfer import import_command, session_export
+from .usage import usage_cmd
 
 
 class _Group(click.Group):
@@ -162,6 +163,7 @@ def main(
 main.add_command(serve)
 main.add_command(token_group)
 main.add_command(import_command)
+main.add_command(usage_cmd)
 
 
 @main.group()
@@ -214,7 +216,7 @@ def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> No
     with source(ctx) as src:
         result = {**src.session(session_id), **src.session_events(session_id)}
     if output is OutputFormat.TABLE:
-        click.echo(views.session_summary(result["session"], result["events"]))
+        click.echo(views.session_summary(result["session"], result["events"], result.get("usage")))
     else:
         emit(output, result, "events", views.EVENTS, fields=views.FIELDS["events"])
 

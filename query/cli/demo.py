@@ -72,6 +72,24 @@ SESSIONS = [
     ("support", None, 5.0, 6),  # > idle timeout after the previous one: a second inferred session
 ]
 TOOLS = ["search", "calendar", "render", "ticket.lookup", "email.send"]
+# The model each room's agent calls (GenAI conventions: gen_ai.provider.name, gen_ai.*.model).
+MODELS = {
+    "lobby": ("openai", "gpt-4o"),
+    "studio": ("anthropic", "claude-sonnet-4"),
+    "support": ("openai", "gpt-4o-mini"),
+}
+# Made-up prices for the demo's example queries (USD per million tokens), not real ones.
+DEMO_PRICES = """# roomscope demo: illustrative prices, not any provider's.
+[usage.prices."gpt-4o"]
+input = 2.5
+output = 10.0
+cached_input = 1.25
+
+[usage.prices."claude-sonnet-4"]
+input = 3.0
+output = 15.0
+cached_input = 0.3
+"""
 
 
 class _MetricsAt(OTLPMetricExporter):
@@ -209,17 +227,26 @@ def _turn(
         start_time=t,
     )
     ctx = trace.set_span_in_context(root)
+    provider, model = MODELS[room]
     llm = agent.tracer.start_span(
         "llm.call",
         context=ctx,
         kind=SpanKind.CLIENT,
-        attributes={**tags, "llm.model": "gpt-demo", "llm.tokens": 200 + counter * 17},
+        attributes={
+            **tags, "llm.model": "gpt-demo", "llm.tokens": 200 + counter * 17,
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model, "gen_ai.usage.input_tokens": 200 + counter * 17,
+            "gen_ai.usage.output_tokens": 40 + counter * 3,
+            **({"gen_ai.usage.cache_read.input_tokens": 128} if turn % 2 else {}),
+        },
         start_time=t + 5 * MS,
-    )
+    )  # fmt: skip
     llm.end(end_time=t + (5 + llm_ms) * MS)
     tstart = t + (10 + llm_ms) * MS
     span = tools.tracer.start_span(
-        f"tool.{tool}", context=ctx, kind=SpanKind.INTERNAL, attributes={**tags, "tool": tool},
+        f"tool.{tool}", context=ctx, kind=SpanKind.INTERNAL,
+        attributes={**tags, "tool": tool, "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": tool},
         start_time=tstart,
     )  # fmt: skip
     if fail:
@@ -306,6 +333,8 @@ def run_demo(cli: click.Group, db: str | None = None) -> None:
         click.echo(f"sending telemetry over OTLP/gRPC to {grpc} ...", err=True)
         manifest = send_workload(grpc)
     took = time.monotonic() - started
+    prices = path.with_name(path.stem + "-prices.toml")
+    prices.write_text(DEMO_PRICES)
     click.echo(
         f"sent {len(manifest.spans)} spans and {manifest.logs} log records for rooms"
         f" {', '.join(manifest.rooms)} in {took:.1f}s; collector stopped, store kept.\n",
@@ -321,6 +350,8 @@ def run_demo(cli: click.Group, db: str | None = None) -> None:
         ["trace", slow_failed.trace_id, "--show-attrs"],
         ["sql", "SELECT room, count(*) AS spans, round(avg(duration_ns) / 1e6) AS avg_ms"
          " FROM spans GROUP BY room ORDER BY room"],
+        ["--config", str(prices), "usage", "--by", "model"],
+        ["--config", str(prices), "usage", "--by", "tool"],
     ]  # fmt: skip
     for args in examples:
         full = ["--db", str(path), *args]
@@ -334,6 +365,7 @@ def run_demo(cli: click.Group, db: str | None = None) -> None:
         f"session logs {session} --severity warn",
         "session metrics studio-render-42",
         "traces --room studio --name llm -o json",
+        f"--config {shlex.quote(str(prices))} usage --by room",
         'sql "SELECT name, count(*) FROM spans GROUP BY name"',
     ):
         click.echo(f"  roomscope --db {db_arg} {hint}")

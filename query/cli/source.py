@@ -23,6 +23,7 @@ from collector.store.reads import StoreInUse, open_reader
 from ..library.errors import NotFound, QueryError, SourceError
 from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from ..library.reader import Reader, Result
+from ..library.usage import Prices, UsageFilter, parse_prices
 from .holder import in_use_message
 
 API = "/api/v1"
@@ -47,6 +48,7 @@ class LocalSource(Reader):
         timeout: float,
         max_rows: int,
         idle_timeout: float,
+        prices: Prices,
     ):
         self.path = path
         if path != ":memory:" and not Path(path).expanduser().is_file():
@@ -66,6 +68,7 @@ class LocalSource(Reader):
             timeout=timeout,
             max_rows=max_rows,
             idle_timeout=idle_timeout,
+            prices=prices,
         )
 
     def __getattribute__(self, name: str) -> Any:
@@ -174,6 +177,9 @@ class RemoteSource:
     def rooms(self) -> Result:
         return self._get("/rooms")
 
+    def usage(self, f: UsageFilter) -> Result:
+        return self._get("/usage", f.to_params())
+
     def sql(self, text: str) -> Result:
         return self._call("POST", API + "/sql", json={"sql": text})
 
@@ -226,6 +232,7 @@ def open_source(
                 timeout=timeout,
                 max_rows=settings.get("query.max_rows"),
                 idle_timeout=settings.get("sessions.idle_timeout"),
+                prices=parse_prices(settings.get("usage.prices")),
             )
         except StoreInUse as exc:
             raise SourceError(in_use_message(path, exc.pid, url, probe)) from None

@@ -112,7 +112,16 @@ FIELDS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def session_summary(s: Record, events: list[Record]) -> str:
+def usage_line(u: Record) -> str:
+    """A session's usage totals in one line (``session get``)."""
+    cost = "unpriced" if u["cost_usd"] is None else f"{u['cost_usd']:.4f} USD"
+    return (
+        f"{u['llm_calls']} LLM calls, {u['input_tokens']} input + {u['output_tokens']} output"
+        f" tokens, cost {cost}; {u['tool_calls']} tool calls, {u['tool_errors']} failed"
+    )
+
+
+def session_summary(s: Record, events: list[Record], usage: Record | None = None) -> str:
     counts = (
         f"{s['span_count']} spans, {s['log_count']} logs,"
         f" {s['metric_point_count']} metric points, {s['error_count']} errors"
@@ -127,6 +136,8 @@ def session_summary(s: Record, events: list[Record]) -> str:
         ("records", counts),
         ("services", cell(s["services"])),
     ]
+    if usage is not None and (usage["llm_calls"] or usage["input_tokens"] or usage["tool_calls"]):
+        rows.append(("usage", usage_line(usage)))
     text = "\n".join(f"{k:<9} {printable(str(v))}" for k, v in rows)
     if events:
         lines = [[cell(fn(e)) for _h, fn in EVENTS] for e in events]

@@ -24,6 +24,7 @@ from collector.settings import Settings
 
 from ..library.errors import QueryError
 from ..library.reader import Reader, Result
+from ..library.usage import parse_prices
 from . import grafana
 from . import params as P
 from .console import Console
@@ -50,8 +51,11 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
             timeout=timeout,
             max_rows=max_rows,
             idle_timeout=idle,
+            prices=prices,
             project=project,
         )
+
+    prices = parse_prices(settings.get("usage.prices"))
 
     def read(fn: Callable[[Reader], Result], project: str | None) -> Result:
         r = reader(project)

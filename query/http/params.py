@@ -20,6 +20,8 @@ from ..library.filters import (
     parse_time,
 )
 from ..library.traces import check_trace_id
+from ..library.usage import BY as USAGE_BY
+from ..library.usage import parse_by, parse_cursor
 
 
 def _text(value: str) -> str:
@@ -108,6 +110,18 @@ P = {
         ),
     )
 }  # fmt: skip
+
+# Agent usage (query.library.usage): its own parameters, then the shared ones.
+P.update(
+    {
+        p.name: p
+        for p in (
+            Param("by", parse_by, f"Group usage by: {', '.join(USAGE_BY)}.", _STR),
+            Param("cursor", parse_cursor, "The `next` of the previous page.", _STR),
+        )
+    }
+)
+USAGE = ("by", "room", "session", "project", "since", "until", "limit", "cursor")
 
 SESSION_LIST = ("room", "project", "active", "since", "limit")
 SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")

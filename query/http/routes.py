@@ -11,6 +11,7 @@ from typing import Any
 from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from ..library.reader import Reader, Result
 from ..library.traces import check_trace_id
+from ..library.usage import UsageFilter
 from . import params as P
 
 Call = Callable[[Reader, dict[str, str], dict[str, Any]], Result]
@@ -89,6 +90,14 @@ ROUTES: tuple[ApiRoute, ...] = (
         "Rooms with session counts and last activity.",
         lambda r, p, q: r.rooms(),
         key="rooms",
+    ),
+    ApiRoute(
+        "/api/v1/usage",
+        "Agent usage: LLM calls, tokens, cost and tool calls per model, provider, room, session,"
+        " service or tool (SPEC 11); paged by `cursor`.",
+        lambda r, p, q: r.usage(UsageFilter(**q)),
+        P.USAGE,
+        "usage",
     ),
     ApiRoute(
         "/api/v1/sql", 'Read-only SQL: {"sql": "SELECT ..."}.', None, key="rows", method="POST"

@@ -198,7 +198,7 @@ def quote_attr(text: str) -> str:
 def parse_severity(text: str) -> int:
     """``warn``/``ERROR``/``13`` → the lowest severity number shown."""
     text = str(text).strip()
-    if text.isdigit() and 1 <= int(text) <= 24:
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 24:
         return int(text)
     try:
         return SEVERITIES[text.upper()]

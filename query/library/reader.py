@@ -18,6 +18,7 @@ from . import catalog, otlp_export, sessions, trace_search, traces
 from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
 from .sandbox import scope
 from .sql import run_sql
+from .usage import Prices, UsageFilter, session_usage, usage
 
 Result = dict[str, Any]
 
@@ -31,14 +32,17 @@ class Reader:
         timeout: float,
         max_rows: int,
         idle_timeout: float,
+        prices: Prices,
         project: str | None = None,
         now: Callable[[], int] | None = None,
     ):
         """``idle_timeout`` (seconds, ``sessions.idle_timeout``): a session whose last record
         is that old reads as ended (SPEC 3), measured from ``now()`` (epoch ns; default the
         wall clock). ``project``: see only that project's rows (a query token's), in every
-        method."""
+        method.
+        ``prices``: the usage.prices setting (query.library.usage.parse_prices)."""
         self.con = con
+        self.prices = prices
         self.default_limit = default_limit
         self.timeout = timeout
         self.max_rows = max_rows
@@ -56,7 +60,8 @@ class Reader:
         return {"sessions": found}
 
     def session(self, session_id: str) -> Result:
-        return {"session": sessions.get_session(self.con, session_id, self.ended_before())}
+        found = sessions.get_session(self.con, session_id, self.ended_before())
+        return {"session": found, "usage": session_usage(self.con, session_id, self.prices)}
 
     def session_events(self, session_id: str) -> Result:
         events = sessions.session_timeline(self.con, session_id, self.ended_before())
@@ -117,6 +122,9 @@ class Reader:
 
     def rooms(self) -> Result:
         return {"rooms": sessions.list_rooms(self.con, self.ended_before())}
+
+    def usage(self, f: UsageFilter) -> Result:
+        return usage(self.con, f, self.prices, self.default_limit)
 
     def sql(self, text: str) -> Result:
         return run_sql(

@@ -95,6 +95,13 @@ def span_value_sql(key: str, p: str, places: KeyPlaces) -> tuple[str, list[Any]]
     return _span_value(key, p, places)
 
 
+def span_value_or_null(key: str, alias: str, places: KeyPlaces) -> tuple[str, list[Any]]:
+    """SQL for a span's own value of attribute ``key`` (NULL where it has none), read at the
+    key's keyset positions (``places`` from :func:`attribute_key_maps`)."""
+    found = _span_value(key, f"{alias}." if alias else "", places)
+    return found if found is not None else ("NULL::VARCHAR", [])
+
+
 def _lookup(key: str, value: str | None, p: str, places: KeyPlaces) -> tuple[str, list[Any]]:
     """``coalesce(attributes[key], resource_attributes[key])`` matches ``value`` (see _equals;
     ``IS NOT NULL`` when value is None) on span_rows; "false" when no span or resource has

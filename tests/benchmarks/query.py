@@ -44,6 +44,7 @@ from collector.tagging import Tagger  # noqa: E402
 from collector.writer import Writer  # noqa: E402
 from query.library.filters import LogFilter, SessionFilter, SpanFilter  # noqa: E402
 from query.library.reader import Reader  # noqa: E402
+from query.library.usage import UsageFilter, parse_prices  # noqa: E402
 
 DAY_NS = 86_400 * 10**9
 
@@ -120,6 +121,20 @@ HTTP_KV = [kv("http.status_code", c, A) for c in STATUS_CODES]
 USER_KV = [kv("user.id", f"user-{i:05d}", A) for i in range(5000)]
 TOKENS_KV = [kv("llm.tokens", i * 7, A) for i in range(3000)]
 STEP_KV = [kv("agent.step", i, A) for i in range(30)]
+# GenAI conventions on svc-llm's "llm.call" spans (an LLM call: operation, provider, model,
+# token counts) and svc-search's "search.call" spans (a tool call), for roomscope usage.
+PROVIDERS = ["openai", "openai", "anthropic", "anthropic", "meta"]
+GENAI_LLM_KV = [
+    kv("gen_ai.operation.name", "chat", A) + kv("gen_ai.provider.name", p, A)
+    + kv("gen_ai.request.model", m, A)
+    for m, p in zip(MODELS, PROVIDERS, strict=True)
+]  # fmt: skip
+INPUT_KV = [kv("gen_ai.usage.input_tokens", 50 + i * 11, A) for i in range(3000)]
+OUTPUT_KV = [kv("gen_ai.usage.output_tokens", 10 + i * 3, A) for i in range(3000)]
+GENAI_TOOL_KV = [
+    kv("gen_ai.operation.name", "execute_tool", A) + kv("gen_ai.tool.name", t, A) for t in TOOLS
+]
+LLM_SVC, TOOL_SVC, CALL = SERVICES.index("svc-llm"), SERVICES.index("svc-search"), 1
 CACHE_KV = [kv("cache.hit", b, A) for b in (False, True)]
 NAME_F = [[ld(0x2A, n.encode()) for n in names] for names in SPAN_NAMES]
 KIND_F = [b"\x30\x01", b"\x30\x02", b"\x30\x03"]
@@ -250,6 +265,11 @@ def build_chunk(
                     STEP_KV[step[k]],
                     CACHE_KV[cache[k]],
                     conv,
+                    (GENAI_LLM_KV[model[k]] + INPUT_KV[tokens[k]] + OUTPUT_KV[tokens[k]])
+                    if svc == LLM_SVC and name[k] == CALL
+                    else GENAI_TOOL_KV[tool[k]]
+                    if svc == TOOL_SVC and name[k] == CALL
+                    else b"",
                     status,
                 )
             )
@@ -366,9 +386,15 @@ def pick_samples(con: duckdb.DuckDBPyConnection) -> dict:
         "SELECT session_id FROM sessions ORDER BY span_count"
         " LIMIT 1 OFFSET (SELECT count(*) // 2 FROM sessions)"
     ).fetchone()[0]
+    llm_session = con.execute(
+        "SELECT session_id FROM sessions WHERE list_contains(services, 'svc-llm')"
+        " ORDER BY span_count LIMIT 1 OFFSET (SELECT count(*) // 2 FROM sessions"
+        " WHERE list_contains(services, 'svc-llm'))"
+    ).fetchone()[0]
     (n,) = con.execute("SELECT count(*) FROM spans").fetchone()
     trace = con.execute("SELECT trace_id FROM spans LIMIT 1 OFFSET ?", [n // 2]).fetchone()[0]
-    return {"end": end, "room": room, "session": session, "trace": trace}
+    return {"end": end, "room": room, "session": session, "trace": trace,
+            "llm_session": llm_session}  # fmt: skip
 
 
 def queries(s: dict) -> list[tuple[str, object]]:
@@ -395,6 +421,13 @@ def queries(s: dict) -> list[tuple[str, object]]:
             "6  session logs S --severity error",
             lambda r: r.session_logs(s["session"], LogFilter(severity=17)),
         ),
+        ("7  usage --since 24h --by model", lambda r: r.usage(UsageFilter("model", since=since))),
+        ("7b usage --since 24h --by room", lambda r: r.usage(UsageFilter("room", since=since))),
+        (
+            "7c usage --session S2 (a session of svc-llm)",
+            lambda r: r.usage(UsageFilter(session=s["llm_session"])),
+        ),
+        ("7d usage --by model (30 days)", lambda r: r.usage(UsageFilter("model"))),
     ]
 
 
@@ -402,7 +435,7 @@ def count(result: object) -> int:
     if isinstance(result, tuple):
         return sum(count(r) for r in result)
     assert isinstance(result, dict)
-    for key in ("spans", "sessions", "logs", "events"):
+    for key in ("spans", "sessions", "logs", "events", "usage"):
         if key in result:
             return len(result[key])
     return 1
@@ -415,6 +448,8 @@ def reader_of(path: str) -> Reader:
         default_limit=s.get("query.default_limit"),
         timeout=s.get("query.timeout"),
         max_rows=s.get("query.max_rows"),
+        idle_timeout=s.get("sessions.idle_timeout"),
+        prices=parse_prices(s.get("usage.prices")),
     )
 
 
@@ -437,7 +472,8 @@ def run(path: str, runs: int, only: str | None) -> None:
     print(f"store {path}: {spans:,} spans, {logs:,} logs, {sessions:,} sessions,"
           f" {size / 1e6:,.0f} MB = {size / spans:.1f} bytes/span"
           " (the whole file: spans, logs, sessions, indexes)")  # fmt: skip
-    print(f"samples: room={samples['room']} session={samples['session']} trace={samples['trace']}")
+    print(f"samples: room={samples['room']} session={samples['session']} trace={samples['trace']}"
+          f" S2={samples['llm_session']}")  # fmt: skip
     print(f"{'query':<58} {'rows':>5} {'warm ms':>8} {'cold ms':>8}")
     for label, fn in queries(samples):
         if only and not label.startswith(only):

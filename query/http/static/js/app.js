@@ -3,6 +3,7 @@ import { get } from "./api.js";
 import { h, shortTime, fmtNs, sessionDuration, hashParams, setHash } from "./util.js";
 import { sessionPage, tracePage } from "./session.js";
 import { livePage } from "./live.js";
+import { usagePage, fmtCost } from "./usage.js";
 
 const REFRESH_MS = 5000;
 const SINCE = [["", "any time"], ["15m", "last 15 min"], ["1h", "last hour"], ["6h", "last 6 hours"], ["24h", "last day"], ["7d", "last week"]];
@@ -34,12 +35,14 @@ async function sessionsPage(root, params, signal) {
   root.replaceChildren(h("section", { class: "card" },
     h("div", { class: "section-head" }, h("h2", {}, "Sessions"), toggle, roomSel, sinceSel, h("label", {}, auto, " auto-refresh"), stamp),
     h("table", { class: "grid sessions" },
-      h("thead", {}, h("tr", {}, ["id", "room", "started", "ended", "duration", "spans", "logs", "errors", "services", ""].map((x) => h("th", {}, x)))),
+      h("thead", {}, h("tr", {}, ["id", "room", "started", "ended", "duration", "spans", "logs", "errors", "tokens", "cost", "services", ""].map((x) => h("th", {}, x)))),
       tbody)));
   const load = async () => {
     const q = { room: roomSel.value, since: sinceSel.value, limit: 200, active: mode === "active" ? "true" : mode === "ended" ? "false" : "" };
-    const { sessions } = await get("/api/v1/sessions", q);
+    const [{ sessions }, usage] = await Promise.all([get("/api/v1/sessions", q),
+      get("/api/v1/usage", { by: "session", room: roomSel.value, since: sinceSel.value, limit: 10000 }).catch(() => ({ usage: [] }))]);
     if (signal.aborted) return;
+    const used = new Map(usage.usage.map((u) => [u.session, u]));
     tbody.replaceChildren(...sessions.map((s) => {
       const href = `#/session/${encodeURIComponent(s.session_id)}`;
       const active = s.ended_at === null;
@@ -47,10 +50,13 @@ async function sessionsPage(root, params, signal) {
         h("td", {}, h("a", { href }, s.session_id)), h("td", {}, s.room || ""), h("td", { class: "mono" }, shortTime(s.started_at)),
         h("td", {}, active ? h("span", { class: "pill active" }, "active") : h("span", { class: "mono" }, shortTime(s.ended_at))),
         h("td", { class: "num" }, sessionDuration(s)), h("td", { class: "num" }, s.span_count), h("td", { class: "num" }, s.log_count),
-        h("td", { class: `num ${s.error_count ? "error-text" : ""}` }, s.error_count), h("td", {}, (s.services || []).join(", ")),
+        h("td", { class: `num ${s.error_count ? "error-text" : ""}` }, s.error_count),
+        h("td", { class: "num session-tokens" }, used.has(s.session_id) ? used.get(s.session_id).input_tokens + used.get(s.session_id).output_tokens : ""),
+        h("td", { class: "num session-cost" }, used.has(s.session_id) ? fmtCost(used.get(s.session_id)) : ""),
+        h("td", {}, (s.services || []).join(", ")),
         h("td", {}, h("a", { class: "small", href: `#/live?session=${encodeURIComponent(s.session_id)}`, title: "live view" }, "live")));
     }));
-    if (!sessions.length) tbody.append(h("tr", {}, h("td", { colspan: 10, class: "muted" }, "no sessions")));
+    if (!sessions.length) tbody.append(h("tr", {}, h("td", { colspan: 12, class: "muted" }, "no sessions")));
     stamp.textContent = `updated ${new Date().toLocaleTimeString()}`;
   };
   await load();
@@ -113,6 +119,7 @@ async function route() {
     else if (parts[0] === "trace" && parts[1]) await tracePage(root, parts[1], params);
     else if (parts[0] === "search") await searchPage(root, params);
     else if (parts[0] === "live") await livePage(root, params, current.signal);
+    else if (parts[0] === "usage") await usagePage(root, params);
     else await sessionsPage(root, params, current.signal);
   } catch (e) {
     root.replaceChildren(h("section", { class: "card" }, h("h2", {}, "Error"), h("p", { class: "error-text" }, e.message)));

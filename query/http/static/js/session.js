@@ -15,7 +15,9 @@ function replaceParams(update) {
   history.replaceState(null, "", `#${path}${s ? "?" + s : ""}`);
 }
 
-export function summary(s) {
+export function summary(s, usage) {
+  const used = usage && (usage.llm_calls || usage.input_tokens || usage.tool_calls);
+  const cost = usage && usage.cost_usd === null ? "unpriced" : usage ? `$${usage.cost_usd.toFixed(4)}` : "";
   const active = s.ended_at === null || s.ended_at === undefined;
   const item = (k, v) => h("div", { class: "stat" }, h("div", { class: "stat-k" }, k), h("div", { class: "stat-v" }, v));
   return h("section", { class: "summary card" },
@@ -27,7 +29,9 @@ export function summary(s) {
       item("started", shortTime(s.started_at)), item("ended", active ? "active" : shortTime(s.ended_at)),
       item("duration", sessionDuration(s)), item("spans", s.span_count), item("logs", s.log_count),
       item("metric points", s.metric_point_count), item("errors", h("span", { class: s.error_count ? "error-text" : "" }, s.error_count)),
-      item("services", (s.services || []).join(", "))));
+      item("services", (s.services || []).join(", ")),
+      used ? [item("LLM calls", usage.llm_calls), item("tokens", `${usage.input_tokens} in · ${usage.output_tokens} out`),
+              item("cost", h("span", { id: "session-cost" }, cost)), item("tool calls", `${usage.tool_calls} (${usage.tool_errors} failed)`)] : null));
 }
 
 export function logTable(logs) {
@@ -81,7 +85,7 @@ export async function sessionPage(root, id, params) {
     performance.mark("waterfall-rendered");
   });
   await wfAnswer.catch(() => null); // the waterfall first; the smaller reads follow
-  get(base).then(({ session }) => head.replaceChildren(summary(session)));
+  get(base).then(({ session, usage }) => head.replaceChildren(summary(session, usage)));
 
   let logs = [];
   const drawLogs = () => {
