@@ -10,11 +10,11 @@ from typing import Any
 
 from ..library.errors import QueryError
 from ..library.filters import (
-    MAX_LIMIT,
+    MAX_PAGE,
     parse_attrs,
     parse_bool,
     parse_duration,
-    parse_limit,
+    parse_page_limit,
     parse_severity,
     parse_time,
 )
@@ -86,10 +86,18 @@ P = {
         ),
         Param(
             "limit",
-            parse_limit,
-            "At most this many records.",
-            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            parse_page_limit,
+            "Records a page holds at most (default query.default_limit).",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
         ),
+        Param(
+            "cursor",
+            _text,
+            "Where the page starts: the previous answer's next (opaque; valid only with the"
+            " same path and filters).",
+            _STR,
+        ),
+        Param("count", parse_bool, "true: the answer also carries the total number.", _BOOL),
         Param("active", parse_bool, "true: active sessions only; false: ended only.", _BOOL),
         Param("severity", parse_severity, "Lowest severity: TRACE..FATAL or 1-24.", _STR),
         Param("grep", _text, "Log body contains this text (case-insensitive).", _STR),
@@ -102,14 +110,15 @@ P = {
     )
 }  # fmt: skip
 
-SESSION_LIST = ("room", "project", "active", "since", "limit")
+PAGE = ("limit", "cursor")  # every list (SPEC 8)
+SESSION_LIST = ("room", "project", "active", "since", *PAGE, "count")
 SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")
-SESSION_LOGS = ("severity", "grep", "after", "limit")
+SESSION_LOGS = ("severity", "grep", "after", *PAGE)
 SESSION_METRICS = ("name", "limit")
 LIVE = ("room", "session", "limit")
 TRACES = (
     "room", "session", "service", "name", "trace_id", "min_duration", "max_duration", "attrs",
-    "since", "until", "limit",
+    "since", "until", *PAGE,
 )  # fmt: skip
 
 
