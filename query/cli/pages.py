@@ -85,11 +85,10 @@ def emit_list(
         result = {**result, key: records}
     emit(output, result, key, columns, table_text, fields)
     if output is OutputFormat.TABLE and result.get("next") is not None:
-        shown = len(result[key])
         what = key.replace("_", " ")
         click.echo(
-            f"(the first {shown} {what}; more remain: --limit N prints more,"
-            " -o jsonl or -o csv all of them)",
+            f"({len(result[key])} shown, more {what} remain: --limit N prints N,"
+            " -o jsonl or -o csv prints them all)",
             err=True,
         )
 
