@@ -5,6 +5,8 @@ import { sessionPage, tracePage } from "./session.js";
 import { livePage } from "./live.js";
 
 const REFRESH_MS = 5000;
+const SESSIONS_PAGE = 200; // sessions a page of the list holds (#/sessions?limit=N: N)
+const MAX_PAGE = 10000; // the API's largest page
 const SINCE = [["", "any time"], ["15m", "last 15 min"], ["1h", "last hour"], ["6h", "last 6 hours"], ["24h", "last day"], ["7d", "last week"]];
 let current = null;
 
@@ -16,7 +18,7 @@ function select(id, options, value) {
 
 async function sessionsPage(root, params, signal) {
   const mode = params.get("active") === "false" ? "ended" : params.get("active") === "true" ? "active" : "recent";
-  const { rooms } = await get("/api/v1/rooms");
+  const { rooms } = await get("/api/v1/rooms", { limit: MAX_PAGE });
   const roomSel = select("sessions-room", [["", "all rooms"], ...rooms.map((r) => [r.room || "", r.room || "(none)"])], params.get("room") || "");
   const sinceSel = select("sessions-since", SINCE, params.get("since") || "");
   const auto = h("input", { type: "checkbox", id: "sessions-auto", checked: params.get("refresh") !== "off" });
@@ -24,35 +26,66 @@ async function sessionsPage(root, params, signal) {
     h("button", { class: m === mode ? "on" : "", dataset: { mode: m }, onclick: () => go({ mode: m }) }, label)));
   const tbody = h("tbody", { id: "sessions-rows" });
   const stamp = h("span", { class: "muted" });
+  const total = h("span", { class: "muted", id: "sessions-total" });
+  const more = h("button", { class: "btn", id: "sessions-more", hidden: true }, "more");
+  const pageSize = Math.min(Math.max(parseInt(params.get("limit"), 10) || SESSIONS_PAGE, 1), MAX_PAGE);
   const go = (over = {}) => {
     const m = over.mode || mode;
-    setHash("/sessions", { active: m === "active" ? "true" : m === "ended" ? "false" : "", room: roomSel.value, since: sinceSel.value, refresh: auto.checked ? "" : "off" });
+    setHash("/sessions", { active: m === "active" ? "true" : m === "ended" ? "false" : "", room: roomSel.value, since: sinceSel.value, refresh: auto.checked ? "" : "off", limit: params.get("limit") || "" });
   };
   roomSel.addEventListener("change", () => go());
   sinceSel.addEventListener("change", () => go());
   auto.addEventListener("change", () => go());
   root.replaceChildren(h("section", { class: "card" },
-    h("div", { class: "section-head" }, h("h2", {}, "Sessions"), toggle, roomSel, sinceSel, h("label", {}, auto, " auto-refresh"), stamp),
+    h("div", { class: "section-head" }, h("h2", {}, "Sessions"), toggle, roomSel, sinceSel, h("label", {}, auto, " auto-refresh"), total, stamp),
     h("table", { class: "grid sessions" },
       h("thead", {}, h("tr", {}, ["id", "room", "started", "ended", "duration", "spans", "logs", "errors", "services", ""].map((x) => h("th", {}, x)))),
-      tbody)));
+      tbody),
+    h("div", { class: "more-row" }, more)));
+  const row = (s) => {
+    const href = `#/session/${encodeURIComponent(s.session_id)}`;
+    const active = s.ended_at === null;
+    return h("tr", { class: "session-row", dataset: { sessionId: s.session_id }, onclick: (e) => { if (!e.target.closest("a")) location.hash = href; } },
+      h("td", {}, h("a", { href }, s.session_id)), h("td", {}, s.room || ""), h("td", { class: "mono" }, shortTime(s.started_at)),
+      h("td", {}, active ? h("span", { class: "pill active" }, "active") : h("span", { class: "mono" }, shortTime(s.ended_at))),
+      h("td", { class: "num" }, sessionDuration(s)), h("td", { class: "num" }, s.span_count), h("td", { class: "num" }, s.log_count),
+      h("td", { class: `num ${s.error_count ? "error-text" : ""}` }, s.error_count), h("td", {}, (s.services || []).join(", ")),
+      h("td", {}, h("a", { class: "small", href: `#/live?session=${encodeURIComponent(s.session_id)}`, title: "live view" }, "live")));
+  };
+  const filters = () => ({ room: roomSel.value, since: sinceSel.value, active: mode === "active" ? "true" : mode === "ended" ? "false" : "" });
+  let next = null; // the cursor of the page after the rows shown (SPEC 8)
+  let shown = 0;
+  const showTotal = (n) => { total.textContent = `${shown} of ${n} session${n === 1 ? "" : "s"}`; total.dataset.total = n; };
+  // The first pages again (as many rows as are shown), with the total: what auto-refresh reads.
   const load = async () => {
-    const q = { room: roomSel.value, since: sinceSel.value, limit: 200, active: mode === "active" ? "true" : mode === "ended" ? "false" : "" };
-    const { sessions } = await get("/api/v1/sessions", q);
+    const limit = Math.min(Math.max(shown, pageSize), MAX_PAGE);
+    const page = await get("/api/v1/sessions", { ...filters(), limit, count: "true" });
     if (signal.aborted) return;
-    tbody.replaceChildren(...sessions.map((s) => {
-      const href = `#/session/${encodeURIComponent(s.session_id)}`;
-      const active = s.ended_at === null;
-      return h("tr", { class: "session-row", dataset: { sessionId: s.session_id }, onclick: (e) => { if (!e.target.closest("a")) location.hash = href; } },
-        h("td", {}, h("a", { href }, s.session_id)), h("td", {}, s.room || ""), h("td", { class: "mono" }, shortTime(s.started_at)),
-        h("td", {}, active ? h("span", { class: "pill active" }, "active") : h("span", { class: "mono" }, shortTime(s.ended_at))),
-        h("td", { class: "num" }, sessionDuration(s)), h("td", { class: "num" }, s.span_count), h("td", { class: "num" }, s.log_count),
-        h("td", { class: `num ${s.error_count ? "error-text" : ""}` }, s.error_count), h("td", {}, (s.services || []).join(", ")),
-        h("td", {}, h("a", { class: "small", href: `#/live?session=${encodeURIComponent(s.session_id)}`, title: "live view" }, "live")));
-    }));
-    if (!sessions.length) tbody.append(h("tr", {}, h("td", { colspan: 10, class: "muted" }, "no sessions")));
+    tbody.replaceChildren(...page.sessions.map(row));
+    shown = page.sessions.length;
+    next = page.next;
+    if (!shown) tbody.append(h("tr", {}, h("td", { colspan: 10, class: "muted" }, "no sessions")));
+    showTotal(page.total);
+    more.hidden = !next;
     stamp.textContent = `updated ${new Date().toLocaleTimeString()}`;
   };
+  // The page after the rows shown, appended (rows already drawn stay as they are).
+  const loadMore = async () => {
+    if (!next) return;
+    more.disabled = true;
+    try {
+      const page = await get("/api/v1/sessions", { ...filters(), limit: pageSize, cursor: next });
+      if (signal.aborted) return;
+      tbody.append(...page.sessions.map(row));
+      shown += page.sessions.length;
+      next = page.next;
+      showTotal(Number(total.dataset.total));
+      more.hidden = !next;
+    } finally {
+      more.disabled = false;
+    }
+  };
+  more.addEventListener("click", () => loadMore().catch(() => {}));
   await load();
   if (auto.checked) {
     const timer = setInterval(() => load().catch(() => {}), REFRESH_MS);
