@@ -30,6 +30,7 @@ export function summary(s) {
 }
 
 const LOG_PAGE = 200; // log records a page holds
+const EVENT_PAGE = 1000; // timeline events a page holds
 const GREP_DELAY_MS = 150; // typing pauses this long before the text filter is asked for
 
 function logRow(l) {
@@ -142,16 +143,26 @@ export async function sessionPage(root, id, params) {
   });
   restartLogs();
 
-  get(`${base}/events`).then(({ events }) => {
-    timelineBox.replaceChildren(h("ol", { class: "events-list" }, events.map((e) => {
+  // The timeline a page at a time: a "more" button under it reads the next page.
+  const eventItems = h("ol", { class: "events-list" });
+  const moreEvents = h("button", { class: "btn", id: "events-more", hidden: true }, "more");
+  timelineBox.replaceChildren(eventItems, moreEvents);
+  let eventsNext = null;
+  const readEvents = async () => {
+    const page = await get(`${base}/events`, { limit: EVENT_PAGE, cursor: eventsNext });
+    eventItems.append(...page.events.map((e) => {
       const cls = e.type === "span.error" ? "ev-error" : e.type === "log" ? severityClass(e.severity_text) : "ev-life";
       const li = h("li", { class: `ev ${cls}`, dataset: { type: e.type } },
         h("span", { class: "mono" }, clock(e.time)), h("span", { class: "ev-type" }, e.type === "log" ? e.severity_text || "log" : e.type),
         h("span", { class: "ev-msg" }, e.message ?? ""));
       if (e.span_id) li.addEventListener("click", async () => { await spansP; wf && wf.reveal(e.span_id); });
       return li;
-    })));
-  });
+    }));
+    eventsNext = page.next;
+    moreEvents.hidden = !eventsNext;
+  };
+  moreEvents.addEventListener("click", () => readEvents().catch(() => {}));
+  readEvents();
 
   get(`${base}/metric_series`).then(({ series }) => {
     if (!series.length) return metricsBox.replaceChildren(h("p", { class: "muted" }, "no metrics"));
