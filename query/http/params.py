@@ -87,7 +87,8 @@ P = {
         Param(
             "limit",
             parse_page_limit,
-            "Records a page holds at most (default query.default_limit).",
+            "At most this many records in the answer: a page of a list (default"
+            " query.default_limit).",
             {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
         ),
         Param(
