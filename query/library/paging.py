@@ -152,10 +152,12 @@ def page_of(
     pos: Position,
     limit: int,
     cursor: Callable[[Position], str],
+    keep: bool = False,
 ) -> Page:
     """The page from rows read with :func:`from_position` and ``LIMIT limit + pos.n + 1``
     (the rows equal to the position first): their first ``pos.n`` rows equal to the position
-    dropped, ``limit`` rows kept, hidden key columns removed; ``next`` when a row remains."""
+    dropped, ``limit`` rows kept, hidden key columns removed (``keep``: kept); ``next`` when a
+    row remains."""
     names = [f"{KEY_PREFIX}{i}" for i in range(len(keys))]
     skip = 0
     while skip < min(pos.n, len(rows)) and tuple(rows[skip][c] for c in names) == pos.key:
@@ -174,9 +176,10 @@ def page_of(
         if last == pos.key:  # the whole page equal to the position: count the earlier ones
             same += pos.n
         nxt = cursor(Position(last, same, pos.extra))
-    for r in rows:
-        for c in names:
-            del r[c]
+    if not keep:
+        for r in rows:
+            for c in names:
+                del r[c]
     return Page(rows, nxt)
 
 
