@@ -279,7 +279,7 @@ def session_logs(
         if not follow:
             emit_list(output, fetch, "logs", views.LOGS, limit, fields=views.FIELDS["logs"])
             return
-        result = fetch(limit, None)
+        result = fetch(min(limit, MAX_PAGE) if limit else None, None)  # then new records
         emit(output, result, "logs", views.LOGS, fields=views.FIELDS["logs"])
         follow_logs(src, sid, f, result["logs"], output)
 
