@@ -332,7 +332,8 @@ SETTINGS: tuple[Setting, ...] = (
         "query",
         "default_limit",
         100,
-        "Records a search returns when it gives no --limit (traces, sessions, metrics).",
+        "Records a page of a list holds when no limit is given (the API's lists; the CLI's table"
+        " and json output).",
         int,
         _positive,
     ),

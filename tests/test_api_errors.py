@@ -63,7 +63,7 @@ def test_wrong_methods_are_json_405s_naming_the_allowed_ones(
 def test_an_unexpected_failure_is_a_json_500(collector: Any, monkeypatch: Any) -> None:
     """A defect in a read (here: one planted) still answers JSON, not plain text."""
 
-    def broken(self: Reader) -> Any:
+    def broken(self: Reader, page: Any = None) -> Any:
         raise RuntimeError("planted")
 
     monkeypatch.setattr(Reader, "rooms", broken)

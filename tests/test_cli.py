@@ -100,7 +100,19 @@ def test_every_command_returns_the_same_json_through_server_and_db(world: World)
     with world.offline() as db:
         for key, out in outputs.items():
             result = run("--db", db, *key[:-1], "-o", key[-1])
-            assert result.exit_code == 0 and result.stdout == out, key
+            assert result.exit_code == 0 and _paged(result.stdout) == _paged(out), key
+
+
+def _paged(out: str) -> str:
+    """``out`` with a json answer's next cursor as whether there is one: a cursor also names
+    its filters, and ``--since 1h`` is another time when the other source reads it."""
+    try:
+        body = json.loads(out)
+    except ValueError:  # jsonl, csv
+        return out
+    if body.get("next") is not None:
+        body["next"] = "more"
+    return json.dumps(body)
 
 
 def test_session_list_table_shows_the_spec_columns(world: World) -> None:
@@ -205,7 +217,8 @@ def test_empty_results_exit_0(world: World) -> None:
     assert (result.exit_code, result.stdout) == (0, "")
     assert result.stderr == "no sessions found in room nowhere\n"
     assert json.loads(server(world, "traces", "--room", "nowhere", "-o", "json").stdout) == {
-        "spans": []
+        "spans": [],
+        "next": None,
     }
 
 

@@ -258,20 +258,91 @@ def _assert_time_axis(page: Any, trace_ms: float) -> None:
 
 
 def test_logs_filter_by_severity_and_text(store: Store, page: Any) -> None:
+    """The filters are the server's (severity, grep): the table shows what it answers."""
+    from playwright.sync_api import expect
+
     page.goto(f"{store.api}/#/session/{SHOP_SESSION}")
     page.wait_for_selector("tr.log-row")
-    bodies = lambda: page.locator("tr.log-row td.body").all_inner_texts()  # noqa: E731
-    assert bodies() == [text for _lvl, text in SHOP_LOGS]
+    rows = page.locator("tr.log-row td.body")
+    expect(rows).to_have_text([text for _lvl, text in SHOP_LOGS])
     page.locator("#log-severity").select_option("WARN")
-    assert bodies() == [text for lvl, text in SHOP_LOGS if lvl in ("WARN", "ERROR")]
+    expect(rows).to_have_text([text for lvl, text in SHOP_LOGS if lvl in ("WARN", "ERROR")])
     page.locator("#log-severity").select_option("")
     page.locator("#log-grep").fill("ORDER 1001")
-    assert bodies() == [text for _lvl, text in SHOP_LOGS if "order 1001" in text]
+    expect(rows).to_have_text([text for _lvl, text in SHOP_LOGS if "order 1001" in text])
     assert "grep=ORDER" in page.url
     page.reload()  # the URL holds the filter
     page.wait_for_selector("tr.log-row")
     assert page.locator("#log-grep").input_value() == "ORDER 1001"
-    assert len(bodies()) == 2
+    expect(rows).to_have_count(2)
+
+
+def test_session_logs_are_read_a_page_at_a_time_as_the_table_scrolls(
+    store: Store, page: Any
+) -> None:
+    """A session of more log records than a page (200): the first page, then more on scroll."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from playwright.sync_api import expect
+
+    provider = LoggerProvider()
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(OTLPLogExporter(f"{store.http}/v1/logs"))
+    )
+    tags = {"room": "chatty", "session": "chatty-1"}
+    start = time.time_ns() - 120 * 10**9
+    for i in range(450):
+        t = start + i * 10**6
+        provider.get_logger("t").emit(
+            LogRecord(timestamp=t, observed_timestamp=t, severity_number=SeverityNumber.INFO,
+                      severity_text="INFO", body=f"line {i:03d}", attributes=tags)
+        )  # fmt: skip
+    provider.shutdown()
+    busiest = {"session_id": "chatty-1", "log_count": 450}
+    deadline = time.monotonic() + 30
+    while (
+        len(
+            httpx.get(f"{store.api}/api/v1/sessions/chatty-1/logs?limit=1000")
+            .json()
+            .get("logs", [])
+        )
+        < 450
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    page.goto(f"{store.api}/#/session/{busiest['session_id']}")
+    expect(page.locator("tr.log-row")).to_have_count(200)
+    page.locator("#logs-more").scroll_into_view_if_needed()
+    expect(page.locator("tr.log-row")).to_have_count(400)
+    page.locator("#logs-more").scroll_into_view_if_needed()
+    expect(page.locator("tr.log-row")).to_have_count(450)
+    bodies = page.locator("tr.log-row td.body").all_inner_texts()
+    assert bodies == [f"line {i:03d}" for i in range(450)]  # in time order, each once
+    assert page.locator("#logs-more").inner_text() == ""
+
+
+def test_session_list_shows_the_total_and_reads_more_pages(store: Store, page: Any) -> None:
+    """#/sessions?limit=2: pages of two sessions, a total, a more button until the last page;
+    the rows are the API's list in its order, each session once."""
+    everything = store.get("/api/v1/sessions", limit=10_000)["sessions"]
+    assert len(everything) > 4
+    page.goto(f"{store.api}/#/sessions?limit=2&refresh=off")
+    page.wait_for_selector("tr.session-row")
+    total = page.locator("#sessions-total")
+    assert total.get_attribute("data-total") == str(len(everything))
+    assert total.inner_text() == f"2 of {len(everything)} sessions"
+    shown = 2
+    while shown < len(everything):
+        assert page.locator("#sessions-more").is_visible()
+        page.locator("#sessions-more").click()
+        shown = min(shown + 2, len(everything))
+        page.wait_for_function(f"document.querySelectorAll('tr.session-row').length === {shown}")
+    assert page.locator("#sessions-more").is_hidden()
+    ids = page.locator("tr.session-row").evaluate_all("rs => rs.map(r => r.dataset.sessionId)")
+    assert ids == [s["session_id"] for s in everything]
+    assert total.inner_text() == f"{len(everything)} of {len(everything)} sessions"
 
 
 def test_search_runs_from_the_form_keeps_the_query_in_the_url_and_links_to_the_trace(

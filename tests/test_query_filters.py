@@ -246,7 +246,7 @@ def lookups(request, monkeypatch) -> str:
 
 
 def names(con: duckdb.DuckDBPyConnection, **kw: object) -> list[str]:
-    return sorted(s["name"] for s in search_spans(con, SpanFilter(**kw), 100))  # type: ignore[arg-type]
+    return sorted(s["name"] for s in search_spans(con, SpanFilter(**kw), 100).records)  # type: ignore[arg-type]
 
 
 def test_min_duration_is_inclusive_and_max_too(con: duckdb.DuckDBPyConnection) -> None:

@@ -145,13 +145,13 @@ def test_search_on_resource_attributes_reads_the_resources_table(tmp_path):
         trace_request(16, room="lobby", service="tools", start_ns=NOW - 10**9, seed=2),
     )
     con = store.cursor()
-    found = search_spans(con, SpanFilter(attrs=(("host.name", "node-1"),)), 100)
+    found = search_spans(con, SpanFilter(attrs=(("host.name", "node-1"),)), 100).records
     assert len(found) == 32
-    tools = search_spans(con, SpanFilter(attrs=(("service.name", "tools"),)), 100)
+    tools = search_spans(con, SpanFilter(attrs=(("service.name", "tools"),)), 100).records
     assert len(tools) == 16
     assert {s["resource_attributes"]["service.name"] for s in tools} == {"tools"}
     # span attributes win over resource attributes of the same key (SPEC 5)
-    assert search_spans(con, SpanFilter(attrs=(("tool", "search"),)), 100)
+    assert search_spans(con, SpanFilter(attrs=(("tool", "search"),)), 100).records
     con.close()
     store.close()
 
@@ -189,7 +189,7 @@ def test_spans_without_events_or_links_store_null_and_read_as_empty_lists(tmp_pa
     assert view == [(1, 1), (0, 0), (0, 0)]
     con = duckdb.connect(str(db), read_only=True)
     try:
-        spans = search_spans(con, SpanFilter(), 10)
+        spans = search_spans(con, SpanFilter(), 10).records
     finally:
         con.close()
     by_first = sorted(spans, key=lambda s: s["start_time"])

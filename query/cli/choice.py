@@ -46,7 +46,7 @@ def pick_session(
         if output is OutputFormat.TABLE:
             click.echo(f"no sessions found{_of(room, project)}", err=True)
         else:
-            emit(output, {"session_id": None, key: []}, key, [])
+            emit(output, {"session_id": None, key: [], "next": None}, key, [])
         return None
     if output is OutputFormat.TABLE:
         of = _of(room, found["project"]).replace(" in ", " of ", 1)

@@ -19,8 +19,10 @@ from ..library.display import printable
 from ..library.errors import QueryError
 from ..library.filters import (
     MAX_LIMIT,
+    MAX_PAGE,
     LogFilter,
     MetricFilter,
+    PageFilter,
     SessionFilter,
     SpanFilter,
     parse_attrs,
@@ -33,6 +35,7 @@ from ..library.traces import check_trace_id, render_trees
 from . import views
 from .choice import NEWEST_RULE, pick_session, session_choice
 from .output import OutputFormat, emit, emit_sql, output_options
+from .pages import LIMIT_HELP, emit_list, paged, pages
 from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import Source, open_source
@@ -184,7 +187,7 @@ session.add_command(session_export)
     type=TIME,
     help="Seen since: 15m, 2h, 7d or an ISO timestamp (to the ns).",
 )
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N sessions.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help=LIMIT_HELP)
 @output_options
 @click.pass_context
 def session_list(
@@ -202,9 +205,9 @@ def session_list(
         raise click.UsageError("--active and --ended cannot be used together: give one of them")
     with source(ctx) as src:
         state = True if active else (False if ended else None)
-        f = SessionFilter(room=room, active=state, since=since, limit=limit, project=project)
-        result = src.sessions(f)
-    emit(output, result, "sessions", views.SESSIONS, fields=views.FIELDS["sessions"])
+        f = SessionFilter(room=room, active=state, since=since, project=project)
+        fetch = paged(src.sessions, f)
+        emit_list(output, fetch, "sessions", views.SESSIONS, limit, fields=views.FIELDS["sessions"])
 
 
 @session.command("get")
@@ -214,11 +217,20 @@ def session_list(
 def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> None:
     """A session's summary, then its lifecycle events, log records and error spans in time order."""
     with source(ctx) as src:
-        result = {**src.session(session_id), **src.session_events(session_id)}
-    if output is OutputFormat.TABLE:
-        click.echo(views.session_summary(result["session"], result["events"], result.get("usage")))
-    else:
-        emit(output, result, "events", views.EVENTS, fields=views.FIELDS["events"])
+        summary = src.session(session_id)
+
+        def fetch(limit: int | None, cursor: str | None) -> dict[str, Any]:
+            return {**summary, **src.session_events(session_id, PageFilter(limit, cursor))}
+
+        if output is OutputFormat.TABLE:
+            result = fetch(None, None)
+            click.echo(
+                views.session_summary(result["session"], result["events"], result.get("usage"))
+            )
+            if result.get("next") is not None:
+                click.echo("(the first events; -o jsonl or -o csv prints all of them)", err=True)
+        else:
+            emit_list(output, fetch, "events", views.EVENTS, None, fields=views.FIELDS["events"])
 
 
 @session.command("traces", epilog=NEWEST_RULE)
@@ -226,6 +238,7 @@ def session_get(ctx: click.Context, session_id: str, output: OutputFormat) -> No
 @click.option("--trace-id", type=TRACE_ID, help="Only this trace (32 hex digits).")
 @span_filter_options
 @click.option("--show-attrs", is_flag=True, help="Show each span's attributes (sorted k=v).")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help=LIMIT_HELP)
 @output_options
 @click.pass_context
 def session_traces(
@@ -234,6 +247,7 @@ def session_traces(
     room: str | None,
     project: str | None,
     show_attrs: bool,
+    limit: int | None,
     output: OutputFormat,
     **filters: Any,
 ) -> None:
@@ -242,8 +256,8 @@ def session_traces(
         sid = pick_session(src, session_id, room, project, output, "spans")
         if sid is None:
             return
-        result = src.session_spans(sid, span_filter(**filters))
-    emit(output, result, "spans", [], trees(show_attrs), views.FIELDS["spans"])
+        fetch = paged(lambda f: src.session_spans(sid, f), span_filter(**filters))
+        emit_list(output, fetch, "spans", [], limit, trees(show_attrs), views.FIELDS["spans"])
 
 
 @session.command("logs", epilog=NEWEST_RULE)
@@ -251,6 +265,7 @@ def session_traces(
 @click.option("--severity", type=SEVERITY, help="At least this level: TRACE..FATAL or 1-24.")
 @click.option("--grep", help="Body contains TEXT (case-insensitive).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new records until Ctrl-C.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help=LIMIT_HELP)
 @output_options
 @click.pass_context
 def session_logs(
@@ -261,6 +276,7 @@ def session_logs(
     severity: int | None,
     grep: str | None,
     follow: bool,
+    limit: int | None,
     output: OutputFormat,
 ) -> None:
     """A session's log records in time order."""
@@ -269,10 +285,13 @@ def session_logs(
         if sid is None:
             return
         f = LogFilter(severity=severity, grep=grep)
-        result = src.session_logs(sid, f)
+        fetch = paged(lambda g: src.session_logs(sid, g), f)
+        if not follow:
+            emit_list(output, fetch, "logs", views.LOGS, limit, fields=views.FIELDS["logs"])
+            return
+        result = fetch(min(limit, MAX_PAGE) if limit else None, None)  # then new records
         emit(output, result, "logs", views.LOGS, fields=views.FIELDS["logs"])
-        if follow:
-            follow_logs(src, sid, f, result["logs"], output)
+        follow_logs(src, sid, f, result["logs"], output)
 
 
 def follow_logs(
@@ -288,7 +307,8 @@ def follow_logs(
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
-            new = src.session_logs(sid, replace(f, after=cursor))["logs"]
+            fetch = paged(lambda g: src.session_logs(sid, g), replace(f, after=cursor))
+            new = [r for page in pages(fetch, None, MAX_PAGE) for r in page["logs"]]
             if new:
                 cursor = max(parse_ts(r["received_at"]) for r in new)
                 emit(fmt, {"logs": new}, "logs", views.LOGS)
@@ -300,6 +320,7 @@ def follow_logs(
 @session.command("metrics", epilog=NEWEST_RULE)
 @session_choice
 @click.option("--name", help="Only points of this metric.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help=LIMIT_HELP)
 @output_options
 @click.pass_context
 def session_metrics(
@@ -308,6 +329,7 @@ def session_metrics(
     room: str | None,
     project: str | None,
     name: str | None,
+    limit: int | None,
     output: OutputFormat,
 ) -> None:
     """A session's metric points."""
@@ -315,8 +337,8 @@ def session_metrics(
         sid = pick_session(src, session_id, room, project, output, "metrics")
         if sid is None:
             return
-        result = src.session_metrics(sid, MetricFilter(name))
-    emit(output, result, "metrics", views.METRICS, fields=views.FIELDS["metrics"])
+        fetch = paged(lambda f: src.session_metrics(sid, f), MetricFilter(name))
+        emit_list(output, fetch, "metrics", views.METRICS, limit, fields=views.FIELDS["metrics"])
 
 
 @main.command("traces")
@@ -330,7 +352,7 @@ def session_metrics(
 @click.option(
     "--until", type=TIME, help="Started until: 15m, 2h, 7d or an ISO timestamp (to the ns)."
 )
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most N spans.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help=LIMIT_HELP)
 @click.option(
     "-q",
     "--query",
@@ -341,11 +363,11 @@ def session_metrics(
 )
 @output_options
 @click.pass_context
-def traces_cmd(ctx: click.Context, output: OutputFormat, **filters: Any) -> None:
+def traces_cmd(ctx: click.Context, output: OutputFormat, limit: int | None, **filters: Any) -> None:
     """Span search across sessions, newest first. Durations are SPAN durations, not traces'."""
     with source(ctx) as src:
-        result = src.traces(span_filter(**filters))
-    emit(output, result, "spans", views.SPANS, fields=views.FIELDS["spans"])
+        fetch = paged(src.traces, span_filter(**filters))
+        emit_list(output, fetch, "spans", views.SPANS, limit, fields=views.FIELDS["spans"])
 
 
 @main.command("trace")
@@ -373,13 +395,14 @@ def sql_cmd(ctx: click.Context, query: str, output: OutputFormat) -> None:
 
 
 @main.command("rooms")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help=LIMIT_HELP)
 @output_options
 @click.pass_context
-def rooms_cmd(ctx: click.Context, output: OutputFormat) -> None:
-    """Rooms with session counts and last activity."""
+def rooms_cmd(ctx: click.Context, limit: int | None, output: OutputFormat) -> None:
+    """Rooms (per project, by name) with session counts and last activity."""
     with source(ctx) as src:
-        result = src.rooms()
-    emit(output, result, "rooms", views.ROOMS, fields=views.FIELDS["rooms"])
+        fetch = paged(src.rooms, PageFilter())
+        emit_list(output, fetch, "rooms", views.ROOMS, limit, fields=views.FIELDS["rooms"])
 
 
 @main.command("demo")

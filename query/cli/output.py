@@ -55,7 +55,7 @@ def cell(value: Any) -> str:
     return printable(str(value))
 
 
-def _flat(value: Any) -> Any:
+def flat(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json_text(value, ensure_ascii=False, separators=(",", ":"))
     return "" if value is None else value
@@ -112,7 +112,7 @@ def to_csv(headers: Sequence[str], records: Sequence[dict[str, Any]]) -> str:
     if headers:
         writer.writerow(headers)
     for r in records:
-        writer.writerow([_flat(r.get(h)) for h in headers])
+        writer.writerow([flat(r.get(h)) for h in headers])
     return buf.getvalue()
 
 

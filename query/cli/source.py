@@ -21,8 +21,8 @@ from collector.settings import Settings, load_settings
 from collector.store.reads import StoreInUse, open_reader
 
 from ..library.errors import NotFound, QueryError, SourceError
-from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
-from ..library.reader import Reader, Result
+from ..library.filters import LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
+from ..library.reader import FIRST_PAGE, Reader, Result
 from ..library.usage import Prices, UsageFilter, parse_prices
 from .holder import in_use_message
 
@@ -123,8 +123,8 @@ class RemoteSource:
     def session(self, session_id: str) -> Result:
         return self._get(f"/sessions/{segment(session_id)}")
 
-    def session_events(self, session_id: str) -> Result:
-        return self._get(f"/sessions/{segment(session_id)}/events")
+    def session_events(self, session_id: str, page: PageFilter = FIRST_PAGE) -> Result:
+        return self._get(f"/sessions/{segment(session_id)}/events", page.to_params())
 
     def session_spans(self, session_id: str, f: SpanFilter) -> Result:
         return self._get(f"/sessions/{segment(session_id)}/spans", f.to_params())
@@ -174,8 +174,8 @@ class RemoteSource:
     def trace(self, trace_id: str) -> Result:
         return self._get(f"/traces/{segment(trace_id)}")
 
-    def rooms(self) -> Result:
-        return self._get("/rooms")
+    def rooms(self, page: PageFilter = FIRST_PAGE) -> Result:
+        return self._get("/rooms", page.to_params())
 
     def usage(self, f: UsageFilter) -> Result:
         return self._get("/usage", f.to_params())

@@ -11,17 +11,17 @@ from typing import Any
 from ..library import traceql
 from ..library.errors import QueryError
 from ..library.filters import (
-    MAX_LIMIT,
+    MAX_PAGE,
     parse_attrs,
     parse_bool,
     parse_duration,
-    parse_limit,
+    parse_page_limit,
     parse_severity,
     parse_time,
 )
 from ..library.traces import check_trace_id
 from ..library.usage import BY as USAGE_BY
-from ..library.usage import parse_by, parse_cursor
+from ..library.usage import parse_by
 
 
 def _text(value: str) -> str:
@@ -95,10 +95,19 @@ P = {
         ),
         Param(
             "limit",
-            parse_limit,
-            "At most this many records.",
-            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            parse_page_limit,
+            "At most this many records in the answer: a page of a list (default"
+            " query.default_limit).",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
         ),
+        Param(
+            "cursor",
+            _text,
+            "Where the page starts: the previous answer's next (opaque; valid only with the"
+            " same path and filters).",
+            _STR,
+        ),
+        Param("count", parse_bool, "true: the answer also carries the total number.", _BOOL),
         Param("active", parse_bool, "true: active sessions only; false: ended only.", _BOOL),
         Param("severity", parse_severity, "Lowest severity: TRACE..FATAL or 1-24.", _STR),
         Param("grep", _text, "Log body contains this text (case-insensitive).", _STR),
@@ -113,24 +122,19 @@ P = {
 
 # Agent usage (query.library.usage): its own parameters, then the shared ones.
 P.update(
-    {
-        p.name: p
-        for p in (
-            Param("by", parse_by, f"Group usage by: {', '.join(USAGE_BY)}.", _STR),
-            Param("cursor", parse_cursor, "The `next` of the previous page.", _STR),
-        )
-    }
+    {p.name: p for p in (Param("by", parse_by, f"Group usage by: {', '.join(USAGE_BY)}.", _STR),)}
 )
 USAGE = ("by", "room", "session", "project", "since", "until", "limit", "cursor")
 
-SESSION_LIST = ("room", "project", "active", "since", "limit")
+PAGE = ("limit", "cursor")  # every list (SPEC 8)
+SESSION_LIST = ("room", "project", "active", "since", *PAGE, "count")
 SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")
-SESSION_LOGS = ("severity", "grep", "after", "limit")
+SESSION_LOGS = ("severity", "grep", "after", *PAGE)
 SESSION_METRICS = ("name", "limit")
 LIVE = ("room", "session", "limit")
 TRACES = (
     "room", "session", "service", "name", "trace_id", "min_duration", "max_duration", "attrs",
-    "since", "until", "limit", "q",
+    "since", "until", *PAGE, "q",
 )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..library.filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from ..library.filters import LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
 from ..library.reader import Reader, Result
 from ..library.traces import check_trace_id
 from ..library.usage import UsageFilter
@@ -48,14 +48,15 @@ ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute(
         "/api/v1/sessions/{session_id}/events",
         "The session's timeline: lifecycle events, log records and error spans in time order.",
-        lambda r, p, q: r.session_events(_sid(p)),
-        key="events",
+        lambda r, p, q: r.session_events(_sid(p), PageFilter(**q)),
+        P.PAGE,
+        "events",
     ),
     ApiRoute(
         "/api/v1/sessions/{session_id}/spans",
         "Spans of the session's traces in which at least one span matches the filters.",
         lambda r, p, q: r.session_spans(_sid(p), SpanFilter(**q)),
-        P.SESSION_SPANS,
+        P.SESSION_SPANS + P.PAGE,
         "spans",
     ),
     ApiRoute(
@@ -69,7 +70,7 @@ ROUTES: tuple[ApiRoute, ...] = (
         "/api/v1/sessions/{session_id}/metrics",
         "The session's metric points.",
         lambda r, p, q: r.session_metrics(_sid(p), MetricFilter(**q)),
-        P.SESSION_METRICS,
+        (*P.SESSION_METRICS, "cursor"),
         "metrics",
     ),
     ApiRoute(
@@ -88,8 +89,9 @@ ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute(
         "/api/v1/rooms",
         "Rooms with session counts and last activity.",
-        lambda r, p, q: r.rooms(),
-        key="rooms",
+        lambda r, p, q: r.rooms(PageFilter(**q)),
+        P.PAGE,
+        "rooms",
     ),
     ApiRoute(
         "/api/v1/usage",
@@ -143,7 +145,7 @@ def openapi(routes: tuple[ApiRoute, ...] = ROUTES) -> dict[str, Any]:
             "summary": route.summary,
             "parameters": path_params + P.openapi_parameters(route.params),
             "responses": {
-                "200": {"description": "OK", "content": _json_schema([route.key])},
+                "200": {"description": "OK", "content": _answer_schema(route)},
                 **error_responses(bool(path_params)),
             },
         }
@@ -179,6 +181,24 @@ def openapi(routes: tuple[ApiRoute, ...] = ROUTES) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
+
+
+NEXT_SCHEMA = {
+    "type": ["string", "null"],
+    "description": "The cursor of the next page (pass it as cursor); null after the last page.",
+}
+TOTAL_SCHEMA = {"type": "integer", "description": "With count=true: the records of all pages."}
+
+
+def _answer_schema(route: ApiRoute) -> dict[str, Any]:
+    """A list's answer (SPEC 8): its records, ``next`` (and ``total`` with ``count``)."""
+    content = _json_schema([route.key])
+    if "cursor" in route.params:
+        props = content["application/json"]["schema"]["properties"]
+        props["next"] = NEXT_SCHEMA
+        if "count" in route.params:
+            props["total"] = TOTAL_SCHEMA
+    return content
 
 
 def _json_schema(keys: list[str]) -> dict[str, Any]:

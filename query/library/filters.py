@@ -208,17 +208,23 @@ def parse_severity(text: str) -> int:
         ) from None
 
 
-MAX_LIMIT = 1_000_000  # rows one read may ask for (the SQL row cap is query.max_rows)
+MAX_LIMIT = 1_000_000  # records the CLI's --limit may ask for (it reads them page by page)
+MAX_PAGE = 10_000  # records one page (one API answer) holds at most (SPEC 8)
 
 
-def parse_limit(text: str | int) -> int:
+def parse_limit(text: str | int, maximum: int = MAX_LIMIT) -> int:
     try:
         value = int(text)
     except (TypeError, ValueError):
         raise QueryError(f"invalid limit {text!r}: expected a whole number") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise QueryError(f"invalid limit {value}: must be 1 to {MAX_LIMIT:,}")
+    if not 1 <= value <= maximum:
+        raise QueryError(f"invalid limit {value}: must be 1 to {maximum:,}")
     return value
+
+
+def parse_page_limit(text: str | int) -> int:
+    """A page size: 1 to :data:`MAX_PAGE`."""
+    return parse_limit(text, MAX_PAGE)
 
 
 def parse_bool(text: str | bool) -> bool:
@@ -271,7 +277,8 @@ class SpanFilter(Filter):
     attrs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     since: int | None = None  # epoch ns, inclusive
     until: int | None = None  # epoch ns, inclusive
-    limit: int | None = None
+    limit: int | None = None  # the page size (query.library.paging)
+    cursor: str | None = None  # where the page starts: the previous page's next
     q: str | None = None  # a TraceQL spanset filter (SPEC 9; query.library.traceql)
 
 
@@ -282,17 +289,29 @@ class SessionFilter(Filter):
     since: int | None = None  # epoch ns
     limit: int | None = None
     project: str | None = None
+    cursor: str | None = None
+    count: bool | None = None  # True: the answer also carries the list's total
 
 
 @dataclass(frozen=True)
 class LogFilter(Filter):
     severity: int | None = None
     grep: str | None = None
-    after: int | None = None  # received_at cursor, epoch ns (follow)
+    after: int | None = None  # received after this time, epoch ns (follow)
     limit: int | None = None
+    cursor: str | None = None
 
 
 @dataclass(frozen=True)
 class MetricFilter(Filter):
     name: str | None = None
     limit: int | None = None
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class PageFilter(Filter):
+    """Paging alone, for the lists without filters (a session's events, the rooms)."""
+
+    limit: int | None = None
+    cursor: str | None = None

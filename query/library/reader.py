@@ -15,12 +15,14 @@ import duckdb
 from collector.tagging import Tagger
 
 from . import catalog, otlp_export, sessions, trace_search, traces
-from .filters import LogFilter, MetricFilter, SessionFilter, SpanFilter
+from .filters import MAX_PAGE, LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
+from .paging import all_pages
 from .sandbox import scope
 from .sql import run_sql
 from .usage import Prices, UsageFilter, session_usage, usage
 
 Result = dict[str, Any]
+FIRST_PAGE = PageFilter()  # the first page, of query.default_limit records
 
 
 class Reader:
@@ -55,30 +57,41 @@ class Reader:
         now = self.now() if self.now is not None else time.time_ns()
         return now - self.idle_ns
 
+    # Every list is a page (SPEC 8): its records and ``next``, the cursor of the next page
+    # (None after the last). A filter's ``limit`` is the page size (default: default_limit),
+    # its ``cursor`` the previous page's ``next``.
+
     def sessions(self, f: SessionFilter) -> Result:
-        found = sessions.list_sessions(self.con, f, self.default_limit, self.ended_before())
-        return {"sessions": found}
+        page = sessions.list_sessions(self.con, f, self.default_limit, self.ended_before())
+        result: Result = {"sessions": page.records, "next": page.next}
+        if f.count:
+            result["total"] = sessions.count_sessions(self.con, f, self.ended_before())
+        return result
 
     def session(self, session_id: str) -> Result:
         found = sessions.get_session(self.con, session_id, self.ended_before())
         return {"session": found, "usage": session_usage(self.con, session_id, self.prices)}
 
-    def session_events(self, session_id: str) -> Result:
-        events = sessions.session_timeline(self.con, session_id, self.ended_before())
-        return {"session_id": session_id, "events": events}
+    def session_events(self, session_id: str, page: PageFilter = FIRST_PAGE) -> Result:
+        found = sessions.session_timeline(
+            self.con, session_id, self.ended_before(), page, self.default_limit
+        )
+        return {"session_id": session_id, "events": found.records, "next": found.next}
 
     def session_spans(self, session_id: str, f: SpanFilter) -> Result:
         sessions.resolve_session(self.con, session_id)
-        return {"session_id": session_id, "spans": traces.session_spans(self.con, session_id, f)}
+        page = traces.session_spans(self.con, session_id, f, self.default_limit)
+        return {"session_id": session_id, "spans": page.records, "next": page.next}
 
     def session_logs(self, session_id: str, f: LogFilter) -> Result:
         sessions.resolve_session(self.con, session_id)
-        return {"session_id": session_id, "logs": sessions.session_logs(self.con, session_id, f)}
+        page = sessions.session_logs(self.con, session_id, f, self.default_limit)
+        return {"session_id": session_id, "logs": page.records, "next": page.next}
 
     def session_metrics(self, session_id: str, f: MetricFilter) -> Result:
         sessions.resolve_session(self.con, session_id)
-        points = sessions.session_metrics(self.con, session_id, f, self.default_limit)
-        return {"session_id": session_id, "metrics": points}
+        page = sessions.session_metrics(self.con, session_id, f, self.default_limit)
+        return {"session_id": session_id, "metrics": page.records, "next": page.next}
 
     def export_session(
         self, session_id: str, fmt: str, tagger: Tagger, table: str = "spans"
@@ -92,7 +105,8 @@ class Reader:
         return otlp_export.export_otlp(self.con, session_id, fmt, tagger)
 
     def traces(self, f: SpanFilter) -> Result:
-        return {"spans": traces.search_spans(self.con, f, self.default_limit)}
+        page = traces.search_spans(self.con, f, self.default_limit)
+        return {"spans": page.records, "next": page.next}
 
     def trace(self, trace_id: str) -> Result:
         return {"spans": traces.get_trace(self.con, trace_id)}
@@ -120,8 +134,9 @@ class Reader:
     def dependencies(self, start_ns: int, end_ns: int) -> Result:
         return {"dependencies": catalog.dependencies(self.con, start_ns, end_ns)}
 
-    def rooms(self) -> Result:
-        return {"rooms": sessions.list_rooms(self.con, self.ended_before())}
+    def rooms(self, page: PageFilter = FIRST_PAGE) -> Result:
+        found = sessions.list_rooms(self.con, self.ended_before(), page, self.default_limit)
+        return {"rooms": found.records, "next": found.next}
 
     def usage(self, f: UsageFilter) -> Result:
         return usage(self.con, f, self.prices, self.default_limit)
@@ -138,14 +153,14 @@ class Reader:
 class SessionReads(Protocol):
     """What :func:`newest_session` reads: a :class:`Reader`, or the CLI's remote source."""
 
-    def rooms(self) -> Result: ...
+    def rooms(self, page: PageFilter = ...) -> Result: ...
 
     def sessions(self, f: SessionFilter) -> Result: ...
 
 
 # How many sessions of a room newest_session reads, then reads again (the API's page size, then
 # its largest), to find the chosen project's newest one among them.
-NEWEST_SCAN = (100, 10_000)
+NEWEST_SCAN = (100, MAX_PAGE)
 
 
 def newest_session(
@@ -157,15 +172,22 @@ def newest_session(
     of another project does not hide the room's run. None: no such session.
 
     Both CLI sources (and the API behind ``--server``) answer it from the same reads, ``rooms``
-    (per project and room, most recently active first) then ``sessions``."""
+    (every page: per project and room) then ``sessions``."""
     if project is None:
-        active = [r for r in src.rooms()["rooms"] if room is None or r["room"] == room]
+        rooms = all_pages(lambda c: _page(src.rooms(PageFilter(MAX_PAGE, c)), "rooms"))
+        active = [r for r in rooms if room is None or r["room"] == room]
         if not active:
             return None
-        project = active[0]["project"]
+        # the most recently active; on a tie the first by room (a room without one last), project
+        active.sort(key=lambda r: (r["room"] is None, r["room"] or "", r["project"]))
+        project = max(active, key=lambda r: r["last_seen_at"] or "")["project"]
     for limit in NEWEST_SCAN:
         found = src.sessions(SessionFilter(room=room, limit=limit))["sessions"]
         mine = [s for s in found if s["project"] == project]
         if mine or len(found) < limit:
             return mine[0] if mine else None
     return None
+
+
+def _page(result: Result, key: str) -> tuple[list[dict[str, Any]], str | None]:
+    return result[key], result.get("next")

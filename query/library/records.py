@@ -25,6 +25,7 @@ from collector.store.reads import (
     V1_SPANS,
 )
 
+from .paging import KEY_PREFIX, Key, key_columns, order_by
 from .values import arrow_values, format_ts, jsonable, parse_ts
 
 __all__ = [
@@ -104,29 +105,51 @@ def select_list(table: str, alias: str = "") -> str:
     return ", ".join(parts)
 
 
-def span_rows_sql(where: str, order: str, limit: bool = False) -> str:
+def span_rows_sql(
+    where: str, order: str, limit: bool = False, keys: Sequence[Key] = (), source: str = SPAN_ROWS
+) -> str:
     """The read columns of the spans (SPEC 4) whose span_rows rows meet ``where`` (a WHERE
     clause on its columns, or ""), in ``order`` (output column names), with a
-    ``LIMIT ?`` parameter when ``limit``.
+    ``LIMIT ?`` parameter when ``limit``. ``keys``: a paged read (query.library.paging),
+    ordered by them, their values selected too; ``source``: the rows (default span_rows).
 
     Filtering, ordering and limiting run on span_rows alone; only the rows that remain are
     joined to their resources and attribute keys (through the ``spans`` view, DuckDB would join
     every match before the LIMIT: 10x slower for a search over many spans)."""
-    inner = f"SELECT * FROM {SPAN_ROWS}{where}"
+    inner, outer = _keyed(source, where, order, limit, keys)
+    joins = SPAN_JOINS.format(s="s", r="r", k="k")
+    return f"SELECT {select_list('spans', 's')}{outer[0]} FROM ({inner}) s {joins}{outer[1]}"
+
+
+def log_rows_sql(where: str, order: str, limit: bool = False, keys: Sequence[Key] = ()) -> str:
+    """The read columns of the log records (SPEC 4) whose log_data rows meet ``where``, in
+    ``order``, with a ``LIMIT ?`` parameter when ``limit`` (``keys``: as span_rows_sql): like
+    :func:`span_rows_sql`, the rows are chosen on log_data alone and only they are joined to
+    their resources (through the ``logs`` view, the benchmark's ``session logs S --severity
+    error`` took 11.2 ms warm at 10 M spans; this way 8.1)."""
+    inner, outer = _keyed(LOG_ROWS, where, order, limit, keys)
+    return f"SELECT {select_list('logs', 'l')}{outer[0]} FROM ({inner}) l {LOG_JOINS}{outer[1]}"
+
+
+def _keyed(
+    source: str, where: str, order: str, limit: bool, keys: Sequence[Key]
+) -> tuple[str, tuple[str, str]]:
+    """The inner read of :func:`span_rows_sql` and :func:`log_rows_sql`, and what the outer
+    one adds to its SELECT list and as its ORDER BY."""
+    if keys:
+        order = order_by(keys)
+        hidden = [f"{KEY_PREFIX}{i}" for i in range(len(keys))]
+        pairs = zip(hidden, keys, strict=True)
+        outer_order = ", ".join(f"{h}{' DESC' if k.desc else ''}" for h, k in pairs)
+        inner = f"SELECT *{key_columns(keys)} FROM {source}{where} ORDER BY {order}"
+        return inner + (" LIMIT ?" if limit else ""), (
+            ", " + ", ".join(hidden),
+            f" ORDER BY {outer_order}",
+        )
+    inner = f"SELECT * FROM {source}{where}"
     if limit:
         inner += f" ORDER BY {order} LIMIT ?"
-    joins = SPAN_JOINS.format(s="s", r="r", k="k")
-    return f"SELECT {select_list('spans', 's')} FROM ({inner}) s {joins} ORDER BY {order}"
-
-
-def log_rows_sql(where: str, order: str, limit: bool = False) -> str:
-    """The read columns of the log records (SPEC 4) whose log_data rows meet ``where``, in
-    ``order``, with a ``LIMIT ?`` parameter when ``limit``: like :func:`span_rows_sql`, the
-    rows are chosen on log_data alone and only they are joined to their resources (through the
-    ``logs`` view, the benchmark's ``session logs S --severity error`` took 11.2 ms warm at
-    10 M spans; this way 8.1)."""
-    inner = f"SELECT * FROM {LOG_ROWS}{where} ORDER BY {order}" + (" LIMIT ?" if limit else "")
-    return f"SELECT {select_list('logs', 'l')} FROM ({inner}) l {LOG_JOINS} ORDER BY {order}"
+    return inner, ("", f" ORDER BY {order}")
 
 
 # The metric_points columns whose floats are measurements: NaN and ±Infinity there are data,

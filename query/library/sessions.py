@@ -11,7 +11,19 @@ from collector.store.reads import LOG_ROWS, SPAN_ROWS
 
 from .display import severity_text
 from .errors import NotFound
-from .filters import LogFilter, MetricFilter, SessionFilter
+from .filters import LogFilter, MetricFilter, PageFilter, SessionFilter
+from .paging import (
+    Key,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    from_position,
+    key_columns,
+    order_by,
+    page_of,
+    read_limit,
+)
 from .records import METRIC_VALUES, fetch_records, log_rows_sql, select_list
 from .search import log_where, metric_where, session_where, where_sql
 
@@ -31,16 +43,34 @@ SESSIONS = (
 )
 
 
+SESSION_KEYS = (Key("started_at", desc=True, ts=True), Key("session_id", desc=True))
+
+
 def list_sessions(
     con: duckdb.DuckDBPyConnection, f: SessionFilter, limit: int, ended_before: int
-) -> list[Record]:
-    """Newest first; ``ended_before``: sessions last seen then or earlier are ended."""
+) -> Page:
+    """A page of sessions, newest first (by start, then id); ``ended_before``: sessions last
+    seen then or earlier are ended."""
+    n = f.limit or limit
+    listed = fingerprint("sessions", {**f.__dict__, "limit": None, "cursor": None, "count": None})
+    pos = decode_cursor(f.cursor, "sessions", listed, SESSION_KEYS)
     conds, params = session_where(f)
+    after, aparams = from_position(SESSION_KEYS, pos)
     sql = (
-        f"SELECT {select_list('sessions')} FROM {SESSIONS}{where_sql(conds)}"
-        " ORDER BY started_at DESC, session_id DESC LIMIT ?"
+        f"SELECT {select_list('sessions')}{key_columns(SESSION_KEYS)} FROM {SESSIONS}"
+        f"{where_sql([*conds, *after])} ORDER BY {order_by(SESSION_KEYS)} LIMIT ?"
     )
-    return fetch_records(con, sql, [ended_before, *params, f.limit or limit])
+    rows = fetch_records(con, sql, [ended_before, *params, *aparams, read_limit(n, pos)])
+    return page_of(rows, SESSION_KEYS, pos, n, lambda p: encode_cursor("sessions", listed, p))
+
+
+def count_sessions(con: duckdb.DuckDBPyConnection, f: SessionFilter, ended_before: int) -> int:
+    """How many sessions the list of ``f`` holds in all (its pages together)."""
+    conds, params = session_where(f)
+    (total,) = con.execute(
+        f"SELECT count(*) FROM {SESSIONS}{where_sql(conds)}", [ended_before, *params]
+    ).fetchone()
+    return int(total)
 
 
 def get_session(con: duckdb.DuckDBPyConnection, session_id: str, ended_before: int) -> Record:
@@ -132,10 +162,18 @@ def session_window(
     return "", []
 
 
+TIMELINE_KEYS = (Key("time"), Key("o"), Key("hash(e)"))
+
+
 def session_timeline(
-    con: duckdb.DuckDBPyConnection, session_id: str, ended_before: int
-) -> list[Record]:
-    """Lifecycle events, log records and error spans of one session, in time order.
+    con: duckdb.DuckDBPyConnection,
+    session_id: str,
+    ended_before: int,
+    page: PageFilter,
+    limit: int,
+) -> Page:
+    """A page of the lifecycle events, log records and error spans of one session, in time
+    order (then lifecycle before records, then by content: TIMELINE_KEYS).
 
     A session the reader shows as ended (``ended_before``) that no sweep has ended yet gets the
     ``session.ended`` event the sweep would write, at its ``last_seen_at``."""
@@ -160,8 +198,14 @@ def session_timeline(
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3, NULL
         FROM {SPAN_ROWS} WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
-        ORDER BY time, o
     """
+    listed = fingerprint("events", session_id)
+    pos = decode_cursor(page.cursor, "events", listed, TIMELINE_KEYS)
+    after, aparams = from_position(TIMELINE_KEYS, pos)
+    sql = (
+        f"SELECT *{key_columns(TIMELINE_KEYS)} FROM ({sql}) e{where_sql(after)}"
+        f" ORDER BY {order_by(TIMELINE_KEYS)} LIMIT ?"
+    )
     params = [
         session_id,
         ENDED_IDLE,
@@ -171,43 +215,81 @@ def session_timeline(
         *lparams,
         session_id,
         *sparams,
+        *aparams,
+        read_limit(page.limit or limit, pos),
     ]  # in the order of the ?s
     rows = fetch_records(con, sql, params)
-    for row in rows:
+    found = page_of(
+        rows, TIMELINE_KEYS, pos, page.limit or limit, lambda p: encode_cursor("events", listed, p)
+    )
+    for row in found.records:
         del row["o"]
         number = row.pop("severity_number")
         if row["type"] == "log":  # a level sent as a number only is named (9: INFO)
             row["severity_text"] = severity_text(row["severity_text"], number) or None
-    return rows
+    return found
 
 
-def session_logs(con: duckdb.DuckDBPyConnection, session_id: str, f: LogFilter) -> list[Record]:
+LOG_KEYS = (Key("time", ts=True), Key("received_at", ts=True), Key(f"hash({LOG_ROWS})"))
+
+
+def session_logs(con: duckdb.DuckDBPyConnection, session_id: str, f: LogFilter, limit: int) -> Page:
+    """A page of the session's log records in time order (then receive time, then content)."""
+    n = f.limit or limit
+    listed = fingerprint("logs", session_id, {**f.__dict__, "limit": None, "cursor": None})
+    pos = decode_cursor(f.cursor, "logs", listed, LOG_KEYS)
     conds, params = log_where(f)
     window, wparams = session_window(con, session_id, "logs")
-    where = where_sql(["session_id = ?", *conds]) + window
-    args = [session_id, *params, *wparams]
-    if f.limit is not None:
-        args.append(f.limit)
-    return fetch_records(con, log_rows_sql(where, "time, received_at", f.limit is not None), args)
+    after, aparams = from_position(LOG_KEYS, pos)
+    where = where_sql(["session_id = ?", *conds, *after]) + window
+    args = [session_id, *params, *aparams, *wparams, read_limit(n, pos)]
+    rows = fetch_records(con, log_rows_sql(where, "", True, keys=LOG_KEYS), args)
+    return page_of(rows, LOG_KEYS, pos, n, lambda p: encode_cursor("logs", listed, p))
+
+
+METRIC_KEYS = (Key("name"), Key("time", ts=True), Key("hash(metric_points)"))
 
 
 def session_metrics(
     con: duckdb.DuckDBPyConnection, session_id: str, f: MetricFilter, limit: int
-) -> list[Record]:
+) -> Page:
+    """A page of the session's metric points, by metric name, then time, then content."""
+    n = f.limit or limit
+    listed = fingerprint("metrics", session_id, {**f.__dict__, "limit": None, "cursor": None})
+    pos = decode_cursor(f.cursor, "metrics", listed, METRIC_KEYS)
     conds, params = metric_where(f)
+    after, aparams = from_position(METRIC_KEYS, pos)
     table = "metric_points"
-    sql = f"SELECT {select_list(table)} FROM {table}{where_sql(['session_id = ?', *conds])}"
-    sql += " ORDER BY name, time LIMIT ?"
-    return fetch_records(con, sql, [session_id, *params, f.limit or limit], data=METRIC_VALUES)
+    sql = (
+        f"SELECT {select_list(table)}{key_columns(METRIC_KEYS)} FROM {table}"
+        f"{where_sql(['session_id = ?', *conds, *after])} ORDER BY {order_by(METRIC_KEYS)} LIMIT ?"
+    )
+    args = [session_id, *params, *aparams, read_limit(n, pos)]
+    rows = fetch_records(con, sql, args, data=METRIC_VALUES)
+    return page_of(rows, METRIC_KEYS, pos, n, lambda p: encode_cursor("metrics", listed, p))
 
 
-def list_rooms(con: duckdb.DuckDBPyConnection, ended_before: int) -> list[Record]:
-    """Rooms with session counts and last activity, most recently active first."""
+# Rooms by name (a room without one first), then project: an order that ingest cannot change
+# (last activity would move a busy room across the pages of a listing).
+ROOM_KEYS = (Key("room IS NOT NULL"), Key("coalesce(room, '')"), Key("project"))
+
+
+def list_rooms(
+    con: duckdb.DuckDBPyConnection, ended_before: int, page: PageFilter, limit: int
+) -> Page:
+    """A page of the rooms (per project) with session counts and last activity, by name."""
+    n = page.limit or limit
+    listed = fingerprint("rooms")
+    pos = decode_cursor(page.cursor, "rooms", listed, ROOM_KEYS)
+    after, aparams = from_position(ROOM_KEYS, pos)
     sql = f"""
         SELECT project, room, count(*) AS sessions,
                count(*) FILTER (WHERE ended_at IS NULL) AS active_sessions,
                sum(span_count) AS span_count, sum(log_count) AS log_count,
                sum(error_count) AS error_count, epoch_ns(max(last_seen_at)) AS last_seen_at
-        FROM {SESSIONS} GROUP BY project, room ORDER BY max(last_seen_at) DESC, room, project
+               {key_columns(ROOM_KEYS)}
+        FROM {SESSIONS} GROUP BY project, room{" HAVING " + " AND ".join(after) if after else ""}
+        ORDER BY {order_by(ROOM_KEYS)} LIMIT ?
     """
-    return fetch_records(con, sql, [ended_before])
+    rows = fetch_records(con, sql, [ended_before, *aparams, read_limit(n, pos)])
+    return page_of(rows, ROOM_KEYS, pos, n, lambda p: encode_cursor("rooms", listed, p))

@@ -6,6 +6,8 @@ import { livePage } from "./live.js";
 import { usagePage, fmtCost } from "./usage.js";
 
 const REFRESH_MS = 5000;
+const SESSIONS_PAGE = 200; // sessions a page of the list holds (#/sessions?limit=N: N)
+const MAX_PAGE = 10000; // the API's largest page
 const SINCE = [["", "any time"], ["15m", "last 15 min"], ["1h", "last hour"], ["6h", "last 6 hours"], ["24h", "last day"], ["7d", "last week"]];
 let current = null;
 
@@ -17,7 +19,7 @@ function select(id, options, value) {
 
 async function sessionsPage(root, params, signal) {
   const mode = params.get("active") === "false" ? "ended" : params.get("active") === "true" ? "active" : "recent";
-  const { rooms } = await get("/api/v1/rooms");
+  const { rooms } = await get("/api/v1/rooms", { limit: MAX_PAGE });
   const roomSel = select("sessions-room", [["", "all rooms"], ...rooms.map((r) => [r.room || "", r.room || "(none)"])], params.get("room") || "");
   const sinceSel = select("sessions-since", SINCE, params.get("since") || "");
   const auto = h("input", { type: "checkbox", id: "sessions-auto", checked: params.get("refresh") !== "off" });
@@ -25,40 +27,72 @@ async function sessionsPage(root, params, signal) {
     h("button", { class: m === mode ? "on" : "", dataset: { mode: m }, onclick: () => go({ mode: m }) }, label)));
   const tbody = h("tbody", { id: "sessions-rows" });
   const stamp = h("span", { class: "muted" });
+  const total = h("span", { class: "muted", id: "sessions-total" });
+  const more = h("button", { class: "btn", id: "sessions-more", hidden: true }, "more");
+  const pageSize = Math.min(Math.max(parseInt(params.get("limit"), 10) || SESSIONS_PAGE, 1), MAX_PAGE);
   const go = (over = {}) => {
     const m = over.mode || mode;
-    setHash("/sessions", { active: m === "active" ? "true" : m === "ended" ? "false" : "", room: roomSel.value, since: sinceSel.value, refresh: auto.checked ? "" : "off" });
+    setHash("/sessions", { active: m === "active" ? "true" : m === "ended" ? "false" : "", room: roomSel.value, since: sinceSel.value, refresh: auto.checked ? "" : "off", limit: params.get("limit") || "" });
   };
   roomSel.addEventListener("change", () => go());
   sinceSel.addEventListener("change", () => go());
   auto.addEventListener("change", () => go());
   root.replaceChildren(h("section", { class: "card" },
-    h("div", { class: "section-head" }, h("h2", {}, "Sessions"), toggle, roomSel, sinceSel, h("label", {}, auto, " auto-refresh"), stamp),
+    h("div", { class: "section-head" }, h("h2", {}, "Sessions"), toggle, roomSel, sinceSel, h("label", {}, auto, " auto-refresh"), total, stamp),
     h("table", { class: "grid sessions" },
       h("thead", {}, h("tr", {}, ["id", "room", "started", "ended", "duration", "spans", "logs", "errors", "tokens", "cost", "services", ""].map((x) => h("th", {}, x)))),
-      tbody)));
+      tbody),
+    h("div", { class: "more-row" }, more)));
+  let used = new Map(); // tokens and cost per session (GET /api/v1/usage?by=session)
+  const row = (s) => {
+    const href = `#/session/${encodeURIComponent(s.session_id)}`;
+    const active = s.ended_at === null;
+    return h("tr", { class: "session-row", dataset: { sessionId: s.session_id }, onclick: (e) => { if (!e.target.closest("a")) location.hash = href; } },
+      h("td", {}, h("a", { href }, s.session_id)), h("td", {}, s.room || ""), h("td", { class: "mono" }, shortTime(s.started_at)),
+      h("td", {}, active ? h("span", { class: "pill active" }, "active") : h("span", { class: "mono" }, shortTime(s.ended_at))),
+      h("td", { class: "num" }, sessionDuration(s)), h("td", { class: "num" }, s.span_count), h("td", { class: "num" }, s.log_count),
+      h("td", { class: `num ${s.error_count ? "error-text" : ""}` }, s.error_count),
+      h("td", { class: "num session-tokens" }, used.has(s.session_id) ? used.get(s.session_id).input_tokens + used.get(s.session_id).output_tokens : ""),
+      h("td", { class: "num session-cost" }, used.has(s.session_id) ? fmtCost(used.get(s.session_id)) : ""),
+      h("td", {}, (s.services || []).join(", ")),
+      h("td", {}, h("a", { class: "small", href: `#/live?session=${encodeURIComponent(s.session_id)}`, title: "live view" }, "live")));
+  };
+  const filters = () => ({ room: roomSel.value, since: sinceSel.value, active: mode === "active" ? "true" : mode === "ended" ? "false" : "" });
+  let next = null; // the cursor of the page after the rows shown (SPEC 8)
+  let shown = 0;
+  const showTotal = (n) => { total.textContent = `${shown} of ${n} session${n === 1 ? "" : "s"}`; total.dataset.total = n; };
+  // The first pages again (as many rows as are shown), with the total: what auto-refresh reads.
   const load = async () => {
-    const q = { room: roomSel.value, since: sinceSel.value, limit: 200, active: mode === "active" ? "true" : mode === "ended" ? "false" : "" };
-    const [{ sessions }, usage] = await Promise.all([get("/api/v1/sessions", q),
+    const limit = Math.min(Math.max(shown, pageSize), MAX_PAGE);
+    const [page, usage] = await Promise.all([get("/api/v1/sessions", { ...filters(), limit, count: "true" }),
       get("/api/v1/usage", { by: "session", room: roomSel.value, since: sinceSel.value, limit: 10000 }).catch(() => ({ usage: [] }))]);
     if (signal.aborted) return;
-    const used = new Map(usage.usage.map((u) => [u.session, u]));
-    tbody.replaceChildren(...sessions.map((s) => {
-      const href = `#/session/${encodeURIComponent(s.session_id)}`;
-      const active = s.ended_at === null;
-      return h("tr", { class: "session-row", dataset: { sessionId: s.session_id }, onclick: (e) => { if (!e.target.closest("a")) location.hash = href; } },
-        h("td", {}, h("a", { href }, s.session_id)), h("td", {}, s.room || ""), h("td", { class: "mono" }, shortTime(s.started_at)),
-        h("td", {}, active ? h("span", { class: "pill active" }, "active") : h("span", { class: "mono" }, shortTime(s.ended_at))),
-        h("td", { class: "num" }, sessionDuration(s)), h("td", { class: "num" }, s.span_count), h("td", { class: "num" }, s.log_count),
-        h("td", { class: `num ${s.error_count ? "error-text" : ""}` }, s.error_count),
-        h("td", { class: "num session-tokens" }, used.has(s.session_id) ? used.get(s.session_id).input_tokens + used.get(s.session_id).output_tokens : ""),
-        h("td", { class: "num session-cost" }, used.has(s.session_id) ? fmtCost(used.get(s.session_id)) : ""),
-        h("td", {}, (s.services || []).join(", ")),
-        h("td", {}, h("a", { class: "small", href: `#/live?session=${encodeURIComponent(s.session_id)}`, title: "live view" }, "live")));
-    }));
-    if (!sessions.length) tbody.append(h("tr", {}, h("td", { colspan: 12, class: "muted" }, "no sessions")));
+    used = new Map(usage.usage.map((u) => [u.session, u]));
+    tbody.replaceChildren(...page.sessions.map(row));
+    shown = page.sessions.length;
+    next = page.next;
+    if (!shown) tbody.append(h("tr", {}, h("td", { colspan: 12, class: "muted" }, "no sessions")));
+    showTotal(page.total);
+    more.hidden = !next;
     stamp.textContent = `updated ${new Date().toLocaleTimeString()}`;
   };
+  // The page after the rows shown, appended (rows already drawn stay as they are).
+  const loadMore = async () => {
+    if (!next) return;
+    more.disabled = true;
+    try {
+      const page = await get("/api/v1/sessions", { ...filters(), limit: pageSize, cursor: next });
+      if (signal.aborted) return;
+      tbody.append(...page.sessions.map(row));
+      shown += page.sessions.length;
+      next = page.next;
+      showTotal(Number(total.dataset.total));
+      more.hidden = !next;
+    } finally {
+      more.disabled = false;
+    }
+  };
+  more.addEventListener("click", () => loadMore().catch(() => {}));
   await load();
   if (auto.checked) {
     const timer = setInterval(() => load().catch(() => {}), REFRESH_MS);

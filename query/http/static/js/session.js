@@ -5,7 +5,6 @@ import { Waterfall, spanDetail, fromColumns } from "./waterfall.js";
 import { lineChart, seriesLines } from "./charts.js";
 
 const LEVELS = [["", "all"], ["DEBUG", "debug+"], ["INFO", "info+"], ["WARN", "warn+"], ["ERROR", "error+"]];
-const LEVEL_NUM = { "": 0, TRACE: 1, DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17, FATAL: 21 };
 
 function replaceParams(update) {
   const [path, query = ""] = location.hash.slice(1).split("?");
@@ -34,13 +33,31 @@ export function summary(s, usage) {
               item("cost", h("span", { id: "session-cost" }, cost)), item("tool calls", `${usage.tool_calls} (${usage.tool_errors} failed)`)] : null));
 }
 
-export function logTable(logs) {
+const LOG_PAGE = 200; // log records a page holds
+const EVENT_PAGE = 1000; // timeline events a page holds
+const GREP_DELAY_MS = 150; // typing pauses this long before the text filter is asked for
+
+function logRow(l) {
+  return h("tr", { class: "log-row", dataset: { severity: l.severity_text || "" } },
+    h("td", { class: "mono" }, clock(l.time)),
+    h("td", {}, h("span", { class: `sev ${severityClass(l.severity_text, l.severity_number)}` }, l.severity_text || l.severity_number || "")),
+    h("td", {}, l.service_name || ""), h("td", { class: "body" }, l.body ?? ""));
+}
+
+function logTableOf(tbody) {
   return h("table", { class: "grid logs" },
     h("thead", {}, h("tr", {}, h("th", {}, "time"), h("th", {}, "level"), h("th", {}, "service"), h("th", {}, "body"))),
-    h("tbody", {}, logs.map((l) => h("tr", { class: "log-row", dataset: { severity: l.severity_text || "" } },
-      h("td", { class: "mono" }, clock(l.time)),
-      h("td", {}, h("span", { class: `sev ${severityClass(l.severity_text, l.severity_number)}` }, l.severity_text || l.severity_number || "")),
-      h("td", {}, l.service_name || ""), h("td", { class: "body" }, l.body ?? "")))));
+    tbody);
+}
+
+export function logTable(logs) {
+  return logTableOf(h("tbody", {}, logs.map(logRow)));
+}
+
+function inView(el) {
+  const r = el.getBoundingClientRect();
+  const box = el.parentElement.getBoundingClientRect();
+  return r.top <= box.bottom && r.top <= window.innerHeight;
 }
 
 export async function sessionPage(root, id, params) {
@@ -87,28 +104,69 @@ export async function sessionPage(root, id, params) {
   await wfAnswer.catch(() => null); // the waterfall first; the smaller reads follow
   get(base).then(({ session, usage }) => head.replaceChildren(summary(session, usage)));
 
-  let logs = [];
-  const drawLogs = () => {
-    const min = LEVEL_NUM[severity.value] || 0;
-    const text = grep.value.trim().toLowerCase();
-    const shown = logs.filter((l) => (l.severity_number || 0) >= min && (!text || String(l.body ?? "").toLowerCase().includes(text)));
-    logCount.textContent = `${shown.length} of ${logs.length}`;
-    logsBox.replaceChildren(shown.length ? logTable(shown) : h("p", { class: "muted" }, "no matching log records"));
+  // Logs: filtered by the server (severity, text), read a page at a time as the table is
+  // scrolled; a page's rows are appended, the rows drawn stay as they are (SPEC 8).
+  const logRows = h("tbody", {});
+  const sentinel = h("div", { class: "logs-more muted", id: "logs-more" });
+  logsBox.replaceChildren(h("div", { class: "logs-scroll", id: "logs-scroll" }, logTableOf(logRows), sentinel));
+  let logsRead = null; // the listing being read: {next, shown, busy}
+  const readLogs = async (listing) => {
+    if (listing.busy || listing !== logsRead || listing.done) return;
+    listing.busy = true;
+    try {
+      const q = { limit: LOG_PAGE, severity: severity.value, grep: grep.value.trim(), cursor: listing.next };
+      const page = await get(`${base}/logs`, q);
+      if (listing !== logsRead) return; // the filter changed meanwhile
+      if (listing.first) logRows.replaceChildren();
+      listing.first = false;
+      logRows.append(...page.logs.map(logRow));
+      listing.shown += page.logs.length;
+      listing.next = page.next;
+      listing.done = !page.next;
+      logCount.textContent = `${listing.shown}${listing.done ? "" : "+"} record${listing.shown === 1 ? "" : "s"}`;
+      sentinel.textContent = listing.done ? (listing.shown ? "" : "no matching log records") : "scroll for more…";
+    } finally {
+      listing.busy = false;
+    }
+    // still in view (a short page, a tall window): read on
+    if (!listing.done && listing === logsRead && inView(sentinel)) readLogs(listing);
   };
-  severity.addEventListener("change", () => { replaceParams({ severity: severity.value.toLowerCase() }); drawLogs(); });
-  grep.addEventListener("input", () => { replaceParams({ grep: grep.value }); drawLogs(); });
-  get(`${base}/logs`).then((r) => { logs = r.logs; drawLogs(); });
+  const restartLogs = () => {
+    logsRead = { next: null, shown: 0, busy: false, done: false, first: true };
+    readLogs(logsRead);
+  };
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && logsRead) readLogs(logsRead);
+  }).observe(sentinel);
+  let typing = null;
+  severity.addEventListener("change", () => { replaceParams({ severity: severity.value.toLowerCase() }); restartLogs(); });
+  grep.addEventListener("input", () => {
+    replaceParams({ grep: grep.value });
+    clearTimeout(typing);
+    typing = setTimeout(restartLogs, GREP_DELAY_MS);
+  });
+  restartLogs();
 
-  get(`${base}/events`).then(({ events }) => {
-    timelineBox.replaceChildren(h("ol", { class: "events-list" }, events.map((e) => {
+  // The timeline a page at a time: a "more" button under it reads the next page.
+  const eventItems = h("ol", { class: "events-list" });
+  const moreEvents = h("button", { class: "btn", id: "events-more", hidden: true }, "more");
+  timelineBox.replaceChildren(eventItems, moreEvents);
+  let eventsNext = null;
+  const readEvents = async () => {
+    const page = await get(`${base}/events`, { limit: EVENT_PAGE, cursor: eventsNext });
+    eventItems.append(...page.events.map((e) => {
       const cls = e.type === "span.error" ? "ev-error" : e.type === "log" ? severityClass(e.severity_text) : "ev-life";
       const li = h("li", { class: `ev ${cls}`, dataset: { type: e.type } },
         h("span", { class: "mono" }, clock(e.time)), h("span", { class: "ev-type" }, e.type === "log" ? e.severity_text || "log" : e.type),
         h("span", { class: "ev-msg" }, e.message ?? ""));
       if (e.span_id) li.addEventListener("click", async () => { await spansP; wf && wf.reveal(e.span_id); });
       return li;
-    })));
-  });
+    }));
+    eventsNext = page.next;
+    moreEvents.hidden = !eventsNext;
+  };
+  moreEvents.addEventListener("click", () => readEvents().catch(() => {}));
+  readEvents();
 
   get(`${base}/metric_series`).then(({ series }) => {
     if (!series.length) return metricsBox.replaceChildren(h("p", { class: "muted" }, "no metrics"));
