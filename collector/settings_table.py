@@ -6,6 +6,7 @@ flags), environment variable names and the documented ``config/roomscope.toml``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,32 @@ def _age(v: str) -> str | None:
     except ValueError:
         return "is not an age: use e.g. 7d, 12h, 90m, or 0 to keep data forever"
     return None
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_MEMORY_LIMIT = 16 * 2**20
+
+
+def size_bytes(v: str) -> int:
+    """A size in DuckDB's syntax (``512MB``, ``1GiB``: KB/MB/GB/TB are powers of 1000,
+    KiB/MiB/GiB/TiB of 1024) in bytes; ValueError for anything else."""
+    m = _SIZE.fullmatch(v) if isinstance(v, str) else None
+    if m is None:
+        raise ValueError(v)
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def _memory(v: str) -> str | None:
+    try:
+        n = size_bytes(v)
+    except ValueError:
+        return (
+            "is not a size: use a number and a unit, e.g. 512MB or 1GiB"
+            " (KB, MB, GB, TB: powers of 1000; KiB, MiB, GiB, TiB: of 1024)"
+        )
+    return None if n >= MIN_MEMORY_LIMIT else "must be at least 16MiB"
 
 
 def _non_empty(v: str) -> str | None:
@@ -109,6 +136,17 @@ SETTINGS: tuple[Setting, ...] = (
         " and leave a core to the receivers; queries through this collector's API use them.",
         int,
         _non_negative,
+    ),
+    Setting(
+        "store",
+        "memory_limit",
+        "1GiB",
+        "DuckDB's memory budget (its buffer cache and the working memory of queries), for the"
+        " collector's database and for a store read with --db: e.g. 512MB, 1GiB, 4GB. A query"
+        " that needs more spills to the folder store.path + .tmp where DuckDB can (sorts,"
+        " joins, grouping) and fails with an out-of-memory error where it cannot; ingest goes on.",
+        str,
+        _memory,
     ),
     Setting(
         "store",

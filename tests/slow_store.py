@@ -36,6 +36,7 @@ def slow_store(settings: Settings, delay: float) -> SlowStore:
         checkpoint_wal_bytes=base.checkpoint_wal_bytes,
         idle_checkpoint_bytes=base.idle_checkpoint_bytes,
         threads=base.threads,
+        memory_limit=base.memory_limit,
         maintenance=base.maintenance,
     )
     store.delay = delay

@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import make_reader
+from conftest import DEFAULTS, make_reader
 from test_query_fixtures import World
 
 from collector.store.reads import open_reader
@@ -290,7 +290,7 @@ def test_comparing_times_with_now_says_how(demo: World) -> None:
     (a binder error); the answer names the form that works, which the docs use."""
     sql = "SELECT count(*) FROM spans WHERE start_time > now() - INTERVAL 1 HOUR"
     with demo.offline() as db:
-        reader = make_reader(open_reader(db))
+        reader = make_reader(open_reader(db, DEFAULTS.get("store.memory_limit")))
         try:
             with pytest.raises(QueryError, match=r"timezone\('UTC', now\(\)\) - INTERVAL 1 HOUR"):
                 reader.sql(sql)

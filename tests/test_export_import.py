@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import make_settings, make_tagger, read_store
+from conftest import DEFAULTS, make_settings, make_tagger, read_store
 from opentelemetry.trace import Status, StatusCode
 from otel_sdk import pipeline
 from otlp_factory import trace_request
@@ -188,7 +188,7 @@ def test_export_streams_in_chunks(source: dict[str, Any]) -> None:
     from collector.store.reads import open_reader
     from query.library.otlp_export import export_otlp
 
-    con = open_reader(str(source["db"]))
+    con = open_reader(str(source["db"]), DEFAULTS.get("store.memory_limit"))
     try:
         lines = list(export_otlp(con, RICH, "otlp-json", make_tagger(), chunk=1))
     finally:

@@ -15,7 +15,7 @@ import duckdb
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import make_reader, make_settings
+from conftest import DEFAULTS, make_reader, make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from otlp_factory import trace_request
@@ -226,7 +226,11 @@ def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=[None, PROJECT], ids=["all-projects", "one-project"])
 def reader(store_file: Path, request: pytest.FixtureRequest) -> Iterator[Reader]:
     """The library's reader over the store, unscoped (auth off) and scoped to one project."""
-    r = make_reader(open_reader(str(store_file)), project=request.param, timeout=10.0)
+    r = make_reader(
+        open_reader(str(store_file), DEFAULTS.get("store.memory_limit")),
+        project=request.param,
+        timeout=10.0,
+    )
     yield r
     r.close()
 
@@ -307,7 +311,7 @@ _STATEMENTS = st.one_of(
 
 @pytest.fixture(scope="module")
 def scoped(store_file: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, frozenset[str]]]:
-    con = open_reader(str(store_file))
+    con = open_reader(str(store_file), DEFAULTS.get("store.memory_limit"))
     yield con, scope(con, PROJECT)
     con.close()
 

@@ -50,6 +50,7 @@ def create_store(settings: Settings) -> DuckDBStore:
         checkpoint_wal_bytes=s.get("store.checkpoint_wal_bytes"),
         idle_checkpoint_bytes=s.get("store.idle_checkpoint_bytes"),
         threads=s.get("store.threads"),
+        memory_limit=s.get("store.memory_limit"),
         maintenance=Maintenance(
             max_age=durations.seconds(s.get("retention.max_age")),
             retention_interval=s.get("retention.interval"),

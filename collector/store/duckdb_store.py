@@ -24,6 +24,7 @@ from .faults import is_store_trouble, needs_reopen
 from .interface import Job, Recount, Run
 from .maintenance.compaction import Compaction
 from .maintenance.retention import Pruned, Retention, prune_connection
+from .memory import apply_memory_limit
 from .migrations import migrate
 from .schema import (
     ATTRIBUTE_KEYS_INSERT,
@@ -99,12 +100,14 @@ class DuckDBStore:
         checkpoint_wal_bytes: int,
         idle_checkpoint_bytes: int,
         threads: int,
+        memory_limit: str,
         maintenance: Maintenance,
     ):
         self.path = str(path)
         self.checkpoint_wal_bytes = checkpoint_wal_bytes
         self.idle_checkpoint_bytes = idle_checkpoint_bytes
         self.threads = threads
+        self.memory_limit = memory_limit
         self.maintenance = maintenance
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
@@ -138,6 +141,7 @@ class DuckDBStore:
             # A long statement (a migration, a compaction) would draw a progress bar on the
             # collector's stderr.
             self._con.execute("SET enable_progress_bar = false")
+            apply_memory_limit(self._con, self.path, self.memory_limit)
             # The writer checkpoints at checkpoint_wal_bytes itself (with every core, see
             # checkpoint()); DuckDB's own trigger, inside a commit, is only the safety net.
             limit = 2 * int(self.checkpoint_wal_bytes)

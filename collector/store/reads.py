@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import StoreError
+from .memory import apply_memory_limit
 from .schema import (
     ATTRIBUTE_KEYS,
     LOG_JOINS,
@@ -62,9 +63,10 @@ class StoreInUse(StoreError):
         self.pid = pid
 
 
-def open_reader(path: str) -> duckdb.DuckDBPyConnection:
+def open_reader(path: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
     """A read-only connection to a store file no collector holds, checked to have this
-    roomscope's schema version. Raises StoreError (StoreInUse when a collector holds it)."""
+    roomscope's schema version, with the memory budget ``memory_limit`` (``store.memory_limit``,
+    e.g. ``1GiB``). Raises StoreError (StoreInUse when a collector holds it)."""
     if path != ":memory:" and not Path(path).expanduser().is_file():
         raise StoreError(f"store file {path} does not exist")
     try:
@@ -81,7 +83,11 @@ def open_reader(path: str) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store file {path}: {exc}") from None
     try:
+        apply_memory_limit(con, path, memory_limit)
         _check_version(con, path)
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(f"cannot open store file {path}: {exc}") from None
     except StoreError:
         con.close()
         raise

@@ -49,6 +49,7 @@ class LocalSource(Reader):
         max_rows: int,
         idle_timeout: float,
         prices: Prices,
+        memory_limit: str,
     ):
         self.path = path
         if path != ":memory:" and not Path(path).expanduser().is_file():
@@ -57,7 +58,7 @@ class LocalSource(Reader):
                 " --db PATH, or query a running collector with --server URL"
             )
         try:
-            con = open_reader(path)
+            con = open_reader(path, memory_limit)
         except StoreInUse:
             raise  # open_source names the API to query instead (holder.in_use_message)
         except StoreError as exc:
@@ -233,6 +234,7 @@ def open_source(
                 max_rows=settings.get("query.max_rows"),
                 idle_timeout=settings.get("sessions.idle_timeout"),
                 prices=parse_prices(settings.get("usage.prices")),
+                memory_limit=settings.get("store.memory_limit"),
             )
         except StoreInUse as exc:
             raise SourceError(in_use_message(path, exc.pid, url, probe)) from None

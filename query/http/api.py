@@ -74,6 +74,9 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
             return _error(str(exc), exc.status)
         except StoreUnavailable as exc:
             return _error(str(exc), 503)
+        except duckdb.OutOfMemoryException as exc:  # retryable: others' queries hold memory
+            message = str(exc).splitlines()[0]
+            return _error(f"query needs more memory than store.memory_limit: {message}", 503)
         except duckdb.Error as exc:
             return _error(f"query failed: {str(exc).splitlines()[0]}", 500)
 

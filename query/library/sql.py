@@ -78,6 +78,11 @@ def run_sql(
         table = pa.Table.from_batches(batches, schema=reader.schema)
     except duckdb.InterruptException:
         raise QueryError(f"SQL query interrupted after {timeout:g}s (query.timeout)") from None
+    except duckdb.OutOfMemoryException as exc:
+        raise QueryError(
+            "SQL query needs more memory than the store's budget (setting"
+            f" store.memory_limit) and cannot spill to disk: {str(exc).splitlines()[0]}"
+        ) from None
     except duckdb.Error as exc:
         raise QueryError(f"SQL error: {with_hint(str(exc).splitlines()[0])}") from None
     finally:

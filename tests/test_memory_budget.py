@@ -1,0 +1,124 @@
+"""store.memory_limit: the budget reaches DuckDB (the collector's database and a store read with
+--db), and a query that needs more fails with a clear error while ingest goes on."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from collector.errors import SettingsError
+from collector.settings import load_settings
+from collector.settings_table import size_bytes
+from query.cli import main
+from query.cli.source import LocalSource, open_source
+
+# Cannot spill: one list of 50 M numbers (400 MB) must be held in memory at once.
+HUGE = "SELECT list(x) FROM range(50000000) t(x)"
+
+
+def cli(config: Path, db: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config), "--db", str(db), *args])
+
+
+def config_file(tmp_path: Path, memory_limit: str) -> Path:
+    path = tmp_path / "roomscope.toml"
+    path.write_text(f'[store]\nmemory_limit = "{memory_limit}"\n')
+    return path
+
+
+def spans(n: int, batch: int) -> list[Any]:
+    """``n`` finished SDK spans of the room ``lobby``, named by ``batch``."""
+    captured = InMemorySpanExporter()
+    tp = TracerProvider(resource=Resource.create({"service.name": "budget", "room": "lobby"}))
+    tp.add_span_processor(SimpleSpanProcessor(captured))
+    tracer = tp.get_tracer("budget")
+    for i in range(n):
+        with tracer.start_as_current_span(f"batch-{batch}-{i}"):
+            pass
+    return list(captured.get_finished_spans())
+
+
+def test_memory_limit_setting_is_checked() -> None:
+    assert size_bytes("512MB") == 512 * 10**6
+    assert size_bytes("1GiB") == 2**30
+    assert size_bytes("1.5 gb") == 15 * 10**8
+    with pytest.raises(SettingsError, match=r"store\.memory_limit.*is not a size.*512MB"):
+        load_settings(env={}, flags={"store.memory_limit": "lots"})
+    with pytest.raises(SettingsError, match=r"store\.memory_limit.*is not a size"):
+        load_settings(env={}, flags={"store.memory_limit": "50%"})
+    with pytest.raises(SettingsError, match=r"store\.memory_limit.*at least 16MiB"):
+        load_settings(env={}, flags={"store.memory_limit": "8MB"})
+    assert load_settings(env={}).get("store.memory_limit") == "1GiB"
+
+
+def test_memory_limit_reaches_duckdb(start_collector: Any, tmp_path: Path) -> None:
+    c = start_collector(**{"store.memory_limit": "96MiB"})
+    assert c.query("SELECT current_setting('memory_limit')") == [("96.0 MiB",)]
+    assert c.query("SELECT current_setting('temp_directory')") == [(f"{c.db}.tmp",)]
+    c.stop()
+
+    # --db: the read-only store the CLI opens (open_source, as every read command does) gets
+    # the configured budget too.
+    source = open_source(config=str(config_file(tmp_path, "80MiB")), db=str(c.db))
+    try:
+        assert isinstance(source, LocalSource)
+        row = source.con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchall()
+    finally:
+        source.close()
+    assert row == [("80.0 MiB", f"{c.db}.tmp")]
+
+
+def test_query_over_budget_fails_cleanly_while_ingest_goes_on(
+    start_collector: Any, tmp_path: Path
+) -> None:
+    c = start_collector(**{"store.memory_limit": "64MB"})
+    exporter = OTLPSpanExporter(endpoint=f"{c.http_url}/v1/traces")
+    results: list[SpanExportResult] = []
+    stop = threading.Event()
+
+    def ingest() -> None:
+        batch = 0
+        while not stop.is_set() or batch < 4:
+            results.append(exporter.export(spans(50, batch)))
+            batch += 1
+
+    assert exporter.export(spans(50, -1)) == SpanExportResult.SUCCESS  # before
+    sender = threading.Thread(target=ingest)
+    sender.start()
+    try:
+        with httpx.Client(base_url=c.api_url, timeout=60) as api:
+            r = api.post("/api/v1/sql", json={"sql": HUGE})
+            assert r.status_code == 400, r.text
+            message = r.json()["error"]
+            assert "store.memory_limit" in message and "Out of Memory" in message, message
+            # the collector keeps serving: a query within the budget, and its health
+            r = api.post("/api/v1/sql", json={"sql": "SELECT count(*) FROM range(1000)"})
+            assert r.status_code == 200 and r.json()["rows"] == [[1000]]
+            assert api.get("/healthz").status_code == 200
+    finally:
+        stop.set()
+        sender.join()
+    assert exporter.export(spans(50, 10_000)) == SpanExportResult.SUCCESS  # after
+    exporter.shutdown()
+    assert results and all(r == SpanExportResult.SUCCESS for r in results), results
+    sent = 50 * (len(results) + 2)
+    assert c.query("SELECT count(*) FROM spans WHERE service_name = 'budget'") == [(sent,)]
+    c.stop()
+
+    # --db: the same query on the file read by the CLI fails with one clear line, exit 1.
+    result = cli(config_file(tmp_path, "64MB"), c.db, "sql", HUGE)
+    assert result.exit_code == 1, result.output
+    assert "store.memory_limit" in result.stderr and "Out of Memory" in result.stderr
+    assert "Traceback" not in result.output
