@@ -13,13 +13,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import duckdb
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
-from collector.errors import StoreUnavailable
 from collector.settings import Settings
 
 from ..library.errors import QueryError
@@ -32,7 +30,7 @@ from .export import export_route, openapi_paths
 from .gate import ReadSide, TokenGate, current_project
 from .meshagent import meshagent_routes
 from .paths import RawPathRoute
-from .responses import EXCEPTION_HANDLERS, JsonResponse
+from .responses import EXCEPTION_HANDLERS, READ_ERRORS, JsonResponse, read_error
 from .responses import error as _error
 from .routes import ROUTES, ApiRoute, openapi
 
@@ -70,15 +68,8 @@ def create_app(side: ReadSide, settings: Settings) -> Starlette:
     async def answer(fn: Callable[[Reader], Result]) -> JsonResponse:
         try:
             return JsonResponse(await run(fn))
-        except QueryError as exc:
-            return _error(str(exc), exc.status)
-        except StoreUnavailable as exc:
-            return _error(str(exc), 503)
-        except duckdb.OutOfMemoryException as exc:  # retryable: others' queries hold memory
-            message = str(exc).splitlines()[0]
-            return _error(f"query needs more memory than store.memory_limit: {message}", 503)
-        except duckdb.Error as exc:
-            return _error(f"query failed: {str(exc).splitlines()[0]}", 500)
+        except READ_ERRORS as exc:
+            return read_error(exc)
 
     def handler(route: ApiRoute) -> Callable[[Request], Any]:
         async def get(request: Request) -> JsonResponse:

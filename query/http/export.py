@@ -11,22 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import duckdb
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from collector.errors import StoreUnavailable
 from collector.settings import Settings
 from collector.tagging import Tagger
 
-from ..library.errors import QueryError
 from ..library.otlp_export import FORMATS, MEDIA_TYPES, TABLES
 from ..library.reader import Reader
 from .gate import current_project
 from .paths import RawPathRoute
-from .responses import JsonResponse
+from .responses import READ_ERRORS, JsonResponse, read_error
 from .routes import error_responses
 
 PATH = "/api/v1/sessions/{session_id}/export"
@@ -65,12 +62,8 @@ def export_route(reader: Callable[[str | None], Reader], settings: Settings) -> 
             chunks, done = await run_in_threadpool(
                 open_export, request.path_params["session_id"], fmt, table, current_project()
             )
-        except QueryError as exc:
-            return _error(str(exc), exc.status)
-        except StoreUnavailable as exc:
-            return _error(str(exc), 503)
-        except duckdb.Error as exc:
-            return _error(f"query failed: {str(exc).splitlines()[0]}", 500)
+        except READ_ERRORS as exc:
+            return read_error(exc)
 
         def stream() -> Iterator[bytes]:
             try:

@@ -16,17 +16,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import duckdb
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collector.errors import StoreUnavailable
-
-from ..library.errors import QueryError
 from . import jaeger, tempo
 from .compat import Run, wants_protobuf
-from .responses import JsonResponse
+from .responses import READ_ERRORS, read_error
 from .routes import error_responses
 
 Handler = Callable[[Request, Run], Awaitable[Response]]
@@ -45,13 +41,8 @@ def _guarded(handler: Handler, run: Run) -> Callable[[Request], Awaitable[Respon
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request, run)
-        except QueryError as exc:
-            return JsonResponse({"error": str(exc)}, status_code=exc.status)
-        except StoreUnavailable as exc:
-            return JsonResponse({"error": str(exc)}, status_code=503)
-        except duckdb.Error as exc:
-            message = f"query failed: {str(exc).splitlines()[0]}"
-            return JsonResponse({"error": message}, status_code=500)
+        except READ_ERRORS as exc:
+            return read_error(exc)
 
     return endpoint
 

@@ -14,19 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import metadata
 
-import duckdb
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
 from collector.auth import UNAUTHORIZED, Auth
-from collector.errors import StoreUnavailable
 
 from ..library import meshagent_records as M
 from ..library.errors import QueryError
 from ..library.filters import parse_limit
 from ..library.reader import Reader, Result
-from .responses import JsonResponse, error
+from .responses import READ_ERRORS, JsonResponse, error, read_error
 
 # create_app's read: run a function on a Reader scoped to a project (None: every project).
 Read = Callable[[Callable[[Reader], Result], str | None], Result]
@@ -73,12 +71,8 @@ def meshagent_routes(read: Read, auth: Auth | None) -> list[Route]:
                 result = await run_in_threadpool(
                     read, lambda r: call(r, path_params, query), project
                 )
-            except QueryError as exc:
-                return _error(str(exc), exc.status)
-            except StoreUnavailable as exc:
-                return _error(str(exc), 503)
-            except duckdb.Error as exc:
-                return _error(f"query failed: {str(exc).splitlines()[0]}", 500)
+            except READ_ERRORS as exc:
+                return read_error(exc)
             return JsonResponse(result)
 
         return Route(PREFIX + path, get, methods=["GET"])

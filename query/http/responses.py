@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from collector.errors import StoreUnavailable
+
+from ..library.errors import QueryError
 from ..library.values import json_text
 
 
@@ -52,3 +56,21 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {HTTPException: http_error, Exception: server_error}
+
+
+# What a failed read is answered with (the API, the console, the export and MeshAgent routes).
+READ_ERRORS = (QueryError, StoreUnavailable, duckdb.Error)
+
+
+def read_error(exc: Exception) -> JsonResponse:
+    """The answer to a read that raised one of :data:`READ_ERRORS`: a user's mistake with its
+    status, the store unavailable (503), a query over the memory budget (503: retryable, others'
+    queries hold memory), any other DuckDB error (500)."""
+    if isinstance(exc, QueryError):
+        return error(str(exc), exc.status)
+    if isinstance(exc, StoreUnavailable):
+        return error(str(exc), 503)
+    message = str(exc).splitlines()[0]
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return error(f"query needs more memory than store.memory_limit: {message}", 503)
+    return error(f"query failed: {message}", 500)
