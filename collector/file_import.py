@@ -89,14 +89,7 @@ class StoreSink:
         self.store.open()  # StoreError (in use by a collector: send it there instead)
         try:
             tracker = SessionTracker.from_settings(s, self.store)
-            self.writer = Writer(
-                self.store,
-                max_queue_records=s.get("limits.max_queue_records"),
-                max_batch_records=s.get("writer.max_batch_records"),
-                retry_after=s.get("limits.retry_after"),
-                tracker=tracker,
-                sweep_interval=s.get("sessions.sweep_interval"),
-            )
+            self.writer = Writer.from_settings(self.store, s, tracker)
             self.writer.start()
         except BaseException:
             self.store.close()

@@ -132,14 +132,7 @@ class Collector:
         skip_absent("pandas")
         await asyncio.to_thread(self.store.open)
         tracker = await asyncio.to_thread(SessionTracker.from_settings, s, self.store)
-        self.writer = Writer(
-            self.store,
-            max_queue_records=s.get("limits.max_queue_records"),
-            max_batch_records=s.get("writer.max_batch_records"),
-            retry_after=s.get("limits.retry_after"),
-            tracker=tracker,
-            sweep_interval=s.get("sessions.sweep_interval"),
-        )
+        self.writer = Writer.from_settings(self.store, s, tracker)
         self.writer.start()
         self.jobs = self.store.jobs(self.writer.run, tracker.forget)
         for job in self.jobs:

@@ -109,6 +109,18 @@ class Writer:
             "sweeps": 0,
         }
 
+    @classmethod
+    def from_settings(cls, store: Store, settings: Any, tracker: Tracker | None) -> Writer:
+        """A writer with the limits of ``limits.*``, ``writer.*`` and ``sessions.*``."""
+        return cls(
+            store,
+            max_queue_records=settings.get("limits.max_queue_records"),
+            max_batch_records=settings.get("writer.max_batch_records"),
+            retry_after=settings.get("limits.retry_after"),
+            tracker=tracker,
+            sweep_interval=settings.get("sessions.sweep_interval"),
+        )
+
     # -- receiving side -------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="roomscope-writer", daemon=True)
