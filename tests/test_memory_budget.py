@@ -122,3 +122,39 @@ def test_query_over_budget_fails_cleanly_while_ingest_goes_on(
     assert result.exit_code == 1, result.output
     assert "store.memory_limit" in result.stderr and "Out of Memory" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_commit_out_of_memory_is_answered_retryably_not_as_a_server_error(
+    start_collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: when a user's query held the budget, an ingest commit's out-of-memory error was an
+    HTTP 500 (not retried by exporters). Now 503 with Retry-After, and the records commit on a
+    retry once memory is back."""
+    import duckdb
+    from otlp_factory import trace_request
+
+    c = start_collector()
+    store = c.collector.store
+    real_write = store._write
+    failing = {"left": 1}
+
+    def write(tables: Any, also: Any = None) -> None:
+        if tables and failing["left"]:
+            failing["left"] -= 1
+            raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate (test)")
+        real_write(tables, also)
+
+    monkeypatch.setattr(store, "_write", write)
+    body = trace_request(4).SerializeToString()
+    headers = {"Content-Type": "application/x-protobuf"}
+    with httpx.Client(timeout=30) as client:
+        r = client.post(f"{c.http_url}/v1/traces", content=body, headers=headers)
+        assert r.status_code == 503 and "Retry-After" in r.headers, (r.status_code, r.text)
+        for _ in range(100):  # the writer probes the store back to health by itself
+            r = client.post(f"{c.http_url}/v1/traces", content=body, headers=headers)
+            if r.status_code == 200:
+                break
+            assert r.status_code == 503, (r.status_code, r.text)
+            threading.Event().wait(0.05)
+        assert r.status_code == 200, r.text
+    assert c.query("SELECT count(*) FROM spans") == [(4,)]

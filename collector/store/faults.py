@@ -25,8 +25,13 @@ _STORE_TROUBLE = (
 
 
 def is_store_trouble(exc: BaseException) -> bool:
-    """True when a commit failed because the file cannot be written, not because of the data."""
-    if isinstance(exc, (duckdb.IOException, duckdb.FatalException, OSError, StoreUnavailable)):
+    """True when a commit failed because the file cannot be written, not because of the data.
+
+    Running out of the memory budget (``store.memory_limit``, e.g. while a user's query holds
+    most of it) is such a case too: the same records commit once the memory is back, so the
+    request is answered retryably (503 / UNAVAILABLE), never as a server error."""
+    troubles = (duckdb.IOException, duckdb.FatalException, duckdb.OutOfMemoryException, OSError)
+    if isinstance(exc, (*troubles, StoreUnavailable)):
         return True
     text = str(exc).lower()
     return isinstance(exc, duckdb.Error) and any(s in text for s in _STORE_TROUBLE)
