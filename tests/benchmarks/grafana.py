@@ -41,7 +41,7 @@ _spec.loader.exec_module(query_benchmark)
 
 class Side:
     def __init__(self, path: str):
-        self.con = open_reader(path)
+        self.con = open_reader(path, load_settings(env={}).get("store.memory_limit"))
         self.cursor = self.con.cursor
         self.ready = lambda: True
         self.accepting = lambda: False

@@ -444,7 +444,7 @@ def count(result: object) -> int:
 def reader_of(path: str) -> Reader:
     s = load_settings(env={})
     return Reader(
-        open_reader(path),
+        open_reader(path, s.get("store.memory_limit")),
         default_limit=s.get("query.default_limit"),
         timeout=s.get("query.timeout"),
         max_rows=s.get("query.max_rows"),
