@@ -162,16 +162,13 @@ def _conditions(con: duckdb.DuckDBPyConnection, f: UsageFilter) -> tuple[Any, An
         if value is not None:
             series.append(f"{column} = ?")
             params.append(value)
-    times: list[str] = []
-    tparams: list[Any] = []
-    if f.since is not None:
-        times.append("{t} >= make_timestamp_ns(?)")
-        tparams.append(f.since)
-    if f.until is not None:
-        times.append("{t} <= make_timestamp_ns(?)")
-        tparams.append(f.until)
-    spans = series + [c.format(t="start_time") for c in times]
-    times = [c.format(t="time") for c in times]
+    bounds = [(">=", f.since), ("<=", f.until)]
+    tparams = [t for _, t in bounds if t is not None]
+
+    def in_range(column: str) -> list[str]:
+        return [f"{column} {op} make_timestamp_ns(?)" for op, t in bounds if t is not None]
+
+    spans, times = series + in_range("start_time"), in_range("time")
     sparams = [*params, *tparams]
     if f.session is not None:
         # The session's own time window (and room): the zone maps skip the rest of the spans.
