@@ -104,28 +104,45 @@ class Stats:
             self.latencies.append(latency)
 
 
+class HttpPoster:
+    """One keep-alive OTLP/HTTP connection: post a trace body, get the status (or the name of
+    the error, after which the connection is made anew)."""
+
+    def __init__(self, url: str):
+        self.headers = {"Content-Type": "application/x-protobuf"}
+        self.u = urllib.parse.urlsplit(url)
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.u.hostname, self.u.port or 80, timeout=60)
+
+    def post(self, body: bytes) -> str:
+        try:
+            self.conn.request("POST", "/v1/traces", body, self.headers)
+            resp = self.conn.getresponse()
+            resp.read()
+            return str(resp.status)
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()
+            self.conn = self._connect()
+            return type(exc).__name__
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def http_sender(url: str, bodies: list[bytes], spans: int, stop: threading.Event, stats: Stats):
-    u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=60)
-    headers = {"Content-Type": "application/x-protobuf"}
+    poster = HttpPoster(url)
     i = 0
     while not stop.is_set():
         body = bodies[i % len(bodies)]
         i += 1
         t0 = time.perf_counter()
-        try:
-            conn.request("POST", "/v1/traces", body, headers)
-            resp = conn.getresponse()
-            resp.read()
-            status = str(resp.status)
-        except (OSError, http.client.HTTPException) as exc:
-            status = type(exc).__name__
-            conn.close()
-            conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=60)
+        status = poster.post(body)
         stats.add(status, spans if status == "200" else 0, time.perf_counter() - t0)
         if status == "503":
             time.sleep(0.05)
-    conn.close()
+    poster.close()
 
 
 def grpc_sender(target: str, bodies: list[bytes], spans: int, stop: threading.Event, stats: Stats):

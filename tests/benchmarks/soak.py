@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import ROOT, Server, Stats
+from ingest import ROOT, HttpPoster, Server, Stats
 
 sys.path.insert(0, str(ROOT / "tests"))
 from otlp_factory import trace_request
@@ -75,9 +75,7 @@ class Bodies:
 
 def paced_sender(url: str, bodies: Bodies, per_second: float, stop: threading.Event, stats: Stats):
     """POST requests at ``per_second`` requests/s (as fast as answered when behind)."""
-    u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=60)
-    headers = {"Content-Type": "application/x-protobuf"}
+    poster = HttpPoster(url)
     i = 0
     due = time.perf_counter()
     while not stop.is_set():
@@ -89,17 +87,9 @@ def paced_sender(url: str, bodies: Bodies, per_second: float, stop: threading.Ev
         body = current[i % len(current)]
         i += 1
         t0 = time.perf_counter()
-        try:
-            conn.request("POST", "/v1/traces", body, headers)
-            resp = conn.getresponse()
-            resp.read()
-            status = str(resp.status)
-        except (OSError, http.client.HTTPException) as exc:
-            status = type(exc).__name__
-            conn.close()
-            conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=60)
+        status = poster.post(body)
         stats.add(status, bodies.spans if status == "200" else 0, time.perf_counter() - t0)
-    conn.close()
+    poster.close()
 
 
 def rss_mb(pid: int) -> float:
