@@ -17,7 +17,7 @@ export function fromColumns({ base_time, columns, coded = [], strings = [], rows
 
 // spans -> rows, depth first: [{kind:"trace", trace_id, count, t0, t1, errors, root},
 // {kind:"span", span, depth, t0, t1, kids: [span rows], parent: span row | null, end}...].
-// A row's descendants are the rows after it up to `end` (exclusive).
+// A row's descendants are the rows after it up to `end` (exclusive); `pos` is its own index.
 export function layout(spans) {
   const byTrace = new Map();
   for (const s of spans) {
@@ -63,8 +63,12 @@ export function layout(spans) {
   const out = [];
   for (const t of traces) {
     const offset = out.length + 1;
-    for (const r of t.rows) r.end += offset;
+    t.rows.forEach((r, i) => {
+      r.end += offset;
+      r.pos = offset + i;
+    });
     t.head.end = offset + t.rows.length;
+    t.head.pos = offset - 1;
     out.push(t.head, ...t.rows);
   }
   return out;

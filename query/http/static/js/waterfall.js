@@ -19,7 +19,6 @@ const OVERSCAN = 12;
 export class Waterfall {
   constructor(container, spans, { onSelect, onClose, selected, maxHeight = 560 } = {}) {
     this.all = layout(spans);
-    this.all.forEach((r, i) => (r.pos = i));
     this.onSelect = onSelect;
     this.onClose = onClose;
     this.selected = selected || null;
