@@ -140,3 +140,32 @@ def test_slash_opens_search_and_the_keyboard_runs_it_and_opens_a_result(
     page.keyboard.press("Enter")  # its first link: the trace
     page.wait_for_function("location.hash.startsWith('#/trace/')")
     page.wait_for_selector(".wf-row[data-span-id]")
+
+
+def test_log_severity_trace_page_and_usage_rows_by_keyboard(world: Any, clean_page: Any) -> None:
+    page = clean_page
+    page.goto(f"{world.api}/#/session/{SHOP_SESSION}")
+    page.wait_for_selector("tr.log-row")
+    _tab_to(page, "#log-severity")
+    page.keyboard.press("ArrowDown")  # all -> debug+
+    page.keyboard.press("ArrowDown")  # -> info+
+    page.wait_for_function("location.hash.includes('severity=info')")
+    page.wait_for_function("document.querySelectorAll('tr.log-row').length === 4")  # no DEBUG
+    _tab_to(page, "tr.log-row")
+    page.keyboard.press("End")
+    assert "finished" in page.evaluate("document.activeElement.innerText")
+    _tab_to(page, "[role=treeitem]")
+    page.keyboard.press("Home")  # the trace's header: Space collapses it, Enter opens its page
+    page.keyboard.press(" ")
+    assert page.locator(".wf-row[data-span-id]").count() == 0
+    page.keyboard.press(" ")
+    assert page.locator(".wf-row[data-span-id]").count() == 6
+    page.keyboard.press("Enter")
+    page.wait_for_function("location.hash.startsWith('#/trace/')")
+    page.wait_for_selector(".wf-row[data-span-id]")
+    page.goto(f"{world.api}/#/usage")
+    page.wait_for_selector("tr.usage-row")
+    _tab_to(page, "table[data-by=room] tr.usage-row")
+    room = page.evaluate("document.activeElement.dataset.key")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"location.hash === '#/sessions?room={room}'")

@@ -5,7 +5,7 @@
 // Subtrees collapse and expand, the time axis zooms (drag on it, or the buttons), find highlights
 // the spans whose name or service holds a text, and a trace's critical path can be marked. It is
 // an ARIA tree: arrow keys move through the rows, Left/Right collapse and expand, Enter opens a
-// span, Esc closes it.
+// span (or, on a trace's header, the trace's page), Esc closes it.
 import { h, fmtNs, clock, kvTable } from "./util.js";
 import { niceTicks, rangeTicks, maxTicksFor } from "./axis.js";
 import { layout, visibleRows, criticalPath, fromColumns } from "./trace_tree.js";
@@ -96,7 +96,8 @@ export class Waterfall {
     else if (e.key === "ArrowLeft" && hasKids && !this.collapsed.has(key)) this.toggle(r);
     else if (e.key === "ArrowLeft" && r.kind === "span") this.focusRow(r.parent ? r.parent.at : this.heads[this.focusIndex]);
     else if ((e.key === "Enter" || e.key === " ") && r.kind === "span") this.select(r.span.span_id);
-    else if ((e.key === "Enter" || e.key === " ") && r.kind === "trace") this.toggle(r);
+    else if (e.key === "Enter" && r.kind === "trace") this.inner.querySelector(`[data-index="${this.focusIndex}"] a`)?.click();
+    else if (e.key === " " && r.kind === "trace") this.toggle(r);
     else return;
     e.preventDefault();
   }
