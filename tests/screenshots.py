@@ -2,7 +2,8 @@
 Playwright, and the workloads the console tests show (sent through the real OTel SDK exporters).
 
 Run as a script, it starts a collector on a fresh store, sends the demo workload plus these, and
-writes ``docs/console-*.png``::
+writes ``docs/console-*.png`` (light) and ``docs/console-*-dark.png`` (``prefers-color-scheme:
+dark``), each the first 1280×900 pixels of its page::
 
     python tests/screenshots.py
 """
@@ -180,43 +181,55 @@ def sse_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, Any]]:
                 yield fields["event"], json.loads(fields["data"])
 
 
-def take_screenshots(api_url: str, http_url: str, grpc_endpoint: str, out: Path) -> list[Path]:
+def take_screenshots(
+    api_url: str, http_url: str, grpc_endpoint: str, out: Path, scheme: str = "light"
+) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     shots = []
+    end = "" if scheme == "light" else f"-{scheme}"
     with sync_playwright() as pw:
         browser = launch(pw)
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
         page.goto(f"{api_url}/#/sessions")
         page.wait_for_selector("tr.session-row")
-        shots.append(out / "console-sessions.png")
-        page.screenshot(path=shots[-1], full_page=True)
+        shots.append(out / f"console-sessions{end}.png")
+        page.screenshot(path=shots[-1])
         page.goto(f"{api_url}/#/session/studio-render-42")
         page.wait_for_selector(".wf-row[data-span-id]")
         page.wait_for_selector("figure.chart-box")
         page.wait_for_selector("tr.log-row")
         page.locator(".wf-row.error").first.click()
         page.wait_for_selector(".span-detail")
-        shots.append(out / "console-session.png")
-        page.screenshot(path=shots[-1], full_page=True)
+        shots.append(out / f"console-session{end}.png")
+        page.screenshot(path=shots[-1])
+        page.wait_for_selector("li.ev")
+        chart = page.locator("figure.chart-box[data-metric='llm.latency'] svg.chart").first
+        chart.hover()  # the read-out of the point nearest the pointer
+        shots.append(out / f"console-timeline-metrics{end}.png")
+        page.locator("main > .two").last.screenshot(path=shots[-1])
         page.goto(f"{api_url}/#/session/{SHOP_SESSION}?severity=info")
         page.wait_for_selector(".wf-row[data-span-id]")
         page.locator(".wf-row[data-name='payment.charge']").click()
         page.wait_for_selector("tr.log-row")
         page.wait_for_selector("figure.chart-box")
-        shots.append(out / "console-waterfall.png")
-        page.screenshot(path=shots[-1], full_page=True)
+        shots.append(out / f"console-waterfall{end}.png")
+        page.screenshot(path=shots[-1])
         page.goto(f"{api_url}/#/search?room=studio&min_duration=1s&attrs=status%3Derror&run=1")
         page.wait_for_selector("#search-count")
-        shots.append(out / "console-search.png")
-        page.screenshot(path=shots[-1], full_page=True)
+        shots.append(out / f"console-search{end}.png")
+        page.screenshot(path=shots[-1])
         page.goto(f"{api_url}/#/live?room={SHOP_ROOM}")
         page.wait_for_selector("#app[data-live=ready]")
         for i in range(3):
             send_live_span(http_url, grpc_endpoint, f"live.request.{i}")
         page.wait_for_selector("#live-spans tr[data-name='live.request.2']")
-        shots.append(out / "console-live.png")
-        page.screenshot(path=shots[-1], full_page=True)
+        shots.append(out / f"console-live{end}.png")
+        page.screenshot(path=shots[-1])
+        page.goto(f"{api_url}/#/usage")
+        page.wait_for_selector("#usage-calls")
+        shots.append(out / f"console-usage{end}.png")
+        page.screenshot(path=shots[-1])
         browser.close()
     return shots
 
@@ -240,8 +253,9 @@ def main() -> None:
     try:
         send_workload(grpc)
         send_shop_session(http, grpc)
-        for path in take_screenshots(api, http, grpc, out):
-            print(path)
+        for scheme in ("light", "dark"):
+            for path in take_screenshots(api, http, grpc, out, scheme):
+                print(path)
     finally:
         thread.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,6 @@
-"""Metric points → time series for charts: gauges and sums as values, histograms as
-count/p50/p99 per point (cumulative histograms turned into per-interval deltas first).
+"""Metric points → time series for charts: gauges and sums as values (delta sums also as a rate
+per second of their interval), histograms as count/p50/p99 per point (cumulative histograms
+turned into per-interval deltas first).
 Non-finite values are written as the strings "NaN", "Infinity", "-Infinity" (SPEC 8)."""
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def _histogram_point(row: Record, prev: Record | None) -> Record:
     }
 
 
+def _per_second(row: Record) -> float | None:
+    """A delta sum's value per second of its interval (start to time), or None without one."""
+    start, end, value = row["start"], row["time"], row["value"]
+    if not start or end is None or end <= start or value is None:
+        return None
+    return float(value) / ((end - start) / 1e9)
+
+
 def metric_series(con: duckdb.DuckDBPyConnection, session_id: str, f: MetricFilter) -> list[Record]:
     """One series per (name, service, attributes), points in time order."""
     conds, params = metric_where(f)
@@ -79,6 +88,7 @@ def metric_series(con: duckdb.DuckDBPyConnection, session_id: str, f: MetricFilt
                 "name": row["name"],
                 "type": row["type"],
                 "unit": row["unit"],
+                "temporality": row["temporality"],
                 "service_name": row["service_name"],
                 "attributes": attrs,
                 "points": [],
@@ -95,6 +105,8 @@ def metric_series(con: duckdb.DuckDBPyConnection, session_id: str, f: MetricFilt
             point.update(p50=qs.get(0.5), p99=qs.get(0.99))
         else:
             point = {"time": format_ts(row["time"]), "value": row["value"]}
+            if row["type"] == "sum" and row["temporality"] == "delta":
+                point["rate"] = _per_second(row)
         last[key] = row
         # Values are data: NaN and ±Infinity as "NaN", "Infinity", "-Infinity" (SPEC 8).
         s["points"].append({k: jsonable(v, data=True) for k, v in point.items()})

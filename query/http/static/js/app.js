@@ -4,6 +4,7 @@ import { h, shortTime, fmtNs, sessionDuration, hashParams, setHash } from "./uti
 import { sessionPage, tracePage } from "./session.js";
 import { livePage } from "./live.js";
 import { usagePage, fmtCost } from "./usage.js";
+import { enableKeys } from "./keys.js";
 
 const REFRESH_MS = 5000;
 const SESSIONS_PAGE = 200; // sessions a page of the list holds (#/sessions?limit=N: N)
@@ -11,8 +12,8 @@ const MAX_PAGE = 10000; // the API's largest page
 const SINCE = [["", "any time"], ["15m", "last 15 min"], ["1h", "last hour"], ["6h", "last 6 hours"], ["24h", "last day"], ["7d", "last week"]];
 let current = null;
 
-function select(id, options, value) {
-  const el = h("select", { id }, options.map(([v, label]) => h("option", { value: v }, label)));
+function select(id, options, value, label) {
+  const el = h("select", { id, "aria-label": label }, options.map(([v, label]) => h("option", { value: v }, label)));
   el.value = value;
   return el;
 }
@@ -20,8 +21,8 @@ function select(id, options, value) {
 async function sessionsPage(root, params, signal) {
   const mode = params.get("active") === "false" ? "ended" : params.get("active") === "true" ? "active" : "recent";
   const { rooms } = await get("/api/v1/rooms", { limit: MAX_PAGE });
-  const roomSel = select("sessions-room", [["", "all rooms"], ...rooms.map((r) => [r.room || "", r.room || "(none)"])], params.get("room") || "");
-  const sinceSel = select("sessions-since", SINCE, params.get("since") || "");
+  const roomSel = select("sessions-room", [["", "all rooms"], ...rooms.map((r) => [r.room || "", r.room || "(none)"])], params.get("room") || "", "room");
+  const sinceSel = select("sessions-since", SINCE, params.get("since") || "", "started since");
   const auto = h("input", { type: "checkbox", id: "sessions-auto", checked: params.get("refresh") !== "off" });
   const toggle = h("div", { class: "toggle", id: "sessions-mode" }, [["recent", "Recent"], ["active", "Active"], ["ended", "Ended"]].map(([m, label]) =>
     h("button", { class: m === mode ? "on" : "", dataset: { mode: m }, onclick: () => go({ mode: m }) }, label)));
@@ -161,4 +162,5 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+enableKeys(document.getElementById("app"));
 route();

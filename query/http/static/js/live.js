@@ -64,7 +64,7 @@ export async function livePage(root, params, signal) {
   const room = params.get("room") || "";
   const session = params.get("session") || "";
   const { rooms } = await get("/api/v1/rooms");
-  const roomSel = h("select", { id: "live-room" }, h("option", { value: "" }, "all rooms"), rooms.map((r) => h("option", { value: r.room || "" }, r.room || "(none)")));
+  const roomSel = h("select", { id: "live-room", "aria-label": "room" }, h("option", { value: "" }, "all rooms"), rooms.map((r) => h("option", { value: r.room || "" }, r.room || "(none)")));
   roomSel.value = room;
   roomSel.addEventListener("change", () => setHash("/live", { room: roomSel.value }));
   const state = h("span", { id: "live-state", class: "pill active" }, "connecting…");

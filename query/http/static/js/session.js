@@ -60,17 +60,25 @@ function inView(el) {
   return r.top <= box.bottom && r.top <= window.innerHeight;
 }
 
+// Esc on a span: its panel is emptied and the span dropped from the URL.
+function closeDetail(detail) {
+  return () => {
+    detail.replaceChildren(h("p", { class: "muted" }, "Click a span for its attributes, events and links."));
+    replaceParams({ span: "" });
+  };
+}
+
 export async function sessionPage(root, id, params) {
   const sid = encodeURIComponent(id);
   const base = `/api/v1/sessions/${sid}`;
-  const detail = h("aside", { class: "detail card" }, h("p", { class: "muted" }, "Click a span for its attributes, events and links."));
+  const detail = h("aside", { class: "detail card", tabindex: "0", "aria-label": "span details" }, h("p", { class: "muted" }, "Click a span for its attributes, events and links."));
   const wfBox = h("div", { class: "wf-box" }, h("p", { class: "muted" }, "loading spans…"));
   const head = h("div", {}, h("p", { class: "muted" }, "loading…"));
   const logsBox = h("div", {});
   const timelineBox = h("div", { class: "timeline" });
   const metricsBox = h("div", { class: "charts" });
-  const severity = h("select", { id: "log-severity" }, LEVELS.map(([v, label]) => h("option", { value: v }, label)));
-  const grep = h("input", { id: "log-grep", type: "search", placeholder: "search log text" });
+  const severity = h("select", { id: "log-severity", "aria-label": "lowest log severity" }, LEVELS.map(([v, label]) => h("option", { value: v }, label)));
+  const grep = h("input", { id: "log-grep", type: "search", placeholder: "search log text", "aria-label": "search log text" });
   const logCount = h("span", { class: "muted" });
   severity.value = (params.get("severity") || "").toUpperCase();
   grep.value = params.get("grep") || "";
@@ -96,7 +104,7 @@ export async function sessionPage(root, id, params) {
   const wfAnswer = pre && pre.path === wfPath ? pre.answer.then((r) => (r && r.ok ? r.json() : get(wfPath))) : get(wfPath);
   const spansP = wfAnswer.then((answer) => {
     const spans = fromColumns(answer);
-    wf = new Waterfall(wfBox, spans, { selected: params.get("span"), onSelect: open });
+    wf = new Waterfall(wfBox, spans, { selected: params.get("span"), onSelect: open, onClose: closeDetail(detail) });
     if (!spans.length) wfBox.replaceChildren(h("p", { class: "muted" }, "no spans"));
     window.__wfRendered = performance.now();
     performance.mark("waterfall-rendered");
@@ -174,9 +182,9 @@ export async function sessionPage(root, id, params) {
       const lines = seriesLines(s);
       const attrs = Object.entries(s.attributes || {}).filter(([k]) => k !== "room" && k !== "session").map(([k, v]) => `${k}=${v}`).join(" ");
       return h("figure", { class: "chart-box", dataset: { metric: s.name } },
-        h("figcaption", {}, h("b", {}, s.name), ` ${s.type}${s.unit ? " · " + s.unit : ""} · ${s.service_name || ""} ${attrs}`),
-        lineChart(lines.main),
-        lines.count ? lineChart(lines.count, { height: 50 }) : null,
+        h("figcaption", {}, h("b", {}, s.name), ` ${s.type}${lines.rate ? " (delta) as rate per second" : ""}${s.unit ? " · " + s.unit : ""} · ${s.service_name || ""} ${attrs}`),
+        lineChart(lines.main, { unit: lines.unit, title: `${s.name} over time` }),
+        lines.count ? lineChart(lines.count, { height: 64, title: `${s.name} count over time` }) : null,
         lines.count ? h("div", { class: "legend" }, h("span", { class: "p50" }, "p50"), h("span", { class: "p99" }, "p99"), h("span", { class: "count" }, "count")) : null);
     }));
   });
@@ -184,7 +192,7 @@ export async function sessionPage(root, id, params) {
 }
 
 export async function tracePage(root, traceId, params) {
-  const detail = h("aside", { class: "detail card" }, h("p", { class: "muted" }, "Click a span for its attributes, events and links."));
+  const detail = h("aside", { class: "detail card", tabindex: "0", "aria-label": "span details" }, h("p", { class: "muted" }, "Click a span for its attributes, events and links."));
   const wfBox = h("div", { class: "wf-box" });
   const { spans } = await get(`/api/v1/traces/${encodeURIComponent(traceId)}`);
   const first = spans[0] || {};
@@ -195,6 +203,7 @@ export async function tracePage(root, traceId, params) {
       h("div", { class: "wf-layout" }, wfBox, detail)));
   new Waterfall(wfBox, spans, {
     selected: params.get("span"),
+    onClose: closeDetail(detail),
     onSelect: (s) => { detail.replaceChildren(spanDetail(s)); replaceParams({ span: s.span_id }); },
   });
   window.__wfRendered = performance.now();

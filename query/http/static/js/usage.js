@@ -47,7 +47,7 @@ function top(rows, field) {
 }
 
 export async function usagePage(root, params) {
-  const since = h("select", { id: "usage-since" }, SINCE.map(([v, label]) => h("option", { value: v }, label)));
+  const since = h("select", { id: "usage-since", "aria-label": "time range" }, SINCE.map(([v, label]) => h("option", { value: v }, label)));
   since.value = params.get("since") || "";
   since.addEventListener("change", () => { location.hash = `#/usage${since.value ? "?since=" + since.value : ""}`; });
   const q = since.value ? { since: since.value } : {};
@@ -67,9 +67,9 @@ export async function usagePage(root, params) {
         : null),
     h("div", { class: "charts" },
       h("figure", { class: "chart-box", dataset: { chart: "tokens" } }, h("figcaption", {}, h("b", {}, "tokens per hour"), " input · output"),
-        lineChart([{ label: "input", cls: "p50", values: series("input_tokens") }, { label: "output", cls: "p99", values: series("output_tokens") }])),
+        lineChart([{ label: "input", cls: "p50", values: series("input_tokens") }, { label: "output", cls: "p99", values: series("output_tokens") }], { unit: "tokens", title: "tokens per hour" })),
       h("figure", { class: "chart-box", dataset: { chart: "cost" } }, h("figcaption", {}, h("b", {}, "cost per hour"), " USD (priced models)"),
-        lineChart([{ label: "cost", cls: "count", values: series("cost_usd") }]))),
+        lineChart([{ label: "cost", cls: "count", values: series("cost_usd") }], { unit: "USD", title: "cost per hour" }))),
     h("div", { class: "two" },
       h("section", { class: "card" }, h("h3", {}, "Models"), table("model", top(models.usage, "input_tokens"), true)),
       h("section", { class: "card" }, h("h3", {}, "Rooms"), table("room", top(rooms.usage, "input_tokens"), true))),
