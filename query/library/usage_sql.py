@@ -123,9 +123,13 @@ def span_items(
         FROM {SPAN_ROWS}
         WHERE attribute_keyset IN ({ids(wanted)}){filters()}"""
     # MeshAgent's llm.invoke spans (those not read above), each with the model and provider
-    # of the llm.turn.iteration just before it under the same parent (its llm.turn).
+    # of the llm.turn.iteration just before it under the same parent (its llm.turn). The
+    # adapter makes an iteration before every invoke: without a keyset holding both of their
+    # keys, the store holds none of its calls, and the spans' names are not read at all.
+    iterations = keysets(MESH_MODEL) & keysets(MESH_PROVIDER)
     not_read = f" AND attribute_keyset NOT IN ({ids(wanted)})" if wanted else ""
-    select += f"""
+    if iterations:
+        select += f"""
         UNION ALL
         SELECT c.project, c.room, c.session_id, c.service_name, c.start_time, c.duration_ns,
                c.status_code, c.name, NULL, i.provider, i.model, NULL, NULL, NULL, NULL, NULL,
@@ -136,7 +140,7 @@ def span_items(
                    {v(MESH_PROVIDER)} AS provider
             FROM {SPAN_ROWS}
             WHERE name = '{MESH_ITERATION}'
-              AND attribute_keyset IN ({ids(keysets(MESH_MODEL) & keysets(MESH_PROVIDER))})
+              AND attribute_keyset IN ({ids(iterations)})
               {filters()}) i
         ON i.trace_id = c.trace_id AND i.parent_span_id = c.parent_span_id
            AND i.start_time <= c.start_time"""
