@@ -37,6 +37,11 @@ class Decoded:
     def accepted(self) -> int:
         return self.table.num_rows
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its tables hold (Arrow buffers)."""
+        return self.table.nbytes + sum(t.nbytes for t in self.side.values())
+
     def reject(self, message: str) -> None:
         self.rejected += 1
         if len(self.errors) < 5:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import SettingsError
 from .settings_table import SETTINGS, Setting
+from .settings_table import disk_bytes as disk_bytes  # for collector.store
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}

@@ -83,6 +83,19 @@ def _memory(v: str) -> str | None:
     return None if n >= MIN_MEMORY_LIMIT else "must be at least 16MiB"
 
 
+def disk_bytes(v: str) -> int:
+    """``retention.max_bytes`` in bytes: a size (size_bytes) or ``0`` (no cap)."""
+    return 0 if isinstance(v, str) and v.strip() == "0" else size_bytes(v)
+
+
+def _disk_size(v: str) -> str | None:
+    try:
+        disk_bytes(v)
+    except ValueError:
+        return "is not a size: use e.g. 20GB or 500MiB, or 0 for no cap"
+    return None
+
+
 def _non_empty(v: str) -> str | None:
     return None if v else "must not be empty"
 
@@ -243,6 +256,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "limits",
+        "max_queue_bytes",
+        256 * 1024 * 1024,
+        "Bytes of records decoded but not yet committed (their Arrow tables), at most: with"
+        " max_queue_records, what the write queue may add to the collector's memory beside"
+        " store.memory_limit; past it requests get 503/UNAVAILABLE with Retry-After.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "limits",
         "retry_after",
         1,
         "Seconds given in Retry-After when the queue is full.",
@@ -301,6 +324,19 @@ SETTINGS: tuple[Setting, ...] = (
         " sessions last seen before it: 30d, 12h, 90m; 0 keeps everything.",
         str,
         lambda v: _age(v),
+    ),
+    Setting(
+        "retention",
+        "max_bytes",
+        "0",
+        "Cap on the store's data (the database file's used blocks plus its write-ahead log):"
+        " past it, retention deletes the oldest spans, logs and metric points (and sessions"
+        " last seen before them) down to 90% of the cap; the freed blocks are reused, so the"
+        " file stops growing near the cap. A size such as 20GB or 500MiB; 0: no cap. The"
+        " store may pass it by what arrives in one retention.interval, and the log by up to"
+        " store.checkpoint_wal_bytes: keep the cap well above that.",
+        str,
+        lambda v: _disk_size(v),
     ),
     Setting(
         "retention",

@@ -2,8 +2,9 @@
 
 Receivers call :meth:`Writer.submit` with a decoded request and wait on the returned future; it
 resolves only after the request's records are committed, so an OK to an exporter means the data
-is in the file. The queue is bounded by records: past ``max_queue_records`` a submit raises
-:class:`Overloaded`, which receivers answer with a retryable status.
+is in the file. The queue is bounded by records and by bytes (the decoded Arrow tables): past
+``max_queue_records`` or ``max_queue_bytes`` a submit raises :class:`Overloaded`, which
+receivers answer with a retryable status.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Tracker(Protocol):
 class _Item:
     decoded: Decoded
     future: Future = field(default_factory=Future)
+    nbytes: int = 0  # its tables' Arrow buffers, counted against max_queue_bytes
 
 
 _STOP = object()
@@ -83,6 +85,7 @@ class Writer:
         store: Store,
         *,
         max_queue_records: int,
+        max_queue_bytes: int,
         max_batch_records: int,
         retry_after: int,
         tracker: Tracker | None,
@@ -90,12 +93,14 @@ class Writer:
     ):
         self.store = store
         self.max_queue_records = max_queue_records
+        self.max_queue_bytes = max_queue_bytes
         self.max_batch_records = max_batch_records
         self.retry_after = retry_after
         self.tracker = tracker
         self.sweep_interval = sweep_interval
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0
+        self._pending_bytes = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -115,6 +120,7 @@ class Writer:
         return cls(
             store,
             max_queue_records=settings.get("limits.max_queue_records"),
+            max_queue_bytes=settings.get("limits.max_queue_bytes"),
             max_batch_records=settings.get("writer.max_batch_records"),
             retry_after=settings.get("limits.retry_after"),
             tracker=tracker,
@@ -141,16 +147,21 @@ class Writer:
         if n == 0:
             item.future.set_result(None)
             return item.future
+        item.nbytes = decoded.nbytes
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("collector is shutting down")
-            if self._pending and self._pending + n > self.max_queue_records:
+            full = self._pending + n > self.max_queue_records
+            full = full or self._pending_bytes + item.nbytes > self.max_queue_bytes
+            if self._pending and full:
                 self.stats["rejected_overload"] += 1
                 raise Overloaded(
-                    f"write queue full ({self._pending} records waiting); retry later",
+                    f"write queue full ({self._pending} records, {self._pending_bytes} bytes"
+                    " waiting); retry later",
                     self.retry_after,
                 )
             self._pending += n
+            self._pending_bytes += item.nbytes
         self._queue.put(item)
         return item.future
 
@@ -333,6 +344,7 @@ class Writer:
         self.healthy = True
         with self._lock:
             self._pending -= n
+            self._pending_bytes -= sum(item.nbytes for item in group)
         self._checkpoint(idle=False)
         self.stats["commits"] += 1
         self.stats["records"] += n
@@ -347,5 +359,6 @@ class Writer:
             self.healthy = False
         with self._lock:
             self._pending -= n
+            self._pending_bytes -= sum(item.nbytes for item in group)
         for item in group:
             item.future.set_exception(exc)

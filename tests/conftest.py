@@ -54,6 +54,7 @@ def make_writer(store: Store, tracker: SessionTracker | None = None, **kw: Any) 
     s = DEFAULTS
     args: dict[str, Any] = {
         "max_queue_records": s.get("limits.max_queue_records"),
+        "max_queue_bytes": s.get("limits.max_queue_bytes"),
         "max_batch_records": s.get("writer.max_batch_records"),
         "retry_after": s.get("limits.retry_after"),
         "tracker": tracker,

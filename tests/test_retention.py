@@ -215,7 +215,7 @@ def test_file_stops_growing_under_steady_ingest(tmp_path):
     tracker.attach(store)
     writer = make_writer(store, tracker=tracker)
     writer.start()
-    job = Retention(writer.run, durations.seconds("6h"), 60.0, tracker.forget)
+    job = Retention(writer.run, durations.seconds("6h"), 60.0, tracker.forget, max_bytes=0)
     tagger = make_tagger()
     start = NOW - 2 * DAY
     step = 10 * 60 * 10**9

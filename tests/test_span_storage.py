@@ -121,7 +121,7 @@ def test_retention_removes_unused_resources_and_a_new_span_brings_its_resource_b
     def run(fn):
         return Done(fn(store))
 
-    pruned = Retention(run, 7 * 86400, 60.0, None).prune_once()
+    pruned = Retention(run, 7 * 86400, 60.0, None, max_bytes=0).prune_once()
     assert pruned.rows["spans"] == 8 and pruned.rows["shared"] == 1
     con = store.cursor()
     assert con.execute("SELECT count(*) FROM resources").fetchone() == (1,)

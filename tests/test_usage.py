@@ -18,6 +18,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import RunningCollector, make_reader, make_settings, make_store
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
@@ -161,8 +162,47 @@ def send(c: Any, now: int) -> Truth:
     other = {"toolkit": "kit", "tool": "search"}
     tp.get_tracer("t").start_span("run.kit", attributes=other, start_time=t).end(end_time=t + MS)
     tp.shutdown()
+    truth.calls += send_meshagent_turns(c, t)
     truth.calls += send_metrics(c)
     return truth
+
+
+def send_meshagent_turns(c: Any, t: int) -> list[Call]:
+    """MeshAgent's LLM spans as meshagent-openai's Responses adapter makes them: an ``llm.turn``
+    (``session_id``: an agent context id) holding, per loop iteration, an ``llm.turn.iteration``
+    (``model``, ``provider``) then its sibling ``llm.invoke`` (no attributes: the call). Two
+    turns of one trace overlap; an iteration whose request never went out is no call. No
+    tokens on any span: mesh-agent's tokens come from its counters (send_metrics)."""
+    tp = _tracer(c, "mesh-agent", "studio", "s3")
+    tracer = tp.get_tracer("meshagent.openai")
+    root = tracer.start_span("agent.turn", start_time=t)
+    parent = trace.set_span_in_context(root)
+    calls: list[Call] = []
+    turns = [("gpt-4o", "openai", [0, 40, 80]), ("claude-sonnet-4", "anthropic", [40])]
+    for i, (model, provider, starts) in enumerate(turns):
+        attrs = {"session_id": f"agent-context-mesh-{i}", "api": "responses"}
+        turn = tracer.start_span("llm.turn", parent, attributes=attrs, start_time=t + i * MS)
+        inside = trace.set_span_in_context(turn)
+        for n, ms in enumerate(starts):
+            start = t + (i + ms) * MS
+            attrs = {"model": model, "provider": provider, "parallel_tool_calls": False}
+            step = tracer.start_span("llm.turn.iteration", inside, attributes=attrs,
+                                     start_time=start)  # fmt: skip
+            step.end(end_time=start + 2 * MS)
+            if model == "gpt-4o" and n == len(starts) - 1:
+                continue  # preparing the request failed: no llm.invoke, no call
+            invoke = tracer.start_span("llm.invoke", inside, start_time=start + 3 * MS)
+            tool = tracer.start_span(
+                "llm.handle_tool_call", trace.set_span_in_context(invoke),
+                attributes={"name": "search"}, start_time=start + 20 * MS,
+            )  # fmt: skip
+            tool.end(end_time=start + 25 * MS)
+            invoke.end(end_time=start + 30 * MS)
+            calls.append(Call("studio", "s3", "mesh-agent", model, provider, 0, 0))
+        turn.end(end_time=t + (i + 200) * MS)
+    root.end(end_time=t + 300 * MS)
+    tp.shutdown()
+    return calls
 
 
 def _meter(c: Any, service: str, room: str, session: str, delta: bool) -> MeterProvider:

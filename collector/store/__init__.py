@@ -15,7 +15,7 @@ import time
 
 from .. import durations
 from ..errors import StoreError
-from ..settings import Settings
+from ..settings import Settings, disk_bytes
 from .duckdb_store import DuckDBStore, Maintenance
 from .interface import Job, Recount, Run, Store, Task
 from .maintenance.retention import Pruned
@@ -53,6 +53,7 @@ def create_store(settings: Settings) -> DuckDBStore:
         memory_limit=s.get("store.memory_limit"),
         maintenance=Maintenance(
             max_age=durations.seconds(s.get("retention.max_age")),
+            max_bytes=disk_bytes(s.get("retention.max_bytes")),
             retention_interval=s.get("retention.interval"),
             rows=s.get("compaction.rows"),
             after=durations.seconds(s.get("compaction.after")),

@@ -48,6 +48,7 @@ class Maintenance:
     """What the maintenance jobs do (settings ``retention.*`` and ``compaction.*``, resolved)."""
 
     max_age: float  # seconds; 0 keeps everything
+    max_bytes: int  # the size cap of the data; 0: none
     retention_interval: float
     rows: int  # compaction's chunk size; 0 turns compaction off
     after: float  # seconds before a range of start times is compacted
@@ -350,7 +351,7 @@ class DuckDBStore:
     def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
         m = self.maintenance
         return [
-            Retention(run, m.max_age, m.retention_interval, forget),
+            Retention(run, m.max_age, m.retention_interval, forget, max_bytes=m.max_bytes),
             Compaction(
                 run,
                 self.cursor,

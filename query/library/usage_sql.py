@@ -10,6 +10,13 @@ Nothing is derived at ingest; :func:`usage_sql` reads the telemetry as stored:
   tool call is an ``execute_tool`` span (``gen_ai.tool.name``) or a MeshAgent tool span
   (``execute.<toolkit>.<tool>`` with ``toolkit`` and ``tool``). Only spans whose attribute keyset
   holds one of those keys are read, each value at its keyset position (query.library.search).
+* **MeshAgent's LLM spans** (meshagent-openai's ``responses_adapter.py``, ``create_response``):
+  a ``llm.turn`` (one agent turn) holds a loop of ``llm.turn.iteration`` spans (``model``,
+  ``provider``: the request being prepared) each followed by its sibling ``llm.invoke`` span
+  (no attributes: the request itself, retries included, and the handling of its response).
+  One ``llm.invoke`` is one LLM call, its model and provider those of the iteration just
+  before it under the same ``llm.turn``; the turn and the iterations are not calls. These
+  spans carry no token counts: MeshAgent's tokens come from its ``meshagent.usage`` counters.
 * **Metric points**: MeshAgent's ``meshagent.usage`` counters (DELTA, one per token kind, with
   ``model`` and ``provider``), the GenAI metrics ``gen_ai.client.token.usage`` (by
   ``gen_ai.token.type``) and ``gen_ai.client.operation.duration`` (its count: calls).
@@ -37,8 +44,10 @@ REQUEST_MODEL, RESPONSE_MODEL = "gen_ai.request.model", "gen_ai.response.model"
 INPUT, OUTPUT = "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"
 CACHED = "gen_ai.usage.cache_read.input_tokens"
 TOOL_NAME, TOOLKIT, TOOL = "gen_ai.tool.name", "toolkit", "tool"
+MESH_MODEL, MESH_PROVIDER = "model", "provider"  # on MeshAgent's llm.turn.iteration spans
+MESH_ITERATION, MESH_INVOKE = "llm.turn.iteration", "llm.invoke"
 SPAN_KEYS = (OP, PROVIDER, SYSTEM, REQUEST_MODEL, RESPONSE_MODEL, INPUT, OUTPUT, CACHED,
-             TOOL_NAME, TOOLKIT, TOOL)  # fmt: skip
+             TOOL_NAME, TOOLKIT, TOOL, MESH_MODEL, MESH_PROVIDER)  # fmt: skip
 INFERENCE = ("chat", "text_completion", "generate_content", "embeddings")
 
 MESHAGENT_SCOPE = "meshagent.usage"
@@ -86,38 +95,66 @@ def span_items(
 
     wanted = keysets(OP) | keysets(INPUT) | keysets(OUTPUT) | keysets(TOOL_NAME)
     wanted |= keysets(TOOLKIT) & keysets(TOOL)
-    values: dict[str, str] = {}
-    value_params: list[Any] = []
-    for key in SPAN_KEYS:
+    bound: list[Any] = []  # the parameters, in the order the f-strings below place them
+
+    def v(key: str) -> str:
         sql, p = span_value_or_null(key, "", places[key])
-        values[key] = sql
-        value_params += p
-    v = values
-    mesh_tool = (
-        f"starts_with(name, 'execute.') AND {v[TOOLKIT]} IS NOT NULL AND {v[TOOL]} IS NOT NULL"
-    )
+        bound.extend(p)
+        return sql
+
+    def filters() -> str:
+        bound.extend(params)
+        return "".join(f" AND {c}" for c in where)
+
+    def ids(keys: set[int]) -> str:
+        return ", ".join(str(int(k)) for k in sorted(keys)) or "NULL"
+
     select = f"""
         SELECT project, room, session_id, service_name, start_time AS time, duration_ns,
-               status_code, name, {v[OP]} AS op,
-               coalesce({v[PROVIDER]}, {v[SYSTEM]}) AS provider,
-               coalesce({v[RESPONSE_MODEL]}, {v[REQUEST_MODEL]}) AS model,
-               {_num(v[INPUT])} AS input, {_num(v[OUTPUT])} AS output,
-               {_num(v[CACHED])} AS cached, {v[TOOL_NAME]} AS gen_ai_tool,
-               CASE WHEN {mesh_tool} THEN {v[TOOLKIT]} || '.' || {v[TOOL]} END AS mesh_tool
+               status_code, name, {v(OP)} AS op,
+               coalesce({v(PROVIDER)}, {v(SYSTEM)}) AS provider,
+               coalesce({v(RESPONSE_MODEL)}, {v(REQUEST_MODEL)}) AS model,
+               {_num(v(INPUT))} AS input, {_num(v(OUTPUT))} AS output,
+               {_num(v(CACHED))} AS cached, {v(TOOL_NAME)} AS gen_ai_tool,
+               CASE WHEN starts_with(name, 'execute.') AND {v(TOOLKIT)} IS NOT NULL
+                         AND {v(TOOL)} IS NOT NULL
+                    THEN {v(TOOLKIT)} || '.' || {v(TOOL)} END AS mesh_tool,
+               false AS mesh_call
         FROM {SPAN_ROWS}
-        WHERE attribute_keyset IN ({", ".join(str(int(k)) for k in sorted(wanted)) or "NULL"})"""
-    select += "".join(f" AND {c}" for c in where)
+        WHERE attribute_keyset IN ({ids(wanted)}){filters()}"""
+    # MeshAgent's llm.invoke spans (those not read above), each with the model and provider
+    # of the llm.turn.iteration just before it under the same parent (its llm.turn). The
+    # adapter makes an iteration before every invoke: without a keyset holding both of their
+    # keys, the store holds none of its calls, and the spans' names are not read at all.
+    iterations = keysets(MESH_MODEL) & keysets(MESH_PROVIDER)
+    not_read = f" AND attribute_keyset NOT IN ({ids(wanted)})" if wanted else ""
+    if iterations:
+        select += f"""
+        UNION ALL
+        SELECT c.project, c.room, c.session_id, c.service_name, c.start_time, c.duration_ns,
+               c.status_code, c.name, NULL, i.provider, i.model, NULL, NULL, NULL, NULL, NULL,
+               true
+        FROM (SELECT * FROM {SPAN_ROWS} WHERE name = '{MESH_INVOKE}'{not_read}{filters()}) c
+        ASOF LEFT JOIN (
+            SELECT trace_id, parent_span_id, start_time, {v(MESH_MODEL)} AS model,
+                   {v(MESH_PROVIDER)} AS provider
+            FROM {SPAN_ROWS}
+            WHERE name = '{MESH_ITERATION}'
+              AND attribute_keyset IN ({ids(iterations)})
+              {filters()}) i
+        ON i.trace_id = c.trace_id AND i.parent_span_id = c.parent_span_id
+           AND i.start_time <= c.start_time"""
     classify = f"""
         SELECT *, CASE
             WHEN op = 'execute_tool' OR (op IS NULL AND mesh_tool IS NOT NULL) THEN 'tool'
-            WHEN op IN {_list(INFERENCE)}
+            WHEN op IN {_list(INFERENCE)} OR mesh_call
                  OR (op IS NULL AND (input IS NOT NULL OR output IS NOT NULL)) THEN 'llm'
             END AS kind,
             CASE WHEN op = 'execute_tool' OR (op IS NULL AND mesh_tool IS NOT NULL)
                  THEN coalesce(gen_ai_tool, mesh_tool, regexp_replace(name, '^execute_tool ?', ''))
             END AS tool_name
         FROM ({select})"""
-    return classify, [*value_params, *params]
+    return classify, bound
 
 
 def metric_items(

@@ -317,6 +317,7 @@ def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> 
     writer = Writer(
         store,
         max_queue_records=400_000,
+        max_queue_bytes=2**31,
         max_batch_records=40_000,
         retry_after=settings.get("limits.retry_after"),
         tracker=tracker,

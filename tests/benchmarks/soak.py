@@ -12,9 +12,10 @@ seed queries through the API (median of --query-runs runs each):
 - sessions:   GET /api/v1/sessions   (session list)
 
 It writes the samples as CSV (--csv) and, if matplotlib is importable, a PNG chart of every
-series over time (--png; `pip install matplotlib` for the chart: it is no dependency of
-roomscope). At the end it prints the RSS peak, the file size over time and each query's p50 in
-the first and the last minute.
+series over time (--png; `pip install -e '.[bench]'` for the chart: matplotlib is an optional
+extra, no dependency of roomscope), the memory budget drawn beside the RSS. At the end it
+prints the RSS peak, the file size over time and each query's p50 in the first and the last
+minute.
 
     python tests/benchmarks/soak.py --seconds 180 --rate 40000 --env ROOMSCOPE_RETENTION_MAX_AGE=2m
     python tests/benchmarks/soak.py --seconds 3600 --rate 45000 --interval 30 \\
@@ -42,6 +43,9 @@ from ingest import ROOT, HttpPoster, Server, Stats
 
 sys.path.insert(0, str(ROOT / "tests"))
 from otlp_factory import trace_request
+
+from collector.settings import load_settings
+from collector.settings_table import size_bytes
 
 QUERIES = {
     "errors": "/api/v1/traces?attrs=status%3Derror&limit=20",
@@ -133,18 +137,18 @@ def api_url(server: Server) -> str:
     raise SystemExit("no API in the ready line")
 
 
-def chart(rows: list[dict[str, float]], path: str) -> None:
+def chart(rows: list[dict[str, float]], path: str, budget_mb: float | None = None) -> None:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("no chart: pip install matplotlib")
+        print("no chart: pip install -e '.[bench]' (matplotlib)")
         return
     t = [r["t_s"] for r in rows]
     panels = [
-        ("memory and disk (MB)", ["rss_mb", "file_mb", "wal_mb"]),
+        ("memory (MiB) and disk (MB)", ["rss_mb", "file_mb", "wal_mb"]),
         ("ingest (spans/s)", ["spans_per_s"]),
         ("OTLP request p99 (ms)", ["p99_ms"]),
         ("seed queries, median (ms)", [f"{q}_ms" for q in QUERIES]),
@@ -153,6 +157,8 @@ def chart(rows: list[dict[str, float]], path: str) -> None:
     for ax, (title, keys) in zip(axes, panels, strict=True):
         for k in keys:
             ax.plot(t, [r[k] for r in rows], label=k)
+        if keys[0] == "rss_mb" and budget_mb is not None:
+            ax.axhline(budget_mb, linestyle="--", color="grey", label="store.memory_limit")
         ax.set_title(title)
         ax.legend(loc="upper left")
         ax.grid(alpha=0.3)
@@ -160,6 +166,13 @@ def chart(rows: list[dict[str, float]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     print(f"chart: {path}")
+
+
+def memory_budget_mb(env: dict[str, str]) -> float:
+    """The collector's store.memory_limit in MiB, as RSS is sampled (the default unless --env
+    sets it)."""
+    limit = load_settings(env=env).get("store.memory_limit")
+    return size_bytes(limit) / 2**20
 
 
 def summarize(rows: list[dict[str, float]]) -> None:
@@ -194,7 +207,8 @@ def main() -> None:
     stop = threading.Event()
     bodies = Bodies(16, args.spans_per_request, args.refresh, stop)
     workdir = Path(tempfile.mkdtemp(prefix="roomscope-soak-"))
-    server = Server(workdir, dict(kv.split("=", 1) for kv in args.env))
+    server_env = dict(kv.split("=", 1) for kv in args.env)
+    server = Server(workdir, server_env)
     rows: list[dict[str, float]] = []
     try:
         api = api_url(server)
@@ -246,7 +260,7 @@ def main() -> None:
             w.writerows(rows)
         print(f"samples: {args.csv}")
         summarize(rows)
-        chart(rows, args.png)
+        chart(rows, args.png, memory_budget_mb(server_env))
         print(f"server exited {server.stop()}")
     finally:
         stop.set()

@@ -1,4 +1,5 @@
-"""Retention: delete whole old data so the store stays bounded (setting ``retention.max_age``).
+"""Retention: delete whole old data so the store stays bounded: by age (setting
+``retention.max_age``) and by size (``retention.max_bytes``, size_cap.py).
 
 Spans (new and archived), log records and metric points older than the cutoff go (by their
 own time), with their ``trace_index`` rows; sessions whose ``last_seen_at`` is older go with
@@ -24,6 +25,7 @@ from ..schema import TRACE_INDEX, storage_table
 from ..span_archive import ARCHIVE
 from ..statements import transaction
 from .periodic import Periodic, Run
+from .size_cap import cutoff_for_share, excess_share, used_bytes
 
 log = logging.getLogger("roomscope.retention")
 
@@ -134,7 +136,8 @@ def prune_connection(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> Pruned:
 
 class Retention(Periodic):
     """The background job: every ``interval`` seconds, delete what is older than ``max_age``
-    through the writer, one slice per writer task, then checkpoint."""
+    (0: no age limit), then, while the data passes ``max_bytes`` (0: no size limit), the
+    oldest data (size_cap.py); through the writer, one slice per writer task, then checkpoint."""
 
     name = "retention"
 
@@ -144,31 +147,67 @@ class Retention(Periodic):
         max_age: float,
         interval: float,
         forget: Callable[[set[str]], None] | None,
+        *,
+        max_bytes: int,
     ):
-        super().__init__(run, interval, enabled=max_age > 0)  # 0: keep forever
+        super().__init__(run, interval, enabled=max_age > 0 or max_bytes > 0)
         self.max_age_ns = int(max_age * 1e9)
+        self.max_bytes = max_bytes
         self.forget = forget
         self.stats["deleted"] = 0
+        self.stats["over_cap"] = 0  # runs that found the data past max_bytes
         self.last = Pruned()
 
     def run_once(self) -> Pruned:
         return self.prune_once()
 
     def prune_once(self, now_ns: int | None = None) -> Pruned:
-        cutoff = (time.time_ns() if now_ns is None else now_ns) - self.max_age_ns
         pruned = Pruned()
+        if self.max_age_ns > 0:
+            now = time.time_ns() if now_ns is None else now_ns
+            self._delete_before(now - self.max_age_ns, pruned)
+        if pruned.total:
+            self._tidy(pruned)
+        if self.max_bytes > 0 and not self.stopping:
+            capped = Pruned()
+            cutoff = self._size_cutoff()
+            if cutoff is not None:
+                self._count(over_cap=1)
+                self._delete_before(cutoff, capped)
+                if capped.total:
+                    self._tidy(capped)
+                for table, n in capped.rows.items():
+                    pruned.add(table, n)
+        self.last = pruned
+        self._finished(deleted=pruned.total)
+        return pruned
+
+    def data_bytes(self) -> int:
+        """The store's data: the file's used blocks plus its write-ahead log."""
+        return self.run(lambda store: used_bytes(store.con) + store.wal_bytes()).result()
+
+    def _size_cutoff(self) -> int | None:
+        """None while the data is within ``max_bytes``; else the time before which the records
+        to delete lie (after a checkpoint, so that the log is measured as blocks)."""
+        if excess_share(self.data_bytes(), self.max_bytes) == 0:
+            return None
+        self.run(lambda store: store.checkpoint()).result()
+        share = excess_share(self.data_bytes(), self.max_bytes)
+        return self.run(lambda store: cutoff_for_share(store.con, share)).result()
+
+    def _delete_before(self, cutoff: int, pruned: Pruned) -> None:
         bounds = self.run(lambda store: slices(store.con, cutoff)).result()
         for upto in bounds:
             if self.stopping:
-                return pruned
+                return
             self.run(lambda store, upto=upto: delete_slice(store.con, upto, pruned)).result()
         ids = self.run(lambda store: delete_rest(store.con, cutoff, pruned)).result()
         if ids and self.forget is not None:
             self.run(lambda store: self.forget(ids)).result()
-        if pruned.total:
-            pruned.add("shared", self.run(lambda store: store.prune_shared()).result())
-            self.run(lambda store: store.checkpoint()).result()
-            log.info("retention deleted %s", pruned.rows)
-        self.last = pruned
-        self._finished(deleted=pruned.total)
-        return pruned
+
+    def _tidy(self, pruned: Pruned) -> None:
+        """After deletes: the shared rows nothing refers to any more, and a checkpoint (which
+        frees the emptied blocks for reuse)."""
+        pruned.add("shared", self.run(lambda store: store.prune_shared()).result())
+        self.run(lambda store: store.checkpoint()).result()
+        log.info("retention deleted %s", pruned.rows)

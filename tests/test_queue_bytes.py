@@ -1,0 +1,59 @@
+"""The write queue is bounded by bytes as well as by records (``limits.max_queue_bytes``): a
+few requests of large records fill it long before their record count would, and are refused
+retryably; once committed, their bytes are counted out again."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_tagger, make_writer, slow_store
+from otlp_factory import trace_request
+
+from collector.decode import decode_body
+from collector.errors import Overloaded
+
+
+def test_a_queue_full_of_bytes_refuses_retryably_and_drains(tmp_path):
+    store = slow_store(tmp_path / "q.duckdb", delay=0.5)
+    store.open()
+    tagger = make_tagger()
+    batches = [
+        decode_body("traces", trace_request(256, seed=i).SerializeToString(), "protobuf", tagger)
+        for i in range(6)
+    ]
+    size = batches[0].nbytes
+    assert size > 256 * 200  # Arrow buffers of 256 spans with ~10 attributes each
+    # Room for about three of them; the record bound is far away.
+    writer = make_writer(store, max_queue_records=10**6, max_queue_bytes=int(size * 3.5))
+    writer.start()
+    try:
+        accepted, refused = [], 0
+        for batch in batches:
+            try:
+                accepted.append(writer.submit(batch))
+            except Overloaded as exc:
+                refused += 1
+                assert exc.retry_after >= 1 and "bytes" in str(exc)
+        assert 3 <= len(accepted) <= 4 and refused == len(batches) - len(accepted)
+        for future in accepted:
+            future.result(30)
+        assert writer._pending_bytes == 0 and writer.pending == 0
+        writer.submit(batches[-1]).result(30)  # room again
+    finally:
+        writer.stop()
+        store.close()
+
+
+@pytest.mark.parametrize("records", [1, 10])
+def test_one_request_larger_than_the_bound_still_goes_in_alone(tmp_path, records):
+    store = slow_store(tmp_path / "one.duckdb", delay=0.0)
+    store.open()
+    batch = decode_body(
+        "traces", trace_request(records).SerializeToString(), "protobuf", make_tagger()
+    )
+    writer = make_writer(store, max_queue_bytes=1)
+    writer.start()
+    try:
+        writer.submit(batch).result(30)  # an empty queue takes any one request
+    finally:
+        writer.stop()
+        store.close()
