@@ -192,6 +192,13 @@ def check_trace_id(trace_id: str) -> str:
     return tid
 
 
+def check_span_id(span_id: str) -> str:
+    sid = span_id.strip().lower()
+    if len(sid) != 16 or not set(sid) <= _HEX:
+        raise QueryError(f"invalid span id {span_id!r}: expected 16 hex digits")
+    return sid
+
+
 def _trace_extent(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[Any, Any, list[str] | None]:
     """The trace's first and last span start, and its rooms (None when a span of it has no
     room), from the small trace_index table."""
