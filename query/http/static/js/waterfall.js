@@ -182,7 +182,7 @@ export class Waterfall {
     const width = Math.max(((s._end - s._start) / span) * 100, 0.15);
     const err = s.status_code === "ERROR";
     const cls = `wf-row${err ? " error" : ""}${this.selected === s.span_id ? " selected" : ""}`;
-    return h("div", { class: cls, style: { top }, title: `${s.name} ${fmtNs(s.duration_ns)} @ ${clock(s.start_time)}`, dataset: { spanId: s.span_id, depth: String(r.depth), name: s.name } },
+    return h("div", { class: cls, style: { top }, title: `${s.name} ${fmtNs(s.duration_ns)} @ ${s.start_time ? clock(s.start_time) : new Date(s._start).toISOString().slice(11, 23)} UTC`, dataset: { spanId: s.span_id, depth: String(r.depth), name: s.name } },
       h("div", { class: "wf-label", style: { paddingLeft: `${6 + r.depth * 14}px` } },
         err ? h("span", { class: "err-dot", title: "error" }, "●") : null,
         h("span", { class: "wf-name" }, s.name), h("span", { class: "wf-svc" }, s.service_name || "")),
