@@ -407,8 +407,26 @@ def rooms_cmd(ctx: click.Context, limit: int | None, output: OutputFormat) -> No
 
 @main.command("demo")
 @click.option("--db", type=click.Path(dir_okay=False), help="Store file (default: a temp dir).")
-def demo_cmd(db: str | None) -> None:
-    """Start a collector on a fresh store, send a realistic workload, show example queries."""
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Keep the collector running with live demo telemetry and print the console's URL;"
+    " Ctrl-C stops it (the store is kept).",
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    help="With --serve: the query API and console port (default 4320 if free, else any; 0: any).",
+)
+def demo_cmd(db: str | None, serve: bool, api_port: int | None) -> None:
+    """Start a collector on a fresh store, send a realistic workload, show example queries
+    (--serve: keep it running with live telemetry for the web console)."""
+    if serve:
+        from .demo_serve import serve_demo
+
+        return serve_demo(db, api_port)
+    if api_port is not None:
+        raise click.UsageError("--api-port goes with --serve")
     from .demo import run_demo  # the OpenTelemetry SDK exporters load only for the demo
 
     run_demo(main, db)
