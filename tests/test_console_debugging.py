@@ -389,3 +389,43 @@ def test_every_page_is_ready_within_budget_with_the_issues_data_sets(
     assert len(world.get(f"/api/v1/traces/{world.big_trace}")["spans"]) == BIG_TRACE_SPANS
     slow = {k: v for k, v in took.items() if v > BUDGET_MS}
     assert not slow, slow
+
+
+def test_the_reconnecting_pill_is_not_the_live_pill(world: World, page: Any) -> None:
+    """The live stream cut: the pill says reconnecting… in a colour of its own (not live's)."""
+    page.goto(f"{world.api}/#/live")
+    page.wait_for_selector("#app[data-live=ready]")
+    live = page.locator("#live-state").evaluate("e => getComputedStyle(e).backgroundColor")
+    page.expected_errors = ["ERR_FAILED", "Failed to load resource"]
+    page.route(
+        "**/api/v1/live*",
+        lambda route: (
+            route.abort()
+            if "event-stream" in (route.request.headers.get("accept") or "")
+            else route.continue_()
+        ),
+    )
+    page.evaluate("location.hash = '#/live?room=studio'")  # a new stream: refused
+    page.wait_for_function("document.getElementById('live-state').textContent === 'reconnecting…'")
+    state = page.locator("#live-state")
+    assert "reconnecting" in (state.get_attribute("class") or "")
+    assert state.evaluate("e => getComputedStyle(e).backgroundColor") != live
+
+
+def test_no_page_has_console_errors_or_unhandled_rejections(world: World, page: Any) -> None:
+    """Every page, in turn, in one browser page (the fixture checks errors at the end)."""
+    big = world.get(f"/api/v1/traces/{world.big_trace}")["spans"][0]
+    for url, ready in (
+        ("#/sessions", "tr.session-row"),
+        (f"#/session/{DEMO_SESSION}", "#logs-scroll tr.log-row"),
+        (f"#/session/{LOGS_SESSION}?grep=line%2000&severity=error", "#logs-scroll tr.log-row"),
+        (f"#/trace/{world.big_trace}?span={big['span_id']}", ".span-detail"),
+        ("#/search", "#search-form"),
+        ("#/search?attrs=status%3Derror&run=1", "#search-scatter circle"),
+        ("#/live", "#app[data-live=ready]"),
+        ("#/usage", "#app section"),
+    ):
+        page.goto(f"{world.api}/{url}")
+        page.wait_for_selector(ready)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("window.__rejections") == [], url

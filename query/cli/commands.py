@@ -419,8 +419,7 @@ def rooms_cmd(ctx: click.Context, limit: int | None, output: OutputFormat) -> No
     help="With --serve: the query API and console port (default 4320 if free, else any; 0: any).",
 )
 def demo_cmd(db: str | None, serve: bool, api_port: int | None) -> None:
-    """Start a collector on a fresh store, send a realistic workload, show example queries
-    (--serve: keep it running with live telemetry for the web console)."""
+    """Start a collector on a fresh store, send a realistic workload, show example queries."""
     if serve:
         from .demo_serve import serve_demo
 
