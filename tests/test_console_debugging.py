@@ -93,6 +93,49 @@ def _in_view(page: Any, selector: str) -> bool:
     )
 
 
+# --- the reads behind the pages (no browser) ---------------------------------------------------
+
+
+def test_trace_rows_page_through_every_matching_trace_once(world: World) -> None:
+    full = world.get("/api/v1/trace_rows", attrs="status=error", limit=1000)
+    assert full["next"] is None
+    got, cursors = [], [None]
+    while True:
+        params = {"attrs": "status=error", "limit": 3}
+        page = world.get(
+            "/api/v1/trace_rows", **params, **({"cursor": cursors[-1]} if cursors[-1] else {})
+        )
+        got += [t["trace_id"] for t in page["traces"]]
+        if not page["next"]:
+            break
+        cursors.append(page["next"])
+    assert got == [t["trace_id"] for t in full["traces"]] and len(set(got)) == len(got) > 3
+    spans = world.get("/api/v1/traces", attrs="status=error", limit=1000)["spans"]
+    assert set(got) == {s["trace_id"] for s in spans}  # the traces of the matching spans
+    for cursor, attrs in (("nope", "status=error"), (cursors[1], "status=ok")):
+        r = httpx.get(
+            world.api + "/api/v1/trace_rows", params={"attrs": attrs, "cursor": cursor}, timeout=10
+        )
+        assert r.status_code == 400 and r.json() == {"error": "invalid cursor"}  # other filters
+
+
+def test_a_traces_compact_waterfall_and_a_spans_logs(world: World) -> None:
+    wf = world.get(f"/api/v1/traces/{world.big_trace}/waterfall")
+    assert len(wf["rows"]) == BIG_TRACE_SPANS and wf["session_id"] == BIG_TRACE_SESSION
+    assert wf["room"] == "bigroom" and wf["rows"][0][wf["columns"].index("start_ns")] == 0
+    for bad, status in (("ab" * 16, 404), ("xyz", 400)):
+        r = httpx.get(f"{world.api}/api/v1/traces/{bad}/waterfall", timeout=10)
+        assert r.status_code == status and "error" in r.json()
+    logs = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", limit=1000)["logs"]
+    one = next(lg for lg in logs if lg["span_id"])
+    mine = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", span_id=one["span_id"])["logs"]
+    assert mine == [lg for lg in logs if lg["span_id"] == one["span_id"]]
+    of_trace = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", trace_id=one["trace_id"])
+    assert of_trace["logs"] == [lg for lg in logs if lg["trace_id"] == one["trace_id"]]
+    r = httpx.get(f"{world.api}/api/v1/sessions/{DEMO_SESSION}/logs?span_id=zz", timeout=10)
+    assert r.status_code == 400 and "invalid span id" in r.json()["error"]
+
+
 # --- 1. from a failed span to its logs and back -----------------------------------------------
 
 

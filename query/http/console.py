@@ -8,6 +8,7 @@ appear in ``/openapi.json``:
   the rows of the query token's project (from :class:`query.http.gate.TokenGate`).
 - ``GET /api/v1/sessions/{session_id}/metric_series`` — metric points as chart-ready series.
 - ``GET /api/v1/sessions/{session_id}/waterfall`` — the session's spans, compact and columnar.
+- ``GET /api/v1/traces/{trace_id}/waterfall`` — one trace's spans, compact and columnar.
 - ``GET /api/v1/trace_rows`` — trace search as trace rows (:mod:`query.library.trace_rows`).
 """
 
@@ -31,7 +32,7 @@ from ..library.records import fetch_records, select_list
 from ..library.search import where_sql
 from ..library.series import metric_series
 from ..library.sessions import resolve_session
-from ..library.waterfall import session_waterfall
+from ..library.waterfall import session_waterfall, trace_waterfall
 from . import params as P
 from .gate import ReadSide, token_project
 from .live import LiveHub
@@ -70,6 +71,13 @@ WATERFALL = ApiRoute(
     P.SESSION_SPANS,
     "rows",
 )
+TRACE_WATERFALL = ApiRoute(
+    "/api/v1/traces/{trace_id}/waterfall",
+    "One trace's spans in the waterfall's compact columnar form, with its root's session and room.",
+    lambda r, p, q: trace_waterfall(r.con, p["trace_id"]),
+    (),
+    "rows",
+)
 TRACE_ROWS = ApiRoute(
     "/api/v1/trace_rows",
     "Trace search as trace rows (the console's search): the newest traces holding a span that"
@@ -79,7 +87,7 @@ TRACE_ROWS = ApiRoute(
     P.TRACES,
     "traces",
 )
-API_ROUTES = (LIVE, SERIES, WATERFALL, TRACE_ROWS)
+API_ROUTES = (LIVE, SERIES, WATERFALL, TRACE_WATERFALL, TRACE_ROWS)
 
 
 def live_snapshot(r: Reader, q: dict[str, Any]) -> Result:
@@ -111,6 +119,7 @@ class Console:
             Route(LIVE.path, self.live),
             RawPathRoute(SERIES.path, self.session_read(SERIES)),
             RawPathRoute(WATERFALL.path, self.session_read(WATERFALL)),
+            RawPathRoute(TRACE_WATERFALL.path, self.read(TRACE_WATERFALL)),
             Route(TRACE_ROWS.path, self.read(TRACE_ROWS)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
@@ -140,7 +149,8 @@ class Console:
             q = self._params(route, request)
             if isinstance(q, Response):
                 return q
-            return await self.answer(lambda r: call(r, {}, q))
+            path = dict(request.path_params)
+            return await self.answer(lambda r: call(r, path, q))
 
         return handler
 

@@ -4,7 +4,7 @@
 import { get } from "./api.js";
 import { h, shortTime, fmtNs, tsMs, setHash } from "./util.js";
 
-const PAGE = 50; // traces a page holds unless the form's limit says otherwise
+const PAGE = 20; // traces a page holds unless the form's limit says otherwise (as Jaeger and Tempo)
 const NS = "http://www.w3.org/2000/svg";
 const FIELDS = [
   ["room", "room", "studio"], ["service", "service", "agent"], ["name", "span name contains", "llm"],

@@ -231,40 +231,44 @@ export async function sessionPage(root, id, params, signal) {
 export async function tracePage(root, traceId, params) {
   const detail = h("aside", { class: "detail card" }, h("p", { class: "muted" }, "Click a span for its attributes, events, links and logs."));
   const wfBox = h("div", { class: "wf-box" });
-  let spans;
+  const tid = encodeURIComponent(traceId);
+  let answer;
   try {
-    ({ spans } = await get(`/api/v1/traces/${encodeURIComponent(traceId)}`));
+    answer = await get(`/api/v1/traces/${tid}/waterfall`); // compact: the waterfall at once
   } catch (e) {
     if (e.status === 404 || e.status === 400) return notFound(root, `Trace ${traceId}`, e);
     throw e;
   }
-  const first = spans.find((s) => !s.parent_span_id) || spans[0] || {};
-  const sessionId = first.session_id;
+  const spans = fromColumns(answer);
+  const sessionId = answer.session_id;
   const base = sessionId ? `/api/v1/sessions/${encodeURIComponent(sessionId)}` : null;
   const logCount = h("span", { class: "muted", id: "log-count" });
   const logsBox = h("div", {});
   root.replaceChildren(
     h("section", { class: "card" },
       h("h2", {}, `trace ${traceId}`),
-      h("p", {}, sessionId ? h("a", { href: `#/session/${encodeURIComponent(sessionId)}` }, `session ${sessionId}`) : "", first.room ? ` · room ${first.room}` : "", ` · ${spans.length} spans`),
+      h("p", {}, sessionId ? h("a", { href: `#/session/${encodeURIComponent(sessionId)}` }, `session ${sessionId}`) : "", answer.room ? ` · room ${answer.room}` : "", ` · ${spans.length} spans`),
       h("div", { class: "wf-layout" }, wfBox, detail)),
     h("section", { class: "card", id: "logs-card" }, h("div", { class: "section-head" }, h("h3", {}, "Logs of this trace"), logCount), logsBox));
   const byId = new Map(spans.map((s) => [s.span_id, s]));
   let table = null;
-  const wf = new Waterfall(wfBox, spans, {
-    selected: params.get("span"),
-    onSelect: (s) => {
-      spanPanel(detail, s, base, () => { table && table.markSpan(s.span_id); logsBox.scrollIntoView({ block: "start" }); });
-      replaceParams({ span: s.span_id });
-      if (table) table.markSpan(s.span_id);
-    },
-  });
+  let full = null; // the trace's spans with attributes, events and links: read when one is opened
+  const open = async (s) => {
+    replaceParams({ span: s.span_id });
+    if (table) table.markSpan(s.span_id);
+    full = full || get(`/api/v1/traces/${tid}`).then((r) => new Map(r.spans.map((x) => [x.span_id, x])));
+    const one = (await full).get(s.span_id);
+    if (one && wf.selected === s.span_id) {
+      spanPanel(detail, one, base, () => { table && table.markSpan(s.span_id); logsBox.scrollIntoView({ block: "start" }); });
+    }
+  };
+  const wf = new Waterfall(wfBox, spans, { selected: params.get("span"), onSelect: (s) => open(s).catch(() => {}) });
   window.__wfRendered = performance.now();
   if (!base) return logsBox.replaceChildren(h("p", { class: "muted" }, "no session: no logs"));
   table = new LogTable({
     id: "logs",
     maxHeight: 360,
-    fetchPage: (cursor) => get(`${base}/logs`, { limit: 500, trace_id: traceId, cursor }),
+    fetchPage: (cursor, first) => get(`${base}/logs`, { limit: first ? FIRST_PAGE : PAGE, trace_id: traceId, cursor }),
     spanName: (spanId) => byId.get(spanId)?.name,
     onPick: (l) => showSpan(wf, l.span_id),
     status: (text) => (logCount.textContent = text),
