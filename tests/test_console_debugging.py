@@ -402,11 +402,12 @@ def test_waterfall_tooltips_carry_the_time(world: World, page: Any) -> None:
 
 
 def _ready_ms(page: Any, url: str, ready: str) -> float:
-    """Navigation start → ``ready`` present (the best of three fresh loads)."""
+    """Navigation start → ``ready`` present: the best of five fresh loads (the machine's two
+    cores are shared, so one load says little)."""
     times = []
     page.goto(url)
     page.wait_for_selector(ready, timeout=30_000)
-    for _ in range(3):
+    for _ in range(5):
         page.reload()
         page.wait_for_selector(ready, timeout=30_000)
         times.append(page.evaluate("performance.now()"))
@@ -428,7 +429,7 @@ def test_every_page_is_ready_within_budget_with_the_issues_data_sets(
     took = {
         name: _ready_ms(page, world.api + "/" + url, ready) for name, (url, ready) in pages.items()
     }
-    print("page ready (best of 3, ms):", {k: round(v) for k, v in took.items()})
+    print("page ready (best of 5, ms):", {k: round(v) for k, v in took.items()})
     assert len(world.get(f"/api/v1/traces/{world.big_trace}")["spans"]) == BIG_TRACE_SPANS
     slow = {k: v for k, v in took.items() if v > BUDGET_MS}
     assert not slow, slow

@@ -59,6 +59,9 @@ def test_demo_serve_keeps_sending_live_telemetry_until_ctrl_c(tmp_path: Path) ->
                 _count(page, ".wf-row[data-span-id]"),
                 int(page.locator("#logs-scroll").get_attribute("data-loaded") or 0),
             )
+            chart = "figure.chart-box[data-metric='tools.queue.depth']"
+            page.wait_for_selector(chart)
+            points = int(page.locator(chart).get_attribute("data-points") or 0)
             page.evaluate("window.__samePage = true")
             # While the test watches, the page gains spans (new agent turns) and log records.
             page.wait_for_function(
@@ -67,6 +70,10 @@ def test_demo_serve_keeps_sending_live_telemetry_until_ctrl_c(tmp_path: Path) ->
             )
             page.wait_for_function(
                 f"Number(document.getElementById('logs-scroll').dataset.loaded) > {logs}",
+                timeout=30_000,
+            )
+            page.wait_for_function(  # and its charts move (read again every 5 s)
+                f'Number(document.querySelector("{chart}").dataset.points) > {points}',
                 timeout=30_000,
             )
             assert page.evaluate("window.__samePage") is True  # no reload
