@@ -30,6 +30,8 @@ from screenshots import PERF_SESSION, chromium_missing, launch, send_many_spans
 
 from query.cli.demo import send_workload
 from query.http.serving import serving_thread
+from query.library import trace_rows
+from query.library.filters import SpanFilter
 
 BUDGET_MS = 300
 DEMO_SESSION = "studio-render-42"
@@ -117,6 +119,20 @@ def test_trace_rows_page_through_every_matching_trace_once(world: World) -> None
             world.api + "/api/v1/trace_rows", params={"attrs": attrs, "cursor": cursor}, timeout=10
         )
         assert r.status_code == 400 and r.json() == {"error": "invalid cursor"}  # other filters
+
+
+def test_trace_rows_count_spans_the_same_in_one_read_or_one_per_trace(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con = world.thread.collector.read_access().cursor()
+    try:
+        f = SpanFilter(attrs=(("status", "error"),))
+        one = trace_rows.trace_rows(con, f, 50).records
+        monkeypatch.setattr(trace_rows, "ONE_READ_NS", -1)  # each trace in its own extent
+        each = trace_rows.trace_rows(con, f, 50).records
+    finally:
+        con.close()
+    assert one == each and len(one) > 4 and all(t["span_count"] >= 1 for t in one)
 
 
 def test_a_traces_compact_waterfall_and_a_spans_logs(world: World) -> None:

@@ -28,21 +28,33 @@ KEYS = (Key("last_match", desc=True, ts=True), Key("trace_id"))
 PER_TRACE = 5  # matching spans listed per trace
 
 
+COUNTS = (
+    "SELECT trace_id, count(*), count(*) FILTER (WHERE status_code = 'ERROR'),"
+    " list(DISTINCT room) FILTER (WHERE room IS NOT NULL),"
+    " list(DISTINCT session_id) FILTER (WHERE session_id IS NOT NULL)"
+    f" FROM {SPAN_ROWS} WHERE {{ids}} AND start_time"
+    " BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?) GROUP BY trace_id"
+)
+# Traces whose extents all fit in this much time are counted in one read of that range; else
+# each in its own extent (one small read each, however far apart they are).
+ONE_READ_NS = 3_600 * 10**9
+
+
 def _counts(con: duckdb.DuckDBPyConnection, found: list[Record]) -> dict[str, tuple[Any, ...]]:
     """Per trace: span count, error count, rooms and sessions, read within the trace's extent."""
-    parts, params = [], []
-    for t in found:
-        parts.append(
-            "SELECT trace_id, count(*), count(*) FILTER (WHERE status_code = 'ERROR'),"
-            " list(DISTINCT room) FILTER (WHERE room IS NOT NULL),"
-            " list(DISTINCT session_id) FILTER (WHERE session_id IS NOT NULL)"
-            f" FROM {SPAN_ROWS} WHERE trace_id = ? AND start_time"
-            " BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?) GROUP BY trace_id"
-        )
-        params += [t["trace_id"], t["start_ns"], t["start_ns"] + t["duration_ns"]]
-    if not parts:
+    if not found:
         return {}
-    rows = con.execute(" UNION ALL ".join(parts), params).fetchall()
+    lo = min(t["start_ns"] for t in found)
+    hi = max(t["start_ns"] + t["duration_ns"] for t in found)
+    if hi - lo <= ONE_READ_NS:
+        sql = COUNTS.format(ids="list_contains(?, trace_id)")
+        rows = con.execute(sql, [[t["trace_id"] for t in found], lo, hi]).fetchall()
+    else:
+        parts, params = [], []
+        for t in found:
+            parts.append(COUNTS.format(ids="trace_id = ?"))
+            params += [t["trace_id"], t["start_ns"], t["start_ns"] + t["duration_ns"]]
+        rows = con.execute(" UNION ALL ".join(parts), params).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 

@@ -142,10 +142,19 @@ export async function sessionPage(root, id, params, signal) {
     if (full && wf && wf.selected === s.span_id) spanPanel(detail, full, base, showLogsOf);
     if (table) table.markSpan(s.span_id);
   };
+  const onSelect = (s) => open(s).catch(() => {});
+  // Drawn again with a followed session's new spans: the scroll position and the selected span
+  // stay (without selecting it again, so its panel is not read again).
   const drawWaterfall = () => {
-    const keep = wf ? { top: wf.scroll.scrollTop, selected: wf.selected } : { top: 0, selected: params.get("span") };
-    wf = new Waterfall(wfBox, spans, { selected: keep.selected, onSelect: (s) => open(s).catch(() => {}) });
-    if (keep.top) { wf.scroll.scrollTop = keep.top; wf.draw(true); }
+    if (!wf) wf = new Waterfall(wfBox, spans, { selected: params.get("span"), onSelect });
+    else {
+      const { selected } = wf, top = wf.scroll.scrollTop;
+      wf.destroy();
+      wf = new Waterfall(wfBox, spans, { onSelect });
+      wf.selected = selected;
+      wf.scroll.scrollTop = top;
+      wf.draw(true);
+    }
     if (!spans.length) wfBox.replaceChildren(h("p", { class: "muted" }, "no spans"));
   };
   drawWaterfall();

@@ -93,12 +93,18 @@ export class Waterfall {
     this.draw(true);
     if (this.selected) this.reveal(this.selected);
     let width = this.axis.clientWidth;
-    new ResizeObserver(() => { // ticks fit the width: redraw when it changes
+    this.resizer = new ResizeObserver(() => { // ticks fit the width: redraw when it changes
       if (this.axis.clientWidth === width) return;
       width = this.axis.clientWidth;
       this.axisHead = -1;
       this.draw(true);
-    }).observe(this.axis);
+    });
+    this.resizer.observe(this.axis);
+  }
+
+  // A waterfall drawn anew in its place (a followed session's new spans) lets go of this one.
+  destroy() {
+    this.resizer.disconnect();
   }
 
   select(spanId) {
