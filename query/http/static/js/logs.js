@@ -137,6 +137,7 @@ export class LogTable {
     for (let i = first; i < last; i++) {
       const tr = logRow(this.records[i], this.spanName);
       tr.dataset.index = String(i);
+      if (this.marked && this.records[i].span_id === this.marked) tr.classList.add("marked");
       rows.push(tr);
     }
     this.top.firstChild.style.height = `${first * this.rowH}px`;

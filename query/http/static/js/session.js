@@ -170,9 +170,7 @@ export async function sessionPage(root, id, params, signal) {
   logsBox.replaceChildren(table.el);
   showChip();
 
-  let session = null;
   const readSummary = () => get(base).then(({ session: s, usage }) => {
-    session = s;
     head.replaceChildren(summary(s, usage));
     return s;
   });
