@@ -6,6 +6,7 @@ OpenTelemetry SDK exporters, the console in Debian's headless Chromium."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,25 @@ def test_a_traces_compact_waterfall_and_a_spans_logs(world: World) -> None:
     assert of_trace["logs"] == [lg for lg in logs if lg["trace_id"] == one["trace_id"]]
     r = httpx.get(f"{world.api}/api/v1/sessions/{DEMO_SESSION}/logs?span_id=zz", timeout=10)
     assert r.status_code == 400 and "invalid span id" in r.json()["error"]
+
+
+def test_the_cli_reads_a_spans_logs_through_the_same_path(world: World) -> None:
+    from click.testing import CliRunner
+
+    from query.cli import main
+
+    logs = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", limit=1000)["logs"]
+    one = next(lg for lg in logs if lg["span_id"])
+    args = ["--server", world.api, "session", "logs", DEMO_SESSION, "-o", "json"]
+    r = CliRunner().invoke(main, [*args, "--span-id", one["span_id"]])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["logs"] == [lg for lg in logs if lg["span_id"] == one["span_id"]]
+    r = CliRunner().invoke(main, [*args, "--trace-id", one["trace_id"]])
+    assert [lg["body"] for lg in json.loads(r.output)["logs"]] == [
+        lg["body"] for lg in logs if lg["trace_id"] == one["trace_id"]
+    ]
+    r = CliRunner().invoke(main, [*args, "--span-id", "nope"])
+    assert r.exit_code == 2 and "invalid span id" in r.output
 
 
 # --- 1. from a failed span to its logs and back -----------------------------------------------
