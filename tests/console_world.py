@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+from conftest import make_settings
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
@@ -18,6 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 from otel_sdk import pipeline
+
+from query.http.serving import serving_thread
 
 MS = 1_000_000
 MANY_SESSIONS = 1121
@@ -31,6 +36,23 @@ REJECTIONS_SCRIPT = (
     "window.__rejections = [];"
     "addEventListener('unhandledrejection', (e) => window.__rejections.push(String(e.reason)));"
 )
+
+
+class World:
+    """A collector on a fresh store, on free ports, for a test module."""
+
+    def __init__(self, db: Path):
+        self.thread = serving_thread(make_settings(db))
+        c = self.thread.start()
+        self.api = f"http://127.0.0.1:{c.ports['api']}"
+        self.http = f"http://127.0.0.1:{c.ports['http']}"
+        self.grpc = f"127.0.0.1:{c.ports['grpc']}"
+        self.big_trace = ""
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = httpx.get(self.api + path, params=params, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
 
 
 def _tracer_provider(grpc: str, resource: dict[str, str], queue: int = 20_000) -> TracerProvider:

@@ -6,20 +6,18 @@ OpenTelemetry SDK exporters, the console in Debian's headless Chromium."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import make_settings
 from console_world import (
     BIG_TRACE_SESSION,
     BIG_TRACE_SPANS,
     LOG_COUNT,
     LOGS_SESSION,
     MANY_SESSIONS,
+    World,
     console_page,
     send_big_trace,
     send_follow_turn,
@@ -30,27 +28,9 @@ from console_world import (
 from screenshots import PERF_SESSION, chromium_missing, launch, send_many_spans
 
 from query.cli.demo import send_workload
-from query.http.serving import serving_thread
-from query.library import trace_rows
-from query.library.filters import SpanFilter
 
 BUDGET_MS = 300
 DEMO_SESSION = "studio-render-42"
-
-
-class World:
-    def __init__(self, db: Path):
-        self.thread = serving_thread(make_settings(db))
-        c = self.thread.start()
-        self.api = f"http://127.0.0.1:{c.ports['api']}"
-        self.http = f"http://127.0.0.1:{c.ports['http']}"
-        self.grpc = f"127.0.0.1:{c.ports['grpc']}"
-        self.big_trace = ""
-
-    def get(self, path: str, **params: Any) -> Any:
-        r = httpx.get(self.api + path, params=params, timeout=30)
-        assert r.status_code == 200, r.text
-        return r.json()
 
 
 @pytest.fixture(scope="module")
@@ -94,82 +74,6 @@ def _in_view(page: Any, selector: str) -> bool:
         "e => { const r = e.getBoundingClientRect();"
         " return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; }"
     )
-
-
-# --- the reads behind the pages (no browser) ---------------------------------------------------
-
-
-def test_trace_rows_page_through_every_matching_trace_once(world: World) -> None:
-    full = world.get("/api/v1/trace_rows", attrs="status=error", limit=1000)
-    assert full["next"] is None
-    got, cursors = [], [None]
-    while True:
-        params = {"attrs": "status=error", "limit": 3}
-        page = world.get(
-            "/api/v1/trace_rows", **params, **({"cursor": cursors[-1]} if cursors[-1] else {})
-        )
-        got += [t["trace_id"] for t in page["traces"]]
-        if not page["next"]:
-            break
-        cursors.append(page["next"])
-    assert got == [t["trace_id"] for t in full["traces"]] and len(set(got)) == len(got) > 3
-    spans = world.get("/api/v1/traces", attrs="status=error", limit=1000)["spans"]
-    assert set(got) == {s["trace_id"] for s in spans}  # the traces of the matching spans
-    for cursor, attrs in (("nope", "status=error"), (cursors[1], "status=ok")):
-        r = httpx.get(
-            world.api + "/api/v1/trace_rows", params={"attrs": attrs, "cursor": cursor}, timeout=10
-        )
-        assert r.status_code == 400 and r.json() == {"error": "invalid cursor"}  # other filters
-
-
-def test_trace_rows_count_spans_the_same_in_one_read_or_one_per_trace(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    con = world.thread.collector.read_access().cursor()
-    try:
-        f = SpanFilter(attrs=(("status", "error"),))
-        one = trace_rows.trace_rows(con, f, 50).records
-        monkeypatch.setattr(trace_rows, "ONE_READ_NS", -1)  # each trace in its own extent
-        each = trace_rows.trace_rows(con, f, 50).records
-    finally:
-        con.close()
-    assert one == each and len(one) > 4 and all(t["span_count"] >= 1 for t in one)
-
-
-def test_a_traces_compact_waterfall_and_a_spans_logs(world: World) -> None:
-    wf = world.get(f"/api/v1/traces/{world.big_trace}/waterfall")
-    assert len(wf["rows"]) == BIG_TRACE_SPANS and wf["session_id"] == BIG_TRACE_SESSION
-    assert wf["room"] == "bigroom" and wf["rows"][0][wf["columns"].index("start_ns")] == 0
-    for bad, status in (("ab" * 16, 404), ("xyz", 400)):
-        r = httpx.get(f"{world.api}/api/v1/traces/{bad}/waterfall", timeout=10)
-        assert r.status_code == status and "error" in r.json()
-    logs = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", limit=1000)["logs"]
-    one = next(lg for lg in logs if lg["span_id"])
-    mine = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", span_id=one["span_id"])["logs"]
-    assert mine == [lg for lg in logs if lg["span_id"] == one["span_id"]]
-    of_trace = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", trace_id=one["trace_id"])
-    assert of_trace["logs"] == [lg for lg in logs if lg["trace_id"] == one["trace_id"]]
-    r = httpx.get(f"{world.api}/api/v1/sessions/{DEMO_SESSION}/logs?span_id=zz", timeout=10)
-    assert r.status_code == 400 and "invalid span id" in r.json()["error"]
-
-
-def test_the_cli_reads_a_spans_logs_through_the_same_path(world: World) -> None:
-    from click.testing import CliRunner
-
-    from query.cli import main
-
-    logs = world.get(f"/api/v1/sessions/{DEMO_SESSION}/logs", limit=1000)["logs"]
-    one = next(lg for lg in logs if lg["span_id"])
-    args = ["--server", world.api, "session", "logs", DEMO_SESSION, "-o", "json"]
-    r = CliRunner().invoke(main, [*args, "--span-id", one["span_id"]])
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["logs"] == [lg for lg in logs if lg["span_id"] == one["span_id"]]
-    r = CliRunner().invoke(main, [*args, "--trace-id", one["trace_id"]])
-    assert [lg["body"] for lg in json.loads(r.output)["logs"]] == [
-        lg["body"] for lg in logs if lg["trace_id"] == one["trace_id"]
-    ]
-    r = CliRunner().invoke(main, [*args, "--span-id", "nope"])
-    assert r.exit_code == 2 and "invalid span id" in r.output
 
 
 # --- 1. from a failed span to its logs and back -----------------------------------------------
