@@ -57,12 +57,19 @@ export class Waterfall {
     this.refresh();
     if (this.selected) this.reveal(this.selected);
     let width = this.axis.clientWidth;
-    new ResizeObserver(() => { // ticks fit the width: redraw when it changes
+    this.resizer = new ResizeObserver(() => { // ticks fit the width: redraw when it changes
       if (this.axis.clientWidth === width) return;
       width = this.axis.clientWidth;
       this.axisHead = -1;
       this.draw(true);
-    }).observe(this.axis);
+    });
+    this.resizer.observe(this.axis);
+  }
+
+  // A waterfall drawn anew in its place (a followed session's new spans) lets go of this one.
+  destroy() {
+    this.resizer.disconnect();
+    document.removeEventListener("keydown", this.escape);
   }
 
   // The visible rows again (after a collapse or expand), then drawn.
@@ -296,7 +303,7 @@ export class Waterfall {
     return h("div", {
       class: cls, style: { top }, role: "treeitem", tabindex: "-1", "aria-level": String(r.depth + 2), "aria-selected": String(this.selected === id),
       "aria-expanded": r.kids.length ? String(!shut) : null, "aria-label": `${s.name}${s.service_name ? " · " + s.service_name : ""} · ${dur}${err ? " · error" : ""}`,
-      title: `${s.name} ${dur}${s.start_time ? " @ " + clock(s.start_time) : ""}`, dataset: { spanId: id, depth: String(r.depth), name: s.name, index: String(i) },
+      title: `${s.name} ${dur} @ ${s.start_time ? clock(s.start_time) : new Date(s._start).toISOString().slice(11, 23)} UTC`, dataset: { spanId: id, depth: String(r.depth), name: s.name, index: String(i) },
     },
       h("div", { class: "wf-label", style: { paddingLeft: `calc(2px + var(--wf-indent) * ${r.depth})` } },
         h("span", { class: `wf-toggle${r.kids.length ? "" : " none"}`, "aria-hidden": "true" }, shut ? "▸" : "▾"),
