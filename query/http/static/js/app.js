@@ -142,7 +142,7 @@ async function route() {
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("on", a.dataset.nav === (parts[0] === "session" || parts[0] === "trace" ? "sessions" : parts[0]));
   try {
     if (parts[0] === "session" && parts[1]) await sessionPage(root, decodeURIComponent(parts[1]), params, current.signal);
-    else if (parts[0] === "trace" && parts[1]) await tracePage(root, parts[1], params);
+    else if (parts[0] === "trace" && parts[1]) await tracePage(root, parts[1], params, current.signal);
     else if (parts[0] === "search") await searchPage(root, params, current.signal);
     else if (parts[0] === "live") await livePage(root, params, current.signal);
     else if (parts[0] === "usage") await usagePage(root, params);

@@ -45,7 +45,7 @@ function notFound(root, what, e) {
 
 // Bring a span into view: the waterfall's own scroll, then the page (the waterfall may be above).
 export function showSpan(wf, spanId) {
-  if (!wf || !wf.rows.some((r) => r.kind === "span" && r.span.span_id === spanId)) return false;
+  if (!wf || !wf.all.some((r) => r.kind === "span" && r.span.span_id === spanId)) return false; // shown or collapsed
   wf.reveal(spanId);
   const row = wf.el.querySelector(`.wf-row[data-span-id="${CSS.escape(spanId)}"]`);
   (row || wf.el).scrollIntoView({ block: "center" });
@@ -152,21 +152,18 @@ export async function sessionPage(root, id, params, signal) {
   };
   const onSelect = (s) => open(s).catch(() => {});
   const onClose = closeDetail(detail);
-  // Drawn again with a followed session's new spans: the scroll position and the selected span
-  // stay (without selecting it again, so its panel is not read again).
+  // Drawn again with a followed session's new spans: the scroll position, the selected span
+  // (not selected again, so its panel is not read again) and the waterfall's tools' state stay.
   const drawWaterfall = () => {
     if (!wf) wf = new Waterfall(wfBox, spans, { selected: params.get("span"), onSelect, onClose });
     else {
-      const { selected } = wf, top = wf.scroll.scrollTop;
-      wf.destroy();
-      wf = new Waterfall(wfBox, spans, { onSelect, onClose });
-      wf.selected = selected;
-      wf.scroll.scrollTop = top;
-      wf.draw(true);
+      wf.setSpans(spans);
+      if (!wf.el.isConnected) wfBox.replaceChildren(wf.el);
     }
     if (!spans.length) wfBox.replaceChildren(h("p", { class: "muted" }, "no spans"));
   };
   drawWaterfall();
+  if (signal) signal.addEventListener("abort", () => wf.destroy());
   window.__wfRendered = performance.now();
   performance.mark("waterfall-rendered");
   table = new LogTable({
@@ -244,7 +241,7 @@ export async function sessionPage(root, id, params, signal) {
   }
 }
 
-export async function tracePage(root, traceId, params) {
+export async function tracePage(root, traceId, params, signal) {
   const detail = h("aside", { class: "detail card", tabindex: "0", "aria-label": "span details" }, h("p", { class: "muted" }, "Click a span for its attributes, events, links and logs."));
   const wfBox = h("div", { class: "wf-box" });
   const tid = encodeURIComponent(traceId);
@@ -279,6 +276,7 @@ export async function tracePage(root, traceId, params) {
     }
   };
   const wf = new Waterfall(wfBox, spans, { selected: params.get("span"), onSelect: (s) => open(s).catch(() => {}), onClose: closeDetail(detail) });
+  if (signal) signal.addEventListener("abort", () => wf.destroy());
   window.__wfRendered = performance.now();
   if (!base) return logsBox.replaceChildren(h("p", { class: "muted" }, "no session: no logs"));
   table = new LogTable({

@@ -66,10 +66,23 @@ export class Waterfall {
     this.resizer.observe(this.axis);
   }
 
-  // A waterfall drawn anew in its place (a followed session's new spans) lets go of this one.
+  // A waterfall no longer shown (its page left) lets go of its observer and its Esc key.
   destroy() {
     this.resizer.disconnect();
     document.removeEventListener("keydown", this.escape);
+  }
+
+  // New spans (a followed session's): laid out again in place; the selected span, the scroll,
+  // the collapsed subtrees, the zoom, the find and the critical path stay.
+  setSpans(spans) {
+    const current = this.matches[this.current];
+    this.all = layout(spans);
+    if (this.matches.length || this.tools.input.value.trim()) {
+      this.find(this.tools.input.value);
+      if (current) this.current = this.matches.findIndex((r) => r.span.span_id === current.span.span_id);
+    }
+    if (this.critical) this.showCritical(true);
+    this.refresh();
   }
 
   // The visible rows again (after a collapse or expand), then drawn.
