@@ -315,6 +315,41 @@ def test_a_10000_log_session_keeps_only_visible_rows_and_filters_on_the_server(
     assert bodies == [f"line 0999{i}" for i in range(10)]
 
 
+def test_the_10000_log_table_by_keyboard_alone(world: World, page: Any) -> None:
+    """Its rows come and go as it scrolls, so the table moves its focus itself (keys.js leaves
+    it): one Tab stop, arrows and PageDown through the records, End to the last one read."""
+    page.goto(f"{world.api}/#/session/{LOGS_SESSION}")
+    page.wait_for_selector("#logs-scroll tr.log-row")
+    for _ in range(80):
+        if page.evaluate("document.activeElement.matches('#logs-scroll tr.log-row')"):
+            break
+        page.keyboard.press("Tab")
+    rows = page.locator("#logs-scroll tr.log-row")
+    assert rows.evaluate_all("rs => rs.filter(r => r.tabIndex === 0).length") == 1
+    assert page.locator("#logs-scroll tr.vpad[tabindex]").count() == 0
+    focused = "document.activeElement.matches('#logs-scroll tr.log-row')"
+    index = "Number(document.activeElement.dataset.index)"
+    assert page.evaluate(index) == 0
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate(index) == 1
+    for _ in range(5):
+        page.keyboard.press("PageDown")
+    at = page.evaluate(index)
+    assert at > 40 and page.evaluate(focused)
+    assert page.evaluate("document.activeElement.innerText").find(f"line {at:05d}") >= 0
+    box = page.locator("#logs-scroll").evaluate(
+        "s => { const r = document.activeElement.getBoundingClientRect(),"
+        " b = s.getBoundingClientRect(); return r.top >= b.top && r.bottom <= b.bottom + 1; }"
+    )
+    assert box  # the focused row is in the table's view
+    page.keyboard.press("End")
+    loaded = int(page.locator("#logs-scroll").get_attribute("data-loaded"))
+    page.wait_for_function(f"{focused} && {index} >= {loaded - 1}")
+    page.keyboard.press("Home")
+    assert page.evaluate(index) == 0 and page.evaluate(focused)
+    assert "line 00000" in page.evaluate("document.activeElement.innerText")
+
+
 # --- 5. smaller items --------------------------------------------------------------------------
 
 

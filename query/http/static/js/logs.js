@@ -1,7 +1,9 @@
 // Log tables: a virtualized table of a (possibly huge) paged log listing, and the short list of a
 // span's logs in the span panel. The listing is read a page at a time from the server (filters
 // applied there: severity, text, trace/span), and only the rows in view are in the DOM, so a
-// session of 10,000 log records scrolls like one of 10.
+// session of 10,000 log records scrolls like one of 10. The table has its own keys (keys.js leaves
+// it alone: its rows come and go as it scrolls): ↑/↓, PageUp/PageDown, Home/End move through
+// every record, read or drawn as needed, and Enter selects the row's span.
 import { get } from "./api.js";
 import { h, clock, severityClass } from "./util.js";
 
@@ -39,7 +41,8 @@ export class LogTable {
     this.top = h("tr", { class: "vpad" }, h("td", { colspan: 5 }));
     this.bottom = h("tr", { class: "vpad" }, h("td", { colspan: 5 }));
     this.rowH = LOG_ROW; // measured on the first rows drawn
-    this.body = h("tbody", {}, this.top, this.bottom);
+    this.body = h("tbody", { dataset: { keys: "own" } }, this.top, this.bottom);
+    this.focusIndex = 0; // the record whose row is the table's Tab stop
     this.more = h("div", { class: "logs-more muted", id: id ? `${id}-more` : null });
     this.scroll = h("div", { class: "logs-scroll logs-virtual", id: id ? `${id}-scroll` : null, style: { maxHeight: `${maxHeight}px` } },
       h("table", { class: "grid logs" },
@@ -57,6 +60,13 @@ export class LogTable {
         this.onPick(log);
       }
     });
+    this.body.addEventListener("keydown", (e) => this.key(e));
+    this.body.addEventListener("focusin", (e) => {
+      const tr = e.target.closest("tr.log-row");
+      if (!tr || Number(tr.dataset.index) === this.focusIndex) return;
+      this.focusIndex = Number(tr.dataset.index);
+      for (const r of this.body.querySelectorAll("tr.log-row")) r.tabIndex = r === tr ? 0 : -1;
+    });
     this.records = [];
     this.restart();
   }
@@ -64,6 +74,7 @@ export class LogTable {
   // A new listing (the filters changed): what was drawn goes, page one is read.
   restart() {
     this.listing = { next: null, done: false, busy: false, first: true };
+    this.focusIndex = 0;
     this.firstPage = this.fill(this.listing);
   }
 
@@ -133,16 +144,20 @@ export class LogTable {
     if (!force && first === this.first && last === this.last) return;
     this.first = first;
     this.last = last;
+    const refocus = this.body.contains(document.activeElement);
     const rows = [];
     for (let i = first; i < last; i++) {
       const tr = logRow(this.records[i], this.spanName);
       tr.dataset.index = String(i);
+      tr.tabIndex = i === this.focusIndex ? 0 : -1;
       if (this.marked && this.records[i].span_id === this.marked) tr.classList.add("marked");
       rows.push(tr);
     }
     this.top.firstChild.style.height = `${first * this.rowH}px`;
     this.bottom.firstChild.style.height = `${(n - last) * this.rowH}px`;
+    if (rows.length && (this.focusIndex < first || this.focusIndex >= last)) rows[0].tabIndex = 0; // Tab always lands in the table
     this.body.replaceChildren(this.top, ...rows, this.bottom);
+    if (refocus) this.body.querySelector(`tr[data-index="${this.focusIndex}"]`)?.focus({ preventScroll: true });
     if (rows.length && !this.measured) { // the real row height (fonts, borders), once
       const real = rows[0].getBoundingClientRect().height;
       if (real > 0) {
@@ -154,6 +169,35 @@ export class LogTable {
       }
     }
     if (!this.listing.done && last >= n - OVERSCAN) this.fill(this.listing);
+  }
+
+  key(e) {
+    if (e.altKey || e.ctrlKey || e.metaKey || !e.target.closest("tr.log-row")) return;
+    const page = Math.max(1, Math.floor(this.scroll.clientHeight / this.rowH) - 2);
+    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -Infinity, End: Infinity };
+    if (e.key in moves) this.focusRow(this.focusIndex + moves[e.key]);
+    else if (e.key === "Enter") {
+      const log = this.records[this.focusIndex];
+      if (!log || !log.trace_id || !this.onPick) return;
+      this.onPick(log);
+    } else return;
+    e.preventDefault();
+  }
+
+  // Move the keyboard focus to record i, its row scrolled into view (below the sticky header).
+  focusRow(i) {
+    if (!this.records.length) return;
+    this.focusIndex = Math.max(0, Math.min(this.records.length - 1, i));
+    const top = this.focusIndex * this.rowH;
+    const view = this.scroll.clientHeight - (this.scroll.querySelector("thead")?.offsetHeight || 0);
+    if (top < this.scroll.scrollTop) this.scroll.scrollTop = top;
+    else if (top + this.rowH > this.scroll.scrollTop + view) this.scroll.scrollTop = top + this.rowH - view;
+    this.draw(true);
+    const tr = this.body.querySelector(`tr[data-index="${this.focusIndex}"]`);
+    if (tr) {
+      tr.focus({ preventScroll: true });
+      tr.scrollIntoView({ block: "nearest" }); // the page too, when the table is partly out of it
+    }
   }
 
   // Scroll the row of this span's first log into view and mark the span's rows.

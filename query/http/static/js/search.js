@@ -56,7 +56,7 @@ export function scatter(traces, { width = 900, height = 180 } = {}) {
 function traceRow(t) {
   const href = `#/trace/${t.trace_id}`;
   const matched = t.spans.map((s, i) => [i ? ", " : "", h("a", { href: `${href}?span=${s.span_id}`, class: "matched-span" }, `${s.name} ${fmtNs(s.duration_ns)}`)]).flat();
-  return h("tr", { class: "trace-row", dataset: { traceId: t.trace_id }, tabindex: "0" },
+  return h("tr", { class: "trace-row", dataset: { traceId: t.trace_id } },
     h("td", { class: "mono" }, shortTime(t.start_time)),
     h("td", {}, h("a", { href, class: "trace-root" }, h("b", {}, t.root_service || "?"), ": ", t.root_name || "(no root)"), h("div", { class: "mono small muted" }, t.trace_id)),
     h("td", { class: "num" }, fmtNs(t.duration_ns)), h("td", { class: "num trace-spans" }, t.span_count),
