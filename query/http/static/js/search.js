@@ -29,7 +29,7 @@ function svg(tag, attrs = {}, text) {
 // Each trace a dot: x its start, y its duration; errors red. A dot opens its trace.
 export function scatter(traces, { width = 900, height = 180 } = {}) {
   const pad = { l: 56, r: 12, t: 10, b: 22 };
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "scatter", id: "search-scatter", role: "img", "aria-label": "trace duration over time" });
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "scatter", id: "search-scatter", role: "group", "aria-label": "trace duration over time (a dot opens its trace)" });
   if (!traces.length) return root;
   const ts = traces.map((t) => tsMs(t.start_time));
   let t0 = Math.min(...ts), t1 = Math.max(...ts);
@@ -44,9 +44,10 @@ export function scatter(traces, { width = 900, height = 180 } = {}) {
   root.append(svg("text", { x: pad.l, y: height - 6, class: "axis" }, `${new Date(t0).toISOString().slice(11, 19)} UTC`));
   root.append(svg("text", { x: width - pad.r, y: height - 6, "text-anchor": "end", class: "axis" }, `${new Date(t1).toISOString().slice(11, 19)} UTC`));
   traces.forEach((t, i) => {
-    const a = svg("a", { href: `#/trace/${t.trace_id}`, class: "dot-link" });
+    const label = `${t.root_service || ""} ${t.root_name || ""} · ${fmtNs(t.duration_ns)} · ${t.span_count} spans${t.error_count ? ` · ${t.error_count} errors` : ""} · ${shortTime(t.start_time)} UTC`;
+    const a = svg("a", { href: `#/trace/${t.trace_id}`, class: "dot-link", "aria-label": label });
     const c = svg("circle", { cx: x(ts[i]), cy: y(t.duration_ns), r: 4, class: `dot${t.error_count ? " err" : ""}`, "data-trace-id": t.trace_id, "data-duration-ns": t.duration_ns });
-    c.append(svg("title", {}, `${t.root_service || ""} ${t.root_name || ""} · ${fmtNs(t.duration_ns)} · ${t.span_count} spans${t.error_count ? ` · ${t.error_count} errors` : ""} · ${shortTime(t.start_time)} UTC`));
+    c.append(svg("title", {}, label));
     a.append(c);
     root.append(a);
   });
