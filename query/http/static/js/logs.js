@@ -156,7 +156,11 @@ export class LogTable {
     this.top.firstChild.style.height = `${first * this.rowH}px`;
     this.bottom.firstChild.style.height = `${(n - last) * this.rowH}px`;
     if (rows.length && (this.focusIndex < first || this.focusIndex >= last)) rows[0].tabIndex = 0; // Tab always lands in the table
+    const keep = this.scroll.scrollTop;
     this.body.replaceChildren(this.top, ...rows, this.bottom);
+    // Chromium lays the table out while the focused row is being removed (its blur), the rows
+    // gone, and clamps the scroll to that short table: put it back.
+    if (this.scroll.scrollTop !== keep) this.scroll.scrollTop = keep;
     if (refocus) this.body.querySelector(`tr[data-index="${this.focusIndex}"]`)?.focus({ preventScroll: true });
     if (rows.length && !this.measured) { // the real row height (fonts, borders), once
       const real = rows[0].getBoundingClientRect().height;
