@@ -181,6 +181,9 @@ def sse_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, Any]]:
                 yield fields["event"], json.loads(fields["data"])
 
 
+NOT_CONNECTING = "!document.querySelector('#session-live.follow-connecting')"
+
+
 def take_screenshots(
     api_url: str, http_url: str, grpc_endpoint: str, out: Path, scheme: str = "light"
 ) -> list[Path]:
@@ -200,7 +203,8 @@ def take_screenshots(
         page.wait_for_selector("figure.chart-box")
         page.wait_for_selector("tr.log-row")
         page.locator(".wf-row.error").first.click()
-        page.wait_for_selector(".span-detail")
+        page.wait_for_selector(".span-detail .span-logs")  # the span's own log records
+        page.wait_for_function(NOT_CONNECTING)  # an active session: following it
         shots.append(out / f"console-session{end}.png")
         page.screenshot(path=shots[-1])
         page.wait_for_selector("li.ev")
@@ -217,6 +221,7 @@ def take_screenshots(
         page.screenshot(path=shots[-1])
         page.goto(f"{api_url}/#/search?room=studio&min_duration=1s&attrs=status%3Derror&run=1")
         page.wait_for_selector("#search-count")
+        page.wait_for_selector("#search-scatter circle.dot")
         shots.append(out / f"console-search{end}.png")
         page.screenshot(path=shots[-1])
         page.goto(f"{api_url}/#/live?room={SHOP_ROOM}")

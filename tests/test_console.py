@@ -201,7 +201,7 @@ def _waterfall(page: Any) -> list[tuple[str, int]]:
 def test_sessions_list_into_session_waterfall_in_nesting_and_order(store: Store, page: Any) -> None:
     page.goto(f"{store.api}/#/sessions")
     row = page.locator(f"tr.session-row[data-session-id='{SHOP_SESSION}']")
-    assert row.locator("td").nth(1).inner_text() == SHOP_ROOM
+    assert row.locator("td").nth(2).inner_text() == SHOP_ROOM  # id, project, room, ...
     assert page.locator("tr.session-row").count() == len(store.get("/api/v1/sessions")["sessions"])
     page.locator("#sessions-room").select_option(SHOP_ROOM)
     page.wait_for_function("location.hash.includes('room=shop')")
@@ -313,13 +313,19 @@ def test_session_logs_are_read_a_page_at_a_time_as_the_table_scrolls(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     page.goto(f"{store.api}/#/session/{busiest['session_id']}")
-    expect(page.locator("tr.log-row")).to_have_count(200)
-    page.locator("#logs-more").scroll_into_view_if_needed()
-    expect(page.locator("tr.log-row")).to_have_count(400)
-    page.locator("#logs-more").scroll_into_view_if_needed()
-    expect(page.locator("tr.log-row")).to_have_count(450)
-    bodies = page.locator("tr.log-row td.body").all_inner_texts()
-    assert bodies == [f"line {i:03d}" for i in range(450)]  # in time order, each once
+    table = page.locator("#logs-scroll")
+    expect(table).to_have_attribute("data-loaded", "100")  # the first page, small
+    table.evaluate("el => el.scrollTop = el.scrollHeight")
+    expect(table).to_have_attribute("data-loaded", "450")  # the next page (of 500) on scroll
+    table.evaluate("el => el.scrollTop = el.scrollHeight")
+    page.wait_for_selector("tr.log-row td.body >> text=line 449")
+    # Only the rows in view are drawn; each at its place in time order (row i: line i).
+    drawn = page.locator("tr.log-row").evaluate_all(
+        "rs => rs.map(r => [Number(r.dataset.index), r.querySelector('td.body').textContent])"
+    )
+    assert 10 < len(drawn) < 100
+    assert all(body == f"line {i:03d}" for i, body in drawn)
+    assert [i for i, _ in drawn] == list(range(drawn[0][0], drawn[0][0] + len(drawn)))
     assert page.locator("#logs-more").inner_text() == ""
 
 
@@ -357,17 +363,20 @@ def test_search_runs_from_the_form_keeps_the_query_in_the_url_and_links_to_the_t
     page.wait_for_selector("#search-count")
     assert "min_duration=100ms" in page.url and "attrs=order.id%3D1001" in page.url
     want = {n for n, _p, _s, dur, _svc, _e in SHOP_TRACE if 100 <= dur <= 300}
-    names = page.locator("tr.search-row td:nth-child(3)").all_inner_texts()
+    (row,) = page.locator("tr.trace-row").all()  # one trace: the shop's
+    assert row.locator(".trace-root").inner_text() == "web: checkout"
+    assert row.locator(".trace-spans").inner_text() == str(len(SHOP_TRACE))
+    names = [m.split(" ")[0] for m in row.locator("a.matched-span").all_inner_texts()]
     assert set(names) == want == {"cart.load", "payment.charge"}
     api = store.get(
         "/api/v1/traces", room=SHOP_ROOM, min_duration="100ms", max_duration="0.3s",
         attrs="order.id=1001",
     )["spans"]  # fmt: skip
-    assert names == [s["name"] for s in api]  # same rows, same order (newest first)
+    assert names == [s["name"] for s in api]  # the same spans, newest first
     page.reload()  # a shared URL runs the same search
     page.wait_for_selector("#search-count")
     assert page.locator("#search-min_duration").input_value() == "100ms"
-    page.locator("tr.search-row a", has_text="payment.charge").click()
+    page.locator("a.matched-span", has_text="payment.charge").click()
     page.wait_for_selector(".span-detail")
     assert page.locator(".span-detail h3").inner_text() == "payment.charge"
     assert page.locator(".wf-row.selected").get_attribute("data-name") == "payment.charge"

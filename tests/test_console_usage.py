@@ -100,6 +100,7 @@ def test_session_page_and_list_carry_tokens_and_cost(store: Store, page: Any) ->
     page.goto(f"{store.api}/#/sessions")
     page.wait_for_selector("tr.session-row[data-session-id='studio-render-42']")
     row = "tr.session-row[data-session-id='studio-render-42']"
+    page.wait_for_selector(f"{row} td.session-cost:not(:empty)")  # usage fills in after the rows
     tokens = page.text_content(f"{row} td.session-tokens")
     assert tokens == str(usage["input_tokens"] + usage["output_tokens"])
     assert page.text_content(f"{row} td.session-cost") == f"${usage['cost_usd']:.4f}"

@@ -31,7 +31,7 @@ from ..library.filters import (
     parse_time,
 )
 from ..library.records import parse_ts
-from ..library.traces import check_trace_id, render_trees
+from ..library.traces import check_span_id, check_trace_id, render_trees
 from . import views
 from .choice import NEWEST_RULE, pick_session, session_choice
 from .output import OutputFormat, emit, emit_sql, output_options
@@ -69,6 +69,7 @@ TIME = _Parsed("TIME", parse_time)
 ATTRS = _Parsed("K=V", lambda v: parse_attrs([v]))
 SEVERITY = _Parsed("LEVEL", parse_severity)
 TRACE_ID = _Parsed("TRACE_ID", check_trace_id)
+SPAN_ID = _Parsed("SPAN_ID", check_span_id)
 
 
 @contextmanager
@@ -264,6 +265,8 @@ def session_traces(
 @session_choice
 @click.option("--severity", type=SEVERITY, help="At least this level: TRACE..FATAL or 1-24.")
 @click.option("--grep", help="Body contains TEXT (case-insensitive).")
+@click.option("--trace-id", type=TRACE_ID, help="Only the records of this trace (32 hex digits).")
+@click.option("--span-id", type=SPAN_ID, help="Only the records of this span (16 hex digits).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new records until Ctrl-C.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help=LIMIT_HELP)
 @output_options
@@ -275,6 +278,8 @@ def session_logs(
     project: str | None,
     severity: int | None,
     grep: str | None,
+    trace_id: str | None,
+    span_id: str | None,
     follow: bool,
     limit: int | None,
     output: OutputFormat,
@@ -284,7 +289,7 @@ def session_logs(
         sid = pick_session(src, session_id, room, project, output, "logs")
         if sid is None:
             return
-        f = LogFilter(severity=severity, grep=grep)
+        f = LogFilter(severity=severity, grep=grep, trace_id=trace_id, span_id=span_id)
         fetch = paged(lambda g: src.session_logs(sid, g), f)
         if not follow:
             emit_list(output, fetch, "logs", views.LOGS, limit, fields=views.FIELDS["logs"])
@@ -407,8 +412,25 @@ def rooms_cmd(ctx: click.Context, limit: int | None, output: OutputFormat) -> No
 
 @main.command("demo")
 @click.option("--db", type=click.Path(dir_okay=False), help="Store file (default: a temp dir).")
-def demo_cmd(db: str | None) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Keep the collector running with live demo telemetry and print the console's URL;"
+    " Ctrl-C stops it (the store is kept).",
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    help="With --serve: the query API and console port (default 4320 if free, else any; 0: any).",
+)
+def demo_cmd(db: str | None, serve: bool, api_port: int | None) -> None:
     """Start a collector on a fresh store, send a realistic workload, show example queries."""
+    if serve:
+        from .demo_serve import serve_demo
+
+        return serve_demo(db, api_port)
+    if api_port is not None:
+        raise click.UsageError("--api-port goes with --serve")
     from .demo import run_demo  # the OpenTelemetry SDK exporters load only for the demo
 
     run_demo(main, db)

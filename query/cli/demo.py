@@ -126,7 +126,7 @@ def _restamp(data: MetricsData, t: int) -> MetricsData:
     return replace(data, resource_metrics=[resource(rm) for rm in data.resource_metrics])
 
 
-class _Signals:
+class Signals:
     """One service's SDK pipeline (batched exporters over OTLP/gRPC)."""
 
     def __init__(
@@ -177,7 +177,7 @@ def send_workload(
     rng = random.Random(seed)
     now_ns = now_ns or time.time_ns()
     agent, tools = (
-        _Signals(service, grpc_endpoint, id_generator, metric_time_ns)
+        Signals(service, grpc_endpoint, id_generator, metric_time_ns)
         for service in ("agent", "tools")
     )
     m = Manifest(rooms=sorted({s[0] for s in SESSIONS}))
@@ -187,10 +187,10 @@ def send_workload(
         if session:
             m.explicit_sessions.append(session)
         t = now_ns - int(minutes_ago * 60 * SEC)
-        _log(agent, m, t, SeverityNumber.INFO, "INFO", f"participant joined {room}", tags)
+        emit_log(agent, m, t, SeverityNumber.INFO, "INFO", f"participant joined {room}", tags)
         for turn in range(turns):
             counter += 1
-            t = _turn(agent, tools, m, rng, t, tags, room, session, turn, counter)
+            t = agent_turn(agent, tools, m, rng, t, tags, room, session, turn, counter)
             t += rng.randint(5, 40) * SEC
         if session:
             agent.meter.create_counter("agent.turns", unit="1").add(turns, tags)
@@ -201,9 +201,9 @@ def send_workload(
     return m
 
 
-def _turn(
-    agent: _Signals,
-    tools: _Signals,
+def agent_turn(
+    agent: Signals,
+    tools: Signals,
     m: Manifest,
     rng: random.Random,
     t: int,
@@ -269,8 +269,9 @@ def _turn(
         )  # fmt: skip
     rc, lc = root.get_span_context(), llm.get_span_context()
     tokens = f"llm request: {200 + counter * 17} tokens"
-    _log(agent, m, t + 5 * MS, SeverityNumber.TRACE, "TRACE", tokens, tags, lc.trace_id, lc.span_id)
-    _log(tools, m, tstart, SeverityNumber.DEBUG, "DEBUG", f"calling {tool}", tags)
+    trace_level = SeverityNumber.TRACE
+    emit_log(agent, m, t + 5 * MS, trace_level, "TRACE", tokens, tags, lc.trace_id, lc.span_id)
+    emit_log(tools, m, tstart, SeverityNumber.DEBUG, "DEBUG", f"calling {tool}", tags)
     if fail and counter % 8 == 0:
         level, text, message = (
             SeverityNumber.FATAL,
@@ -283,12 +284,12 @@ def _turn(
         level, text, message = SeverityNumber.WARN, "WARN", f"turn {turn}: slow ({total_ms} ms)"
     else:
         level, text, message = SeverityNumber.INFO, "INFO", f"turn {turn}: done in {total_ms} ms"
-    _log(agent, m, t + total_ms * MS, level, text, message, tags, rc.trace_id, rc.span_id)
+    emit_log(agent, m, t + total_ms * MS, level, text, message, tags, rc.trace_id, rc.span_id)
     return t + total_ms * MS
 
 
-def _log(
-    sig: _Signals,
+def emit_log(
+    sig: Signals,
     m: Manifest,
     t: int,
     level: SeverityNumber,
@@ -308,12 +309,12 @@ def _log(
 
 
 @contextmanager
-def demo_collector(db: Path) -> Iterator[Any]:
+def demo_collector(db: Path, **overrides: Any) -> Iterator[Any]:
     from collector.server import loopback_settings
 
     from ..http.serving import serving_thread
 
-    thread = serving_thread(loopback_settings(db))
+    thread = serving_thread(loopback_settings(db, **overrides))
     collector = thread.start()
     try:
         yield collector
@@ -321,11 +322,17 @@ def demo_collector(db: Path) -> Iterator[Any]:
         thread.stop()
 
 
-def run_demo(cli: click.Group, db: str | None = None) -> None:
-    """The demo: ``cli`` (the ``roomscope`` group) runs the example queries it prints."""
+def fresh_store(db: str | None) -> Path:
+    """The demo's store file: ``db`` (which must not exist yet) or one in a new temp dir."""
     path = Path(db) if db else Path(tempfile.mkdtemp(prefix="roomscope-demo-")) / "demo.duckdb"
     if path.exists():
         raise click.ClickException(f"{path} exists; the demo wants a fresh store")
+    return path
+
+
+def run_demo(cli: click.Group, db: str | None = None) -> None:
+    """The demo: ``cli`` (the ``roomscope`` group) runs the example queries it prints."""
+    path = fresh_store(db)
     started = time.monotonic()
     click.echo(f"roomscope demo: starting a collector on a fresh store {path}", err=True)
     with demo_collector(path) as collector:

@@ -8,6 +8,8 @@ appear in ``/openapi.json``:
   the rows of the query token's project (from :class:`query.http.gate.TokenGate`).
 - ``GET /api/v1/sessions/{session_id}/metric_series`` — metric points as chart-ready series.
 - ``GET /api/v1/sessions/{session_id}/waterfall`` — the session's spans, compact and columnar.
+- ``GET /api/v1/traces/{trace_id}/waterfall`` — one trace's spans, compact and columnar.
+- ``GET /api/v1/trace_rows`` — trace search as trace rows (:mod:`query.library.trace_rows`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..library.records import fetch_records, select_list
 from ..library.search import where_sql
 from ..library.series import metric_series
 from ..library.sessions import resolve_session
-from ..library.waterfall import session_waterfall
+from ..library.waterfall import session_waterfall, trace_waterfall
 from . import params as P
 from .gate import ReadSide, token_project
 from .live import LiveHub
@@ -69,7 +71,23 @@ WATERFALL = ApiRoute(
     P.SESSION_SPANS,
     "rows",
 )
-API_ROUTES = (LIVE, SERIES, WATERFALL)
+TRACE_WATERFALL = ApiRoute(
+    "/api/v1/traces/{trace_id}/waterfall",
+    "One trace's spans in the waterfall's compact columnar form, with its root's session and room.",
+    lambda r, p, q: trace_waterfall(r.con, p["trace_id"]),
+    (),
+    "rows",
+)
+TRACE_ROWS = ApiRoute(
+    "/api/v1/trace_rows",
+    "Trace search as trace rows (the console's search): the newest traces holding a span that"
+    " matches the filters (those of /api/v1/traces), each with root service and name, start,"
+    " duration, span and error counts, rooms, sessions and its newest matching spans; paged.",
+    lambda r, p, q: r.trace_rows(SpanFilter(**q)),
+    P.TRACES,
+    "traces",
+)
+API_ROUTES = (LIVE, SERIES, WATERFALL, TRACE_WATERFALL, TRACE_ROWS)
 
 
 def live_snapshot(r: Reader, q: dict[str, Any]) -> Result:
@@ -101,6 +119,8 @@ class Console:
             Route(LIVE.path, self.live),
             RawPathRoute(SERIES.path, self.session_read(SERIES)),
             RawPathRoute(WATERFALL.path, self.session_read(WATERFALL)),
+            RawPathRoute(TRACE_WATERFALL.path, self.read(TRACE_WATERFALL)),
+            Route(TRACE_ROWS.path, self.read(TRACE_ROWS)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
 
@@ -119,6 +139,20 @@ class Console:
             return P.parse_params(route.params, request.query_params.multi_items())
         except QueryError as exc:
             return error(str(exc), 400)
+
+    def read(self, route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+        """A GET handler for a declared route: 400 on bad parameters, else the route's call."""
+        assert route.call is not None
+        call = route.call
+
+        async def handler(request: Request) -> Response:
+            q = self._params(route, request)
+            if isinstance(q, Response):
+                return q
+            path = dict(request.path_params)
+            return await self.answer(lambda r: call(r, path, q))
+
+        return handler
 
     def session_read(self, route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
         """A GET handler for a declared per-session route: 400 on bad parameters, 404 on an

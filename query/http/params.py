@@ -19,7 +19,7 @@ from ..library.filters import (
     parse_severity,
     parse_time,
 )
-from ..library.traces import check_trace_id
+from ..library.traces import check_span_id, check_trace_id
 from ..library.usage import BY as USAGE_BY
 from ..library.usage import parse_by
 
@@ -64,6 +64,7 @@ P = {
         Param("service", _text, "Service name (service_name).", _STR),
         Param("name", _text, "Span name contains this text (case-insensitive).", _STR),
         Param("trace_id", check_trace_id, "Trace id (32 hex digits).", _STR),
+        Param("span_id", check_span_id, "Span id (16 hex digits).", _STR),
         Param(
             "min_duration",
             parse_duration,
@@ -129,7 +130,7 @@ USAGE = ("by", "room", "session", "project", "since", "until", "limit", "cursor"
 PAGE = ("limit", "cursor")  # every list (SPEC 8)
 SESSION_LIST = ("room", "project", "active", "since", *PAGE, "count")
 SESSION_SPANS = ("trace_id", "name", "min_duration", "max_duration", "attrs")
-SESSION_LOGS = ("severity", "grep", "after", *PAGE)
+SESSION_LOGS = ("severity", "grep", "after", *PAGE, "trace_id", "span_id")
 SESSION_METRICS = ("name", "limit")
 LIVE = ("room", "session", "limit")
 TRACES = (

@@ -300,6 +300,8 @@ class LogFilter(Filter):
     after: int | None = None  # received after this time, epoch ns (follow)
     limit: int | None = None
     cursor: str | None = None
+    trace_id: str | None = None  # the logs of one trace (32 hex) ...
+    span_id: str | None = None  # ... or of one span (16 hex)
 
 
 @dataclass(frozen=True)

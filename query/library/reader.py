@@ -14,7 +14,7 @@ import duckdb
 
 from collector.tagging import Tagger
 
-from . import catalog, otlp_export, sessions, trace_search, traces
+from . import catalog, otlp_export, sessions, trace_rows, trace_search, traces
 from .filters import MAX_PAGE, LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
 from .paging import all_pages
 from .sandbox import scope
@@ -114,6 +114,12 @@ class Reader:
     def trace_search(self, f: SpanFilter, limit: int, per_trace: int) -> Result:
         """The newest traces with a matching span: root, extent, matching spans (Tempo)."""
         return {"traces": trace_search.search_traces(self.con, f, limit, per_trace)}
+
+    def trace_rows(self, f: SpanFilter) -> Result:
+        """A page of trace rows: the newest traces with a matching span, with root, duration,
+        span and error counts and the matching spans (the console's search)."""
+        page = trace_rows.trace_rows(self.con, f, self.default_limit)
+        return {"traces": page.records, "next": page.next}
 
     def full_traces(self, f: SpanFilter, limit: int) -> Result:
         """The newest traces with a matching span, all spans of each (Jaeger)."""

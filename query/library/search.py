@@ -229,6 +229,10 @@ def log_where(f: LogFilter) -> Where:
     if f.after is not None:
         conds.append("received_at > make_timestamp_ns(?)")
         params.append(f.after)
+    for column in ("trace_id", "span_id"):
+        if getattr(f, column) is not None:
+            conds.append(f"{column} = ?")
+            params.append(getattr(f, column))
     return conds, params
 
 

@@ -37,9 +37,22 @@ Found = tuple[
 NEAR_NS = 3_600 * 10**9
 
 
-def find_traces(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> Found:
+def find_traces(
+    con: duckdb.DuckDBPyConnection,
+    f: SpanFilter,
+    limit: int,
+    after: tuple[int, str] | None = None,
+) -> Found:
     """The ids of the newest ``limit`` traces with a matching span (newest match first), the
-    matching spans' ids of each (newest first) and the first and last start of those (ns)."""
+    matching spans' ids of each (newest first) and the first and last start of those (ns);
+    ``after``: only the traces after this (newest match start ns, trace id) in that order."""
+    having, hparams = "", []
+    if after is not None:
+        having = (
+            " HAVING max(start_time) < make_timestamp_ns(?)"
+            " OR (max(start_time) = make_timestamp_ns(?) AND trace_id > ?)"
+        )
+        hparams = [after[0], after[0], after[1]]
     maps = attribute_key_maps(con, filter_keys(f))
     conds, params = span_where(replace(f, limit=None), key_maps=maps)
     newest = newest_start(con)
@@ -62,9 +75,9 @@ def find_traces(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> Fo
             " 'duration_ns': duration_ns, 'name': name, 'service_name': service_name}"
             " ORDER BY start_time DESC, span_id),"
             " epoch_ns(min(start_time)), epoch_ns(max(start_time)), list(DISTINCT room)"
-            f" FROM {SPAN_ROWS}{where_sql(window)} GROUP BY trace_id"
+            f" FROM {SPAN_ROWS}{where_sql(window)} GROUP BY trace_id{having}"
             " ORDER BY max(start_time) DESC, trace_id LIMIT ?",
-            [*values, limit],
+            [*values, *hparams, limit],
         ).fetchall()
         if len(rows) >= limit or i == len(windows) - 1:
             return (
@@ -166,7 +179,11 @@ def _near(
 
 
 def search_traces(
-    con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int, per_trace: int
+    con: duckdb.DuckDBPyConnection,
+    f: SpanFilter,
+    limit: int,
+    per_trace: int,
+    after: tuple[int, str] | None = None,
 ) -> list[Record]:
     """The newest ``limit`` traces with a matching span: trace id, root service and name,
     start (epoch ns), duration (ns), up to ``per_trace`` matching spans (span_id, start_ns,
@@ -174,7 +191,7 @@ def search_traces(
 
     Root and extent come from the spans near the matches (:func:`_near`); a trace whose root
     is not among them is read whole, through trace_index."""
-    ids, matched, around, rooms = find_traces(con, f, limit)
+    ids, matched, around, rooms = find_traces(con, f, limit, after)
     near = _near(con, ids, around, rooms)
     rootless = [t for t in ids if not any(not s["parent_span_id"] for s in near.get(t, []))]
     for tid, spans in trace_spans(con, rootless, around).items():
@@ -198,6 +215,7 @@ def search_traces(
                 "duration_ns": last - first,
                 "spans": matched[tid][:per_trace],
                 "matched": len(matched[tid]),
+                "last_match_ns": around[tid][1] if tid in around else None,
             }
         )
     return out

@@ -192,7 +192,14 @@ def check_trace_id(trace_id: str) -> str:
     return tid
 
 
-def _trace_extent(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[Any, Any, list[str] | None]:
+def check_span_id(span_id: str) -> str:
+    sid = span_id.strip().lower()
+    if len(sid) != 16 or not set(sid) <= _HEX:
+        raise QueryError(f"invalid span id {span_id!r}: expected 16 hex digits")
+    return sid
+
+
+def trace_extent(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[Any, Any, list[str] | None]:
     """The trace's first and last span start, and its rooms (None when a span of it has no
     room), from the small trace_index table."""
     first, last, rooms, null_room = con.execute(
@@ -211,7 +218,7 @@ def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     # The trace's time range and rooms from trace_index, so that only the row groups of those
     # times and rooms are read (old ranges are sorted by room by compaction); spans
     # without a start time, or a store without the index, fall back to reading every trace id.
-    first, last, rooms = _trace_extent(con, tid)
+    first, last, rooms = trace_extent(con, tid)
     rows = []
     if first is not None:
         window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"

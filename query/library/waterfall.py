@@ -1,4 +1,5 @@
-"""A session's spans in the compact, columnar shape the console's waterfall draws from.
+"""A session's (or a trace's) spans in the compact, columnar shape the console's waterfall draws
+from.
 
 Only what the waterfall needs (ids, parent, name, service, status, start offset, duration) as
 rows of plain values, repeated text sent once, so 5,000 spans are one small read and one small
@@ -12,9 +13,11 @@ from typing import Any
 
 import duckdb
 
+from .errors import NotFound
 from .filters import SpanFilter
 from .records import format_ts
 from .search import attribute_key_maps, filter_keys, span_where, where_sql
+from .traces import check_trace_id, trace_extent
 
 COLUMNS = [
     "trace_id", "span_id", "parent_span_id", "name", "service_name", "kind", "status_code",
@@ -42,10 +45,41 @@ def session_waterfall(
                start - min(start) OVER () AS start_ns, duration_ns, min(start) OVER () AS base
         FROM s ORDER BY start, span_id
     """
-    cur = con.execute(sql, [session_id, *params])
+    return {"session_id": session_id, **_compact(con.execute(sql, [session_id, *params]))}
+
+
+def trace_waterfall(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
+    """One trace's spans in the same compact shape, read within its extent (trace_index, as
+    :func:`query.library.traces.get_trace`), with the session and room of its root."""
+    tid = check_trace_id(trace_id)
+    first, last, rooms = trace_extent(con, tid)
+    where, params = "trace_id = ?", [tid]
+    if first is not None:
+        where += " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+        params += [first, last]
+        if rooms:
+            where += f" AND room IN ({', '.join('?' * len(rooms))})"
+            params += rooms
+    sql = f"""
+        SELECT trace_id, span_id, parent_span_id, name, service_name, kind, status_code,
+               epoch_ns(start_time) - min(epoch_ns(start_time)) OVER () AS start_ns, duration_ns,
+               min(epoch_ns(start_time)) OVER () AS base, session_id, room
+        FROM span_rows WHERE {where} ORDER BY start_time, span_id
+    """
+    answer = _compact(con.execute(sql, params), keep=("session_id", "room"))
+    if not answer["rows"]:
+        raise NotFound(f"no trace {tid}")
+    return {"trace_id": tid, **answer}
+
+
+def _compact(cur: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The rows of ``cur`` (COLUMNS and ``base``) as the compact answer; ``keep``: columns
+    whose value in the first row without a parent (the root) is returned too."""
     at = {d[0]: i for i, d in enumerate(cur.description)}  # the rows' columns, by name
     rows = cur.fetchall()
     base = rows[0][at["base"]] if rows else None
+    root = next((r for r in rows if r[at["parent_span_id"]] is None), rows[0] if rows else None)
+    kept = {k: root[at[k]] if root is not None else None for k in keep}
     columns = [at[c] for c in COLUMNS]
     # Repeated text (trace ids, names, services, kinds, statuses) travels once, in ``strings``;
     # those columns hold indexes into it (null stays null).
@@ -62,7 +96,7 @@ def session_waterfall(
             row[i] = ref(row[i])
         out.append(row)
     return {
-        "session_id": session_id,
+        **kept,
         "base_time": format_ts(base),
         "columns": COLUMNS,
         "coded": [COLUMNS[i] for i in coded],

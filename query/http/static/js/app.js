@@ -1,10 +1,11 @@
 // Router (the hash holds the page and its query) and the sessions and search pages.
 import { get } from "./api.js";
-import { h, shortTime, fmtNs, sessionDuration, hashParams, setHash } from "./util.js";
+import { h, shortTime, sessionDuration, hashParams, setHash } from "./util.js";
 import { sessionPage, tracePage } from "./session.js";
 import { livePage } from "./live.js";
 import { usagePage, fmtCost } from "./usage.js";
 import { enableKeys } from "./keys.js";
+import { searchPage } from "./search.js";
 
 const REFRESH_MS = 5000;
 const SESSIONS_PAGE = 200; // sessions a page of the list holds (#/sessions?limit=N: N)
@@ -20,8 +21,21 @@ function select(id, options, value, label) {
 
 async function sessionsPage(root, params, signal) {
   const mode = params.get("active") === "false" ? "ended" : params.get("active") === "true" ? "active" : "recent";
-  const { rooms } = await get("/api/v1/rooms", { limit: MAX_PAGE });
-  const roomSel = select("sessions-room", [["", "all rooms"], ...rooms.map((r) => [r.room || "", r.room || "(none)"])], params.get("room") || "", "room");
+  // The room and project choices come with the rooms list, read beside the first page.
+  const chosen = (key, all) => [["", all], ...(params.get(key) ? [[params.get(key), params.get(key)]] : [])];
+  const roomSel = select("sessions-room", chosen("room", "all rooms"), params.get("room") || "", "room");
+  const projectSel = select("sessions-project", chosen("project", "all projects"), params.get("project") || "", "project");
+  const roomsRead = get("/api/v1/rooms", { limit: MAX_PAGE }).then(({ rooms }) => {
+    const fill = (sel, options, all) => {
+      const value = sel.value;
+      sel.replaceChildren(...[["", all], ...options].map(([v, label]) => h("option", { value: v }, label)));
+      if (value && !options.some(([v]) => v === value)) sel.append(h("option", { value }, value));
+      sel.value = value;
+    };
+    fill(roomSel, [...new Map(rooms.map((r) => [r.room || "", r.room || "(none)"])).entries()].filter(([v]) => v), "all rooms");
+    fill(projectSel, [...new Set(rooms.map((r) => r.project).filter(Boolean))].sort().map((p) => [p, p]), "all projects");
+    root.dataset.rooms = "ready";
+  });
   const sinceSel = select("sessions-since", SINCE, params.get("since") || "", "started since");
   const auto = h("input", { type: "checkbox", id: "sessions-auto", checked: params.get("refresh") !== "off" });
   const toggle = h("div", { class: "toggle", id: "sessions-mode" }, [["recent", "Recent"], ["active", "Active"], ["ended", "Ended"]].map(([m, label]) =>
@@ -33,15 +47,16 @@ async function sessionsPage(root, params, signal) {
   const pageSize = Math.min(Math.max(parseInt(params.get("limit"), 10) || SESSIONS_PAGE, 1), MAX_PAGE);
   const go = (over = {}) => {
     const m = over.mode || mode;
-    setHash("/sessions", { active: m === "active" ? "true" : m === "ended" ? "false" : "", room: roomSel.value, since: sinceSel.value, refresh: auto.checked ? "" : "off", limit: params.get("limit") || "" });
+    setHash("/sessions", { active: m === "active" ? "true" : m === "ended" ? "false" : "", room: roomSel.value, project: projectSel.value, since: sinceSel.value, refresh: auto.checked ? "" : "off", limit: params.get("limit") || "" });
   };
   roomSel.addEventListener("change", () => go());
+  projectSel.addEventListener("change", () => go());
   sinceSel.addEventListener("change", () => go());
   auto.addEventListener("change", () => go());
   root.replaceChildren(h("section", { class: "card" },
-    h("div", { class: "section-head" }, h("h2", {}, "Sessions"), toggle, roomSel, sinceSel, h("label", {}, auto, " auto-refresh"), total, stamp),
+    h("div", { class: "section-head" }, h("h2", {}, "Sessions"), toggle, projectSel, roomSel, sinceSel, h("label", {}, auto, " auto-refresh"), total, stamp),
     h("table", { class: "grid sessions" },
-      h("thead", {}, h("tr", {}, ["id", "room", "started", "ended", "duration", "spans", "logs", "errors", "tokens", "cost", "services", ""].map((x) => h("th", {}, x)))),
+      h("thead", {}, h("tr", {}, ["id", "project", "room", "started (UTC)", "ended (UTC)", "duration", "spans", "logs", "errors", "tokens", "cost", "services", ""].map((x) => h("th", {}, x)))),
       tbody),
     h("div", { class: "more-row" }, more)));
   let used = new Map(); // tokens and cost per session (GET /api/v1/usage?by=session)
@@ -49,33 +64,43 @@ async function sessionsPage(root, params, signal) {
     const href = `#/session/${encodeURIComponent(s.session_id)}`;
     const active = s.ended_at === null;
     return h("tr", { class: "session-row", dataset: { sessionId: s.session_id }, onclick: (e) => { if (!e.target.closest("a")) location.hash = href; } },
-      h("td", {}, h("a", { href }, s.session_id)), h("td", {}, s.room || ""), h("td", { class: "mono" }, shortTime(s.started_at)),
+      h("td", {}, h("a", { href }, s.session_id)), h("td", { class: "session-project" }, s.project || ""), h("td", {}, s.room || ""), h("td", { class: "mono" }, shortTime(s.started_at)),
       h("td", {}, active ? h("span", { class: "pill active" }, "active") : h("span", { class: "mono" }, shortTime(s.ended_at))),
       h("td", { class: "num" }, sessionDuration(s)), h("td", { class: "num" }, s.span_count), h("td", { class: "num" }, s.log_count),
       h("td", { class: `num ${s.error_count ? "error-text" : ""}` }, s.error_count),
       h("td", { class: "num session-tokens" }, used.has(s.session_id) ? used.get(s.session_id).input_tokens + used.get(s.session_id).output_tokens : ""),
       h("td", { class: "num session-cost" }, used.has(s.session_id) ? fmtCost(used.get(s.session_id)) : ""),
       h("td", {}, (s.services || []).join(", ")),
-      h("td", {}, h("a", { class: "small", href: `#/live?session=${encodeURIComponent(s.session_id)}`, title: "live view" }, "live")));
+      h("td", {}, active ? h("a", { class: "small", href: `#/live?session=${encodeURIComponent(s.session_id)}`, title: "live view" }, "live") : null));
   };
-  const filters = () => ({ room: roomSel.value, since: sinceSel.value, active: mode === "active" ? "true" : mode === "ended" ? "false" : "" });
+  const filters = () => ({ room: roomSel.value, project: projectSel.value, since: sinceSel.value, active: mode === "active" ? "true" : mode === "ended" ? "false" : "" });
   let next = null; // the cursor of the page after the rows shown (SPEC 8)
   let shown = 0;
   const showTotal = (n) => { total.textContent = `${shown} of ${n} session${n === 1 ? "" : "s"}`; total.dataset.total = n; };
   // The first pages again (as many rows as are shown), with the total: what auto-refresh reads.
   const load = async () => {
     const limit = Math.min(Math.max(shown, pageSize), MAX_PAGE);
-    const [page, usage] = await Promise.all([get("/api/v1/sessions", { ...filters(), limit, count: "true" }),
-      get("/api/v1/usage", { by: "session", room: roomSel.value, since: sinceSel.value, limit: 10000 }).catch(() => ({ usage: [] }))]);
+    const usageRead = get("/api/v1/usage", { by: "session", room: roomSel.value, since: sinceSel.value, limit: 10000 }).catch(() => ({ usage: [] }));
+    const page = await get("/api/v1/sessions", { ...filters(), limit, count: "true" });
     if (signal.aborted) return;
-    used = new Map(usage.usage.map((u) => [u.session, u]));
     tbody.replaceChildren(...page.sessions.map(row));
+    // Tokens and cost as they come (the rows are drawn without waiting for them).
+    usageRead.then((usage) => {
+      if (signal.aborted) return;
+      used = new Map(usage.usage.map((u) => [u.session, u]));
+      for (const tr of tbody.querySelectorAll("tr.session-row")) {
+        const u = used.get(tr.dataset.sessionId);
+        if (!u) continue;
+        tr.querySelector(".session-tokens").textContent = u.input_tokens + u.output_tokens;
+        tr.querySelector(".session-cost").textContent = fmtCost(u);
+      }
+    });
     shown = page.sessions.length;
     next = page.next;
-    if (!shown) tbody.append(h("tr", {}, h("td", { colspan: 12, class: "muted" }, "no sessions")));
+    if (!shown) tbody.append(h("tr", {}, h("td", { colspan: 13, class: "muted" }, "no sessions")));
     showTotal(page.total);
     more.hidden = !next;
-    stamp.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    stamp.textContent = `updated ${new Date().toLocaleTimeString()} (local time)`;
   };
   // The page after the rows shown, appended (rows already drawn stay as they are).
   const loadMore = async () => {
@@ -94,51 +119,17 @@ async function sessionsPage(root, params, signal) {
     }
   };
   more.addEventListener("click", () => loadMore().catch(() => {}));
+  roomsRead.catch(() => {});
+  // Scrolled down to the end of the list: the next page comes by itself (the button stays).
+  const onScroll = () => {
+    if (!more.hidden && !more.disabled && more.getBoundingClientRect().top < window.innerHeight + 200) loadMore().catch(() => {});
+  };
+  window.addEventListener("scroll", onScroll, { passive: true });
+  signal.addEventListener("abort", () => window.removeEventListener("scroll", onScroll));
   await load();
   if (auto.checked) {
     const timer = setInterval(() => load().catch(() => {}), REFRESH_MS);
     signal.addEventListener("abort", () => clearInterval(timer));
-  }
-}
-
-const SEARCH_FIELDS = [
-  ["room", "room", "studio"], ["service", "service", "agent"], ["name", "name contains", "llm"],
-  ["min_duration", "min duration", "250ms, 1.5s"], ["max_duration", "max duration", "2s"],
-  ["attrs", "attributes K=V", "status=error, tool=render"], ["since", "since", "15m, 2h, ISO"], ["until", "until", "ISO time"], ["limit", "limit", "100"],
-];
-
-async function searchPage(root, params) {
-  const inputs = {};
-  const form = h("form", { class: "search-form", id: "search-form" }, SEARCH_FIELDS.map(([k, label, ph]) => {
-    inputs[k] = h("input", { name: k, id: `search-${k}`, placeholder: ph, value: k === "attrs" ? params.getAll("attrs").join(", ") : params.get(k) || "" });
-    return h("label", {}, h("span", {}, label), inputs[k]);
-  }), h("button", { class: "btn primary", type: "submit" }, "Search"));
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const q = {};
-    for (const [k] of SEARCH_FIELDS) q[k] = inputs[k].value.trim();
-    q.attrs = q.attrs ? q.attrs.split(/\s*,\s*|\s+/).filter(Boolean) : "";
-    q.run = "1";
-    setHash("/search", q);
-  });
-  const results = h("div", { id: "search-results" });
-  root.replaceChildren(h("section", { class: "card" }, h("h2", {}, "Trace search"), form), h("section", { class: "card" }, results));
-  if (![...params.keys()].length) return results.replaceChildren(h("p", { class: "muted" }, "Spans across sessions, newest first. Durations: a bare number is ms; or ns/us/ms/s/m."));
-  const q = {};
-  for (const [k] of SEARCH_FIELDS) q[k] = k === "attrs" ? params.getAll(k) : params.get(k) || "";
-  try {
-    const { spans } = await get("/api/v1/traces", q);
-    results.replaceChildren(h("p", { class: "muted", id: "search-count" }, `${spans.length} span${spans.length === 1 ? "" : "s"}`),
-      h("table", { class: "grid" },
-        h("thead", {}, h("tr", {}, ["time", "trace", "span", "service", "duration", "status", "room", "session"].map((x) => h("th", {}, x)))),
-        h("tbody", {}, spans.map((s) => h("tr", { class: "search-row", dataset: { spanId: s.span_id } },
-          h("td", { class: "mono" }, shortTime(s.start_time)),
-          h("td", { class: "mono" }, h("a", { href: `#/trace/${s.trace_id}?span=${s.span_id}` }, s.trace_id.slice(0, 16) + "…")),
-          h("td", {}, h("a", { href: `#/trace/${s.trace_id}?span=${s.span_id}` }, s.name)), h("td", {}, s.service_name || ""),
-          h("td", { class: "num" }, fmtNs(s.duration_ns)), h("td", {}, s.status_code === "ERROR" ? h("span", { class: "error-text" }, "ERROR") : s.status_code),
-          h("td", {}, s.room || ""), h("td", {}, s.session_id ? h("a", { href: `#/session/${encodeURIComponent(s.session_id)}` }, s.session_id) : ""))))));
-  } catch (e) {
-    results.replaceChildren(h("p", { class: "error-text", id: "search-error" }, e.message));
   }
 }
 
@@ -150,9 +141,9 @@ async function route() {
   const parts = path.split("/").filter(Boolean);
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("on", a.dataset.nav === (parts[0] === "session" || parts[0] === "trace" ? "sessions" : parts[0]));
   try {
-    if (parts[0] === "session" && parts[1]) await sessionPage(root, decodeURIComponent(parts[1]), params);
-    else if (parts[0] === "trace" && parts[1]) await tracePage(root, parts[1], params);
-    else if (parts[0] === "search") await searchPage(root, params);
+    if (parts[0] === "session" && parts[1]) await sessionPage(root, decodeURIComponent(parts[1]), params, current.signal);
+    else if (parts[0] === "trace" && parts[1]) await tracePage(root, parts[1], params, current.signal);
+    else if (parts[0] === "search") await searchPage(root, params, current.signal);
     else if (parts[0] === "live") await livePage(root, params, current.signal);
     else if (parts[0] === "usage") await usagePage(root, params);
     else await sessionsPage(root, params, current.signal);

@@ -3,8 +3,9 @@
 // them, Enter opens the row (its first link, or its own click); `/` focuses the page's search
 // field (or opens the search page). The waterfall has its own keys (waterfall.js).
 
-const LISTS = "table.grid > tbody, ol.events-list";
-const ROW = "table.grid > tbody > tr, ol.events-list > li";
+// A tbody marked data-keys="own" (the virtualized log table, logs.js) moves its focus itself.
+const LISTS = "table.grid > tbody:not([data-keys=own]), ol.events-list";
+const ROW = "table.grid > tbody:not([data-keys=own]) > tr, ol.events-list > li";
 
 // Every row of a list focusable by script, exactly one of them by Tab.
 function mark(list) {

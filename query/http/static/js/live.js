@@ -63,7 +63,8 @@ function logRow(l) {
 export async function livePage(root, params, signal) {
   const room = params.get("room") || "";
   const session = params.get("session") || "";
-  const { rooms } = await get("/api/v1/rooms");
+  const q = { room: session ? "" : room, session, limit: 50 };
+  const [{ rooms }, snap] = await Promise.all([get("/api/v1/rooms"), get("/api/v1/live", q)]); // side by side
   const roomSel = h("select", { id: "live-room", "aria-label": "room" }, h("option", { value: "" }, "all rooms"), rooms.map((r) => h("option", { value: r.room || "" }, r.room || "(none)")));
   roomSel.value = room;
   roomSel.addEventListener("change", () => setHash("/live", { room: roomSel.value }));
@@ -102,15 +103,13 @@ export async function livePage(root, params, signal) {
     state.className = `pill ${paused ? "ended" : "active"}`;
     if (!paused) { for (const [k, r] of held) add(k, r); held = []; }
   });
-  const q = { room: session ? "" : room, session, limit: 50 };
-  const snap = await get("/api/v1/live", q);
   for (const s of snap.spans) add("span", s);
   for (const l of snap.logs) add("log", l);
   (async () => {
     while (!signal.aborted) {
       try {
         for await (const { event, data } of sse("/api/v1/live", { room: q.room, session }, signal)) {
-          if (event === "ready") { state.textContent = paused ? "paused" : "live"; root.dataset.live = "ready"; continue; }
+          if (event === "ready") { state.textContent = paused ? "paused" : "live"; state.className = `pill ${paused ? "ended" : "active"}`; root.dataset.live = "ready"; continue; }
           if (event !== "span" && event !== "log") continue;
           if (paused) held.push([event, data]);
           else add(event, data);
@@ -120,6 +119,7 @@ export async function livePage(root, params, signal) {
         if (signal.aborted) return;
       }
       state.textContent = "reconnecting…";
+      state.className = "pill reconnecting";
       delete root.dataset.live;
       await new Promise((r) => setTimeout(r, 2000));
     }

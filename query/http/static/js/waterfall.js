@@ -57,12 +57,32 @@ export class Waterfall {
     this.refresh();
     if (this.selected) this.reveal(this.selected);
     let width = this.axis.clientWidth;
-    new ResizeObserver(() => { // ticks fit the width: redraw when it changes
+    this.resizer = new ResizeObserver(() => { // ticks fit the width: redraw when it changes
       if (this.axis.clientWidth === width) return;
       width = this.axis.clientWidth;
       this.axisHead = -1;
       this.draw(true);
-    }).observe(this.axis);
+    });
+    this.resizer.observe(this.axis);
+  }
+
+  // A waterfall no longer shown (its page left) lets go of its observer and its Esc key.
+  destroy() {
+    this.resizer.disconnect();
+    document.removeEventListener("keydown", this.escape);
+  }
+
+  // New spans (a followed session's): laid out again in place; the selected span, the scroll,
+  // the collapsed subtrees, the zoom, the find and the critical path stay.
+  setSpans(spans) {
+    const current = this.matches[this.current];
+    this.all = layout(spans);
+    if (this.matches.length || this.tools.input.value.trim()) {
+      this.find(this.tools.input.value);
+      if (current) this.current = this.matches.findIndex((r) => r.span.span_id === current.span.span_id);
+    }
+    if (this.critical) this.showCritical(true);
+    this.refresh();
   }
 
   // The visible rows again (after a collapse or expand), then drawn.
@@ -296,7 +316,7 @@ export class Waterfall {
     return h("div", {
       class: cls, style: { top }, role: "treeitem", tabindex: "-1", "aria-level": String(r.depth + 2), "aria-selected": String(this.selected === id),
       "aria-expanded": r.kids.length ? String(!shut) : null, "aria-label": `${s.name}${s.service_name ? " · " + s.service_name : ""} · ${dur}${err ? " · error" : ""}`,
-      title: `${s.name} ${dur}${s.start_time ? " @ " + clock(s.start_time) : ""}`, dataset: { spanId: id, depth: String(r.depth), name: s.name, index: String(i) },
+      title: `${s.name} ${dur} @ ${s.start_time ? clock(s.start_time) : new Date(s._start).toISOString().slice(11, 23)} UTC`, dataset: { spanId: id, depth: String(r.depth), name: s.name, index: String(i) },
     },
       h("div", { class: "wf-label", style: { paddingLeft: `calc(2px + var(--wf-indent) * ${r.depth})` } },
         h("span", { class: `wf-toggle${r.kids.length ? "" : " none"}`, "aria-hidden": "true" }, shut ? "▸" : "▾"),
