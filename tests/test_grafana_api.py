@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from otel_sdk import pipeline
+from conftest import BACKENDS
 from test_query_fixtures import World, filled_world
 
 from collector.auth import create_token
@@ -120,9 +121,11 @@ def strict(name: str, body: str) -> Any:
     return json_format.Parse(body, TEMPO[name](), ignore_unknown_fields=False)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from filled_world(tmp_path_factory)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    yield from filled_world(tmp_path_factory, request)
 
 
 def get(w: World, path: str, headers: dict | None = None, **params: Any) -> httpx.Response:

@@ -132,6 +132,18 @@ def trees(show_attrs: bool) -> Callable[[list[dict[str, Any]]], str]:
     help="Read this store file directly (read-only; no collector may hold it).",
 )
 @click.option(
+    "--store",
+    "store",
+    metavar="ducklake:URL",
+    help="Read this lake (ducklake:postgresql://user@host:port/db; store.catalog) directly.",
+)
+@click.option(
+    "--data-path",
+    "data_path",
+    metavar="PATH",
+    help="The lake's data files with --store: a directory or s3://bucket/prefix (store.data_path).",
+)
+@click.option(
     "--server",
     "server",
     metavar="URL",
@@ -146,7 +158,13 @@ def trees(show_attrs: bool) -> Callable[[list[dict[str, Any]]], str]:
 @click.version_option(package_name="roomscope")
 @click.pass_context
 def main(
-    ctx: click.Context, config: str | None, db: str | None, server: str | None, token: str | None
+    ctx: click.Context,
+    config: str | None,
+    db: str | None,
+    store: str | None,
+    data_path: str | None,
+    server: str | None,
+    token: str | None,
 ) -> None:
     """roomscope: OpenTelemetry for room-based applications, stored in DuckDB.
 
@@ -160,7 +178,10 @@ def main(
             "--db and --server cannot be used together: --db PATH reads a store file,"
             " --server URL queries a running collector; give one of them"
         )
+    if sum(x is not None for x in (db, server, store)) > 1 and store is not None:
+        raise click.UsageError("--store cannot be used with --db or --server: give one of them")
     ctx.obj = {"config": config, "db": db, "server": server, "token": token}
+    ctx.obj.update(store=store, data_path=data_path)
 
 
 main.add_command(serve)
