@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import BACKENDS
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from otel_sdk import pipeline
-from conftest import BACKENDS
 from test_query_fixtures import World, filled_world
 
 from collector.auth import create_token

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import BACKENDS
 from opentelemetry import trace
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -29,7 +30,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from conftest import BACKENDS
 from test_query_fixtures import World, filled_world
 
 from query.cli import main

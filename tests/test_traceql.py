@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import BACKENDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import BACKENDS
 from test_query_fixtures import World, filled_world
 
 from query.cli import main

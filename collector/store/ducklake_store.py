@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -34,6 +34,7 @@ from .interface import Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
 from .lake_layout import META, table_statements, tuning_statements
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
+from .lake_sessions import SessionLock, changed_sessions, current_snapshot
 from .schema import (
     ATTRIBUTE_KEYS,
     ATTRIBUTE_KEYS_LOAD,
@@ -102,6 +103,8 @@ class DuckLakeStore:
         self._attribute_keys: set[tuple[str, str]] = set()
         self._known: dict[str, set[int]] = {t: set() for t in SHARED_TABLES}
         self._unknown_tag: str | None = None  # a commit whose outcome is not known yet
+        self._session_lock = SessionLock(config.catalog)
+        self._seen = 0  # the snapshot up to which other replicas' session rows were adopted
         self.stats = {"commits": 0, "conflicts": 0, "reconciled": 0}
 
     @property
@@ -111,6 +114,24 @@ class DuckLakeStore:
     @property
     def generation(self) -> int:
         return self._generation
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def session_turn(self) -> Iterator[list[SessionState]]:
+        """The replicas' turn to write session rows (collector/store/lake_sessions.py)."""
+        with self._session_lock.held():
+            try:
+                upto = current_snapshot(self.con, LAKE)
+                changed = changed_sessions(self.con, LAKE, self._seen, upto)
+            except duckdb.Error as exc:
+                if not is_unreachable(exc):
+                    raise
+                raise StoreUnavailable(f"lake cannot be read: {exc}") from exc
+            self._seen = upto
+            yield changed
 
     # -- opening and closing --------------------------------------------------------------
     def open(self) -> None:
@@ -122,6 +143,7 @@ class DuckLakeStore:
             self._create()
             make_views(self._db)
             self._load_known()
+            self._seen = current_snapshot(self._con, LAKE)
         except duckdb.Error as exc:
             self.close()
             raise StoreError(f"cannot open lake {self.location}: {exc}") from None
@@ -183,6 +205,7 @@ class DuckLakeStore:
         return self._con
 
     def close(self) -> None:
+        self._session_lock.close()
         with self._lock:
             for con in (self._con, self._db):
                 if con is not None:
@@ -338,7 +361,7 @@ class DuckLakeStore:
             return recount_active(cur)
 
     def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
-        return [LakeMaintenance(self, self.maintenance, forget)]
+        return [LakeMaintenance(self.config, self.replica, self.maintenance, forget)]
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the in-memory database whose views read the lake."""

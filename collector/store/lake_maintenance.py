@@ -30,22 +30,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import duckdb
+import psycopg
 
-from .lake_connect import LAKE, connect
+from .lake_connect import LAKE, LakeConfig, connect
 from .lake_layout import LEASES
-
-if TYPE_CHECKING:
-    from .ducklake_store import DuckLakeStore
 
 log = logging.getLogger("roomscope.lake")
 
 LEASE_SECONDS = 30.0  # a dead holder's lease is free again after this long
 MAX_FILES = 200  # files one merge round compacts at most
 KEEP_SECONDS = 600.0  # snapshots and replaced files younger than this stay (readers in flight)
-PG = "roomscope_catalog"  # the catalog database, attached with the postgres extension
+_LEASES_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {LEASES}"
+    " (name text PRIMARY KEY, holder text NOT NULL, expires timestamptz NOT NULL)"
+)
+# Take the lease when it is free, expired or ours: one statement, atomic in PostgreSQL.
+_TAKE_LEASE = (
+    f"INSERT INTO {LEASES} AS l VALUES (%s, %s, now() + %s::interval) ON CONFLICT (name)"
+    " DO UPDATE SET holder = excluded.holder, expires = excluded.expires"
+    " WHERE l.holder = excluded.holder OR l.expires < now() RETURNING holder"
+)
 
 # (table, time column) of what retention deletes.
 RETAINED = [
@@ -75,17 +82,20 @@ class LakeMaintenance:
 
     def __init__(
         self,
-        store: DuckLakeStore,
+        config: LakeConfig,
+        replica: str,
         plan: MaintenancePlan,
         forget: Callable[[set[str]], None] | None,
     ):
-        self.store = store
+        self.config = config
+        self.replica = replica
         self.plan = plan
         self.forget = forget
         self.stats: dict[str, int] = {"runs": 0, "led": 0, "merged": 0, "deleted": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._pg: psycopg.Connection | None = None  # the lease's
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="roomscope-lake", daemon=True)
@@ -106,6 +116,10 @@ class LakeMaintenance:
                 self._close()
 
     def _close(self) -> None:
+        if self._pg is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._pg.close()
+            self._pg = None
         if self._con is not None:
             with contextlib.suppress(duckdb.Error):
                 self._con.close()
@@ -113,28 +127,21 @@ class LakeMaintenance:
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            con = connect(self.store.config, self.plan.memory_limit, threads=1)
-            con.execute(f"SET temp_directory = '{tempfile.gettempdir()}/roomscope-lake-spill'")
-            con.execute(f"ATTACH '{_quote(self.store.config.catalog)}' AS {PG} (TYPE postgres)")
-            con.execute(
-                f"CALL postgres_execute('{PG}', 'CREATE TABLE IF NOT EXISTS {LEASES} (name text"
-                " PRIMARY KEY, holder text NOT NULL, expires timestamptz NOT NULL)')"
-            )
+            con = connect(self.config, self.plan.memory_limit, threads=1)
+            spill = Path(tempfile.gettempdir()) / "roomscope-lake-spill"
+            con.execute(f"SET temp_directory = '{_quote(str(spill))}'")
             self._con = con
         return self._con
 
     def lead(self) -> bool:
         """Take or renew the lease; True when this replica holds it now."""
-        con = self._connection()
-        me = _quote(self.store.replica).replace("'", "''")
-        sql = (
-            f"INSERT INTO {LEASES} AS l VALUES (''maintenance'', ''{me}'',"
-            f" now() + interval ''{LEASE_SECONDS} seconds'') ON CONFLICT (name) DO UPDATE"
-            f" SET holder = excluded.holder, expires = excluded.expires"
-            f" WHERE l.holder = excluded.holder OR l.expires < now() RETURNING holder"
-        )
-        rows = con.execute(f"SELECT * FROM postgres_query('{PG}', '{sql}')").fetchall()
-        return bool(rows)
+        if self._pg is None or self._pg.closed:
+            self._pg = psycopg.connect(self.config.catalog, autocommit=True, connect_timeout=5)
+            self._pg.execute(_LEASES_SQL)
+        row = self._pg.execute(
+            _TAKE_LEASE, ["maintenance", self.replica, f"{LEASE_SECONDS} seconds"]
+        ).fetchone()
+        return row is not None
 
     def run_once(self) -> dict[str, int]:
         """One round if this replica leads (see the module); what it did."""
@@ -153,7 +160,7 @@ class LakeMaintenance:
         ).fetchall()
         done["merged"] = len(merged)
         con.execute(f"CALL ducklake_rewrite_data_files('{LAKE}')").fetchall()
-        older = f"now() - INTERVAL {float(self.plan.keep)} SECOND"
+        older = f"now() - INTERVAL '{float(self.plan.keep)} seconds'"
         con.execute(f"CALL ducklake_expire_snapshots('{LAKE}', older_than => {older})").fetchall()
         con.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', older_than => {older})").fetchall()
         self._add(done)

@@ -168,7 +168,8 @@ def main(
 ) -> None:
     """roomscope: OpenTelemetry for room-based applications, stored in DuckDB.
 
-    Read commands take their data from --db PATH or --server URL (not both). With neither:
+    Read commands take their data from --db PATH, --store ducklake:URL (a lake, with
+    --data-path) or --server URL (one of them). With none:
     the configured server (server.api_host and server.api_port, default
     http://127.0.0.1:4320) if it answers within query.probe_timeout, else the configured
     store file (store.path).
@@ -178,8 +179,12 @@ def main(
             "--db and --server cannot be used together: --db PATH reads a store file,"
             " --server URL queries a running collector; give one of them"
         )
-    if sum(x is not None for x in (db, server, store)) > 1 and store is not None:
+    if store is not None and (db is not None or server is not None):
         raise click.UsageError("--store cannot be used with --db or --server: give one of them")
+    if store is not None and not store.startswith("ducklake:"):
+        raise click.BadParameter(
+            "give ducklake:postgresql://user@host:port/db", param_hint="'--store'"
+        )
     ctx.obj = {"config": config, "db": db, "server": server, "token": token}
     ctx.obj.update(store=store, data_path=data_path)
 
