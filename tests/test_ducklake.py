@@ -6,6 +6,7 @@ parametrized over conftest.BACKENDS); this file tests what only a lake has."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,14 @@ import duckdb
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import lake_args, lake_settings, make_settings, make_tagger
+from conftest import (
+    lake_args,
+    lake_settings,
+    make_settings,
+    make_tagger,
+    read_store,
+    wait_for_job,
+)
 from otlp_factory import trace_request
 from postgres import Postgres, running_postgres
 from test_sessions import log_request, post
@@ -24,6 +32,7 @@ from collector.decode import decode_body
 from collector.store import DuckLakeStore, create_store
 from collector.store.lake_connect import EXTENSIONS, LakeConfig, connect
 from collector.store.lake_maintenance import LakeMaintenance, MaintenancePlan
+from collector.store.reads import open_lake_reader
 from query.cli import main
 
 S = 1_000_000_000
@@ -229,3 +238,42 @@ def test_cli_reads_a_lake_with_store_and_data_path(start_collector, backend) -> 
     assert bad.exit_code == 2 and "ducklake:" in bad.output
     both = CliRunner().invoke(main, [*args, "--db", "x.duckdb", "rooms"])
     assert both.exit_code == 2
+
+
+def test_migrate_copies_a_file_store_into_a_lake_archived_spans_too(
+    start_collector, postgres, tmp_path
+) -> None:
+    db = tmp_path / "file.duckdb"
+    settings = {"compaction.rows": 100, "compaction.after": "1h", "compaction.interval": 0.05}
+    c = start_collector(db=db, **settings)
+    old = time.time_ns() - 3 * 3_600 * S  # settled: compaction moves these to span_archive
+    post(c, trace_request(300, room="a", session="old", start_ns=old))
+    post(c, trace_request(40, room="b", session="new", start_ns=time.time_ns() - S, seed=1))
+    post(c, log_request([old + 1, old + 2], room="a", session="old"))
+    wait_for_job(c.job("compaction"), lambda stats: stats["spans"] >= 300)
+    c.stop()
+    spans = "SELECT * FROM spans ORDER BY span_id, room, start_time"
+    others = [
+        "SELECT * FROM logs ORDER BY time",
+        "SELECT * FROM sessions ORDER BY session_id",
+        "SELECT * FROM session_events ORDER BY session_id, time, type",
+    ]
+    assert read_store(db, "SELECT count(*) FROM span_archive")[0][0] >= 300
+    expected = [read_store(db, sql) for sql in [spans, *others]]
+
+    lake = lake_settings(postgres, tmp_path / "lake")
+    args = ["--to", "ducklake:" + lake["store.catalog"], "--data-path", lake["store.data_path"]]
+    result = CliRunner().invoke(main, ["migrate", *args, "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"]["span_data"] == 340
+    con = open_lake_reader(LakeConfig(lake["store.catalog"], lake["store.data_path"]), "1GiB")
+    try:
+        got = [con.execute(sql).fetchall() for sql in [spans, *others]]
+        for g, e in zip(got, expected):
+            assert len(g) == len(e)
+            for a, b in zip(g, e):
+                assert a == b, [(i, x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    finally:
+        con.close()
+    again = CliRunner().invoke(main, ["migrate", *args, "--db", str(db)])
+    assert again.exit_code == 1 and "already holds records" in again.output

@@ -22,6 +22,7 @@ from .ducklake_store import DuckLakeStore
 from .interface import Job, Recount, Run, Store, Task
 from .lake_connect import LakeConfig, parse_store
 from .lake_maintenance import MaintenancePlan
+from .lake_migrate import copy_to_lake
 from .maintenance.retention import Pruned
 from .schema import ARROW_SCHEMAS, SCHEMA_VERSION
 from .session_rows import FLUSH_NS, SessionPlan, SessionState
@@ -44,6 +45,7 @@ __all__ = [
     "Task",
     "create_store",
     "lake_config",
+    "migrate_to_lake",
     "parse_store",
     "prune_store",
 ]
@@ -119,3 +121,14 @@ def prune_store(settings: Settings, older_than: float, now_ns: int | None = None
         return store.prune(cutoff)
     finally:
         store.close()
+
+
+def migrate_to_lake(settings: Settings, path: str) -> dict[str, int]:
+    """``roomscope migrate``: copy the store file ``path`` into the lake the settings describe
+    (``store.backend = "ducklake"``); rows copied per table."""
+    store = create_store(settings)
+    if not isinstance(store, DuckLakeStore):
+        raise StoreError(
+            "roomscope migrate copies into a lake: give --to ducklake:postgresql://..."
+        )
+    return copy_to_lake(path, store)

@@ -34,6 +34,7 @@ from ..library.records import parse_ts
 from ..library.traces import check_trace_id, render_trees
 from . import views
 from .choice import NEWEST_RULE, pick_session, session_choice
+from .migrate import migrate
 from .output import OutputFormat, emit, emit_sql, output_options
 from .pages import LIMIT_HELP, emit_list, paged, pages
 from .prune import prune_cmd
@@ -193,6 +194,7 @@ main.add_command(serve)
 main.add_command(token_group)
 main.add_command(import_command)
 main.add_command(usage_cmd)
+main.add_command(migrate)
 
 
 @main.group()
