@@ -269,10 +269,9 @@ def test_migrate_copies_a_file_store_into_a_lake_archived_spans_too(
     con = open_lake_reader(LakeConfig(lake["store.catalog"], lake["store.data_path"]), "1GiB")
     try:
         got = [con.execute(sql).fetchall() for sql in [spans, *others]]
-        for g, e in zip(got, expected):
-            assert len(g) == len(e)
-            for a, b in zip(g, e):
-                assert a == b, [(i, x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        for g, e in zip(got, expected, strict=True):
+            for a, b in zip(g, e, strict=True):
+                assert a == b, [(x, y) for x, y in zip(a, b, strict=True) if x != y]
     finally:
         con.close()
     again = CliRunner().invoke(main, ["migrate", *args, "--db", str(db)])

@@ -34,7 +34,7 @@ from .interface import Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
 from .lake_layout import META, table_statements, tuning_statements
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
-from .lake_sessions import SessionLock, changed_sessions, current_snapshot
+from .lake_sessions import SessionLock, apply_plan, changed_sessions, current_snapshot
 from .schema import (
     ATTRIBUTE_KEYS,
     ATTRIBUTE_KEYS_LOAD,
@@ -105,7 +105,8 @@ class DuckLakeStore:
         self._unknown_tag: str | None = None  # a commit whose outcome is not known yet
         self._session_lock = SessionLock(config.catalog)
         self._seen = 0  # the snapshot up to which other replicas' session rows were adopted
-        self.stats = {"commits": 0, "conflicts": 0, "reconciled": 0}
+        self.stats = {"commits": 0, "conflicts": 0, "reconciled": 0, "turns": 0}
+        self.turn_seconds = 0.0  # time spent holding the session lock
 
     @property
     def location(self) -> str:
@@ -122,16 +123,20 @@ class DuckLakeStore:
     @contextlib.contextmanager
     def session_turn(self) -> Iterator[list[SessionState]]:
         """The replicas' turn to write session rows (collector/store/lake_sessions.py)."""
-        with self._session_lock.held():
+        with self._session_lock.held(self.replica, self._seen) as (upto, foreign):
+            began = time.perf_counter()
             try:
-                upto = current_snapshot(self.con, LAKE)
-                changed = changed_sessions(self.con, LAKE, self._seen, upto)
+                changed = changed_sessions(self.con, LAKE, self._seen, upto) if foreign else []
             except duckdb.Error as exc:
                 if not is_unreachable(exc):
                     raise
                 raise StoreUnavailable(f"lake cannot be read: {exc}") from exc
             self._seen = upto
-            yield changed
+            try:
+                yield changed
+            finally:
+                self.stats["turns"] += 1
+                self.turn_seconds += time.perf_counter() - began
 
     # -- opening and closing --------------------------------------------------------------
     def open(self) -> None:
@@ -205,6 +210,16 @@ class DuckLakeStore:
         return self._con
 
     def close(self) -> None:
+        if self.stats["commits"]:
+            log.info(
+                "lake: %d commits, %d conflicts retried, %d reconciled; %d session turns"
+                " holding the lock %.3f s",
+                self.stats["commits"],
+                self.stats["conflicts"],
+                self.stats["reconciled"],
+                self.stats["turns"],
+                self.turn_seconds,
+            )
         self._session_lock.close()
         with self._lock:
             for con in (self._con, self._db):
@@ -232,7 +247,8 @@ class DuckLakeStore:
         self, tables: Mapping[str, Sequence[pa.Table]], sessions: SessionPlan | None = None
     ) -> None:
         """Commit the batches and the session rows in one lake transaction (see the module)."""
-        also = sessions.apply if sessions is not None else None
+        plan = sessions
+        also = (lambda con: apply_plan(plan, con)) if plan is not None else None
         self._committed(lambda tag: self._write(tables, also, tag))
 
     def execute(self, fn: Transaction) -> None:

@@ -26,9 +26,10 @@ from collections.abc import Iterator
 
 import duckdb
 import psycopg
+import pyarrow as pa
 
 from ..errors import StoreUnavailable
-from .session_rows import SessionState
+from .session_rows import SessionPlan, SessionState, _session_row
 
 LOCK_KEY = zlib.crc32(b"roomscope.sessions")  # the advisory lock's key (one per catalog)
 CONNECT_TIMEOUT = 5
@@ -49,16 +50,20 @@ class SessionLock:
         return self._con
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """The lock, for the duration (StoreUnavailable when the catalog cannot be reached)."""
+    def held(self, me: str, after: int) -> Iterator[tuple[int, bool]]:
+        """The lock, for the duration (StoreUnavailable when the catalog cannot be reached).
+        Yields the lake's latest snapshot and whether a commit of another than ``me`` (a
+        commit author) came after snapshot ``after``: read from DuckLake's own catalog table,
+        an indexed query, instead of a scan of the change feed at every turn."""
         try:
             con = self._connection()
             con.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+            row = con.execute(_SINCE, [me, after]).fetchone()
         except psycopg.Error as exc:
             self.close()
             raise StoreUnavailable(f"lake catalog cannot be reached: {exc}") from exc
         try:
-            yield
+            yield (int(row[0]) if row and row[0] is not None else after), bool(row and row[1])
         finally:
             try:
                 con.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
@@ -71,6 +76,12 @@ class SessionLock:
                 self._con.close()
             self._con = None
 
+
+# The latest snapshot after ``after`` and whether another author made one of them.
+_SINCE = (
+    "SELECT max(snapshot_id), bool_or(author IS DISTINCT FROM %s)"
+    " FROM ducklake_snapshot_changes WHERE snapshot_id > %s"
+)
 
 _CHANGED = """
 WITH c AS (
@@ -116,3 +127,63 @@ def changed_sessions(
         times = tuple(joined.get((r[0], svc), r[4]) for svc in services)
         out.append(SessionState(*r[:11], services=services, joined=times, last_arrival=now))
     return out
+
+
+_TS = pa.timestamp("ns")
+_SESSIONS = pa.schema(
+    [
+        ("session_id", pa.string()),
+        ("project", pa.string()),
+        ("room", pa.string()),
+        ("source", pa.string()),
+        ("started_at", _TS),
+        ("last_seen_at", _TS),
+        ("ended_at", _TS),
+        ("span_count", pa.int64()),
+        ("log_count", pa.int64()),
+        ("metric_point_count", pa.int64()),
+        ("error_count", pa.int64()),
+        ("services", pa.list_(pa.string())),
+    ]
+)
+_EVENTS = pa.schema(
+    [
+        ("session_id", pa.string()),
+        ("project", pa.string()),
+        ("room", pa.string()),
+        ("time", _TS),
+        ("type", pa.string()),
+        ("data", pa.string()),
+    ]
+)
+
+
+def apply_plan(plan: SessionPlan, con: duckdb.DuckDBPyConnection) -> None:
+    """Write a plan to a lake's tables in a few set statements (SessionPlan.apply's rows and
+    events): each DuckLake UPDATE scans the table and reads the catalog, so the changed rows
+    are deleted at once and inserted again, and the events inserted in one statement."""
+    updates = plan.updates if plan.flushes else {}
+    rows = [s for sid, s in plan.states.items() if sid in plan.created] + list(updates.values())
+    if updates:
+        con.execute("DELETE FROM sessions WHERE list_contains(?, session_id)", [list(updates)])
+    if rows:
+        _roomscope_rows = pa.Table.from_pylist(  # read by DuckDB (a replacement scan)
+            [dict(zip(_SESSIONS.names, _session_row(s), strict=True)) for s in rows],
+            schema=_SESSIONS,
+        )
+        con.execute("INSERT INTO sessions SELECT * FROM _roomscope_rows")
+    for sid, kind, t, svc in plan.retimes:
+        service = " AND (data->>'service') = ?" if svc is not None else ""
+        con.execute(
+            "UPDATE session_events SET time = make_timestamp_ns(?)"
+            f" WHERE session_id = ? AND type = ?{service}",
+            [t, sid, kind, *([svc] if svc is not None else [])],
+        )
+    if plan.events:
+        _roomscope_events = pa.Table.from_pylist(  # read by DuckDB (a replacement scan)
+            [dict(zip(_EVENTS.names, e, strict=True)) for e in plan.events], schema=_EVENTS
+        )
+        con.execute(
+            "INSERT INTO session_events SELECT session_id, project, room, time, type,"
+            " data::JSON FROM _roomscope_events"
+        )
