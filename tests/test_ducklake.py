@@ -25,7 +25,7 @@ from conftest import (
     wait_for_job,
 )
 from otlp_factory import trace_request
-from postgres import Postgres, running_postgres
+from postgres import Postgres, free_port, running_postgres
 from test_sessions import log_request, post
 
 from collector.decode import decode_body
@@ -276,3 +276,30 @@ def test_migrate_copies_a_file_store_into_a_lake_archived_spans_too(
         con.close()
     again = CliRunner().invoke(main, ["migrate", *args, "--db", str(db)])
     assert again.exit_code == 1 and "already holds records" in again.output
+
+
+def test_a_lake_on_s3_through_moto(tmp_path, postgres, monkeypatch, start_collector) -> None:
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    port = free_port()
+    s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    s3.start()
+    try:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="telemetry")
+        lake = lake_settings(postgres, tmp_path / "unused")
+        lake.update({"store.data_path": "s3://telemetry/lake", "store.s3_endpoint": endpoint})
+        c = start_collector(**lake)
+        post(c, trace_request(60, room="s3-room", session="s3-s", start_ns=time.time_ns() - S))
+        assert c.query("SELECT count(*) FROM spans WHERE room = 's3-room'") == [(60,)]
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket="telemetry")["Contents"]]
+        assert any(k.startswith("lake/") and k.endswith(".parquet") for k in keys), keys
+    finally:
+        s3.stop()
