@@ -6,7 +6,9 @@ requests of --spans unique spans each (every request its own trace ids) from --c
 connections spread over the replicas. Meanwhile:
 
 - ``kill``: replica 0 is SIGKILLed --kills times, --every seconds apart, and started again;
-- ``pg``: PostgreSQL is stopped for --down seconds and started again (the replicas are not).
+- ``pg``: PostgreSQL is stopped for --down seconds and started again (the replicas are not);
+- ``maint``: the replica holding the maintenance lease (rounds every 2 s) is SIGKILLed during
+  its rounds; the other must take the lease over, and a reader counts spans throughout.
 
 Then every request's spans are counted in the lake: an acknowledged request must have each of
 its spans exactly once; one that was not acknowledged (in flight at a kill, answered 503) all
@@ -14,6 +16,7 @@ or none of them (nothing half-visible) — at most once, as the client does not 
 
     python tests/benchmarks/lake_faults.py kill --kills 3
     python tests/benchmarks/lake_faults.py pg --down 10
+    python tests/benchmarks/lake_faults.py maint
 """
 
 from __future__ import annotations
@@ -112,9 +115,58 @@ def verify(load: Load, catalog: str, data: str) -> int:
     return problems
 
 
+def lease_holder(pg) -> str | None:
+    import psycopg
+
+    with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/faults", autocommit=True) as con:
+        row = con.execute("SELECT holder FROM roomscope_leases WHERE expires > now()").fetchone()
+    return row[0] if row else None
+
+
+def maintenance_fault(pg, catalog: str, data: str, replicas: list[Server]) -> None:
+    """SIGKILL the lease holder, wait for the other replica to hold it, reading throughout."""
+    reads = collections.Counter()
+    stop = threading.Event()
+
+    def reader() -> None:
+        con = open_lake_reader(LakeConfig(catalog, data), "512MB")
+        while not stop.is_set():
+            try:
+                con.execute("SELECT count(*) FROM spans").fetchone()
+                reads["ok"] += 1
+            except Exception as exc:
+                reads[type(exc).__name__] += 1
+            time.sleep(0.2)
+        con.close()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 60
+    while (holder := lease_holder(pg)) is None:
+        assert time.monotonic() < deadline, "no replica took the lease"
+        time.sleep(0.2)
+    pids = {r.proc.pid: i for i, r in enumerate(replicas)}
+    victim = pids[int(holder.split(":")[1])]
+    time.sleep(1.0)  # into its rounds (every 2 s; a merge of the files written meanwhile)
+    os.kill(replicas[victim].proc.pid, signal.SIGKILL)
+    replicas[victim].proc.wait(30)
+    killed = time.monotonic()
+    print(f"maintenance holder (replica {victim}) SIGKILLed")
+    while (now := lease_holder(pg)) in (None, holder):
+        assert time.monotonic() < killed + 90, "the lease was not taken over"
+        time.sleep(0.5)
+    print(f"lease taken over by {now} {time.monotonic() - killed:.1f} s after the kill")
+    time.sleep(5)
+    stop.set()
+    t.join(30)
+    print(f"reads during the fault: {dict(reads)}")
+    assert set(reads) == {"ok"}, reads
+    replicas[victim] = replicas[1 - victim]  # stopped below (once is enough)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("fault", choices=["kill", "pg"])
+    ap.add_argument("fault", choices=["kill", "pg", "maint"])
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--every", type=float, default=4.0)
     ap.add_argument("--down", type=float, default=10.0)
@@ -130,6 +182,7 @@ def main() -> None:
             "ROOMSCOPE_STORE_BACKEND": "ducklake",
             "ROOMSCOPE_STORE_CATALOG": catalog,
             "ROOMSCOPE_STORE_DATA_PATH": str(data),
+            "ROOMSCOPE_COMPACTION_INTERVAL": "2",
         }
 
         def replica(name: str) -> Server:
@@ -149,6 +202,8 @@ def main() -> None:
                 replicas[0] = replica("r0")
                 load.targets[0] = f"http://127.0.0.1:{replicas[0].ports['http']}"
                 time.sleep(args.every)
+        elif args.fault == "maint":
+            maintenance_fault(pg, catalog, str(data), replicas)
         else:
             pg.stop()
             down = time.monotonic()
@@ -164,7 +219,7 @@ def main() -> None:
             print(f"ingest recovered {time.monotonic() - down - args.down:.1f} s after the start")
             time.sleep(args.every)
         load.finish()
-        for r in replicas:
+        for r in {id(r): r for r in replicas}.values():
             r.stop()
         problems = verify(load, catalog, str(data))
     print(
