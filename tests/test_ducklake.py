@@ -303,3 +303,19 @@ def test_a_lake_on_s3_through_moto(tmp_path, postgres, monkeypatch, start_collec
         assert any(k.startswith("lake/") and k.endswith(".parquet") for k in keys), keys
     finally:
         s3.stop()
+
+
+@LAKE
+def test_maintenance_retention_deletes_old_records_and_sessions(start_collector) -> None:
+    c = start_collector()
+    now = time.time_ns()
+    post(c, trace_request(30, room="r", session="old", start_ns=now - 3 * 86_400 * S))
+    post(c, trace_request(20, room="r", session="new", start_ns=now - 60 * S))
+    job = c.job("maintenance")
+    job.plan = MaintenancePlan(max_age=86_400, interval=3600, memory_limit="256MB")
+    done = job.run_once()
+    assert done["led"] == 1 and done["deleted"] >= 31  # 30 spans, the session (and its events)
+    assert c.query("SELECT session_id, count(*) FROM spans GROUP BY 1") == [("new", 20)]
+    assert c.query("SELECT session_id FROM sessions") == [("new",)]
+    tracker = c.collector.writer.tracker  # told on the writer thread
+    wait_for(lambda: tracker.get("old") is None and tracker.get("new") is not None)

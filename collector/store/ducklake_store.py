@@ -377,7 +377,7 @@ class DuckLakeStore:
             return recount_active(cur)
 
     def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
-        return [LakeMaintenance(self.config, self.replica, self.maintenance, forget)]
+        return [LakeMaintenance(self.config, self.replica, self.maintenance, forget, run)]
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the in-memory database whose views read the lake."""

@@ -35,6 +35,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
+from .interface import Run
 from .lake_connect import LAKE, LakeConfig, connect
 from .lake_layout import LEASES
 
@@ -86,7 +87,9 @@ class LakeMaintenance:
         replica: str,
         plan: MaintenancePlan,
         forget: Callable[[set[str]], None] | None,
+        run: Run | None = None,
     ):
+        self.run = run  # the writer's Writer.run: where ``forget`` must be called
         self.config = config
         self.replica = replica
         self.plan = plan
@@ -201,7 +204,11 @@ class LakeMaintenance:
                 con.rollback()
             raise
         if gone and self.forget is not None:
-            self.forget(set(gone))
+            forget, ids = self.forget, set(gone)
+            if self.run is not None:  # the tracker belongs to the writer thread
+                self.run(lambda _store: forget(ids))
+            else:
+                forget(ids)
         return deleted + len(gone)
 
     def _dedupe(self, con: duckdb.DuckDBPyConnection) -> int:
