@@ -169,11 +169,11 @@ def main(
 ) -> None:
     """roomscope: OpenTelemetry for room-based applications, stored in DuckDB.
 
-    Read commands take their data from --db PATH, --store ducklake:URL (a lake, with
-    --data-path) or --server URL (one of them). With none:
+    Read commands take their data from --db PATH or --server URL (not both), or from a lake
+    with --store ducklake:URL --data-path PATH. With neither:
     the configured server (server.api_host and server.api_port, default
     http://127.0.0.1:4320) if it answers within query.probe_timeout, else the configured
-    store file (store.path).
+    store file (store.path), or lake when store.backend is "ducklake".
     """
     if db is not None and server is not None:
         raise click.UsageError(
