@@ -55,16 +55,25 @@ UNKNOWN_OUTCOME_WAIT = 5.0  # seconds to wait for the catalog to say whether a c
 _UNREACHABLE = (
     "connection",
     "could not connect",
+    "unable to connect",
     "server closed",
     "refused",
     "timed out",
     "timeout",
     "terminating",
-    "postgres",
-    "http",
-    "s3",
     "no route",
     "broken pipe",
+    "http error",
+    "http request",
+)
+# Errors about a statement or its data, whatever their text says (a value may hold a URL).
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.BinderException,
+    duckdb.ParserException,
+    duckdb.ConstraintException,
+    duckdb.CatalogException,
 )
 
 
@@ -74,6 +83,8 @@ def is_conflict(exc: BaseException) -> bool:
 
 def is_unreachable(exc: BaseException) -> bool:
     """True when a lake operation failed because the catalog or the files are out of reach."""
+    if isinstance(exc, _DATA_ERRORS):
+        return False
     if is_store_trouble(exc):
         return True
     text = str(exc).lower()
@@ -173,7 +184,7 @@ class DuckLakeStore:
                                 f" than this roomscope ({SCHEMA_VERSION}); upgrade roomscope"
                             )
                         return
-                    for statement in table_statements(LAKE):
+                    for statement in table_statements():
                         con.execute(statement)
                     for statement in tuning_statements():
                         con.execute(statement)

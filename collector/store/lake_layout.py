@@ -55,10 +55,8 @@ def _plain(columns: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, sql_type.removesuffix(" PRIMARY KEY")) for name, sql_type in columns]
 
 
-def table_statements(catalog: str) -> list[str]:
-    """CREATE TABLE IF NOT EXISTS for every table of a lake, in catalog ``catalog``'s main
-    schema (run with ``USE catalog``)."""
-    del catalog  # the statements use the connection's default catalog
+def table_statements() -> list[str]:
+    """CREATE TABLE IF NOT EXISTS for every table of a lake (run with ``USE lake``)."""
     return [
         f"CREATE TABLE IF NOT EXISTS {META} (key VARCHAR, value VARCHAR)",
         *(create_table_sql(t, _plain(TABLES[t])) for t in TABLES),
