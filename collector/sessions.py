@@ -80,6 +80,12 @@ class SessionTracker:
         states = [dataclasses.replace(s, last_arrival=arrival) for s in stored]
         self.commit(SessionPlan(states={s.session_id: s for s in states}))
 
+    def adopt(self, changed: list[SessionState]) -> None:
+        """Adopt the session rows other collectors of a shared store wrote (a lake's replicas;
+        Store.session_turn), before planning the next commit."""
+        if changed:
+            self.commit(SessionPlan(states={s.session_id: s for s in changed}))
+
     def recount(self, counted: list[Recount]) -> None:
         """Adopt the records of the active sessions counted again from the data (start-up): a
         crash may have left a session's row behind its records by the changes still pending."""

@@ -179,6 +179,43 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         _positive,
     ),
+    # Scale-out (SPEC 10): several collectors on one DuckLake; docs/scale-out.md.
+    Setting(
+        "store",
+        "backend",
+        "duckdb",
+        'Where telemetry is stored: "duckdb" (the file store.path) or "ducklake" (a lake of'
+        " Parquet files under store.data_path with a PostgreSQL catalog store.catalog, written"
+        " by any number of collectors).",
+        str,
+        lambda v: None if v in ("duckdb", "ducklake") else 'must be "duckdb" or "ducklake"',
+    ),
+    Setting(
+        "store",
+        "catalog",
+        "",
+        'The lake\'s PostgreSQL catalog (store.backend = "ducklake"), as a URL:'
+        " postgresql://user@host:port/db (a password from PGPASSWORD or ~/.pgpass).",
+        str,
+    ),
+    Setting(
+        "store",
+        "data_path",
+        "",
+        'Where the lake\'s Parquet files go (store.backend = "ducklake"): a directory every'
+        " collector and reader reaches, or s3://bucket/prefix (credentials from the AWS_*"
+        " variables).",
+        str,
+    ),
+    Setting(
+        "store",
+        "s3_endpoint",
+        "",
+        "An S3-compatible endpoint (host:port or a URL) for an s3:// store.data_path; empty:"
+        " AWS S3.",
+        str,
+    ),
+    Setting("store", "s3_region", "us-east-1", "The region of an s3:// store.data_path.", str),
     Setting(
         "tagging",
         "project_keys",

@@ -303,10 +303,12 @@ class Writer:
         """A tracker plan of its own (no records) in one transaction, adopted once committed."""
         assert self.tracker is not None
         try:
-            plan = make()
-            if plan is not None:
-                self.store.append({}, plan)
-                self.tracker.commit(plan)
+            with self.store.session_turn() as changed:
+                self.tracker.adopt(changed)
+                plan = make()
+                if plan is not None:
+                    self.store.append({}, plan)
+                    self.tracker.commit(plan)
         except Exception:
             log.exception("%s failed; will retry", what)
 
@@ -319,15 +321,19 @@ class Writer:
             summaries.setdefault(item.decoded.signal, []).append(item.decoded.sessions)
             for name, table in item.decoded.side.items():
                 side.setdefault(name, []).append(table)
-        plan = None
-        if self.tracker is not None:
+        if self.tracker is None:
+            self.store.append({**side, **tables})
+            return
+        with self.store.session_turn() as changed:  # other collectors' session rows, if any
+            self.tracker.adopt(changed)
             # A lone request with nothing queued behind it writes its session-row changes now;
-            # under load they wait (for IDLE_FLUSH_SECONDS of quiet, the next sweep, or 1 s).
-            alone = len(group) == 1 and self._queue.empty()
+            # under load they wait (for IDLE_FLUSH_SECONDS of quiet, the next sweep, or 1 s),
+            # unless other collectors share the store.
+            alone = (len(group) == 1 and self._queue.empty()) or self.store.shared
             tables, plan = self.tracker.prepare(tables, time.time_ns(), alone, summaries)
-        self.store.append({**side, **tables}, plan)
-        if plan is not None and self.tracker is not None:
-            self.tracker.commit(plan)
+            self.store.append({**side, **tables}, plan)
+            if plan is not None:
+                self.tracker.commit(plan)
 
     def _commit(self, group: list[_Item]) -> None:
         n = sum(item.decoded.accepted for item in group)

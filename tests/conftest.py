@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (otlp_factory, otel_sdk)
 
+from postgres import Postgres, running_postgres
 from slow_store import SlowStore
 from slow_store import slow_store as _slow_store
 
@@ -37,7 +38,56 @@ def make_settings(db: Path | str, **overrides: Any) -> Settings:
 
 def make_store(db: Path | str, **overrides: Any) -> DuckDBStore:
     """A store (not opened) with the default settings but ``overrides``."""
-    return create_store(make_settings(db, **overrides))
+    store = create_store(make_settings(db, **overrides))
+    assert isinstance(store, DuckDBStore)
+    return store
+
+
+# The storage backends the query, CLI and API tests run against (SPEC 10).
+BACKENDS = ["duckdb", "ducklake"]
+_lakes = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server for the session's lakes (each lake a database of its own)."""
+    with running_postgres() as pg:
+        yield pg
+
+
+def lake_settings(pg: Postgres, data_path: Path) -> dict[str, Any]:
+    """Setting overrides for a new, empty lake: a fresh catalog database, files in
+    ``data_path``."""
+    data_path.mkdir(parents=True, exist_ok=True)
+    return {
+        "store.backend": "ducklake",
+        "store.catalog": pg.create_database(f"lake{next(_lakes)}"),
+        "store.data_path": str(data_path),
+    }
+
+
+def lake_args(overrides: dict[str, Any]) -> list[str]:
+    """The CLI's global options that read the lake of ``overrides`` (lake_settings)."""
+    return [
+        "--store",
+        "ducklake:" + overrides["store.catalog"],
+        "--data-path",
+        overrides["store.data_path"],
+    ]
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend of start_collector's stores: "duckdb" unless a test parametrizes it
+    (``@pytest.mark.parametrize("backend", BACKENDS, indirect=True)``)."""
+    return getattr(request, "param", "duckdb")
+
+
+def backend_settings(request: pytest.FixtureRequest, backend: str, root: Path) -> dict[str, Any]:
+    """Overrides for ``backend``: none for the file, a new lake (under ``root``) for DuckLake."""
+    if backend == "duckdb":
+        return {}
+    return lake_settings(request.getfixturevalue("postgres"), root / "lake")
 
 
 def make_tagger(**overrides: Any) -> Tagger:
@@ -145,16 +195,19 @@ def wait_for_job(job: Any, done: Any, seconds: float = 20.0) -> None:
 
 
 @pytest.fixture
-def start_collector(tmp_path: Path) -> Iterator[Any]:
-    """Factory: start_collector(**setting_overrides) -> RunningCollector; stopped at teardown."""
+def start_collector(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Factory: start_collector(**setting_overrides) -> RunningCollector; stopped at teardown.
+    Its store is of the ``backend`` fixture's kind (a file in tmp_path, or one lake for every
+    collector the test starts)."""
     started: list[RunningCollector] = []
+    lake = backend_settings(request, backend, tmp_path)
 
     def start(
         db: Path | None = None, store: Store | None = None, **overrides: Any
     ) -> RunningCollector:
         """``store``: a store of the test's own (a SlowStore) instead of the settings' one."""
         db = db or tmp_path / "roomscope.duckdb"
-        thread = serving_thread(make_settings(db, **overrides), store=store)
+        thread = serving_thread(make_settings(db, **{**lake, **overrides}), store=store)
         thread.start()
         rc = RunningCollector(thread, db)
         started.append(rc)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from conftest import BACKENDS
 from test_query_fixtures import World, filled_world
 
 from query.http.params import P
@@ -14,9 +15,11 @@ from query.http.routes import ROUTES
 SEC = 1_000_000_000
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from filled_world(tmp_path_factory)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    yield from filled_world(tmp_path_factory, request)
 
 
 def get(w: World, path: str, **params: object) -> httpx.Response:

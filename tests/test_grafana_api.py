@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import BACKENDS
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -120,9 +121,11 @@ def strict(name: str, body: str) -> Any:
     return json_format.Parse(body, TEMPO[name](), ignore_unknown_fields=False)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from filled_world(tmp_path_factory)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    yield from filled_world(tmp_path_factory, request)
 
 
 def get(w: World, path: str, headers: dict | None = None, **params: Any) -> httpx.Response:

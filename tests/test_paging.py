@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import BACKENDS
 from opentelemetry import trace
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -36,9 +37,11 @@ from query.cli import main
 SEC = 1_000_000_000
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from filled_world(tmp_path_factory)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    yield from filled_world(tmp_path_factory, request)
 
 
 def get(base: str, path: str, **params: Any) -> httpx.Response:
@@ -80,6 +83,10 @@ def lists(world: World) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def test_every_list_pages_to_the_end_and_the_pages_are_the_whole_list(world: World) -> None:
+    if world.backend == "ducklake":
+        # ~1,000 page requests; a lake's query plans each read the catalog (~100 ms a page
+        # here), past the test timeout. The other paging tests run on the lake.
+        pytest.skip("too slow on a lake (docs/scale-out.md, query latency)")
     for path, key, params in lists(world):
         whole = get(world.api_url, path, limit=10_000, **params).json()
         assert whole["next"] is None and len(whole[key]) > 1, (path, params)

@@ -10,26 +10,54 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import make_settings, read_store
+from conftest import BACKENDS, backend_settings, lake_args, make_settings, read_store
 from otel_sdk import pipeline
 
 import query.library.reader
 from collector.server import CollectorThread
+from collector.store.reads import LakeConfig, open_lake_reader
 from query.cli.demo import MS, SEC, Manifest, SentSpan, send_workload
 from query.http.serving import serving_thread
 
 
 class World:
-    """A collector over one store file, filled once; ``offline()`` stops it for --db readers."""
+    """A collector over one store (a file, or a lake: ``lake`` holds its settings), filled
+    once; ``offline()`` stops it for --db readers, ``local()`` gives the CLI's options that
+    read the store directly."""
 
-    def __init__(self, db: Path):
+    def __init__(self, db: Path, lake: dict | None = None):
         self.db = db
+        self.lake = lake or {}
+        self.backend = "ducklake" if lake else "duckdb"
         self.thread: CollectorThread | None = None
         self.start()
 
     def start(self) -> None:
-        self.thread = serving_thread(make_settings(self.db))
+        self.thread = serving_thread(make_settings(self.db, **self.lake))
         self.collector = self.thread.start()
+
+    @contextmanager
+    def local(self) -> Iterator[list[str]]:
+        """The global options that read the store itself: ``--db FILE`` (the collector stopped
+        meanwhile, as it holds the file) or ``--store ducklake:... --data-path ...`` (while the
+        collector keeps running: a lake has any number of readers)."""
+        if self.lake:
+            yield lake_args(self.lake)
+            return
+        with self.offline() as db:
+            yield ["--db", db]
+
+    def read(self, sql: str) -> list[tuple]:
+        """Rows of ``sql`` read from the store itself (not through the collector)."""
+        if not self.lake:
+            with self.offline() as db:
+                return read_store(Path(db), sql)
+        lake = LakeConfig(self.lake["store.catalog"], self.lake["store.data_path"])
+        con = open_lake_reader(lake, "1GiB")
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
 
     def stop(self) -> None:
         if self.thread is not None:
@@ -88,7 +116,9 @@ def manifest_start(m: Manifest) -> int:
     return time.time_ns() - 3 * 60 * SEC
 
 
-def filled_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def filled_world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest | None = None
+) -> Iterator[World]:
     """Body of the module-scoped ``world`` fixture of each query test module.
 
     Readers show a session as ended once its last record is ``sessions.idle_timeout`` old
@@ -96,7 +126,10 @@ def filled_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     readers' clock (``query.library.reader``'s) stays at the fill's end, so that which sessions
     are active is the same for every reader (``--server``, ``--db``, the API) all module long.
     """
-    w = World(tmp_path_factory.mktemp("query") / "roomscope.duckdb")
+    root = tmp_path_factory.mktemp("query")
+    backend = getattr(request, "param", "duckdb") if request is not None else "duckdb"
+    lake = backend_settings(request, backend, root) if request is not None else {}
+    w = World(root / "roomscope.duckdb", lake)
     try:
         w.manifest = w.fill()
         with pytest.MonkeyPatch.context() as mp:
@@ -107,16 +140,15 @@ def filled_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.stop()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from filled_world(tmp_path_factory)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    yield from filled_world(tmp_path_factory, request)
 
 
 def test_every_sent_span_is_stored_with_its_room_session_and_duration(world: World) -> None:
-    with world.offline() as db:
-        rows = read_store(
-            Path(db), "SELECT span_id, room, session_id, duration_ns, status_code FROM spans"
-        )
+    rows = world.read("SELECT span_id, room, session_id, duration_ns, status_code FROM spans")
     stored = {r[0]: r[1:] for r in rows}
     assert len(stored) == len(world.manifest.spans) >= 100
     for s in world.manifest.spans:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from conftest import BACKENDS, backend_settings
 from edge_data import AWKWARD_IDS, send_session, strict_json
 from screenshots import chromium_missing, launch
 from test_query_fixtures import World
@@ -21,9 +22,12 @@ ROOM = "ids"
 SUFFIXES = ("", "/events", "/spans", "/logs", "/metrics", "/metric_series", "/waterfall")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(tmp_path_factory.mktemp("ids") / "ids.duckdb")
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("ids")
+    w = World(root / "ids.duckdb", backend_settings(request, request.param, root))
     try:
         for sid in AWKWARD_IDS:
             send_session(w.http_url, sid, ROOM)
@@ -103,9 +107,9 @@ def test_the_cli_reads_awkward_ids_through_server_and_db_alike(world: World) -> 
         args = ("traces", "--session", sid, "-o", "json")
         outputs[args] = run("--server", world.api_url, *args).stdout
         assert len(strict_json(outputs[args])["spans"]) == 2
-    with world.offline() as db:
+    with world.local() as store:
         for args, out in outputs.items():
-            result = run("--db", db, *args)
+            result = run(*store, *args)
             assert result.exit_code == 0 and result.stdout == out, args
 
 

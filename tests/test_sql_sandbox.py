@@ -11,9 +11,18 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from conftest import BACKENDS
 from otlp_factory import trace_request
 
 from collector.auth import create_token
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """User SQL is sandboxed the same on a file and on a lake (where the attached lake, its
+    catalog functions and the postgres extension must stay out of reach too)."""
+    return request.param
+
 
 PROTO = {"content-type": "application/x-protobuf"}
 SECRET = "TOP-SECRET-FILE-CONTENT"
@@ -57,6 +66,14 @@ def world(start_collector: Any, tmp_path: Path) -> World:
 
 
 HOSTILE = [
+    # a lake's own catalog and extensions (loaded in a lake's database)
+    "SELECT * FROM lake.main.span_data",
+    "SELECT * FROM lake.span_data",
+    "SELECT * FROM lake.snapshots()",
+    "SELECT * FROM ducklake_snapshots('lake')",
+    "SELECT * FROM ducklake_list_files('lake', 'span_data')",
+    "SELECT * FROM postgres_query('lake', 'SELECT 1')",
+    "CALL ducklake_expire_snapshots('lake', older_than => now())",
     # files and network
     "SELECT * FROM read_csv('{tmp}/secret.csv')",
     "SELECT * FROM read_csv_auto('{tmp}/secret.csv')",

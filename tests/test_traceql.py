@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import BACKENDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_query_fixtures import World, filled_world
@@ -22,9 +23,11 @@ MS = 1_000_000
 KIND = {"agent.turn": "server", "llm.call": "client"}
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from filled_world(tmp_path_factory)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    yield from filled_world(tmp_path_factory, request)
 
 
 def search(w: World, q: str, **params: object) -> httpx.Response:
@@ -119,9 +122,9 @@ def test_traceql_returns_what_the_equivalent_cli_filters_return(world: World) ->
         assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output)
         spans = json.loads(a.output)["spans"]
         assert spans and spans == json.loads(b.output)["spans"]
-    with world.offline() as db:
-        a = runner.invoke(main, ["--db", db, "traces", *pairs[0][0], "-o", "json"])
-        b = runner.invoke(main, ["--db", db, "traces", *pairs[0][1], "-o", "json"])
+    with world.local() as store:
+        a = runner.invoke(main, [*store, "traces", *pairs[0][0], "-o", "json"])
+        b = runner.invoke(main, [*store, "traces", *pairs[0][1], "-o", "json"])
         assert a.exit_code == 0 and json.loads(a.output) == json.loads(b.output)
 
 

@@ -126,6 +126,14 @@ class DuckDBStore:
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def shared(self) -> bool:
+        return False  # the file has one writer
+
+    def session_turn(self) -> contextlib.AbstractContextManager[list[SessionState]]:
+        """Nothing to wait for or adopt: this collector is the file's only writer."""
+        return contextlib.nullcontext([])
+
     # -- opening and closing --------------------------------------------------------------
     def open(self) -> None:
         if self.path != ":memory:":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import duckdb
@@ -53,6 +54,18 @@ class Store(Protocol):
 
     def open(self) -> None:
         """Connect, create or migrate the tables; raises StoreError with a clear reason."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Other collectors write the same store (a lake's replicas): session rows are written
+        with every commit, never deferred, so that the others see them at their next turn."""
+        ...
+
+    def session_turn(self) -> AbstractContextManager[list[SessionState]]:
+        """Around planning and committing session rows: yields the session rows other
+        collectors changed since this one's last turn (none for a store of one collector),
+        and keeps the others' turns out until it exits (collector/store/lake_sessions.py)."""
         ...
 
     def append(

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import StoreError
+from .lake_connect import LakeConfig, connect, make_views, parse_store
 from .memory import apply_memory_limit
 from .schema import (
     ATTRIBUTE_KEYS,
@@ -43,8 +44,11 @@ __all__ = [
     "TS",
     "V1_LOGS",
     "V1_SPANS",
+    "LakeConfig",
     "StoreInUse",
+    "open_lake_reader",
     "open_reader",
+    "parse_store",
     "value_at",
     "value_of_key",
 ]
@@ -108,3 +112,27 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: str) -> None:
             f" ({SCHEMA_VERSION}); start a collector on it once (roomscope serve --db {path})"
             " to upgrade it"
         )
+
+
+def open_lake_reader(config: LakeConfig, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a lake (any number of collectors may be writing it), where the
+    names of this module resolve as in a store file. Raises StoreError."""
+    con = connect(config, memory_limit, read_only=True)
+    try:
+        make_views(con)
+        row = con.execute(
+            "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    except duckdb.Error:
+        con.close()
+        raise StoreError(
+            f"lake {config.catalog} ({config.data_path}) is not a roomscope store yet (start a"
+            " collector on it: roomscope serve --store ducklake:...)"
+        ) from None
+    if row is not None and int(row[0]) != SCHEMA_VERSION:
+        con.close()
+        raise StoreError(
+            f"lake {config.catalog} has schema version {row[0]}; this roomscope reads"
+            f" {SCHEMA_VERSION}"
+        )
+    return con

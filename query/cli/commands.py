@@ -34,6 +34,7 @@ from ..library.records import parse_ts
 from ..library.traces import check_span_id, check_trace_id, render_trees
 from . import views
 from .choice import NEWEST_RULE, pick_session, session_choice
+from .migrate import migrate
 from .output import OutputFormat, emit, emit_sql, output_options
 from .pages import LIMIT_HELP, emit_list, paged, pages
 from .prune import prune_cmd
@@ -133,6 +134,18 @@ def trees(show_attrs: bool) -> Callable[[list[dict[str, Any]]], str]:
     help="Read this store file directly (read-only; no collector may hold it).",
 )
 @click.option(
+    "--store",
+    "store",
+    metavar="ducklake:URL",
+    help="Read this lake (ducklake:postgresql://user@host:port/db; store.catalog) directly.",
+)
+@click.option(
+    "--data-path",
+    "data_path",
+    metavar="PATH",
+    help="The lake's data files with --store: a directory or s3://bucket/prefix (store.data_path).",
+)
+@click.option(
     "--server",
     "server",
     metavar="URL",
@@ -147,27 +160,42 @@ def trees(show_attrs: bool) -> Callable[[list[dict[str, Any]]], str]:
 @click.version_option(package_name="roomscope")
 @click.pass_context
 def main(
-    ctx: click.Context, config: str | None, db: str | None, server: str | None, token: str | None
+    ctx: click.Context,
+    config: str | None,
+    db: str | None,
+    store: str | None,
+    data_path: str | None,
+    server: str | None,
+    token: str | None,
 ) -> None:
     """roomscope: OpenTelemetry for room-based applications, stored in DuckDB.
 
-    Read commands take their data from --db PATH or --server URL (not both). With neither:
+    Read commands take their data from --db PATH or --server URL (not both), or from a lake
+    with --store ducklake:URL --data-path PATH. With neither:
     the configured server (server.api_host and server.api_port, default
     http://127.0.0.1:4320) if it answers within query.probe_timeout, else the configured
-    store file (store.path).
+    store file (store.path), or lake when store.backend is "ducklake".
     """
     if db is not None and server is not None:
         raise click.UsageError(
             "--db and --server cannot be used together: --db PATH reads a store file,"
             " --server URL queries a running collector; give one of them"
         )
+    if store is not None and (db is not None or server is not None):
+        raise click.UsageError("--store cannot be used with --db or --server: give one of them")
+    if store is not None and not store.startswith("ducklake:"):
+        raise click.BadParameter(
+            "give ducklake:postgresql://user@host:port/db", param_hint="'--store'"
+        )
     ctx.obj = {"config": config, "db": db, "server": server, "token": token}
+    ctx.obj.update(store=store, data_path=data_path)
 
 
 main.add_command(serve)
 main.add_command(token_group)
 main.add_command(import_command)
 main.add_command(usage_cmd)
+main.add_command(migrate)
 
 
 @main.group()

@@ -12,22 +12,46 @@ from collector.auth import SCOPES, create_token
 from collector.errors import RoomscopeError
 from collector.server import Collector
 from collector.settings import load_settings
+from collector.store import parse_store
 
 from ..http.serving import serving_collector
 
 
 @click.command("serve")
 @click.option("--db", "db", type=click.Path(dir_okay=False), help="DuckDB store file (store.path).")
+@click.option(
+    "--store",
+    "store",
+    metavar="ducklake:URL",
+    help="Write this lake instead of a file: ducklake:postgresql://user@host:port/db"
+    " (store.backend, store.catalog).",
+)
+@click.option(
+    "--data-path",
+    help="The lake's data files: a directory or s3://bucket/prefix (store.data_path).",
+)
 @click.option("--host", help="Address the OTLP receivers bind to (server.host).")
 @click.option("--grpc-port", type=int, help="OTLP/gRPC port, 0 = free port (server.grpc_port).")
 @click.option("--http-port", type=int, help="OTLP/HTTP port, 0 = free port (server.http_port).")
 @click.option("--api-port", type=int, help="Query API port, 0 = free port (server.api_port).")
 @click.option("--api-host", help="Address the query API binds to (server.api_host).")
 @click.pass_context
-def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host) -> None:
-    """Run the collector: OTLP ingest (gRPC + HTTP) into DuckDB, plus the query API."""
-    config = (ctx.obj or {}).get("config")
+def serve(
+    ctx: click.Context, db, store, data_path, host, grpc_port, http_port, api_port, api_host
+) -> None:
+    """Run the collector: OTLP ingest (gRPC + HTTP) into DuckDB, plus the query API.
+
+    With --store ducklake:... it is one of any number of replicas writing one lake."""
+    obj = ctx.obj or {}
+    config = obj.get("config")
+    store = store or obj.get("store")
+    data_path = data_path or obj.get("data_path")
+    try:
+        lake = lake_flags(store, data_path)
+    except RoomscopeError as exc:
+        raise click.UsageError(str(exc)) from None
     flags = {
+        **lake,
         "store.path": db or (ctx.obj or {}).get("db"),
         "server.host": host,
         "server.grpc_port": grpc_port,
@@ -55,6 +79,17 @@ def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host
         asyncio.run(serving_collector(settings).serve(on_ready=ready))
     except RoomscopeError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def lake_flags(store: str | None, data_path: str | None) -> dict[str, str | None]:
+    """The settings ``--store ducklake:URL`` and ``--data-path`` stand for."""
+    if store is None:
+        return {"store.data_path": data_path}
+    return {
+        "store.backend": "ducklake",
+        "store.catalog": parse_store(store),
+        "store.data_path": data_path,
+    }
 
 
 @click.group("token")

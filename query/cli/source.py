@@ -18,7 +18,13 @@ import httpx
 
 from collector.errors import RoomscopeError, StoreError
 from collector.settings import Settings, load_settings
-from collector.store.reads import StoreInUse, open_reader
+from collector.store.reads import (
+    LakeConfig,
+    StoreInUse,
+    open_lake_reader,
+    open_reader,
+    parse_store,
+)
 
 from ..library.errors import NotFound, QueryError, SourceError
 from ..library.filters import LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
@@ -38,7 +44,8 @@ def segment(text: str) -> str:
 
 
 class LocalSource(Reader):
-    """A store file opened read-only (no collector may hold it)."""
+    """A store file opened read-only (no collector may hold it), or a lake (``lake``; its
+    collectors may be writing it meanwhile)."""
 
     def __init__(
         self,
@@ -50,15 +57,16 @@ class LocalSource(Reader):
         idle_timeout: float,
         prices: Prices,
         memory_limit: str,
+        lake: LakeConfig | None = None,
     ):
         self.path = path
-        if path != ":memory:" and not Path(path).expanduser().is_file():
+        if lake is None and path != ":memory:" and not Path(path).expanduser().is_file():
             raise SourceError(
                 f"store file {path} does not exist; start a collector (roomscope serve), pass"
                 " --db PATH, or query a running collector with --server URL"
             )
         try:
-            con = open_reader(path, memory_limit)
+            con = open_lake_reader(lake, memory_limit) if lake else open_reader(path, memory_limit)
         except StoreInUse:
             raise  # open_source names the API to query instead (holder.in_use_message)
         except StoreError as exc:
@@ -217,18 +225,22 @@ def open_source(
     db: str | None = None,
     server: str | None = None,
     token: str | None = None,
+    store: str | None = None,
+    data_path: str | None = None,
 ) -> Source:
-    """The source the global options (or, failing them, the configuration) point at."""
+    """The source the global options (or, failing them, the configuration) point at: ``store``
+    and ``data_path`` name a lake (``--store ducklake:postgresql://... --data-path PATH``)."""
     settings = settings_for(config)
     timeout = settings.get("query.timeout")
 
     url = configured_url(settings)
     probe = settings.get("query.probe_timeout")
 
-    def local(path: str) -> LocalSource:
+    def local(path: str, lake: LakeConfig | None = None) -> LocalSource:
         try:
             return LocalSource(
-                path,
+                lake.location if lake else path,
+                lake=lake,
                 default_limit=settings.get("query.default_limit"),
                 timeout=timeout,
                 max_rows=settings.get("query.max_rows"),
@@ -243,6 +255,29 @@ def open_source(
         return RemoteSource(server, timeout=timeout + 30, token=token)
     if db:
         return local(db)
+    if store:
+        return local("", _lake(settings, store, data_path))
     if _answers(url, probe):
         return RemoteSource(url, timeout=timeout + 30, token=token)
+    if settings.get("store.backend") == "ducklake":
+        return local("", _lake(settings, None, data_path))
     return local(settings.get("store.path"))
+
+
+def _lake(settings: Settings, store: str | None, data_path: str | None) -> LakeConfig:
+    """The lake of ``--store``/``--data-path``, else of the settings (``store.catalog``, …)."""
+    try:
+        catalog = parse_store(store) if store else settings.get("store.catalog")
+    except StoreError as exc:
+        raise SourceError(str(exc)) from None
+    lake = LakeConfig(
+        catalog,
+        data_path or settings.get("store.data_path"),
+        settings.get("store.s3_endpoint"),
+        settings.get("store.s3_region"),
+    )
+    try:
+        lake.check()
+    except StoreError as exc:
+        raise SourceError(str(exc)) from None
+    return lake

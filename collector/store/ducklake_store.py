@@ -1,0 +1,398 @@
+"""The scale-out backend: a DuckLake (PostgreSQL catalog, Parquet files on a shared directory
+or S3) that any number of collectors write at once (SPEC 10).
+
+:class:`DuckLakeStore` implements :class:`~collector.store.interface.Store` over the lake
+that :mod:`collector.store.lake_connect` attaches. Each append is one DuckLake transaction,
+committed optimistically: DuckLake itself retries a commit whose snapshot another replica
+moved on when the changes do not overlap; a conflict it cannot resolve is retried here, the
+whole transaction again. Each commit carries a tag (DuckLake's commit message): when a
+commit's outcome is unknown (the catalog went away during COMMIT), the store looks the tag up
+once the catalog answers again, so a batch that did land is not written twice.
+
+The catalog or the data path being unreachable raises StoreUnavailable, which the writer turns
+into retryable answers (503 / UNAVAILABLE) and a probe until the lake answers; DuckDB's
+connection to PostgreSQL recovers by itself when the server is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import StoreError, StoreUnavailable
+from .duckdb_store import _append, _attribute_keys, _one_table
+from .faults import is_store_trouble
+from .interface import Job, Recount, Run
+from .lake_connect import LAKE, LakeConfig, connect, make_views
+from .lake_layout import META, table_statements, tuning_statements
+from .lake_maintenance import LakeMaintenance, MaintenancePlan
+from .lake_sessions import SessionLock, apply_plan, changed_sessions, current_snapshot
+from .schema import (
+    ATTRIBUTE_KEYS,
+    ATTRIBUTE_KEYS_LOAD,
+    SCHEMA_VERSION,
+    SHARED_TABLES,
+    storage_table,
+)
+from .session_rows import SessionPlan, SessionState, read_sessions, recount_active
+
+log = logging.getLogger("roomscope.store")
+
+Transaction = Callable[[duckdb.DuckDBPyConnection], None]
+
+CONFLICT_RETRIES = 20  # whole-transaction retries of a commit DuckLake could not merge
+UNKNOWN_OUTCOME_WAIT = 5.0  # seconds to wait for the catalog to say whether a commit landed
+
+# Error text that means the catalog or the object store cannot be reached (not bad data).
+_UNREACHABLE = (
+    "connection",
+    "could not connect",
+    "unable to connect",
+    "server closed",
+    "refused",
+    "timed out",
+    "timeout",
+    "terminating",
+    "no route",
+    "broken pipe",
+    "http error",
+    "http request",
+)
+# Errors about a statement or its data, whatever their text says (a value may hold a URL).
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.BinderException,
+    duckdb.ParserException,
+    duckdb.ConstraintException,
+    duckdb.CatalogException,
+)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when a lake operation failed because the catalog or the files are out of reach."""
+    if isinstance(exc, _DATA_ERRORS):
+        return False
+    if is_store_trouble(exc):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(s in text for s in _UNREACHABLE)
+
+
+class DuckLakeStore:
+    """A lake written by this collector and any number of others."""
+
+    def __init__(
+        self,
+        config: LakeConfig,
+        *,
+        threads: int,
+        memory_limit: str,
+        maintenance: MaintenancePlan,
+    ):
+        self.config = config
+        self.threads = threads
+        self.memory_limit = memory_limit
+        self.maintenance = maintenance
+        self.replica = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._db: duckdb.DuckDBPyConnection | None = None  # the database with the views
+        self._con: duckdb.DuckDBPyConnection | None = None  # the writer's cursor (USE lake)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._attribute_keys: set[tuple[str, str]] = set()
+        self._known: dict[str, set[int]] = {t: set() for t in SHARED_TABLES}
+        self._unknown_tag: str | None = None  # a commit whose outcome is not known yet
+        self._session_lock = SessionLock(config.catalog)
+        self._seen = 0  # the snapshot up to which other replicas' session rows were adopted
+        self.stats = {"commits": 0, "conflicts": 0, "reconciled": 0, "turns": 0}
+        self.turn_seconds = 0.0  # time spent holding the session lock
+
+    @property
+    def location(self) -> str:
+        return self.config.location
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def session_turn(self) -> Iterator[list[SessionState]]:
+        """The replicas' turn to write session rows (collector/store/lake_sessions.py)."""
+        with self._session_lock.held(self.replica, self._seen) as (upto, foreign):
+            began = time.perf_counter()
+            try:
+                changed = changed_sessions(self.con, LAKE, self._seen, upto) if foreign else []
+            except duckdb.Error as exc:
+                if not is_unreachable(exc):
+                    raise
+                raise StoreUnavailable(f"lake cannot be read: {exc}") from exc
+            self._seen = upto
+            try:
+                yield changed
+            finally:
+                self.stats["turns"] += 1
+                self.turn_seconds += time.perf_counter() - began
+
+    # -- opening and closing --------------------------------------------------------------
+    def open(self) -> None:
+        threads = self.threads or max(1, (os.cpu_count() or 2) - 1)
+        self._db = connect(self.config, self.memory_limit, threads=threads)
+        try:
+            self._con = self._db.cursor()
+            self._con.execute(f"USE {LAKE}")
+            self._create()
+            make_views(self._db)
+            self._load_known()
+            self._seen = current_snapshot(self._con, LAKE)
+        except duckdb.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open lake {self.location}: {exc}") from None
+
+    def _create(self) -> None:
+        """The tables, once per lake: replicas starting together may race, and the loser of a
+        conflict finds the tables made."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                with self._transaction() as con:
+                    row = (
+                        con.execute(
+                            f"SELECT value FROM {LAKE}.main.{META} WHERE key = 'schema_version'"
+                        ).fetchone()
+                        if self._has_meta(con)
+                        else None
+                    )
+                    if row is not None:
+                        if int(row[0]) > SCHEMA_VERSION:
+                            raise StoreError(
+                                f"lake {self.location} has schema version {row[0]}, newer"
+                                f" than this roomscope ({SCHEMA_VERSION}); upgrade roomscope"
+                            )
+                        return
+                    for statement in table_statements():
+                        con.execute(statement)
+                    for statement in tuning_statements():
+                        con.execute(statement)
+                    con.execute(
+                        f"INSERT INTO {META} VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                    )
+                return
+            except duckdb.Error as exc:
+                if not is_conflict(exc) and "already exists" not in str(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise StoreError(f"cannot create the tables of lake {self.location}: conflicts")
+
+    @staticmethod
+    def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+            [LAKE, META],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _load_known(self) -> None:
+        con = self.con
+        self._attribute_keys = set(con.execute(ATTRIBUTE_KEYS_LOAD).fetchall())
+        for table, id_column in SHARED_TABLES.items():
+            rows = con.execute(f"SELECT DISTINCT {id_column} FROM {table}").fetchall()
+            self._known[table] = {r[0] for r in rows}
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The writer's cursor (default catalog: the lake)."""
+        if self._con is None:
+            raise StoreUnavailable("store is closed")
+        return self._con
+
+    def close(self) -> None:
+        if self.stats["commits"]:
+            log.info(
+                "lake: %d commits, %d conflicts retried, %d reconciled; %d session turns"
+                " holding the lock %.3f s",
+                self.stats["commits"],
+                self.stats["conflicts"],
+                self.stats["reconciled"],
+                self.stats["turns"],
+                self.turn_seconds,
+            )
+        self._session_lock.close()
+        with self._lock:
+            for con in (self._con, self._db):
+                if con is not None:
+                    with contextlib.suppress(duckdb.Error):
+                        con.close()
+            self._con = self._db = None
+
+    # -- writing (the writer thread) ------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self, tag: str | None = None):
+        con = self.con
+        con.begin()
+        try:
+            yield con
+            if tag is not None:
+                con.execute(f"CALL {LAKE}.set_commit_message(?, ?)", [self.replica, tag])
+            con.commit()
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.rollback()
+            raise
+
+    def append(
+        self, tables: Mapping[str, Sequence[pa.Table]], sessions: SessionPlan | None = None
+    ) -> None:
+        """Commit the batches and the session rows in one lake transaction (see the module)."""
+        plan = sessions
+        also = (lambda con: apply_plan(plan, con)) if plan is not None else None
+        self._committed(lambda tag: self._write(tables, also, tag))
+
+    def execute(self, fn: Transaction) -> None:
+        """Run statements in one lake transaction (maintenance, tests)."""
+        self._committed(lambda tag: self._write({}, fn, tag))
+
+    def _committed(self, write: Callable[[str], None]) -> None:
+        """Run ``write`` with a fresh tag until it commits: conflicts are retried; when the
+        lake is out of reach, raise StoreUnavailable, after making sure of the outcome of a
+        commit that may have landed."""
+        self._settle_unknown()
+        for attempt in range(CONFLICT_RETRIES):
+            tag = uuid.uuid4().hex
+            try:
+                write(tag)
+                self.stats["commits"] += 1
+                return
+            except Exception as exc:
+                if is_conflict(exc):
+                    self.stats["conflicts"] += 1
+                    time.sleep(min(0.5, 0.01 * 2**attempt))
+                    continue
+                if not is_unreachable(exc):
+                    raise
+                self._generation += 1  # state read before must be read again
+                if self._landed(tag):
+                    self.stats["reconciled"] += 1
+                    return  # the commit landed although COMMIT failed
+                raise StoreUnavailable(f"lake cannot be written: {exc}") from exc
+        raise StoreUnavailable(f"lake commit kept conflicting ({CONFLICT_RETRIES} tries)")
+
+    def _landed(self, tag: str) -> bool:
+        """Whether the commit tagged ``tag`` is in the lake, asked until the catalog answers
+        (for UNKNOWN_OUTCOME_WAIT seconds); if it does not, the question waits for the next
+        write (``_unknown_tag``)."""
+        deadline = time.monotonic() + UNKNOWN_OUTCOME_WAIT
+        while True:
+            try:
+                return self._tag_committed(tag)
+            except duckdb.Error:
+                if time.monotonic() > deadline:
+                    self._unknown_tag = tag
+                    return False
+                time.sleep(0.2)
+
+    def _tag_committed(self, tag: str) -> bool:
+        row = self.con.execute(
+            f"SELECT count(*) FROM {LAKE}.snapshots() WHERE commit_message = ?", [tag]
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _settle_unknown(self) -> None:
+        """A commit whose outcome stayed unknown was answered as failed (503): log when it
+        did land after all (its records may then arrive twice, as the client retries them)."""
+        if self._unknown_tag is None:
+            return
+        try:
+            landed = self._tag_committed(self._unknown_tag)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"lake cannot be reached: {exc}") from exc
+        if landed:
+            log.warning("a commit answered as failed while the catalog was away did land")
+        self._unknown_tag = None
+
+    def _write(
+        self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None, tag: str
+    ) -> None:
+        new_keys: set[tuple[str, str]] = set()
+        new_ids: dict[str, set[int]] = {}
+        with self._transaction(tag) as con:
+            for name, batches in tables.items():
+                batch = _one_table(batches)
+                if batch is not None and name in SHARED_TABLES:
+                    batch, new_ids[name] = self._unseen(name, batch)
+                    new_keys |= _attribute_keys(name, batch)
+                if batch is None:
+                    continue
+                _append(con, storage_table(name), batch)
+            new_keys -= self._attribute_keys
+            if new_keys:
+                con.executemany(
+                    f"INSERT INTO {ATTRIBUTE_KEYS} VALUES (?, ?)", [list(k) for k in new_keys]
+                )
+            if also is not None:
+                also(con)
+        self._attribute_keys |= new_keys
+        for name, ids in new_ids.items():
+            self._known[name] |= ids
+
+    def _unseen(self, table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
+        known = self._known[table]
+        fresh: dict[int, int] = {}
+        for i, rid in enumerate(batch[SHARED_TABLES[table]].to_pylist()):
+            if rid not in known:
+                fresh.setdefault(rid, i)
+        if not fresh:
+            return None, set()
+        if len(fresh) < batch.num_rows:
+            batch = batch.take(list(fresh.values()))
+        return batch, set(fresh)
+
+    def probe(self) -> None:
+        """Returns once the catalog answers and the data path can be written."""
+        try:
+            self.con.execute(f"SELECT * FROM {LAKE}.current_snapshot()").fetchall()
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"lake catalog cannot be reached: {exc}") from exc
+        path = self.config.data_path
+        if "://" not in path and not os.access(path, os.W_OK):
+            raise StoreUnavailable(f"lake data path {path} cannot be written")
+        self._settle_unknown()
+
+    def maybe_checkpoint(self, idle: bool) -> None:
+        """Nothing to fold: each commit wrote its Parquet files and catalog rows."""
+
+    def checkpoint(self) -> None:
+        """Nothing to fold (see maybe_checkpoint); compaction is the maintenance job's."""
+
+    # -- sessions, maintenance, reading ---------------------------------------------------
+    def load_sessions(self) -> list[SessionState]:
+        with contextlib.closing(self.cursor()) as cur:
+            return read_sessions(cur)
+
+    def recount_active(self) -> list[Recount]:
+        with contextlib.closing(self.cursor()) as cur:
+            return recount_active(cur)
+
+    def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
+        return [LakeMaintenance(self.config, self.replica, self.maintenance, forget, run)]
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the in-memory database whose views read the lake."""
+        with self._lock:
+            if self._db is None:
+                raise StoreUnavailable("store is closed")
+            return self._db.cursor()

@@ -1,0 +1,104 @@
+"""The tables of a lake and the read views over them, from the file store's definitions.
+
+A lake holds the same tables as a store file (schema.py ``TABLES``, the trace index, the
+attribute keys, ``span_archive``), at SCHEMA_VERSION, with two differences DuckLake imposes
+or suggests:
+
+- No PRIMARY KEY: DuckLake has no constraints. The shared rows (``resources``,
+  ``attribute_keysets``) are keyed by a hash of their content, so two replicas that insert the
+  same id insert the same row; the read views keep one row per id (:data:`DEDUPED`), and the
+  maintenance replica deletes the extra copies.
+- Partitioning by day of the records' time (never by room: a commit would write a file per
+  room) and a sort order for DuckLake's compaction (``merge_adjacent_files``), so that a
+  room's spans of a day end up together, as the file store's compaction sorts them.
+
+``span_archive`` stays empty in a lake (DuckLake's own compaction replaces roomscope's);
+``span_rows`` is the file store's view without its archive branch.
+"""
+
+from __future__ import annotations
+
+from .schema import (
+    ATTRIBUTE_KEYS,
+    SPAN_CLUSTERS_SQL,
+    TABLES,
+    TRACE_INDEX,
+    TRACE_INDEX_SQL,
+    create_table_sql,
+    logs_view_sql,
+)
+from .span_archive import ARCHIVE, ARCHIVE_SQL, SPAN_ROWS_SQL, SPANS_VIEW_SQL
+
+META = "roomscope_meta"
+LEASES = "roomscope_leases"  # in the catalog database itself (PostgreSQL): maintenance's lease
+
+# Shared rows by id: the views keep one row per id.
+DEDUPED = {"resources": "resource_id", "attribute_keysets": "keyset_id", ATTRIBUTE_KEYS: "map, key"}
+
+# Day partitions and compaction sort order per table (DuckLake's ALTER TABLE … SET …).
+PARTITIONS = {
+    "span_data": "start_time",
+    "log_data": "time",
+    "metric_points": "time",
+    "session_events": "time",
+    TRACE_INDEX: "first_start",
+}
+SORTED = {
+    "span_data": "room, start_time",
+    "log_data": "room, time",
+    "metric_points": "room, name, time",
+    TRACE_INDEX: "trace_key",
+}
+
+
+def _plain(columns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, sql_type.removesuffix(" PRIMARY KEY")) for name, sql_type in columns]
+
+
+def table_statements() -> list[str]:
+    """CREATE TABLE IF NOT EXISTS for every table of a lake (run with ``USE lake``)."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {META} (key VARCHAR, value VARCHAR)",
+        *(create_table_sql(t, _plain(TABLES[t])) for t in TABLES),
+        f"CREATE TABLE IF NOT EXISTS {ATTRIBUTE_KEYS} (map VARCHAR, key VARCHAR)",
+        TRACE_INDEX_SQL,
+        SPAN_CLUSTERS_SQL,
+        ARCHIVE_SQL,
+    ]
+
+
+def tuning_statements() -> list[str]:
+    """Partitioning and sort order (idempotent; run once when the lake is made)."""
+    days = "year({c}), month({c}), day({c})"
+    return [
+        *(
+            f"ALTER TABLE {t} SET PARTITIONED BY ({days.format(c=c)})"
+            for t, c in PARTITIONS.items()
+        ),
+        *(f"ALTER TABLE {t} SET SORTED BY ({order})" for t, order in SORTED.items()),
+    ]
+
+
+def lake_tables() -> list[str]:
+    return [META, *TABLES, ATTRIBUTE_KEYS, TRACE_INDEX, "span_clusters", ARCHIVE]
+
+
+def view_statements(catalog: str) -> list[str]:
+    """The in-memory database's views: each lake table under its own name (shared rows once
+    per id), then the file store's ``span_rows``, ``spans`` and ``logs``."""
+    out = []
+    for table in lake_tables():
+        source = f"{catalog}.main.{table}"
+        if table in DEDUPED:
+            select = f"SELECT DISTINCT ON ({DEDUPED[table]}) * FROM {source}"
+        else:
+            select = f"SELECT * FROM {source}"
+        out.append(f"CREATE OR REPLACE VIEW memory.main.{table} AS {select}")
+    return [*out, LAKE_SPAN_ROWS_SQL, SPANS_VIEW_SQL, logs_view_sql()]
+
+
+# A lake's span_rows: span_data alone, with the archive's columns NULL (the file store's view
+# without its second branch). DuckLake reads each column's statistics from the catalog when a
+# query binds it, one round trip per column and table: the empty archive's ~50 would double
+# every span query's planning time.
+LAKE_SPAN_ROWS_SQL = SPAN_ROWS_SQL.split(" UNION ALL ")[0]

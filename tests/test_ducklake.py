@@ -1,0 +1,321 @@
+"""The DuckLake backend (SPEC 10): replicas on one lake, sessions across them, commit tags,
+the catalog going away, maintenance on one replica, the CLI's --store, S3 through moto.
+
+The query, CLI and API suites run against a lake too (their ``world`` fixtures are
+parametrized over conftest.BACKENDS); this file tests what only a lake has."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+from click.testing import CliRunner
+from conftest import (
+    lake_args,
+    lake_settings,
+    make_settings,
+    make_tagger,
+    read_store,
+    wait_for_job,
+)
+from otlp_factory import trace_request
+from postgres import Postgres, free_port, running_postgres
+from test_sessions import log_request, post
+
+from collector.decode import decode_body
+from collector.store import DuckLakeStore, create_store
+from collector.store.lake_connect import EXTENSIONS, LakeConfig, connect
+from collector.store.lake_maintenance import LakeMaintenance, MaintenancePlan
+from collector.store.reads import open_lake_reader
+from query.cli import main
+
+S = 1_000_000_000
+LAKE = pytest.mark.parametrize("backend", ["ducklake"], indirect=True)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return value
+
+
+def lake_store(pg: Postgres, root: Path, **overrides: Any) -> DuckLakeStore:
+    store = create_store(
+        make_settings(root / "unused.duckdb", **lake_settings(pg, root / "lake"), **overrides)
+    )
+    assert isinstance(store, DuckLakeStore)
+    return store
+
+
+def test_extensions_load_from_the_wheels_with_autoinstall_off(postgres, tmp_path) -> None:
+    url = postgres.create_database("extensions")
+    con = connect(LakeConfig(url, str(tmp_path)), "256MB")
+    try:
+        rows = con.execute(
+            "SELECT extension_name, loaded, install_path FROM duckdb_extensions()"
+            " WHERE extension_name IN ?",
+            [list(EXTENSIONS)],
+        ).fetchall()
+        assert {r[0] for r in rows if r[1]} == set(EXTENSIONS)
+        (setting,) = con.execute(
+            "SELECT current_setting('autoinstall_known_extensions')"
+        ).fetchone()
+        assert setting is False
+        # The lake is attached and its files go to the data path.
+        con.execute("CREATE TABLE lake.t AS SELECT range AS i FROM range(10)")
+        assert con.execute("SELECT count(*) FROM lake.t").fetchone() == (10,)
+    finally:
+        con.close()
+
+
+@LAKE
+def test_two_replicas_read_everything_both_wrote(start_collector) -> None:
+    a, b = start_collector(), start_collector()
+    start = time.time_ns() - 60 * S
+    post(a, trace_request(5, room="r1", session="s-a", start_ns=start))
+    post(b, trace_request(7, room="r2", session="s-b", start_ns=start))
+    for replica in (a, b):
+        rows = replica.query("SELECT room, count(*) FROM spans GROUP BY 1 ORDER BY 1")
+        assert rows == [("r1", 5), ("r2", 7)]
+    r = httpx.get(b.api_url + "/api/v1/sessions/s-a", timeout=30)
+    assert r.status_code == 200 and r.json()["session"]["span_count"] == 5
+
+
+def _session_outcome(query: Callable[..., list[tuple]]) -> list[tuple]:
+    """Sessions and their events, without the ids of inferred sessions (random ULIDs)."""
+    sessions = query(
+        "SELECT session_id, source, epoch_ns(started_at), epoch_ns(last_seen_at), span_count,"
+        " log_count, error_count, services FROM sessions ORDER BY started_at, source"
+    )
+    out = []
+    for sid, source, *rest in sessions:
+        events = query(
+            "SELECT type, epoch_ns(time), data::VARCHAR FROM session_events"
+            " WHERE session_id = ? ORDER BY time, type",
+            [sid],
+        )
+        out.append((sid if source == "explicit" else "inferred", source, *rest, events))
+    return out
+
+
+def _alternate(targets: list[Any], start: int) -> None:
+    """One room's records, explicit and inferred sessions, sent to ``targets`` in turn."""
+    requests = []
+    for i in range(6):  # an inferred session: bursts 10 s apart (idle timeout: 300 s)
+        requests.append(trace_request(3, room="hall", start_ns=start + i * 10 * S, seed=i))
+    for i in range(4):  # an explicit one, spans and logs
+        requests.append(trace_request(2, room="hall", session="talk-1", start_ns=start + i * S))
+        requests.append(log_request([start + i * S + 5], room="hall", session="talk-1"))
+    # after a gap longer than the idle timeout: a second inferred session of the room
+    requests.append(trace_request(4, room="hall", start_ns=start + 1_000 * S))
+    requests.append(trace_request(1, room="hall", start_ns=start + 1_001 * S, seed=3))
+    for i, request in enumerate(requests):
+        post(targets[i % len(targets)], request)
+
+
+@pytest.mark.parametrize("backend", ["ducklake"], indirect=True)
+def test_sessions_across_replicas_come_out_as_from_one_collector(start_collector, tmp_path) -> None:
+    start = time.time_ns() - 3_600 * S
+    a, b = start_collector(), start_collector()
+    _alternate([a, b], start)
+    lake = _session_outcome(a.query)
+    assert _session_outcome(b.query) == lake
+
+    one = start_collector(db=tmp_path / "one.duckdb", **{"store.backend": "duckdb"})
+    _alternate([one], start)
+    expected = _session_outcome(one.query)
+    assert sorted(s[1] for s in expected) == ["explicit", "inferred", "inferred"]
+    assert lake == expected
+
+
+def test_a_commit_that_landed_although_commit_failed_is_not_written_again(
+    postgres, tmp_path, monkeypatch
+) -> None:
+    store = lake_store(postgres, tmp_path)
+    store.open()
+    try:
+        real = store._write
+
+        def lost_answer(*args: Any) -> None:  # the commit lands, its answer does not arrive
+            real(*args)
+            raise duckdb.IOException("IO Error: connection to server lost")
+
+        monkeypatch.setattr(store, "_write", lost_answer)
+        batch = trace_tables(store)
+        store.append(batch)
+        assert store.stats["reconciled"] == 1
+        cur = store.cursor()
+        assert cur.execute("SELECT count(*) FROM span_data").fetchone() == (3,)
+    finally:
+        store.close()
+
+
+def trace_tables(store: DuckLakeStore) -> dict[str, list]:
+    """A decoded request of 3 spans, as the writer hands it to append()."""
+    body = trace_request(3, room="x").SerializeToString()
+    decoded = decode_body("traces", body, "protobuf", make_tagger())
+    return {decoded.signal: [decoded.table], **{k: [v] for k, v in decoded.side.items()}}
+
+
+def test_catalog_stopped_answers_retryably_and_recovers_by_itself(
+    tmp_path, start_collector
+) -> None:
+    with running_postgres() as pg:
+        c = start_collector(**lake_settings(pg, tmp_path / "lake"))
+        start = time.time_ns() - 60 * S
+        post(c, trace_request(2, room="r", session="s", start_ns=start))
+        pg.stop()
+        body = trace_request(3, room="r", session="s", start_ns=start + S).SerializeToString()
+        headers = {"content-type": "application/x-protobuf"}
+        r = httpx.post(c.http_url + "/v1/traces", content=body, headers=headers, timeout=60)
+        assert r.status_code == 503 and r.headers.get("retry-after")
+        pg.start()
+
+        def accepted() -> bool:
+            r = httpx.post(c.http_url + "/v1/traces", content=body, headers=headers, timeout=60)
+            return r.status_code == 200
+
+        wait_for(accepted, 60)
+        assert c.query("SELECT count(*) FROM spans") == [(5,)]
+        assert c.query("SELECT span_count FROM sessions WHERE session_id = 's'") == [(5,)]
+
+
+def test_maintenance_runs_on_one_replica_and_moves_when_its_lease_runs_out(
+    postgres, tmp_path, monkeypatch
+) -> None:
+    url = postgres.create_database("leases")
+    config = LakeConfig(url, str(tmp_path))
+    con = connect(config, "256MB")
+    con.close()
+    plan = MaintenancePlan(max_age=0, interval=3600, memory_limit="256MB")
+    a = LakeMaintenance(config, "replica-a", plan, None)
+    b = LakeMaintenance(config, "replica-b", plan, None)
+    try:
+        assert a.lead() and not b.lead() and a.lead()  # a renews, b waits
+        monkeypatch.setattr("collector.store.lake_maintenance.LEASE_SECONDS", 0.5)
+        assert a.lead()  # renewed with a short lease
+        a._close()  # a dies: stops renewing
+        wait_for(b.lead, 10)
+        assert not a.lead()
+    finally:
+        a.stop()
+        b.stop()
+
+
+@LAKE
+def test_maintenance_merges_files_and_keeps_the_lake_readable(start_collector) -> None:
+    c = start_collector()
+    start = time.time_ns() - 60 * S
+    for i in range(5):  # five commits: five small files
+        post(c, trace_request(400, room="r", session="s", start_ns=start + i * S))
+    job = c.job("maintenance")
+    job.plan = MaintenancePlan(max_age=0, interval=3600, memory_limit="256MB", keep=0)
+    done = job.run_once()
+    assert done["led"] == 1 and done["merged"] >= 1
+    assert c.query("SELECT count(*) FROM spans") == [(2_000,)]
+    files = c.query("SELECT count(*) FROM ducklake_list_files('lake', 'span_data')")
+    assert files[0][0] == 1
+
+
+@LAKE
+def test_cli_reads_a_lake_with_store_and_data_path(start_collector, backend) -> None:
+    c = start_collector()
+    post(c, trace_request(4, room="cli-room", session="cli-s", start_ns=time.time_ns() - S))
+    lake = c.collector.store.config
+    args = lake_args({"store.catalog": lake.catalog, "store.data_path": lake.data_path})
+    result = CliRunner().invoke(main, [*args, "rooms", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert "cli-room" in result.stdout
+    bad = CliRunner().invoke(main, ["--store", "postgresql://x", "rooms"])
+    assert bad.exit_code == 2 and "ducklake:" in bad.output
+    both = CliRunner().invoke(main, [*args, "--db", "x.duckdb", "rooms"])
+    assert both.exit_code == 2
+
+
+def test_migrate_copies_a_file_store_into_a_lake_archived_spans_too(
+    start_collector, postgres, tmp_path
+) -> None:
+    db = tmp_path / "file.duckdb"
+    settings = {"compaction.rows": 100, "compaction.after": "1h", "compaction.interval": 0.05}
+    c = start_collector(db=db, **settings)
+    old = time.time_ns() - 3 * 3_600 * S  # settled: compaction moves these to span_archive
+    post(c, trace_request(300, room="a", session="old", start_ns=old))
+    post(c, trace_request(40, room="b", session="new", start_ns=time.time_ns() - S, seed=1))
+    post(c, log_request([old + 1, old + 2], room="a", session="old"))
+    wait_for_job(c.job("compaction"), lambda stats: stats["spans"] >= 300)
+    c.stop()
+    spans = "SELECT * FROM spans ORDER BY span_id, room, start_time"
+    others = [
+        "SELECT * FROM logs ORDER BY time",
+        "SELECT * FROM sessions ORDER BY session_id",
+        "SELECT * FROM session_events ORDER BY session_id, time, type",
+    ]
+    assert read_store(db, "SELECT count(*) FROM span_archive")[0][0] >= 300
+    expected = [read_store(db, sql) for sql in [spans, *others]]
+
+    lake = lake_settings(postgres, tmp_path / "lake")
+    args = ["--to", "ducklake:" + lake["store.catalog"], "--data-path", lake["store.data_path"]]
+    result = CliRunner().invoke(main, ["migrate", *args, "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"]["span_data"] == 340
+    con = open_lake_reader(LakeConfig(lake["store.catalog"], lake["store.data_path"]), "1GiB")
+    try:
+        got = [con.execute(sql).fetchall() for sql in [spans, *others]]
+        for g, e in zip(got, expected, strict=True):
+            for a, b in zip(g, e, strict=True):
+                assert a == b, [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+    finally:
+        con.close()
+    again = CliRunner().invoke(main, ["migrate", *args, "--db", str(db)])
+    assert again.exit_code == 1 and "already holds records" in again.output
+
+
+def test_a_lake_on_s3_through_moto(tmp_path, postgres, monkeypatch, start_collector) -> None:
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    port = free_port()
+    s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    s3.start()
+    try:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="telemetry")
+        lake = lake_settings(postgres, tmp_path / "unused")
+        lake.update({"store.data_path": "s3://telemetry/lake", "store.s3_endpoint": endpoint})
+        c = start_collector(**lake)
+        post(c, trace_request(60, room="s3-room", session="s3-s", start_ns=time.time_ns() - S))
+        assert c.query("SELECT count(*) FROM spans WHERE room = 's3-room'") == [(60,)]
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket="telemetry")["Contents"]]
+        assert any(k.startswith("lake/") and k.endswith(".parquet") for k in keys), keys
+    finally:
+        s3.stop()
+
+
+@LAKE
+def test_maintenance_retention_deletes_old_records_and_sessions(start_collector) -> None:
+    c = start_collector()
+    now = time.time_ns()
+    post(c, trace_request(30, room="r", session="old", start_ns=now - 3 * 86_400 * S))
+    post(c, trace_request(20, room="r", session="new", start_ns=now - 60 * S))
+    job = c.job("maintenance")
+    job.plan = MaintenancePlan(max_age=86_400, interval=3600, memory_limit="256MB")
+    done = job.run_once()
+    assert done["led"] == 1 and done["deleted"] >= 31  # 30 spans, the session (and its events)
+    assert c.query("SELECT session_id, count(*) FROM spans GROUP BY 1") == [("new", 20)]
+    assert c.query("SELECT session_id FROM sessions") == [("new",)]
+    tracker = c.collector.writer.tracker  # told on the writer thread
+    wait_for(lambda: tracker.get("old") is None and tracker.get("new") is not None)
