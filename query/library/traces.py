@@ -158,6 +158,11 @@ def session_spans(
     return page
 
 
+# How many more spans than a page's the time range of its spans may hold for _whole_spans to
+# read them all (factor, plus): beyond, it reads them by span id.
+WHOLE_READ = (2, 500)
+
+
 def _whole_spans(
     con: duckdb.DuckDBPyConnection, session_id: str, as_of: int, keys: list[Record]
 ) -> list[Record]:
@@ -171,13 +176,20 @@ def _whole_spans(
     where = (
         " WHERE session_id = ? AND received_at <= make_timestamp_ns(?)"
         " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-        f" AND span_id IN ({', '.join('?' * len(ids))})"
     )
-    found = fetch_records(
-        con,
-        span_rows_sql(where, "start_time, span_id"),
-        [session_id, as_of, min(starts), max(starts), *ids],
-    )
+    args = [session_id, as_of, min(starts), max(starts)]
+    # A page in trace order is mostly the session's spans of a stretch of time: read those
+    # whole, unless the stretch holds many more (a long trace); then by span id. An IN list
+    # of a page's 5,000 ids made the read ~10x slower (0.7-1.5 s against 0.12 s in a
+    # 100,000-span session, 1 M spans in the store).
+    cap = WHOLE_READ[0] * len(keys) + WHOLE_READ[1]
+    found = fetch_records(con, span_rows_sql(where, "start_time, span_id", True), [*args, cap + 1])
+    if len(found) > cap:
+        found = fetch_records(
+            con,
+            span_rows_sql(f"{where} AND span_id IN ({', '.join('?' * len(ids))})", "start_time"),
+            [*args, *ids],
+        )
     rows: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for r in found:
         rows[(r["trace_id"], r["span_id"])].append(r)
