@@ -148,6 +148,56 @@ def timed(fn, reader: Reader) -> tuple[float, object]:
     return (time.perf_counter() - t) * 1000, result
 
 
+SQL_FORMS = [
+    ("count(*) ... WHERE attributes['tool'] = 'search'",
+     "SELECT count(*) FROM {t} WHERE attributes['tool'] = 'search'"),
+    ("... AND start_time in the last 5 minutes",
+     "SELECT count(*) FROM {t} WHERE attributes['tool'] = 'search' AND {five}"),
+    ("attributes['tool'], count(*) ... GROUP BY 1",
+     "SELECT attributes['tool'], count(*) FROM {t} GROUP BY 1"),
+    ("count(*) ... WHERE attributes['gen_ai.tool.name'] IS NOT NULL",
+     "SELECT count(*) FROM {t} WHERE attributes['gen_ai.tool.name'] IS NOT NULL"),
+    ("map_keys(attributes), count(*) ... GROUP BY 1",
+     "SELECT map_keys(attributes), count(*) FROM {t} GROUP BY 1"),
+    ("element_at(attributes, 'llm.model'), count(*) ... GROUP BY 1",
+     "SELECT element_at(attributes, 'llm.model'), count(*) FROM {t} GROUP BY 1"),
+]  # fmt: skip
+
+
+def sql_forms(path: str, runs: int) -> None:
+    """Ad-hoc SQL on attributes, ms: through the spans view as written (one run), rewritten by
+    run_sql (median of ``runs``), and on a plain MAP(VARCHAR, VARCHAR) column holding the same
+    spans' attributes (a temporary table; median of ``runs``)."""
+    from unittest.mock import patch
+
+    from query.library.sql import run_sql
+
+    reader = reader_of(path)
+    con = reader.con
+    con.execute("CREATE TEMP TABLE plain_map AS SELECT start_time, attributes FROM spans")
+    (end,) = con.execute("SELECT epoch_ns(max(last_seen_at)) FROM sessions").fetchone()
+    five = f"start_time >= make_timestamp_ns({end - 5 * MINUTE_NS})"
+
+    def ms(fn, n: int) -> float:
+        fn()
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        return statistics.median(times)
+
+    print(f"{'ad-hoc SQL':<62} {'view':>8} {'rewritten':>10} {'plain MAP':>10}")
+    for label, form in SQL_FORMS:
+        spans, plain = form.format(t="spans", five=five), form.format(t="plain_map", five=five)
+        fast = ms(lambda q=spans: run_sql(con, q, 600, 10**6), runs)
+        with patch("query.library.sql_rewrite.rewrite", return_value=None):
+            slow = ms(lambda q=spans: run_sql(con, q, 600, 10**6), 1)
+        bare = ms(lambda q=plain: con.execute(q).fetchall(), runs)
+        print(f"{label:<62} {slow:>8.0f} {fast:>10.0f} {bare:>10.0f}", flush=True)
+    reader.close()
+
+
 def export_rss(path: str, session: str) -> tuple[float, int, float]:
     """``roomscope --db PATH session traces SESSION -o jsonl`` in a process of its own, output
     counted and thrown away: (seconds, lines, the process's peak RSS in MB)."""
@@ -218,6 +268,11 @@ def main() -> None:
     )
     ap.add_argument("--no-api", action="store_true", help="skip the REST API timings")
     ap.add_argument("--no-rss", action="store_true", help="skip the jsonl export's memory")
+    ap.add_argument(
+        "--sql-forms",
+        action="store_true",
+        help="only ad-hoc SQL on attributes: the view, rewritten, a plain MAP column",
+    )
     args = ap.parse_args()
     n_spans = args.spans or (1_000_000 if args.small else 10_000_000)
     if not os.path.exists(args.store):
@@ -230,7 +285,9 @@ def main() -> None:
             timing += ["--no-api"] if args.no_api else []
             timing += ["--no-rss"] if args.no_rss else []
             sys.exit(subprocess.call(timing + (["--only", args.only] if args.only else [])))
-    if not args.build_only:
+    if args.sql_forms:
+        sql_forms(args.store, args.runs)
+    elif not args.build_only:
         run(args.store, args.runs, args.only, not args.no_api, not args.no_rss)
 
 
