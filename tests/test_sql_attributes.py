@@ -63,6 +63,16 @@ REWRITTEN = [
     "SELECT span_id FROM spans ORDER BY attributes['user.id'], span_id LIMIT 17",
     "SELECT attributes['tool'] FROM spans UNION ALL SELECT attributes['tool'] FROM logs",
     "SELECT count(*) FROM spans WHERE attributes['o''brien'] IS NULL",
+    # The rest of the statement survives the round trip through DuckDB's syntax tree.
+    "SELECT DISTINCT attributes['tool'] AS t FROM spans ORDER BY t NULLS FIRST LIMIT 2 OFFSET 1",
+    "SELECT span_id, row_number() OVER (PARTITION BY attributes['tool'] ORDER BY start_time,"
+    " span_id) AS n FROM spans QUALIFY n <= 2",
+    "SELECT attributes['user.id'] AS u, count(*) FROM spans GROUP BY u HAVING count(*) > 3"
+    " AND u LIKE 'u%'",
+    "SELECT count(*) FROM spans WHERE attributes['tool'] = 'search' AND start_time"
+    " > TIMESTAMP '2000-01-01' + INTERVAL 1 HOUR AND name <> 'it''s ünïcode ✓'",
+    "SELECT CASE WHEN attributes['retry'] = 'true' THEN 'retried' ELSE 'once' END AS r,"
+    " count(*) FROM spans WHERE attributes['score']::DOUBLE > 0.5 GROUP BY ALL",
 ]
 # Statements that run as written (the rewrite cannot keep them the same), still correct.
 AS_WRITTEN = [

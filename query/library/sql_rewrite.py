@@ -346,7 +346,7 @@ def _replacement(use: _Use, places: KeyPlaces) -> str:
     if use.what == "keys":
         return keys
     if use.what == "cardinality":
-        return f"len({keys})"
+        return f"len({keys})::UBIGINT"
     if use.what == "values":
         return f"(CASE WHEN {keys} IS NOT NULL THEN {values_of(p)} END)"
     key = _literal(use.key or "")
