@@ -220,3 +220,16 @@ def test_the_reader_answers_through_the_rewrite(con):
     reader = make_reader(con)
     sql = "SELECT attributes['tool'] AS tool, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1"
     assert reader.sql(sql)["rows"] == _as_written(con, sql)["rows"]
+
+
+def test_a_rewrite_that_does_not_bind_falls_back_to_the_statement_as_written(con):
+    """An outer query naming the inner lookup's generated column name: the rewritten inner
+    column has another name, so the statement runs as written."""
+    sql = (
+        "SELECT \"attributes['tool']\" AS t, count(*)"
+        " FROM (SELECT attributes['tool'] FROM spans) GROUP BY t"
+    )
+    assert rewrite(con, sql) is not None
+    with pytest.raises(duckdb.BinderException):
+        con.sql(rewrite(con, sql) or "")
+    _same(_plain(_run(con, sql)), _as_written(con, sql), sql)
