@@ -269,6 +269,13 @@ def main() -> None:
     ap.add_argument("--no-api", action="store_true", help="skip the REST API timings")
     ap.add_argument("--no-rss", action="store_true", help="skip the jsonl export's memory")
     ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a ROOMSCOPE_* setting for the build (e.g. ROOMSCOPE_COMPACTION_AFTER=5m)",
+    )
+    ap.add_argument(
         "--sql-forms",
         action="store_true",
         help="only ad-hoc SQL on attributes: the view, rewritten, a plain MAP column",
@@ -276,7 +283,8 @@ def main() -> None:
     args = ap.parse_args()
     n_spans = args.spans or (1_000_000 if args.small else 10_000_000)
     if not os.path.exists(args.store):
-        build(args.store, n_spans, n_spans // 5, args.rooms, args.shape)
+        env = dict(kv.split("=", 1) for kv in args.env)
+        build(args.store, n_spans, n_spans // 5, args.rooms, args.shape, env=env)
         if not args.build_only:
             # Timed in a fresh process, as the CLI or the API would query: in this one, left by
             # a 10 M build, query 1 cold took 73-87 ms in three builds of six (42-50 in every

@@ -295,7 +295,13 @@ def build_chunk(
 
 
 def build(
-    path: str, n_spans: int, n_logs: int, n_rooms: int, shape: str = "archive", seed: int = 7
+    path: str,
+    n_spans: int,
+    n_logs: int,
+    n_rooms: int,
+    shape: str = "archive",
+    seed: int = 7,
+    env: dict[str, str] | None = None,
 ) -> None:
     end_ns = time.time_ns() - 60 * 10**9
     t_plan = time.perf_counter()
@@ -308,7 +314,9 @@ def build(
           f" ({time.perf_counter() - t_plan:.1f}s)", flush=True)  # fmt: skip
     # The collector's store, tracker and maintenance jobs with their default settings beside the
     # build; the store keeps its 30 days, as with retention.max_age = 0 (or 30d and more).
-    settings = load_settings(env={"ROOMSCOPE_RETENTION_MAX_AGE": "0"}, flags={"store.path": path})
+    settings = load_settings(
+        env={"ROOMSCOPE_RETENTION_MAX_AGE": "0", **(env or {})}, flags={"store.path": path}
+    )
     store = create_store(settings)
     store.open()
     tracker = SessionTracker.from_settings(settings, store)
