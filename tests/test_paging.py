@@ -375,6 +375,21 @@ def test_cli_jsonl_returns_every_span_of_a_big_session_once(big: World) -> None:
     assert outputs[True] == outputs[False]
 
 
+def test_a_page_whose_time_range_holds_other_spans_reads_its_own_by_id(
+    big: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session page's whole spans are read by time range, or by span id when the range holds
+    more than the page (here: always); both give the same pages."""
+    runner = CliRunner()
+    args = ["session", "traces", "busy-1", "-o", "jsonl"]
+    with big.offline() as db:
+        by_range = runner.invoke(main, ["--db", db, *args])
+        monkeypatch.setattr("query.library.traces.WHOLE_READ", (0, 0))
+        by_id = runner.invoke(main, ["--db", db, *args])
+    assert by_range.exit_code == by_id.exit_code == 0
+    assert by_id.stdout == by_range.stdout and len(by_id.stdout.splitlines()) == 10_500
+
+
 def test_cli_limit_table_and_json_rules(big: World) -> None:
     runner = CliRunner()
     src = ["--server", big.api_url]

@@ -28,15 +28,30 @@ from .schema import (
     V1_SPANS,
     storage_table,
 )
-from .span_archive import SPAN_ATTRIBUTES, SPAN_ROWS, value_at, value_of_key
+from .span_archive import (
+    LAYOUT_COLUMNS,
+    LAYOUT_PREFIX,
+    SPAN_ATTRIBUTES,
+    SPAN_ROWS,
+    SPANS_WITH_LAYOUT_SQL,
+    keys_of,
+    keyset_of,
+    value_at,
+    value_by_position,
+    value_of_key,
+    values_of,
+)
 
 __all__ = [
     "ATTRIBUTE_KEYS",
     "KEYSETS",
+    "LAYOUT_COLUMNS",
+    "LAYOUT_PREFIX",
     "LOG_JOINS",
     "LOG_ROWS",
     "RESOURCES",
     "SCHEMA_VERSION",
+    "SPANS_WITH_LAYOUT_SQL",
     "SPAN_ATTRIBUTES",
     "SPAN_JOINS",
     "SPAN_ROWS",
@@ -46,11 +61,15 @@ __all__ = [
     "V1_SPANS",
     "LakeConfig",
     "StoreInUse",
+    "keys_of",
+    "keyset_of",
     "open_lake_reader",
     "open_reader",
     "parse_store",
     "value_at",
+    "value_by_position",
     "value_of_key",
+    "values_of",
 ]
 
 LOG_ROWS = storage_table("logs")  # log records, a resource id in place of their attributes

@@ -277,6 +277,12 @@ def spans_view_sql(source: str, attributes: str) -> str:
     ``attributes`` (SQL over ``s`` and its keyset ``k``) and resource_attributes put back,
     columns in SPEC order. Ad-hoc SQL reads it; the query library reads the rows and joins the
     resources of those it returns only (a join before ORDER BY … LIMIT would join every match)."""
+    return f"CREATE OR REPLACE VIEW spans AS {spans_select_sql(source, attributes)}"
+
+
+def spans_select_sql(source: str, attributes: str, extra: str = "") -> str:
+    """The SELECT of :func:`spans_view_sql`, with ``extra`` columns (SQL over ``s``, ``r``,
+    ``k``, each with its alias) after SPEC 4's."""
     derived = {
         "end_time": "make_timestamp_ns(epoch_ns(s.start_time) + s.duration_ns)",
         "attributes": attributes,
@@ -287,7 +293,7 @@ def spans_view_sql(source: str, attributes: str) -> str:
     }
     columns = ", ".join(f"{derived[c]} AS {c}" if c in derived else f"s.{c}" for c, _ in V1_SPANS)
     joins = SPAN_JOINS.format(s="s", r="r", k="k")
-    return f"CREATE OR REPLACE VIEW spans AS SELECT {columns} FROM {source} s {joins}"
+    return f"SELECT {columns}{', ' + extra if extra else ''} FROM {source} s {joins}"
 
 
 def logs_view_sql() -> str:

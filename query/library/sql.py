@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from .errors import QueryError
 from .sandbox import check_read_only, check_select, scope
+from .sql_rewrite import relation
 from .values import arrow_values
 
 _BATCH_ROWS = 2048
@@ -60,7 +61,7 @@ def run_sql(
     timer.start()
     try:
         check_select(con, inner, readable)
-        rel = con.sql(statement)
+        rel = relation(con, statement, inner, statement[: explain.end()] if explain else "")
         if rel is None:  # every statement check_read_only passes has a result
             raise QueryError("the statement returned no result")
         rel, whole = _readable(rel)

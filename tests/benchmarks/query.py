@@ -1,19 +1,24 @@
 """Query benchmark (not run by pytest or CI): a large store built through the write path, then the
-queries people run, timed through the query library (median of 10, warm and cold).
+queries people run, timed through the query library and the REST API (median of 10, warm and
+cold), ad-hoc SQL on attributes, the file's bytes per span, and the peak memory of exporting the
+biggest session with ``roomscope session traces S -o jsonl``.
 
     python tests/benchmarks/query.py --store /tmp/rs-10m.duckdb           # 10 M spans, 2 M logs
     python tests/benchmarks/query.py --store /tmp/rs-1m.duckdb --small    # 1 M spans, 200 k logs
+    python tests/benchmarks/query.py --store /tmp/burst-1m.duckdb --shape burst --spans 1000000
 
 The store is built once and cached at ``--store`` (delete the file to rebuild). Building writes
 hand-encoded OTLP protobuf requests (values drawn with numpy) through ``decode_body`` → ``Writer`` →
-``DuckDBStore`` with the session tracker, in this process: the same path a receiver takes, minus
-the socket. The data: 1,000 rooms, ~20,000 explicit sessions of 5 min-8 h, 20 services, 30 days
-ending now, traces of ~10 spans (roots and children), ~3 % errors, log-normal durations (median
-40 ms, ~3 % over 1 s), 10 attributes per span; one log record per ~5 spans (errors → ERROR).
+``DuckDBStore`` with the session tracker and the compaction job, in this process: the same path a
+receiver takes, minus the socket. The shapes (query_store.py): **archive**, 30 days ending now;
+**burst**, the last 60 minutes, with one session of a tenth of the spans. Both: 1,000 rooms,
+~20,000 explicit sessions, 20 services, traces of ~10 spans, ~3 % errors, log-normal durations
+(median 40 ms, ~3 % over 1 s), 10 attributes per span; one log record per ~5 spans.
 
 Warm: one connection, 1 untimed run, then 10 timed runs. Cold: 10 times a fresh read-only
 connection (DuckDB's buffer cache empty; the OS page cache is not dropped), the first query on it
-timed. After a build, the timing runs in a fresh process.
+timed. The API: the query port's ASGI app in process (as tests/benchmarks/grafana.py), cold with
+a fresh connection and app per run. After a build, the timing runs in a fresh process.
 """
 
 from __future__ import annotations
@@ -21,358 +26,27 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from collector.decode import decode_body  # noqa: E402
-from collector.errors import Overloaded  # noqa: E402
-from collector.sessions import SessionTracker  # noqa: E402
 from collector.settings import load_settings  # noqa: E402
-from collector.store import create_store  # noqa: E402
-from collector.store.maintenance.compaction import Compaction  # noqa: E402
 from collector.store.reads import open_reader  # noqa: E402
-from collector.tagging import Tagger  # noqa: E402
-from collector.writer import Writer  # noqa: E402
 from query.library.filters import LogFilter, SessionFilter, SpanFilter  # noqa: E402
 from query.library.reader import Reader  # noqa: E402
 from query.library.usage import UsageFilter, parse_prices  # noqa: E402
 
-DAY_NS = 86_400 * 10**9
+sys.path.append(str(Path(__file__).resolve().parent))  # query_api, query_store
+from query_api import time_api  # noqa: E402
+from query_store import DAY_NS, build  # noqa: E402
 
-# -- protobuf wire format, by hand -----------------------------------------------------------
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def ld(tag: int, payload: bytes) -> bytes:
-    """A length-delimited field (tag byte already includes wire type 2)."""
-    return bytes([tag]) + varint(len(payload)) + payload
-
-
-def any_value(v: object) -> bytes:
-    if isinstance(v, bool):
-        return b"\x10" + varint(int(v))
-    if isinstance(v, int):
-        return b"\x18" + varint(v)
-    return ld(0x0A, str(v).encode())
-
-
-def kv(key: str, v: object, tag: int) -> bytes:
-    """A KeyValue as a repeated field ``tag`` of its parent."""
-    return ld(tag, ld(0x0A, key.encode()) + ld(0x12, any_value(v)))
-
-
-SERVICES = [f"svc-{name}" for name in (
-    "gateway", "planner", "llm", "search", "browser", "memory", "auth", "billing", "files",
-    "voice", "vision", "scheduler", "notifier", "sandbox", "db", "cache", "queue", "router",
-    "embed", "eval",
-)]  # fmt: skip
-SPAN_NAMES = [
-    [f"{s[4:]}.{op}" for op in ("handle", "call", "fetch", "plan", "store")] for s in SERVICES
-]
-TOOLS = [
-    "search",
-    "browse",
-    "python",
-    "shell",
-    "read_file",
-    "write_file",
-    "sql",
-    "email",
-    "calendar",
-    "image",
-]
-TOOL_P = np.array([0.15, 0.12, 0.12, 0.1, 0.1, 0.1, 0.09, 0.08, 0.07, 0.07])
-MODELS = ["gpt-5", "gpt-5-mini", "claude-opus", "claude-haiku", "llama-70b"]
-METHODS = ["GET", "POST", "PUT", "DELETE"]
-REGIONS = ["us-east", "us-west", "eu-west", "eu-central", "ap-south"]
-STATUS_CODES = [200] * 16 + [201, 204, 301, 400, 401, 404, 429, 500, 502, 503]
-LOG_BODIES = [
-    "tool call finished", "model responded", "cache miss for key", "retrying request",
-    "user message received", "plan updated", "context window trimmed", "file written",
-    "rate limited by upstream", "connection reset", "step completed", "agent idle",
-]  # fmt: skip
-SEVERITIES = [(5, "DEBUG"), (9, "INFO"), (13, "WARN"), (17, "ERROR")]
-
-# Pre-encoded span pieces: attribute KeyValues (span field 9), names, kinds, statuses.
-A = 0x4A
-TOOL_KV = [kv("tool", t, A) for t in TOOLS]
-LOG_TOOL_KV = [kv("tool", t, 0x32) for t in TOOLS]  # LogRecord.attributes
-MODEL_KV = [kv("llm.model", m, A) for m in MODELS]
-METHOD_KV = [kv("http.method", m, A) for m in METHODS]
-REGION_KV = [kv("cloud.region", r, A) for r in REGIONS]
-HTTP_KV = [kv("http.status_code", c, A) for c in STATUS_CODES]
-USER_KV = [kv("user.id", f"user-{i:05d}", A) for i in range(5000)]
-TOKENS_KV = [kv("llm.tokens", i * 7, A) for i in range(3000)]
-STEP_KV = [kv("agent.step", i, A) for i in range(30)]
-# GenAI conventions on svc-llm's "llm.call" spans (an LLM call: operation, provider, model,
-# token counts) and svc-search's "search.call" spans (a tool call), for roomscope usage.
-PROVIDERS = ["openai", "openai", "anthropic", "anthropic", "meta"]
-GENAI_LLM_KV = [
-    kv("gen_ai.operation.name", "chat", A) + kv("gen_ai.provider.name", p, A)
-    + kv("gen_ai.request.model", m, A)
-    for m, p in zip(MODELS, PROVIDERS, strict=True)
-]  # fmt: skip
-INPUT_KV = [kv("gen_ai.usage.input_tokens", 50 + i * 11, A) for i in range(3000)]
-OUTPUT_KV = [kv("gen_ai.usage.output_tokens", 10 + i * 3, A) for i in range(3000)]
-GENAI_TOOL_KV = [
-    kv("gen_ai.operation.name", "execute_tool", A) + kv("gen_ai.tool.name", t, A) for t in TOOLS
-]
-LLM_SVC, TOOL_SVC, CALL = SERVICES.index("svc-llm"), SERVICES.index("svc-search"), 1
-CACHE_KV = [kv("cache.hit", b, A) for b in (False, True)]
-NAME_F = [[ld(0x2A, n.encode()) for n in names] for names in SPAN_NAMES]
-KIND_F = [b"\x30\x01", b"\x30\x02", b"\x30\x03"]
-STATUS_OK = ld(0x7A, b"\x18\x01")
-STATUS_UNSET = b""
-STATUS_ERR = [
-    ld(0x7A, ld(0x12, m.encode()) + b"\x18\x02")
-    for m in ("timeout", "upstream 500", "tool failed", "rate limited")
-]
-SCOPE = ld(0x0A, ld(0x0A, b"roomscope.bench") + ld(0x12, b"1.0"))
-TIMES = struct.Struct("<BQBQ")
-LOG_T = struct.Struct("<BQ")
-
-
-class Plan:
-    """The whole data set's shape, drawn up front (numpy): sessions and traces in time order."""
-
-    def __init__(self, n_spans: int, n_rooms: int, seed: int, end_ns: int):
-        rng = self.rng = np.random.default_rng(seed)
-        scale = n_spans / 10_000_000
-        self.n_sessions = n_sessions = max(10, round(20_000 * scale))
-        start_ns = end_ns - 30 * DAY_NS
-        dur = np.clip(rng.lognormal(np.log(3600e9), 0.8, n_sessions), 300e9, 8 * 3600e9)
-        self.s_start = rng.integers(start_ns, end_ns - dur.astype(np.int64) - 60 * 10**9)
-        self.s_dur = dur.astype(np.int64)
-        self.s_room = rng.integers(0, n_rooms, n_sessions)
-        self.s_ids = [f"sess-{rng.bytes(8).hex()}" for _ in range(n_sessions)]
-        self.s_conv = [kv("conversation.id", f"conv-{i:06d}", A) for i in range(n_sessions)]
-        n_traces = n_spans // 10
-        self.t_session = rng.integers(0, n_sessions, n_traces)
-        self.t_start = self.s_start[self.t_session] + (
-            rng.random(n_traces) * self.s_dur[self.t_session]
-        ).astype(np.int64)
-        sizes = np.clip(rng.poisson(9, n_traces) + 1, 1, 40)
-        # Make the total exact: trim or pad the last traces.
-        diff = n_spans - int(sizes.sum())
-        i = 0
-        while diff:
-            step = 1 if diff > 0 else -1
-            if sizes[i] + step >= 1:
-                sizes[i] += step
-                diff -= step
-            i = (i + 1) % n_traces
-        self.t_size = sizes
-        # Each session runs 4 of the 20 services (a room's agent and its tools).
-        s_services = np.stack([rng.permutation(len(SERVICES))[:4] for _ in range(n_sessions)])
-        self.t_service = s_services[self.t_session, rng.integers(0, 4, n_traces)]
-        order = np.argsort(self.t_start, kind="stable")
-        self.t_session, self.t_start = self.t_session[order], self.t_start[order]
-        self.t_size, self.t_service = self.t_size[order], self.t_service[order]
-        self.n_traces = n_traces
-        self.resources: dict[tuple[int, int], bytes] = {}
-
-
-def build_chunk(
-    plan: Plan, lo: int, hi: int, rooms: list[bytes], log_every: float
-) -> tuple[bytes, bytes, int, int]:
-    """Traces ``lo:hi`` as one trace request and one logs request (bodies); span and log counts."""
-    rng = plan.rng
-    sizes = plan.t_size[lo:hi]
-    n = int(sizes.sum())
-    ids = rng.bytes(8 * n)
-    tids = rng.bytes(16 * (hi - lo))
-    dur = np.minimum(rng.lognormal(np.log(40e6), 1.7, n), 600e9).astype(np.int64)
-    offs = (rng.random(n) * 2e9).astype(np.int64)
-    tool = rng.choice(len(TOOLS), n, p=TOOL_P)
-    model = rng.integers(0, len(MODELS), n)
-    method = rng.integers(0, len(METHODS), n)
-    region = rng.integers(0, len(REGIONS), n)
-    http = rng.integers(0, len(STATUS_CODES), n)
-    user = rng.integers(0, len(USER_KV), n)
-    tokens = rng.integers(0, len(TOKENS_KV), n)
-    step = rng.integers(0, len(STEP_KV), n)
-    cache = rng.integers(0, 2, n)
-    name = rng.integers(0, 5, n)
-    kind = rng.integers(0, 3, n)
-    err = rng.random(n) < 0.03
-    errmsg = rng.integers(0, len(STATUS_ERR), n)
-    ok = rng.random(n) < 0.5
-    has_log = rng.random(n) < 1.0 / log_every
-    sev = rng.choice(3, n, p=[0.05, 0.85, 0.10])
-    body = rng.integers(0, len(LOG_BODIES), n)
-    res_spans: list[bytes] = []
-    res_logs: list[bytes] = []
-    n_logs = 0
-    k = 0
-    for t in range(lo, hi):
-        sess = int(plan.t_session[t])
-        svc = int(plan.t_service[t])
-        resource = plan.resources.get((sess, svc))
-        if resource is None:
-            resource = plan.resources[sess, svc] = ld(
-                0x0A,
-                kv("service.name", SERVICES[svc], 0x0A)
-                + rooms[int(plan.s_room[sess])]
-                + kv("session.id", plan.s_ids[sess], 0x0A)
-                + kv("host.name", f"node-{svc % 7}", 0x0A),
-            )
-        tid = tids[(t - lo) * 16 : (t - lo + 1) * 16]
-        t0 = int(plan.t_start[t])
-        names = NAME_F[svc]
-        conv = plan.s_conv[sess]
-        spans: list[bytes] = []
-        logs: list[bytes] = []
-        root = ids[k * 8 : k * 8 + 8]
-        for j in range(int(sizes[t - lo])):
-            sid = ids[k * 8 : k * 8 + 8]
-            start = t0 if j == 0 else t0 + int(offs[k])
-            end = start + int(dur[k])
-            status = STATUS_ERR[errmsg[k]] if err[k] else (STATUS_OK if ok[k] else STATUS_UNSET)
-            span = b"".join(
-                (
-                    b"\x0a\x10",
-                    tid,
-                    b"\x12\x08",
-                    sid,
-                    b"" if j == 0 else b"\x22\x08" + root,
-                    names[name[k]],
-                    KIND_F[kind[k]],
-                    TIMES.pack(0x39, start, 0x41, end),
-                    TOOL_KV[tool[k]],
-                    MODEL_KV[model[k]],
-                    METHOD_KV[method[k]],
-                    REGION_KV[region[k]],
-                    HTTP_KV[http[k]],
-                    USER_KV[user[k]],
-                    TOKENS_KV[tokens[k]],
-                    STEP_KV[step[k]],
-                    CACHE_KV[cache[k]],
-                    conv,
-                    (GENAI_LLM_KV[model[k]] + INPUT_KV[tokens[k]] + OUTPUT_KV[tokens[k]])
-                    if svc == LLM_SVC and name[k] == CALL
-                    else GENAI_TOOL_KV[tool[k]]
-                    if svc == TOOL_SVC and name[k] == CALL
-                    else b"",
-                    status,
-                )
-            )
-            spans.append(b"\x12" + varint(len(span)) + span)
-            if has_log[k] or err[k]:
-                number, text = SEVERITIES[3] if err[k] else SEVERITIES[int(sev[k])]
-                rec = b"".join(
-                    (
-                        LOG_T.pack(0x09, start + 1000),
-                        b"\x10" + varint(number),
-                        ld(0x1A, text.encode()),
-                        ld(0x2A, ld(0x0A, f"{LOG_BODIES[body[k]]} #{k}".encode())),
-                        LOG_TOOL_KV[tool[k]],
-                        b"\x4a\x10",
-                        tid,
-                        b"\x52\x08",
-                        sid,
-                    )
-                )
-                logs.append(b"\x12" + varint(len(rec)) + rec)
-                n_logs += 1
-            k += 1
-        res_spans.append(ld(0x0A, resource + ld(0x12, SCOPE + b"".join(spans))))
-        if logs:
-            res_logs.append(ld(0x0A, resource + ld(0x12, SCOPE + b"".join(logs))))
-    return b"".join(res_spans), b"".join(res_logs), n, n_logs
-
-
-def build(path: str, n_spans: int, n_logs: int, n_rooms: int, seed: int = 7) -> None:
-    end_ns = time.time_ns() - 60 * 10**9
-    t_plan = time.perf_counter()
-    plan = Plan(n_spans, n_rooms, seed, end_ns)
-    rooms = [kv("room", f"room-{i:04d}", 0x0A) for i in range(n_rooms)]
-    # A span has a log record when it failed (3 %, an ERROR record) or, else, with probability
-    # 1 / log_every: 0.03 + 0.97 / log_every = n_logs / n_spans.
-    log_every = max(1.0, 0.97 / max(1e-6, n_logs / n_spans - 0.03))
-    print(f"plan: {plan.n_traces} traces, {plan.n_sessions} sessions"
-          f" ({time.perf_counter() - t_plan:.1f}s)", flush=True)  # fmt: skip
-    # The collector's store, tracker and maintenance jobs with their default settings beside the
-    # build; the store keeps its 30 days, as with retention.max_age = 0 (or 30d and more).
-    settings = load_settings(env={"ROOMSCOPE_RETENTION_MAX_AGE": "0"}, flags={"store.path": path})
-    store = create_store(settings)
-    store.open()
-    tracker = SessionTracker.from_settings(settings, store)
-    writer = Writer(
-        store,
-        max_queue_records=400_000,
-        max_queue_bytes=2**31,
-        max_batch_records=40_000,
-        retry_after=settings.get("limits.retry_after"),
-        tracker=tracker,
-        sweep_interval=settings.get("sessions.sweep_interval"),
-    )
-    writer.start()
-
-    def compaction_job() -> Compaction:
-        (job,) = [j for j in store.jobs(writer.run, None) if isinstance(j, Compaction)]
-        return job
-
-    compaction = compaction_job()
-    compaction.start()
-    tagger = Tagger.from_settings(settings)
-    pending = []
-    spans = logs = 0
-    t0 = time.perf_counter()
-    chunk = 100
-    try:
-        for lo in range(0, plan.n_traces, chunk):
-            hi = min(plan.n_traces, lo + chunk)
-            body_t, body_l, ns, nl = build_chunk(plan, lo, hi, rooms, log_every)
-            for signal, body in (("traces", body_t), ("logs", body_l)):
-                if not body:
-                    continue
-                decoded = decode_body(signal, body, "protobuf", tagger)
-                assert decoded.rejected == 0, decoded.error_message
-                while True:
-                    try:
-                        pending.append(writer.submit(decoded))
-                        break
-                    except Overloaded:
-                        pending.pop(0).result()
-            spans += ns
-            logs += nl
-            while len(pending) > 200:
-                pending.pop(0).result()
-            if (lo // chunk) % 500 == 0:
-                rate = spans / max(1e-9, time.perf_counter() - t0)
-                print(f"  {spans:>11,} spans {logs:>10,} logs  {rate:,.0f} spans/s", flush=True)
-        for fut in pending:
-            fut.result()
-        compaction.stop()
-        last = compaction_job()  # one more run for what became due since the job's last one
-        last.run_once()
-        chunks = compaction.stats["chunks"] + last.stats["chunks"]
-        print(f"compaction: {chunks} chunks, {compaction.stats['spans'] + last.stats['spans']:,}"
-              " spans")  # fmt: skip
-    finally:
-        compaction.stop()
-        writer.stop()
-        store.close()
-    secs = time.perf_counter() - t0
-    print(f"built {spans:,} spans + {logs:,} logs in {secs:.0f}s ({spans / secs:,.0f} spans/s)")
-
+MINUTE_NS = 60 * 10**9
 
 # -- timing -----------------------------------------------------------------------------------
 
@@ -394,8 +68,11 @@ def pick_samples(con: duckdb.DuckDBPyConnection) -> dict:
     ).fetchone()[0]
     (n,) = con.execute("SELECT count(*) FROM spans").fetchone()
     trace = con.execute("SELECT trace_id FROM spans LIMIT 1 OFFSET ?", [n // 2]).fetchone()[0]
+    (big,) = con.execute(
+        "SELECT session_id FROM sessions ORDER BY span_count DESC LIMIT 1"
+    ).fetchone()
     return {"end": end, "room": room, "session": session, "trace": trace,
-            "llm_session": llm_session}  # fmt: skip
+            "llm_session": llm_session, "big": big}  # fmt: skip
 
 
 def queries(s: dict) -> list[tuple[str, object]]:
@@ -429,7 +106,18 @@ def queries(s: dict) -> list[tuple[str, object]]:
             lambda r: r.usage(UsageFilter(session=s["llm_session"])),
         ),
         ("7d usage --by model (30 days)", lambda r: r.usage(UsageFilter("model"))),
+        ("8  sql: count(*) WHERE attributes['tool']='search'", lambda r: r.sql(sql_count(None))),
+        ("8b   ... AND start_time in the last 5 minutes", lambda r: r.sql(sql_count(s["end"]))),
     ]
+
+
+def sql_count(end: int | None) -> str:
+    """The ad-hoc SQL users type: one attribute's value counted, over all spans or over the
+    5 minutes before ``end`` (epoch ns)."""
+    sql = "SELECT count(*) FROM spans WHERE attributes['tool'] = 'search'"
+    if end is None:
+        return sql
+    return f"{sql} AND start_time >= make_timestamp_ns({end - 5 * MINUTE_NS})"
 
 
 def count(result: object) -> int:
@@ -460,7 +148,72 @@ def timed(fn, reader: Reader) -> tuple[float, object]:
     return (time.perf_counter() - t) * 1000, result
 
 
-def run(path: str, runs: int, only: str | None) -> None:
+SQL_FORMS = [
+    ("count(*) ... WHERE attributes['tool'] = 'search'",
+     "SELECT count(*) FROM {t} WHERE attributes['tool'] = 'search'"),
+    ("... AND start_time in the last 5 minutes",
+     "SELECT count(*) FROM {t} WHERE attributes['tool'] = 'search' AND {five}"),
+    ("attributes['tool'], count(*) ... GROUP BY 1",
+     "SELECT attributes['tool'], count(*) FROM {t} GROUP BY 1"),
+    ("count(*) ... WHERE attributes['gen_ai.tool.name'] IS NOT NULL",
+     "SELECT count(*) FROM {t} WHERE attributes['gen_ai.tool.name'] IS NOT NULL"),
+    ("map_keys(attributes), count(*) ... GROUP BY 1",
+     "SELECT map_keys(attributes), count(*) FROM {t} GROUP BY 1"),
+    ("element_at(attributes, 'llm.model'), count(*) ... GROUP BY 1",
+     "SELECT element_at(attributes, 'llm.model'), count(*) FROM {t} GROUP BY 1"),
+]  # fmt: skip
+
+
+def sql_forms(path: str, runs: int) -> None:
+    """Ad-hoc SQL on attributes, ms: through the spans view as written (one run), rewritten by
+    run_sql (median of ``runs``), and on a plain MAP(VARCHAR, VARCHAR) column holding the same
+    spans' attributes (a temporary table; median of ``runs``)."""
+    from unittest.mock import patch
+
+    from query.library.sql import run_sql
+
+    reader = reader_of(path)
+    con = reader.con
+    con.execute("CREATE TEMP TABLE plain_map AS SELECT start_time, attributes FROM spans")
+    (end,) = con.execute("SELECT epoch_ns(max(last_seen_at)) FROM sessions").fetchone()
+    five = f"start_time >= make_timestamp_ns({end - 5 * MINUTE_NS})"
+
+    def ms(fn, n: int) -> float:
+        fn()
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        return statistics.median(times)
+
+    print(f"{'ad-hoc SQL':<62} {'view':>8} {'rewritten':>10} {'plain MAP':>10}")
+    for label, form in SQL_FORMS:
+        spans, plain = form.format(t="spans", five=five), form.format(t="plain_map", five=five)
+        fast = ms(lambda q=spans: run_sql(con, q, 600, 10**6), runs)
+        with patch("query.library.sql_rewrite.rewrite", return_value=None):
+            slow = ms(lambda q=spans: run_sql(con, q, 600, 10**6), 1)
+        bare = ms(lambda q=plain: con.execute(q).fetchall(), runs)
+        print(f"{label:<62} {slow:>8.0f} {fast:>10.0f} {bare:>10.0f}", flush=True)
+    reader.close()
+
+
+def export_rss(path: str, session: str) -> tuple[float, int, float]:
+    """``roomscope --db PATH session traces SESSION -o jsonl`` in a process of its own, output
+    counted and thrown away: (seconds, lines, the process's peak RSS in MB)."""
+    code = "from query.cli import main; main()"
+    args = [sys.executable, "-c", code, "--db", path, "session", "traces", session, "-o", "jsonl"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    lines = sum(chunk.count(b"\n") for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return time.perf_counter() - t, lines, usage.ru_maxrss / 1024
+
+
+def run(path: str, runs: int, only: str | None, api: bool, rss: bool) -> None:
     con = duckdb.connect(path, read_only=True)
     samples = pick_samples(con)
     (spans,) = con.execute("SELECT count(*) FROM spans").fetchone()
@@ -490,6 +243,12 @@ def run(path: str, runs: int, only: str | None) -> None:
             reader.close()
         print(f"{label:<58} {count(result):>5} {statistics.median(warm):>8.1f}"
               f" {statistics.median(cold):>8.1f}", flush=True)  # fmt: skip
+    if api:
+        time_api(path, samples, runs, only, sql_count)
+    if rss:
+        secs, lines, mb = export_rss(path, samples["big"])
+        print(f"session traces {samples['big']} -o jsonl: {lines:,} spans in {secs:.1f}s,"
+              f" peak RSS {mb:,.0f} MB")  # fmt: skip
 
 
 def main() -> None:
@@ -501,18 +260,43 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--only", help="time only queries whose label starts with this")
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument(
+        "--shape",
+        choices=("archive", "burst"),
+        default="archive",
+        help="start times over 30 days (archive) or the last 60 minutes (burst)",
+    )
+    ap.add_argument("--no-api", action="store_true", help="skip the REST API timings")
+    ap.add_argument("--no-rss", action="store_true", help="skip the jsonl export's memory")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a ROOMSCOPE_* setting for the build (e.g. ROOMSCOPE_COMPACTION_AFTER=5m)",
+    )
+    ap.add_argument(
+        "--sql-forms",
+        action="store_true",
+        help="only ad-hoc SQL on attributes: the view, rewritten, a plain MAP column",
+    )
     args = ap.parse_args()
     n_spans = args.spans or (1_000_000 if args.small else 10_000_000)
     if not os.path.exists(args.store):
-        build(args.store, n_spans, n_spans // 5, args.rooms)
+        env = dict(kv.split("=", 1) for kv in args.env)
+        build(args.store, n_spans, n_spans // 5, args.rooms, args.shape, env=env)
         if not args.build_only:
             # Timed in a fresh process, as the CLI or the API would query: in this one, left by
             # a 10 M build, query 1 cold took 73-87 ms in three builds of six (42-50 in every
             # fresh process on the same stores; cause not found).
             timing = [sys.executable, __file__, "--store", args.store, "--runs", str(args.runs)]
+            timing += ["--no-api"] if args.no_api else []
+            timing += ["--no-rss"] if args.no_rss else []
             sys.exit(subprocess.call(timing + (["--only", args.only] if args.only else [])))
-    if not args.build_only:
-        run(args.store, args.runs, args.only)
+    if args.sql_forms:
+        sql_forms(args.store, args.runs)
+    elif not args.build_only:
+        run(args.store, args.runs, args.only, not args.no_api, not args.no_rss)
 
 
 if __name__ == "__main__":
