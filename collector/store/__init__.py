@@ -19,6 +19,7 @@ from ..settings import Settings
 from .duckdb_store import DuckDBStore, Maintenance
 from .interface import Job, Recount, Run, Store, Task
 from .maintenance.retention import Pruned
+from .outbox import OutboxBatch
 from .schema import ARROW_SCHEMAS, SCHEMA_VERSION
 from .session_rows import FLUSH_NS, SessionPlan, SessionState
 
@@ -29,6 +30,7 @@ __all__ = [
     "DuckDBStore",
     "Job",
     "Maintenance",
+    "OutboxBatch",
     "Pruned",
     "Recount",
     "Run",

@@ -16,6 +16,8 @@ import duckdb
 
 from ..errors import StoreError
 from .memory import apply_memory_limit
+from .outbox import ENDPOINTS as FORWARD_ENDPOINTS
+from .outbox import OUTBOX as FORWARD_OUTBOX
 from .schema import (
     ATTRIBUTE_KEYS,
     LOG_JOINS,
@@ -31,6 +33,8 @@ from .span_archive import SPAN_ATTRIBUTES, SPAN_ROWS, value_at, value_of_key
 
 __all__ = [
     "ATTRIBUTE_KEYS",
+    "FORWARD_ENDPOINTS",
+    "FORWARD_OUTBOX",
     "KEYSETS",
     "LOG_JOINS",
     "LOG_ROWS",
