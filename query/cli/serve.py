@@ -42,6 +42,7 @@ def serve(ctx: click.Context, db, host, grpc_port, http_port, api_port, api_host
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded batch
 
     def ready(c: Collector) -> None:
         click.echo(

@@ -1,0 +1,66 @@
+"""A queued batch → the OTLP export request the forwarder sends.
+
+A batch (collector.store.OutboxBatch) holds its records as they were committed, in the
+decoders' layout (``collector.store.ARROW_SCHEMAS``: spans and log records refer to their
+resource by id, span attributes are a keyset id and a list of values), with the resources and
+keysets they refer to. Here they become SPEC 4 rows and then one request through
+collector.otlp_build, in their committed order. Each resource gets the record's ``project``,
+``room`` and ``session`` (the inferred ones included) under the first key of
+``tagging.project_keys``, ``room_keys`` and ``session_keys``, so that an upstream (or another
+roomscope) sees the tags this collector gave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from .otlp_build import SIGNAL_OF, RequestBuilder, Row, plain_rows
+from .tagging import Tagger
+
+_TABLE_OF = {"span_data": "spans", "log_data": "logs", "metric_points": "metric_points"}
+
+
+def batch_rows(tables: Mapping[str, pa.Table]) -> tuple[str, list[dict[str, Any]]]:
+    """(SPEC 4 table, its rows) of a batch: attributes and resource attributes as pairs."""
+    stored = next(name for name in tables if name in _TABLE_OF)
+    rows = plain_rows(tables[stored])
+    resources: dict[int, tuple] = {}
+    if "resources" in tables:
+        for r in tables["resources"].to_pylist():
+            resources[r["resource_id"]] = tuple(r["attributes"] or ())
+    if stored == "span_data":
+        keysets_table = tables.get("attribute_keysets")
+        listed = keysets_table.to_pylist() if keysets_table is not None else []
+        keysets = {k["keyset_id"]: k["keys"] or [] for k in listed}
+        for row in rows:
+            keys = keysets.get(row.pop("attribute_keyset"), [])
+            row["attributes"] = list(zip(keys, row.pop("attribute_values") or (), strict=False))
+    if stored != "metric_points":
+        for row in rows:
+            row["resource_attributes"] = resources.get(row.pop("resource_id"), ())
+    return _TABLE_OF[stored], rows
+
+
+class _TaggedBuilder(RequestBuilder):
+    """Tags go into the resource attributes before grouping (see :func:`build_forward`)."""
+
+    def _tag_pairs(self, row: Row, resource: dict[str, str | None]) -> tuple:
+        return ()
+
+
+def build_forward(tables: Mapping[str, pa.Table], tagger: Tagger) -> tuple[str, bytes, int]:
+    """(signal, serialized export request, records) of a queued batch."""
+    table, rows = batch_rows(tables)
+    keys = (tagger.project_keys[0], tagger.room_keys[0], tagger.session_keys[0])
+    builder = _TaggedBuilder(table, tagger)
+    for row in rows:
+        tags = (row.get("project"), row.get("room"), row.get("session_id"))
+        pairs = tuple(p for p in row.get("resource_attributes") or () if p[0] not in keys)
+        row["resource_attributes"] = pairs + tuple(
+            (key, value) for key, value in zip(keys, tags, strict=True) if value
+        )
+        builder.add(row)
+    return SIGNAL_OF[table], builder.request.SerializeToString(), builder.records
