@@ -18,23 +18,33 @@ from typing import Any
 import pyarrow as pa
 
 from .otlp_build import SIGNAL_OF, RequestBuilder, Row, plain_rows
+from .span_wire import encode_spans
 from .tagging import Tagger
 
+# _TaggedBuilder adds no tags of its own: the rows carry them (see build_with_messages).
+_NO_TAGGER = Tagger(project_keys=(), room_keys=(), session_keys=(), default_project="")
 _TABLE_OF = {"span_data": "spans", "log_data": "logs", "metric_points": "metric_points"}
+
+
+def _resources(tables: Mapping[str, pa.Table]) -> dict[int, tuple]:
+    table = tables.get("resources")
+    listed = table.to_pylist() if table is not None else []
+    return {r["resource_id"]: tuple(r["attributes"] or ()) for r in listed}
+
+
+def _keysets(tables: Mapping[str, pa.Table]) -> dict[int, list[str]]:
+    table = tables.get("attribute_keysets")
+    listed = table.to_pylist() if table is not None else []
+    return {k["keyset_id"]: k["keys"] or [] for k in listed}
 
 
 def batch_rows(tables: Mapping[str, pa.Table]) -> tuple[str, list[dict[str, Any]]]:
     """(SPEC 4 table, its rows) of a batch: attributes and resource attributes as pairs."""
     stored = next(name for name in tables if name in _TABLE_OF)
     rows = plain_rows(tables[stored])
-    resources: dict[int, tuple] = {}
-    if "resources" in tables:
-        for r in tables["resources"].to_pylist():
-            resources[r["resource_id"]] = tuple(r["attributes"] or ())
+    resources = _resources(tables)
     if stored == "span_data":
-        keysets_table = tables.get("attribute_keysets")
-        listed = keysets_table.to_pylist() if keysets_table is not None else []
-        keysets = {k["keyset_id"]: k["keys"] or [] for k in listed}
+        keysets = _keysets(tables)
         for row in rows:
             keys = keysets.get(row.pop("attribute_keyset"), [])
             row["attributes"] = list(zip(keys, row.pop("attribute_values") or (), strict=False))
@@ -52,10 +62,22 @@ class _TaggedBuilder(RequestBuilder):
 
 
 def build_forward(tables: Mapping[str, pa.Table], tagger: Tagger) -> tuple[str, bytes, int]:
-    """(signal, serialized export request, records) of a queued batch."""
-    table, rows = batch_rows(tables)
+    """(signal, serialized export request, records) of a queued batch. Spans are written as
+    wire format directly (collector.span_wire); logs and metric points through otlp_build."""
     keys = (tagger.project_keys[0], tagger.room_keys[0], tagger.session_keys[0])
-    builder = _TaggedBuilder(table, tagger)
+    spans = tables.get("span_data")
+    if spans is not None:
+        body = encode_spans(spans, _resources(tables), _keysets(tables), keys)
+        return "traces", body, spans.num_rows
+    return build_with_messages(tables, keys)
+
+
+def build_with_messages(
+    tables: Mapping[str, pa.Table], keys: tuple[str, str, str]
+) -> tuple[str, bytes, int]:
+    """build_forward through otlp_build's messages (logs, metric points; spans in tests)."""
+    table, rows = batch_rows(tables)
+    builder = _TaggedBuilder(table, _NO_TAGGER)
     for row in rows:
         tags = (row.get("project"), row.get("room"), row.get("session_id"))
         pairs = tuple(p for p in row.get("resource_attributes") or () if p[0] not in keys)

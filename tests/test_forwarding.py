@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import grpc
 import httpx
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 from conftest import make_store, make_tagger
@@ -396,3 +397,25 @@ def test_a_batch_is_queued_in_the_transaction_of_its_append(tmp_path: Path) -> N
         cur.close()
     finally:
         store.close()
+
+
+def test_spans_written_as_wire_format_parse_to_the_message_builders_request() -> None:
+    from test_otlp_json import traces as rich_traces
+
+    from collector.forward_build import build_forward, build_with_messages
+
+    tagger = make_tagger()
+    bodies = [rich_traces().SerializeToString()]
+    for i in range(3):  # an inferred session, then explicit ones
+        bodies.append(trace_request(64, seed=i, session="s" if i else None).SerializeToString())
+    decoded = [decode_body("traces", body, "protobuf", tagger) for body in bodies]
+    tables = {
+        "span_data": pa.concat_tables([d.table for d in decoded]),
+        "resources": pa.concat_tables([d.side["resources"] for d in decoded]),
+        "attribute_keysets": pa.concat_tables([d.side["attribute_keysets"] for d in decoded]),
+    }
+    signal, wire, records = build_forward(tables, tagger)
+    assert (signal, records) == ("traces", 2 + 3 * 64)
+    _, built, _ = build_with_messages(tables, ("project", "room", "session"))
+    assert ExportTraceServiceRequest.FromString(wire) == ExportTraceServiceRequest.FromString(built)
+    assert len(wire) == len(built)

@@ -284,11 +284,19 @@ class Outbox:
 
 
 def take(cur: duckdb.DuckDBPyConnection, endpoint: str, limit: int) -> list[OutboxBatch]:
-    """The oldest batches ``endpoint`` has not sent yet, at most ``limit``."""
-    rows = cur.execute(
-        f"SELECT seq, signal, records, payload FROM {OUTBOX} WHERE seq > (SELECT acked_seq"
-        f" FROM {ENDPOINTS} WHERE endpoint = ?) ORDER BY seq LIMIT ?",
+    """The oldest batches ``endpoint`` has not sent yet, at most ``limit``. Their seqs first:
+    a top-N that also selected the payloads would read every queued payload."""
+    seqs = cur.execute(
+        f"SELECT seq FROM {OUTBOX} WHERE seq > (SELECT acked_seq FROM {ENDPOINTS}"
+        " WHERE endpoint = ?) ORDER BY seq LIMIT ?",
         [endpoint, limit],
+    ).fetchall()
+    if not seqs:
+        return []
+    rows = cur.execute(
+        f"SELECT seq, signal, records, payload FROM {OUTBOX} WHERE seq BETWEEN ? AND ?"
+        " ORDER BY seq",
+        [seqs[0][0], seqs[-1][0]],
     ).fetchall()
     return [OutboxBatch(int(s), sig, int(n), decode(p)) for s, sig, n, p in rows]
 
