@@ -255,9 +255,9 @@ class DuckDBStore:
         con = self.con
         new_keys: set[tuple[str, str]] = set()
         new_ids: dict[str, set[int]] = {}
+        whole = {name: _one_table(batches) for name, batches in tables.items()}
         with transaction(con):
-            for name, batches in tables.items():
-                batch = _one_table(batches)
+            for name, batch in whole.items():
                 if batch is not None and name in SHARED_TABLES:
                     batch, new_ids[name] = self._unseen(name, batch)
                     new_keys |= _attribute_keys(name, batch)
@@ -267,7 +267,7 @@ class DuckDBStore:
             new_keys -= self._attribute_keys
             if new_keys:
                 con.executemany(ATTRIBUTE_KEYS_INSERT, [list(k) for k in new_keys])
-            queued = self._outbox.stage(con, tables)
+            queued = self._outbox.stage(con, whole)
             if also is not None:
                 also(con)
         self._outbox.adopt(queued)

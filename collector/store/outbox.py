@@ -23,7 +23,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -61,18 +61,24 @@ class OutboxBatch:
     tables: dict[str, pa.Table]
 
 
-def encode(tables: Mapping[str, pa.Table]) -> bytes:
+def encode(tables: Mapping[str, pa.Table]) -> pa.Buffer:
     """Tables as one BLOB: per table its name's length (u16), name, IPC length (u64), IPC."""
-    out = bytearray()
+    out = pa.BufferOutputStream()
     for name, table in tables.items():
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         ipc = sink.getvalue()
         raw = name.encode()
-        out += struct.pack("<H", len(raw)) + raw + struct.pack("<Q", ipc.size)
-        out += ipc.to_pybytes()
-    return bytes(out)
+        out.write(struct.pack("<H", len(raw)) + raw + struct.pack("<Q", ipc.size))
+        out.write(ipc)
+    return out.getvalue()
+
+
+def _blob(payload: pa.Buffer) -> pa.Array:
+    """A one-value BLOB column over ``payload`` (no copy)."""
+    offsets = pa.py_buffer(struct.pack("<ii", 0, payload.size))
+    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, payload])
 
 
 def decode(payload: bytes) -> dict[str, pa.Table]:
@@ -146,20 +152,22 @@ class Outbox:
 
     # -- appends --------------------------------------------------------------------------
     def stage(
-        self, con: duckdb.DuckDBPyConnection, tables: Mapping[str, Sequence[pa.Table]]
+        self, con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table | None]
     ) -> _Staged | None:
-        """Queue the signal tables of an append, inside its transaction."""
+        """Queue the signal tables of an append (each one table of one chunk, as the append
+        made it; shared tables before dropping the rows the store holds), inside its
+        transaction."""
         if not self.on:
             return None
         staged = _Staged([], 0)
         seq = self._last_seq
         for signal in _SIGNALS:
-            batch = _concat(tables.get(signal))
+            batch = tables.get(signal)
             if batch is None:
                 continue
             parts = {storage_table(signal): batch}
             for name in _REFERS[signal]:
-                shared = _concat(tables.get(name))
+                shared = tables.get(name)
                 if shared is not None:
                     parts[name] = shared
             payload = encode(parts)
@@ -169,15 +177,15 @@ class Outbox:
                     "seq": pa.array([seq], pa.int64()),
                     "signal": [signal],
                     "records": pa.array([batch.num_rows], pa.int64()),
-                    "bytes": pa.array([len(payload)], pa.int64()),
+                    "bytes": pa.array([payload.size], pa.int64()),
                     "queued_at": pa.array([time.time_ns()], pa.int64()).cast(pa.timestamp("ns")),
-                    "payload": pa.array([payload], pa.binary()),
+                    "payload": _blob(payload),
                 }
             )
             _outbox_row = row  # read by DuckDB (a replacement scan finds it by name)
             con.execute(f"INSERT INTO {OUTBOX} SELECT * FROM _outbox_row")
             del _outbox_row
-            staged.rows.append((seq, len(payload), batch.num_rows))
+            staged.rows.append((seq, payload.size, batch.num_rows))
         if not staged.rows:
             return None
         self._drop_oldest(con, staged)
@@ -299,10 +307,3 @@ def take(cur: duckdb.DuckDBPyConnection, endpoint: str, limit: int) -> list[Outb
         [seqs[0][0], seqs[-1][0]],
     ).fetchall()
     return [OutboxBatch(int(s), sig, int(n), decode(p)) for s, sig, n, p in rows]
-
-
-def _concat(batches: Sequence[pa.Table] | None) -> pa.Table | None:
-    if not batches:
-        return None
-    table = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
-    return table if table.num_rows else None
