@@ -233,8 +233,8 @@ class Outbox:
         self.forget(staged.cutoff)
         if staged.cutoff:
             log.warning(
-                "forwarding queue full (forward.max_queue_bytes = %d): dropped the %d oldest"
-                " unsent batches (%d records)",
+                "forwarding queue full (forward.max_queue_bytes = %d): dropped the oldest unsent"
+                " batches: %d (%d records)",
                 self.max_bytes,
                 staged.dropped[0],
                 staged.dropped[1],
