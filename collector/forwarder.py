@@ -124,11 +124,17 @@ class Forwarder:
     def _loop(self, endpoint: Endpoint) -> None:
         sender = open_sender(endpoint.url, endpoint.headers, self.timeout, ATTEMPTS, self._sleep)
         try:
-            self._forward(endpoint, sender)
+            while not self._stop.is_set():
+                try:
+                    self._forward(endpoint, sender)
+                except StoreUnavailable as exc:
+                    # The disk failed (the writer probes until it is back): try again; what
+                    # was sent but not recorded goes again (at least once).
+                    if not self._stop.is_set():
+                        log.warning("forwarding to %s waits for the store: %s", endpoint.name, exc)
+                        self._sleep(1.0)
         except _Stopping:
             pass
-        except StoreUnavailable as exc:  # the collector is stopping, or the disk failed
-            log.warning("forwarding to %s stopped: %s", endpoint.name, exc)
         except Exception:
             if not self._stop.is_set():  # else: the store closed under a read at shutdown
                 log.exception("forwarding to %s failed", endpoint.name)
@@ -138,11 +144,7 @@ class Forwarder:
     def _forward(self, endpoint: Endpoint, sender: Sender) -> None:
         backoff = FIRST_BACKOFF
         while not self._stop.is_set():
-            try:
-                batches = self.store.outbox_take(endpoint.name, TAKE)
-            except StoreUnavailable:
-                self._sleep(1.0)  # the store is reopening after a disk failure
-                continue
+            batches = self.store.outbox_take(endpoint.name, TAKE)
             if not batches:
                 self._sleep(POLL_SECONDS)
                 continue
