@@ -153,7 +153,15 @@ class Forwarder:
             done = 0
             error: str | None = None
             for batch in batches:
-                signal, body, records = build_forward(batch.tables, self.tagger)
+                try:
+                    signal, body, records = build_forward(batch.tables, self.tagger)
+                except Exception as exc:  # a defect: drop the batch rather than stop here
+                    log.exception("forwarding to %s: batch %d", endpoint.name, batch.seq)
+                    rejected[0] += 1
+                    rejected[1] += batch.records
+                    error = f"cannot build a request: {exc}"[:500]
+                    done = batch.seq
+                    continue
                 try:
                     answer = sender.send(signal, body, "protobuf")
                 except Unreachable as exc:

@@ -419,3 +419,28 @@ def test_spans_written_as_wire_format_parse_to_the_message_builders_request() ->
     _, built, _ = build_with_messages(tables, ("project", "room", "session"))
     assert ExportTraceServiceRequest.FromString(wire) == ExportTraceServiceRequest.FromString(built)
     assert len(wire) == len(built)
+
+
+def test_a_batch_that_cannot_be_built_is_dropped_and_counted(
+    start_collector: Any, tmp_path: Path, http_upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector import forwarder
+
+    real = forwarder.build_forward
+    calls: list[int] = []
+
+    def first_fails(tables: Any, tagger: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("boom")
+        return real(tables, tagger)
+
+    monkeypatch.setattr(forwarder, "build_forward", first_fails)
+    url, seen = http_upstream(200)
+    a = start_collector(tmp_path / "a.duckdb", **forward_to(up=url))
+    send_all(a.http_url)
+    wait_until(lambda: status(a.api_url)["up"]["sent_batches"] == 2, 30, "the other batches")
+    e = status(a.api_url)["up"]
+    assert e["dropped_batches"] == 1 and e["dropped_records"] == 20
+    assert e["last_error"] == "cannot build a request: boom"
+    assert seen == ["/v1/logs", "/v1/metrics"]
