@@ -64,6 +64,8 @@ class _TaggedBuilder(RequestBuilder):
 def build_forward(tables: Mapping[str, pa.Table], tagger: Tagger) -> tuple[str, bytes, int]:
     """(signal, serialized export request, records) of a queued batch. Spans are written as
     wire format directly (collector.span_wire); logs and metric points through otlp_build."""
+    if not tables:
+        raise ValueError("its bytes are missing from the queue's files (<store>.forward/)")
     keys = (tagger.project_keys[0], tagger.room_keys[0], tagger.session_keys[0])
     spans = tables.get("span_data")
     if spans is not None:

@@ -444,3 +444,39 @@ def test_a_batch_that_cannot_be_built_is_dropped_and_counted(
     assert e["dropped_batches"] == 1 and e["dropped_records"] == 20
     assert e["last_error"] == "cannot build a request: boom"
     assert seen == ["/v1/logs", "/v1/metrics"]
+
+
+def test_the_queue_keeps_payloads_in_segment_files_and_deletes_them_once_sent(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "s.duckdb"
+    spool = tmp_path / "s.duckdb.forward"
+    body = trace_request(8).SerializeToString()
+    decoded = decode_body("traces", body, "protobuf", make_tagger())
+    tables = {"spans": [decoded.table], **{k: [v] for k, v in decoded.side.items()}}
+
+    store = make_store(db)
+    store.open()
+    store.outbox_open({"up": "http://127.0.0.1:9"}, 1 << 20)
+    store.append(tables)
+    store.append(tables)
+    assert len(list(spool.glob("*.spool"))) == 1
+    store.close()
+
+    store = make_store(db)  # a restart: the queue and its payloads are still there
+    store.open()
+    try:
+        store.outbox_open({"up": "http://127.0.0.1:9"}, 1 << 20)
+        first, second = store.outbox_take("up", 10)
+        assert (first.seq, second.seq) == (1, 2) and first.tables.keys() == second.tables.keys()
+        assert first.tables["span_data"].equals(decoded.table)
+        store.outbox_done("up", 2, (2, 16), (0, 0), None)
+        store.append(tables)  # a new segment after the restart; the old one is unused now
+        assert [p.name for p in spool.glob("*.spool")] == [f"{3:020d}.spool"]
+        # A payload lost with its file (an operating-system crash) reads as a batch without
+        # tables, which the forwarder drops and counts (test above).
+        (spool / f"{3:020d}.spool").unlink()
+        (lost,) = store.outbox_take("up", 10)
+        assert lost.seq == 3 and lost.tables == {}
+    finally:
+        store.close()

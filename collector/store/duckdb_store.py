@@ -35,6 +35,7 @@ from .schema import (
 )
 from .session_rows import SessionPlan, SessionState, read_sessions, recount_active
 from .span_archive import SPAN_ROWS
+from .spool import Spool
 from .statements import transaction
 
 # New files use DuckDB's v1.5 storage format: its compression stores our spans in ~25% fewer
@@ -117,7 +118,9 @@ class DuckDBStore:
         self._attribute_keys: set[tuple[str, str]] = set()  # rows of span_attribute_keys
         self._known: dict[str, set[int]] = {t: set() for t in SHARED_TABLES}  # ids held
         self._threads = 1  # DuckDB threads for appends (store.threads, resolved at open)
-        self._outbox = Outbox()  # the forwarding queue (off until outbox_open)
+        # The forwarding queue (off until outbox_open); its payloads in <path>.forward/.
+        spool = None if self.path == ":memory:" else Path(self.path + ".forward")
+        self._outbox = Outbox(Spool(spool))
 
     @property
     def location(self) -> str:
@@ -190,6 +193,7 @@ class DuckDBStore:
                     self._con.execute("CHECKPOINT")
                 self._con.close()
                 self._con = None
+            self._outbox.spool.close()
 
     def reopen(self) -> None:
         """Close and open again (after an I/O failure invalidated the database).
@@ -316,7 +320,7 @@ class DuckDBStore:
 
     def outbox_take(self, endpoint: str, limit: int) -> list[OutboxBatch]:
         with contextlib.closing(self.cursor()) as cur:
-            return take(cur, endpoint, limit)
+            return take(cur, self._outbox.spool.directory, endpoint, limit)
 
     def outbox_done(
         self,

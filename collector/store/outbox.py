@@ -1,11 +1,12 @@
 """The forwarding queue (version 8): committed batches waiting to be sent upstream.
 
 With forwarding on (:meth:`Outbox.open`), every append also writes one ``forward_outbox`` row
-per signal in the same transaction: the batch's rows exactly as committed (inferred session ids
-filled in), with the resources and attribute keysets they refer to, as Arrow IPC streams in
-one BLOB. A receiver's OK therefore means "committed and queued". Arrow IPC costs the writer
-little (~1.3 ms per 4,096 spans, no compression); the forwarder threads turn a batch into an
-OTLP request on their own time (collector.forward_build).
+per signal in the same transaction: where its payload is in the queue's segment files
+(collector.store.spool), written just before. The payload is the batch's rows exactly as
+committed (inferred session ids filled in), with the resources and attribute keysets they
+refer to, as Arrow IPC streams. A receiver's OK therefore means "committed and queued". Arrow
+IPC costs the writer little (~1.3 ms per 4,096 spans, no compression); the forwarder threads
+turn a batch into an OTLP request on their own time (collector.forward_build).
 
 ``forward_endpoints`` holds each endpoint's progress: ``acked_seq`` (every row up to it is
 sent, or dropped, for that endpoint) and its counters. A row is deleted once every configured
@@ -25,11 +26,13 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from .schema import SHARED_TABLES, storage_table
+from .spool import Spool, read
 
 log = logging.getLogger("roomscope.forward")
 
@@ -37,7 +40,7 @@ OUTBOX = "forward_outbox"
 ENDPOINTS = "forward_endpoints"
 OUTBOX_SQL = (
     f"CREATE TABLE IF NOT EXISTS {OUTBOX} (seq BIGINT, signal VARCHAR, records BIGINT,"
-    " bytes BIGINT, queued_at TIMESTAMP_NS, payload BLOB)"
+    " bytes BIGINT, queued_at TIMESTAMP_NS, segment BIGINT, spool_offset BIGINT)"
 )
 ENDPOINTS_SQL = (
     f"CREATE TABLE IF NOT EXISTS {ENDPOINTS} (endpoint VARCHAR PRIMARY KEY, url VARCHAR,"
@@ -75,12 +78,6 @@ def encode(tables: Mapping[str, pa.Table]) -> pa.Buffer:
     return out.getvalue()
 
 
-def _blob(payload: pa.Buffer) -> pa.Array:
-    """A one-value BLOB column over ``payload`` (no copy)."""
-    offsets = pa.py_buffer(struct.pack("<ii", 0, payload.size))
-    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, payload])
-
-
 def decode(payload: bytes) -> dict[str, pa.Table]:
     tables: dict[str, pa.Table] = {}
     view = memoryview(payload)
@@ -100,7 +97,7 @@ def decode(payload: bytes) -> dict[str, pa.Table]:
 class _Staged:
     """What an append adds to the queue, adopted once its transaction commits."""
 
-    rows: list[tuple[int, int, int]]  # (seq, bytes, records)
+    rows: list[tuple[int, int, int, int]]  # (seq, bytes, records, segment)
     cutoff: int  # rows up to this seq were dropped (0: none)
     dropped: tuple[int, int] = (0, 0)  # (batches, records)
 
@@ -109,10 +106,11 @@ class Outbox:
     """The queue's state on the writer thread: which endpoints, the bound, and the queued rows'
     (seq, bytes, records), so that an append finds what to drop without a query."""
 
-    def __init__(self) -> None:
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
         self.endpoints: tuple[str, ...] = ()
         self.max_bytes = 0
-        self._rows: deque[tuple[int, int, int]] = deque()
+        self._rows: deque[tuple[int, int, int, int]] = deque()  # seq, bytes, records, segment
         self._bytes = 0
         self._last_seq = 0
 
@@ -140,9 +138,12 @@ class Outbox:
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Read the queued rows' sizes and the last seq (at open, and after a reopen)."""
-        rows = con.execute(f"SELECT seq, bytes, records FROM {OUTBOX} ORDER BY seq").fetchall()
-        self._rows = deque((int(s), int(b), int(r)) for s, b, r in rows)
-        self._bytes = sum(b for _, b, _ in self._rows)
+        rows = con.execute(
+            f"SELECT seq, bytes, records, segment FROM {OUTBOX} ORDER BY seq"
+        ).fetchall()
+        self._rows = deque((int(s), int(b), int(r), int(g)) for s, b, r, g in rows)
+        self._bytes = sum(row[1] for row in self._rows)
+        self.spool.open({row[3] for row in self._rows})
         (acked,) = con.execute(f"SELECT coalesce(max(acked_seq), 0) FROM {ENDPOINTS}").fetchone()
         self._last_seq = max(int(acked), self._rows[-1][0] if self._rows else 0)
 
@@ -172,20 +173,12 @@ class Outbox:
                     parts[name] = shared
             payload = encode(parts)
             seq += 1
-            row = pa.table(
-                {
-                    "seq": pa.array([seq], pa.int64()),
-                    "signal": [signal],
-                    "records": pa.array([batch.num_rows], pa.int64()),
-                    "bytes": pa.array([payload.size], pa.int64()),
-                    "queued_at": pa.array([time.time_ns()], pa.int64()).cast(pa.timestamp("ns")),
-                    "payload": _blob(payload),
-                }
+            segment, offset = self.spool.write(seq, payload)
+            con.execute(
+                f"INSERT INTO {OUTBOX} VALUES (?, ?, ?, ?, make_timestamp_ns(?), ?, ?)",
+                [seq, signal, batch.num_rows, payload.size, time.time_ns(), segment, offset],
             )
-            _outbox_row = row  # read by DuckDB (a replacement scan finds it by name)
-            con.execute(f"INSERT INTO {OUTBOX} SELECT * FROM _outbox_row")
-            del _outbox_row
-            staged.rows.append((seq, payload.size, batch.num_rows))
+            staged.rows.append((seq, payload.size, batch.num_rows, segment))
         if not staged.rows:
             return None
         self._drop_oldest(con, staged)
@@ -194,12 +187,12 @@ class Outbox:
     def _drop_oldest(self, con: duckdb.DuckDBPyConnection, staged: _Staged) -> None:
         """Past max_bytes: drop the oldest rows (never the newest one) and count them for each
         endpoint that had not sent them."""
-        total = self._bytes + sum(b for _, b, _ in staged.rows)
+        total = self._bytes + sum(row[1] for row in staged.rows)
         if total <= self.max_bytes:
             return
         rows = [*self._rows, *staged.rows]
         batches = records = 0
-        for seq, size, n in rows[:-1]:
+        for seq, size, n, _ in rows[:-1]:
             if total <= self.max_bytes:
                 break
             total -= size
@@ -241,9 +234,13 @@ class Outbox:
             )
 
     def forget(self, cutoff: int) -> None:
-        """Rows up to ``cutoff`` are deleted (committed)."""
+        """Rows up to ``cutoff`` are deleted (committed): so are the segments they alone used."""
+        gone = False
         while self._rows and self._rows[0][0] <= cutoff:
             self._bytes -= self._rows.popleft()[1]
+            gone = True
+        if gone:
+            self.spool.prune({row[3] for row in self._rows})
 
     # -- progress (the forwarder, through Writer.run) -------------------------------------
     def done(
@@ -291,19 +288,20 @@ class Outbox:
         return cutoff
 
 
-def take(cur: duckdb.DuckDBPyConnection, endpoint: str, limit: int) -> list[OutboxBatch]:
-    """The oldest batches ``endpoint`` has not sent yet, at most ``limit``. Their seqs first:
-    a top-N that also selected the payloads would read every queued payload."""
-    seqs = cur.execute(
-        f"SELECT seq FROM {OUTBOX} WHERE seq > (SELECT acked_seq FROM {ENDPOINTS}"
-        " WHERE endpoint = ?) ORDER BY seq LIMIT ?",
+def take(
+    cur: duckdb.DuckDBPyConnection, spool: Path, endpoint: str, limit: int
+) -> list[OutboxBatch]:
+    """The oldest batches ``endpoint`` has not sent yet, at most ``limit``, read from the
+    segment files in ``spool``. A batch whose bytes are gone has no tables."""
+    rows = cur.execute(
+        f"SELECT seq, signal, records, segment, spool_offset, bytes FROM {OUTBOX}"
+        f" WHERE seq > (SELECT acked_seq FROM {ENDPOINTS} WHERE endpoint = ?)"
+        " ORDER BY seq LIMIT ?",
         [endpoint, limit],
     ).fetchall()
-    if not seqs:
-        return []
-    rows = cur.execute(
-        f"SELECT seq, signal, records, payload FROM {OUTBOX} WHERE seq BETWEEN ? AND ?"
-        " ORDER BY seq",
-        [seqs[0][0], seqs[-1][0]],
-    ).fetchall()
-    return [OutboxBatch(int(s), sig, int(n), decode(p)) for s, sig, n, p in rows]
+    batches = []
+    for seq, signal, records, segment, offset, size in rows:
+        payload = read(spool, segment, offset, size)
+        tables = decode(payload) if payload is not None else {}
+        batches.append(OutboxBatch(int(seq), signal, int(records), tables))
+    return batches
