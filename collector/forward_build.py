@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from .otlp_build import SIGNAL_OF, RequestBuilder, Row, plain_rows
 from .span_wire import encode_spans
+from .store import decode_batch
 from .tagging import Tagger
 
 # _TaggedBuilder adds no tags of its own: the rows carry them (see build_with_messages).
@@ -72,6 +73,16 @@ def build_forward(tables: Mapping[str, pa.Table], tagger: Tagger) -> tuple[str, 
         body = encode_spans(spans, _resources(tables), _keysets(tables), keys)
         return "traces", body, spans.num_rows
     return build_with_messages(tables, keys)
+
+
+def build_payload(payload: bytes | None, keys: tuple[str, str, str]) -> tuple[str, bytes, int]:
+    """build_forward of a queued batch's payload (collector.store.OutboxBatch), with the tag
+    keys: what the forwarder's build process runs (picklable arguments and result)."""
+    if payload is None:
+        raise ValueError("its bytes are missing from the queue's files (<store>.forward/)")
+    tagger = Tagger(project_keys=keys[:1], room_keys=keys[1:2], session_keys=keys[2:],
+                    default_project="")  # fmt: skip
+    return build_forward(decode_batch(payload), tagger)
 
 
 def build_with_messages(

@@ -15,17 +15,20 @@ through ``Writer.run``: the writer thread stays the only writer.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StoreUnavailable
-from .forward_build import build_forward
+from .forward_build import build_payload
 from .otlp_sender import MAX_DELAY, Sender, Unreachable, open_sender
-from .store import Store, Task
+from .store import OutboxBatch, Store, Task
 from .tagging import Tagger
 
 log = logging.getLogger("roomscope.forward")
@@ -55,6 +58,18 @@ class _Stopping(Exception):
     pass
 
 
+def _exit_with(parent: int) -> None:
+    """In the build process: exit as soon as the collector is gone (a SIGKILL leaves nothing
+    that would tell it otherwise)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="roomscope-forward-watch", daemon=True).start()
+
+
 class Forwarder:
     """The endpoints' threads. ``run`` is ``Writer.run``; ``store`` reads the queue."""
 
@@ -76,6 +91,9 @@ class Forwarder:
         self.timeout = timeout
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._keys = (tagger.project_keys[0], tagger.room_keys[0], tagger.session_keys[0])
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -98,6 +116,7 @@ class Forwarder:
         """Open the queue (before any ingest), then start one thread per endpoint."""
         urls = {e.name: e.url for e in self.endpoints}
         self.run(lambda s: s.outbox_open(urls, self.max_queue_bytes)).result()
+        self._pool = self._new_pool()
         for endpoint in self.endpoints:
             thread = threading.Thread(
                 target=self._loop,
@@ -115,6 +134,36 @@ class Forwarder:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- building requests: in a process of their own -------------------------------------
+    @staticmethod
+    def _new_pool() -> ProcessPoolExecutor:
+        """One build process: building holds the interpreter lock for tens of milliseconds per
+        batch, which in this process would stall the receivers and the writer each time."""
+        return ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with,
+            initargs=(os.getpid(),),
+        )
+
+    def _build(self, batch: OutboxBatch) -> tuple[str, bytes, int]:
+        """(signal, request bytes, records) of a batch; raises when it cannot be built."""
+        for attempt in range(2):
+            pool = self._pool
+            if pool is None:
+                raise _Stopping
+            try:
+                return pool.submit(build_payload, batch.payload, self._keys).result()
+            except BrokenProcessPool:  # the build process died (killed?): start another
+                if self._stop.is_set() or attempt:
+                    raise
+                with self._pool_lock:
+                    if self._pool is pool:
+                        self._pool = self._new_pool()
+        raise AssertionError("unreachable")
 
     # -- one endpoint's thread ------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:
@@ -154,7 +203,9 @@ class Forwarder:
             error: str | None = None
             for batch in batches:
                 try:
-                    signal, body, records = build_forward(batch.tables, self.tagger)
+                    signal, body, records = self._build(batch)
+                except _Stopping:
+                    raise
                 except Exception as exc:  # a defect: drop the batch rather than stop here
                     log.exception("forwarding to %s: batch %d", endpoint.name, batch.seq)
                     rejected[0] += 1

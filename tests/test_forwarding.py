@@ -424,18 +424,18 @@ def test_spans_written_as_wire_format_parse_to_the_message_builders_request() ->
 def test_a_batch_that_cannot_be_built_is_dropped_and_counted(
     start_collector: Any, tmp_path: Path, http_upstream: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collector import forwarder
+    from collector.forwarder import Forwarder
 
-    real = forwarder.build_forward
+    real = Forwarder._build
     calls: list[int] = []
 
-    def first_fails(tables: Any, tagger: Any) -> Any:
+    def first_fails(self: Forwarder, batch: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise ValueError("boom")
-        return real(tables, tagger)
+        return real(self, batch)
 
-    monkeypatch.setattr(forwarder, "build_forward", first_fails)
+    monkeypatch.setattr(Forwarder, "_build", first_fails)
     url, seen = http_upstream(200)
     a = start_collector(tmp_path / "a.duckdb", **forward_to(up=url))
     send_all(a.http_url)

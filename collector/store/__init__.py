@@ -20,6 +20,7 @@ from .duckdb_store import DuckDBStore, Maintenance
 from .interface import Job, Recount, Run, Store, Task
 from .maintenance.retention import Pruned
 from .outbox import OutboxBatch
+from .outbox import decode as decode_batch
 from .schema import ARROW_SCHEMAS, SCHEMA_VERSION
 from .session_rows import FLUSH_NS, SessionPlan, SessionState
 
@@ -39,6 +40,7 @@ __all__ = [
     "Store",
     "Task",
     "create_store",
+    "decode_batch",
     "prune_store",
 ]
 

@@ -55,13 +55,18 @@ _REFERS = {"spans": tuple(SHARED_TABLES), "logs": ("resources",), "metric_points
 
 @dataclass(frozen=True)
 class OutboxBatch:
-    """One queued batch: ``tables`` maps ``spans``/``logs``/``metric_points`` (in the decoder's
-    layout, ``collector.store.ARROW_SCHEMAS``) and the shared tables it refers to."""
+    """One queued batch: ``payload`` (None: its bytes are gone) holds ``span_data``,
+    ``log_data`` or ``metric_points`` (in the decoders' layout, ``collector.store.ARROW_SCHEMAS``)
+    and the shared tables it refers to; :func:`decode` (or :attr:`tables`) reads them."""
 
     seq: int
     signal: str
     records: int
-    tables: dict[str, pa.Table]
+    payload: bytes | None
+
+    @property
+    def tables(self) -> dict[str, pa.Table]:
+        return decode(self.payload) if self.payload is not None else {}
 
 
 def encode(tables: Mapping[str, pa.Table]) -> pa.Buffer:
@@ -79,6 +84,7 @@ def encode(tables: Mapping[str, pa.Table]) -> pa.Buffer:
 
 
 def decode(payload: bytes) -> dict[str, pa.Table]:
+    """The tables of a payload that :func:`encode` wrote."""
     tables: dict[str, pa.Table] = {}
     view = memoryview(payload)
     pos = 0
@@ -292,7 +298,7 @@ def take(
     cur: duckdb.DuckDBPyConnection, spool: Path, endpoint: str, limit: int
 ) -> list[OutboxBatch]:
     """The oldest batches ``endpoint`` has not sent yet, at most ``limit``, read from the
-    segment files in ``spool``. A batch whose bytes are gone has no tables."""
+    segment files in ``spool``. A batch whose bytes are gone has no payload."""
     rows = cur.execute(
         f"SELECT seq, signal, records, segment, spool_offset, bytes FROM {OUTBOX}"
         f" WHERE seq > (SELECT acked_seq FROM {ENDPOINTS} WHERE endpoint = ?)"
@@ -302,6 +308,5 @@ def take(
     batches = []
     for seq, signal, records, segment, offset, size in rows:
         payload = read(spool, segment, offset, size)
-        tables = decode(payload) if payload is not None else {}
-        batches.append(OutboxBatch(int(seq), signal, int(records), tables))
+        batches.append(OutboxBatch(int(seq), signal, int(records), payload))
     return batches
