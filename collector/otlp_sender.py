@@ -43,6 +43,7 @@ class Sent:
     message: str  # the server's error text (not ok), or its partial-success message
     rejected: int = 0  # records the server rejected (partial success)
     attempts: int = 1
+    retryable: bool = False  # not ok, with an answer the spec retries (attempts ran out)
 
 
 class Sender(Protocol):
@@ -108,7 +109,8 @@ class HttpSender:
                 continue
             status = f"HTTP {r.status_code}"
             if r.status_code != 200:
-                return Sent(False, status, _error_text(r), attempts=attempt + 1)
+                retry = r.status_code in RETRY_HTTP
+                return Sent(False, status, _error_text(r), attempts=attempt + 1, retryable=retry)
             if encoding == "json":
                 return Sent(True, status, "", attempts=attempt + 1)
             rejected, message = _partial(signal, r.content)
@@ -168,7 +170,13 @@ class GrpcSender:
                 if code in RETRY_GRPC and attempt + 1 < self.attempts:
                     self.sleep(_backoff(attempt))
                     continue
-                return Sent(False, f"gRPC {code.name}", exc.details() or "", attempts=attempt + 1)
+                return Sent(
+                    False,
+                    f"gRPC {code.name}",
+                    exc.details() or "",
+                    attempts=attempt + 1,
+                    retryable=code in RETRY_GRPC,
+                )
             rejected, message = _partial(signal, content)
             return Sent(True, "gRPC OK", message, rejected, attempt + 1)
         raise AssertionError("unreachable")
@@ -177,11 +185,18 @@ class GrpcSender:
         self.channel.close()
 
 
-def open_sender(url: str, headers: Mapping[str, str], timeout: float, attempts: int = 8) -> Sender:
-    """The sender for an endpoint URL: http(s):// (OTLP/HTTP) or grpc(s):// (OTLP/gRPC)."""
+def open_sender(
+    url: str,
+    headers: Mapping[str, str],
+    timeout: float,
+    attempts: int = 8,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Sender:
+    """The sender for an endpoint URL: http(s):// (OTLP/HTTP) or grpc(s):// (OTLP/gRPC).
+    ``sleep`` waits between attempts (the forwarder's returns early when it stops)."""
     scheme = urlsplit(url).scheme
     if scheme in ("http", "https"):
-        return HttpSender(url, headers, timeout, attempts)
+        return HttpSender(url, headers, timeout, attempts, sleep)
     if scheme in ("grpc", "grpcs"):
-        return GrpcSender(url, headers, timeout, attempts)
+        return GrpcSender(url, headers, timeout, attempts, sleep)
     raise Unreachable(f"{url}: an OTLP endpoint is http(s)://HOST:PORT or grpc(s)://HOST:PORT")

@@ -27,6 +27,7 @@ import uvicorn
 from .absent_modules import skip_absent
 from .auth import Auth
 from .errors import RoomscopeError, SettingsError
+from .forwarder import Forwarder
 from .grpc_receiver import create_grpc_server
 from .http_protocol import guarded_protocol
 from .http_receiver import OTLPHttpApp
@@ -108,6 +109,7 @@ class Collector:
         self.store: Store = store if store is not None else create_store(settings)
         self.writer: Writer | None = None
         self.jobs: list[Job] = []
+        self.forwarder: Forwarder | None = None
         self.ingestor: Ingestor | None = None
         self.auth: Auth | None = Auth.from_settings(settings)  # None: auth.enabled is off
         self.tls = _tls_files(settings)
@@ -137,6 +139,9 @@ class Collector:
         self.jobs = self.store.jobs(self.writer.run, tracker.forget)
         for job in self.jobs:
             job.start()
+        self.forwarder = Forwarder.from_settings(self.store, self.writer.run, s)
+        if self.forwarder is not None:  # the queue is open before anything is received
+            await asyncio.to_thread(self.forwarder.start)
         self.ingestor = Ingestor(
             self.writer,
             Tagger.from_settings(s),
@@ -236,6 +241,8 @@ class Collector:
         writer_done = True
         for job in self.jobs:
             await asyncio.to_thread(job.stop)
+        if self.forwarder is not None:  # what it has not sent stays queued in the store
+            await asyncio.to_thread(self.forwarder.stop, min(left(), 5.0))
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop, left())
             writer_done = not self.writer.running

@@ -100,6 +100,31 @@ def _non_empty(v: str) -> str | None:
     return None if v else "must not be empty"
 
 
+_ENDPOINT_SCHEMES = ("http://", "https://", "grpc://", "grpcs://")
+
+
+def _endpoints(v: dict[str, Any]) -> str | None:
+    """``{name: {url, headers?}}``: OTLP endpoints to forward to (collector.forwarder)."""
+    for name, target in v.items():
+        if not name or not isinstance(target, dict):
+            return f"needs a table per endpoint name, e.g. [forward.endpoints.tempo] (at {name!r})"
+        unknown = [k for k in target if k not in ("url", "headers")]
+        url = target.get("url")
+        if unknown or not isinstance(url, str):
+            return f"endpoint {name!r}: needs url (and optional headers), no other keys"
+        if not url.startswith(_ENDPOINT_SCHEMES) or not url.split("://", 1)[1].strip("/"):
+            return (
+                f"endpoint {name!r}: url must be http(s)://HOST:PORT (OTLP/HTTP protobuf) or"
+                " grpc(s)://HOST:PORT (OTLP/gRPC)"
+            )
+        headers = target.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and k and isinstance(x, str) for k, x in headers.items()
+        ):
+            return f"endpoint {name!r}: headers must be a table of strings"
+    return None
+
+
 _PRICE_KEYS = ("input", "output", "cached_input")
 
 
@@ -352,6 +377,41 @@ SETTINGS: tuple[Setting, ...] = (
         " wants the GIL slows the writer.",
         int,
         _non_negative,
+    ),
+    Setting(
+        "forward",
+        "endpoints",
+        {},
+        "OTLP endpoints every committed record is also sent to (docs/forwarding.md): a table"
+        " per endpoint name with url (http(s)://HOST:PORT for OTLP/HTTP protobuf, grpc(s)://"
+        "HOST:PORT for OTLP/gRPC) and optional headers. Records carry their project, room and"
+        " session as resource attributes. Environment: the same as JSON.",
+        dict,
+        _endpoints,
+        example="""[forward.endpoints.tempo]
+url = "http://tempo:4318"
+headers = { authorization = "Bearer SECRET" }
+[forward.endpoints.otelcol]
+url = "grpc://otel-collector:4317"
+""",
+    ),
+    Setting(
+        "forward",
+        "max_queue_bytes",
+        512 * 2**20,
+        "Bytes of committed batches the store keeps for endpoints that have not taken them (an"
+        " upstream down or slow); past it the oldest unsent batches are dropped and counted"
+        " (roomscope status). Ingest never waits for an upstream.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "forward",
+        "timeout",
+        10.0,
+        "Seconds one request to a forwarding endpoint may take.",
+        float,
+        _positive,
     ),
     Setting(
         "retention",

@@ -35,6 +35,7 @@ FROZEN = {
     5: "2f2e0812486b6e6f",
     6: "9f6ceeaf38ebc1af",
     7: "bd223f3f8411d838",
+    8: "f9ff526057967fd9",
 }
 
 # The layout of a store file: its tables and views with their columns, and its keys.
@@ -194,7 +195,8 @@ def test_the_steps_of_old_versions_never_change():
 def test_a_new_store_has_every_table_and_view(fresh_layout):
     assert [t for (t,) in fresh_layout["tables"]] == sorted(
         [
-            "attribute_keysets", "log_data", "metric_points", "resources", "roomscope_meta",
+            "attribute_keysets", "forward_endpoints", "forward_outbox", "log_data",
+            "metric_points", "resources", "roomscope_meta",
             "session_events", "sessions", "span_archive", "span_attribute_keys",
             "span_clusters", "span_data", "trace_index",
         ]

@@ -24,6 +24,8 @@ from .lake_connect import LakeConfig, parse_store
 from .lake_maintenance import MaintenancePlan
 from .lake_migrate import copy_to_lake
 from .maintenance.retention import Pruned
+from .outbox import OutboxBatch
+from .outbox import decode as decode_batch
 from .schema import ARROW_SCHEMAS, SCHEMA_VERSION
 from .session_rows import FLUSH_NS, SessionPlan, SessionState
 
@@ -36,6 +38,7 @@ __all__ = [
     "Job",
     "LakeConfig",
     "Maintenance",
+    "OutboxBatch",
     "Pruned",
     "Recount",
     "Run",
@@ -44,6 +47,7 @@ __all__ = [
     "Store",
     "Task",
     "create_store",
+    "decode_batch",
     "lake_config",
     "migrate_to_lake",
     "parse_store",

@@ -26,6 +26,7 @@ from .maintenance.compaction import Compaction
 from .maintenance.retention import Pruned, Retention, prune_connection
 from .memory import apply_memory_limit
 from .migrations import migrate
+from .outbox import Outbox, OutboxBatch, take
 from .schema import (
     ATTRIBUTE_KEYS_INSERT,
     ATTRIBUTE_KEYS_LOAD,
@@ -34,6 +35,7 @@ from .schema import (
 )
 from .session_rows import SessionPlan, SessionState, read_sessions, recount_active
 from .span_archive import SPAN_ROWS
+from .spool import Spool
 from .statements import transaction
 
 # New files use DuckDB's v1.5 storage format: its compression stores our spans in ~25% fewer
@@ -117,6 +119,9 @@ class DuckDBStore:
         self._attribute_keys: set[tuple[str, str]] = set()  # rows of span_attribute_keys
         self._known: dict[str, set[int]] = {t: set() for t in SHARED_TABLES}  # ids held
         self._threads = 1  # DuckDB threads for appends (store.threads, resolved at open)
+        # The forwarding queue (off until outbox_open); its payloads in <path>.forward/.
+        spool = None if self.path == ":memory:" else Path(self.path + ".forward")
+        self._outbox = Outbox(Spool(spool))
 
     @property
     def location(self) -> str:
@@ -176,6 +181,7 @@ class DuckDBStore:
         migrate(self._con, self.path)
         self._attribute_keys = set(self._con.execute(ATTRIBUTE_KEYS_LOAD).fetchall())
         self._load_known()
+        self._outbox.load(self._con)
 
     def _load_known(self) -> None:
         for table, id_column in SHARED_TABLES.items():
@@ -196,6 +202,7 @@ class DuckDBStore:
                     self._con.execute("CHECKPOINT")
                 self._con.close()
                 self._con = None
+            self._outbox.spool.close()
 
     def reopen(self) -> None:
         """Close and open again (after an I/O failure invalidated the database).
@@ -261,9 +268,9 @@ class DuckDBStore:
         con = self.con
         new_keys: set[tuple[str, str]] = set()
         new_ids: dict[str, set[int]] = {}
+        whole = {name: _one_table(batches) for name, batches in tables.items()}
         with transaction(con):
-            for name, batches in tables.items():
-                batch = _one_table(batches)
+            for name, batch in whole.items():
                 if batch is not None and name in SHARED_TABLES:
                     batch, new_ids[name] = self._unseen(name, batch)
                     new_keys |= _attribute_keys(name, batch)
@@ -273,8 +280,10 @@ class DuckDBStore:
             new_keys -= self._attribute_keys
             if new_keys:
                 con.executemany(ATTRIBUTE_KEYS_INSERT, [list(k) for k in new_keys])
+            queued = self._outbox.stage(con, whole)
             if also is not None:
                 also(con)
+        self._outbox.adopt(queued)
         self._attribute_keys |= new_keys
         for name, ids in new_ids.items():
             self._known[name] |= ids
@@ -313,6 +322,31 @@ class DuckDBStore:
                 deleted += int(row[0]) if row else 0
         self._load_known()
         return deleted
+
+    # -- the forwarding queue (collector.store.outbox) --------------------------------------
+    def outbox_open(self, endpoints: Mapping[str, str], max_bytes: int) -> None:
+        self.execute(lambda con: self._outbox.open(con, endpoints, max_bytes))
+
+    def outbox_take(self, endpoint: str, limit: int) -> list[OutboxBatch]:
+        with contextlib.closing(self.cursor()) as cur:
+            return take(cur, self._outbox.spool.directory, endpoint, limit)
+
+    def outbox_done(
+        self,
+        endpoint: str,
+        seq: int,
+        sent: tuple[int, int],
+        rejected: tuple[int, int],
+        error: str | None,
+    ) -> None:
+        gone: list[int] = []
+        self.execute(
+            lambda con: gone.append(self._outbox.done(con, endpoint, seq, sent, rejected, error))
+        )
+        self._outbox.forget(gone[0])
+
+    def outbox_failed(self, endpoint: str, error: str) -> None:
+        self.execute(lambda con: self._outbox.failed(con, endpoint, error))
 
     # -- checkpoints ----------------------------------------------------------------------
     def wal_bytes(self) -> int:

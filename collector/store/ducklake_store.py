@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from ..errors import StoreError, StoreUnavailable
+from ..errors import SettingsError, StoreError, StoreUnavailable
 from .duckdb_store import _append, _attribute_keys, _one_table
 from .faults import is_store_trouble
 from .interface import Job, Recount, Run
@@ -35,6 +35,7 @@ from .lake_connect import LAKE, LakeConfig, connect, make_views
 from .lake_layout import META, table_statements, tuning_statements
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
 from .lake_sessions import SessionLock, apply_plan, changed_sessions, current_snapshot
+from .outbox import OutboxBatch
 from .schema import (
     ATTRIBUTE_KEYS,
     ATTRIBUTE_KEYS_LOAD,
@@ -389,6 +390,28 @@ class DuckLakeStore:
 
     def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
         return [LakeMaintenance(self.config, self.replica, self.maintenance, forget, run)]
+
+    # Forwarding keeps its queue in a store file; a lake has no place for one yet.
+    def outbox_open(self, endpoints: Mapping[str, str], max_bytes: int) -> None:
+        raise SettingsError(
+            "forward.endpoints needs store.backend = 'duckdb' (a lake keeps no queue)"
+        )
+
+    def outbox_take(self, endpoint: str, limit: int) -> list[OutboxBatch]:
+        return []
+
+    def outbox_done(
+        self,
+        endpoint: str,
+        seq: int,
+        sent: tuple[int, int],
+        rejected: tuple[int, int],
+        error: str | None,
+    ) -> None:
+        return None
+
+    def outbox_failed(self, endpoint: str, error: str) -> None:
+        return None
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the in-memory database whose views read the lake."""

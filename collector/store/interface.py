@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
+from .outbox import OutboxBatch
 from .session_rows import SessionPlan, SessionState
 
 # A function the writer thread runs between commits (``Writer.run``), with its result.
@@ -98,6 +99,32 @@ class Store(Protocol):
     def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
         """The backend's maintenance jobs, each acting through ``run`` (the writer thread);
         ``forget`` is told the ids of sessions whose rows retention deleted."""
+        ...
+
+    # The forwarding queue (collector.forwarder): written with each append once opened.
+    def outbox_open(self, endpoints: Mapping[str, str], max_bytes: int) -> None:
+        """From now on, queue every append for ``endpoints`` (name → URL), at most
+        ``max_bytes`` (the oldest unsent batches are dropped and counted past it)."""
+        ...
+
+    def outbox_take(self, endpoint: str, limit: int) -> list[OutboxBatch]:
+        """The oldest batches ``endpoint`` has not sent (any thread: reads on a cursor)."""
+        ...
+
+    def outbox_done(
+        self,
+        endpoint: str,
+        seq: int,
+        sent: tuple[int, int],
+        rejected: tuple[int, int],
+        error: str | None,
+    ) -> None:
+        """``endpoint`` is past every batch up to ``seq``: (batches, records) ``sent``, and
+        ``rejected`` for good by the upstream (``error``); rows every endpoint is past go."""
+        ...
+
+    def outbox_failed(self, endpoint: str, error: str) -> None:
+        """A retryable failure of ``endpoint``, kept as its last error."""
         ...
 
     def cursor(self) -> duckdb.DuckDBPyConnection:

@@ -5,6 +5,7 @@ layout."""
 
 from __future__ import annotations
 
+from .outbox import ENDPOINTS_SQL, OUTBOX_SQL
 from .schema import (
     ATTRIBUTE_KEYS_SQL,
     SPAN_CLUSTERS_SQL,
@@ -30,4 +31,6 @@ def latest_sql() -> list[str]:
         SPANS_VIEW_SQL,
         create_table_sql("log_data"),
         logs_view_sql(),
+        OUTBOX_SQL,
+        ENDPOINTS_SQL,
     ]

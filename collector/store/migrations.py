@@ -248,6 +248,17 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE span_clusters c SET level = 0 WHERE EXISTS (SELECT 1 FROM span_archive a"
         " WHERE a.start_time >= c.first_start AND a.start_time < c.last_start)",
     ],
+    # The forwarding queue (collector.store.outbox): batches waiting to be sent upstream (their
+    # payloads in segment files, collector.store.spool), and each endpoint's progress and
+    # counters. Both start empty.
+    8: [
+        "CREATE TABLE IF NOT EXISTS forward_outbox (seq BIGINT, signal VARCHAR, records BIGINT,"
+        " bytes BIGINT, queued_at TIMESTAMP_NS, segment BIGINT, spool_offset BIGINT)",
+        "CREATE TABLE IF NOT EXISTS forward_endpoints (endpoint VARCHAR PRIMARY KEY, url VARCHAR,"
+        " active BOOLEAN, acked_seq BIGINT, sent_batches BIGINT, sent_records BIGINT,"
+        " dropped_batches BIGINT, dropped_records BIGINT, last_error VARCHAR,"
+        " last_error_at TIMESTAMP_NS, last_sent_at TIMESTAMP_NS)",
+    ],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 

@@ -17,6 +17,8 @@ import duckdb
 from ..errors import StoreError
 from .lake_connect import LakeConfig, connect, make_views, parse_store
 from .memory import apply_memory_limit
+from .outbox import ENDPOINTS as FORWARD_ENDPOINTS
+from .outbox import OUTBOX as FORWARD_OUTBOX
 from .schema import (
     ATTRIBUTE_KEYS,
     LOG_JOINS,
@@ -44,6 +46,8 @@ from .span_archive import (
 
 __all__ = [
     "ATTRIBUTE_KEYS",
+    "FORWARD_ENDPOINTS",
+    "FORWARD_OUTBOX",
     "KEYSETS",
     "LAYOUT_COLUMNS",
     "LAYOUT_PREFIX",

@@ -40,6 +40,7 @@ from .pages import LIMIT_HELP, emit_list, paged, pages
 from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import Source, open_source
+from .status import status_cmd
 from .transfer import import_command, session_export
 from .usage import usage_cmd
 
@@ -465,3 +466,4 @@ def demo_cmd(db: str | None, serve: bool, api_port: int | None) -> None:
 
 
 main.add_command(prune_cmd)  # query/cli/prune.py
+main.add_command(status_cmd)  # query/cli/status.py

@@ -66,6 +66,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded batch
 
     def ready(c: Collector) -> None:
         click.echo(

@@ -189,6 +189,9 @@ class RemoteSource:
     def usage(self, f: UsageFilter) -> Result:
         return self._get("/usage", f.to_params())
 
+    def status(self) -> Result:
+        return self._get("/status")
+
     def sql(self, text: str) -> Result:
         return self._call("POST", API + "/sql", json={"sql": text})
 

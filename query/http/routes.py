@@ -102,6 +102,13 @@ ROUTES: tuple[ApiRoute, ...] = (
         "usage",
     ),
     ApiRoute(
+        "/api/v1/status",
+        "Forwarding (SPEC 12): per endpoint the batches queued, sent and dropped, and the last"
+        " error.",
+        lambda r, p, q: r.status(),
+        key="endpoints",
+    ),
+    ApiRoute(
         "/api/v1/sql", 'Read-only SQL: {"sql": "SELECT ..."}.', None, key="rows", method="POST"
     ),
 )

@@ -14,7 +14,7 @@ import duckdb
 
 from collector.tagging import Tagger
 
-from . import catalog, otlp_export, sessions, trace_rows, trace_search, traces
+from . import catalog, otlp_export, sessions, status, trace_rows, trace_search, traces
 from .filters import MAX_PAGE, LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
 from .paging import all_pages
 from .sandbox import scope
@@ -146,6 +146,10 @@ class Reader:
 
     def usage(self, f: UsageFilter) -> Result:
         return usage(self.con, f, self.prices, self.default_limit)
+
+    def status(self) -> Result:
+        """Forwarding: per endpoint queued, sent, dropped, last error (query.library.status)."""
+        return status.forwarding_status(self.con)
 
     def sql(self, text: str) -> Result:
         return run_sql(

@@ -9,6 +9,7 @@ the store holds exactly that many spans (every ack committed) and prints acked s
     python tests/benchmarks/ingest.py --protocol grpc --seconds 20
     python tests/benchmarks/ingest.py --profile /tmp/ingest.txt   # py-spy the server too
     python tests/benchmarks/ingest.py --target http://host:4318 --api http://host:4320
+    python tests/benchmarks/ingest.py --forward-slow 0.5     # forwarding on, to a slow upstream
 
 The client is threads over http.client / a raw gRPC method with pre-serialized bodies, so it costs
 little CPU next to the server (both share this machine's cores).
@@ -88,6 +89,59 @@ class Server:
             return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         finally:
             con.close()
+
+
+class SlowUpstream:
+    """An OTLP/HTTP endpoint answering each request 200 after ``delay`` seconds (--forward-slow):
+    the server under test forwards every committed batch to it."""
+
+    def __init__(self, delay: float):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        upstream = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(delay)
+                upstream.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def env(self) -> dict[str, str]:
+        return {"ROOMSCOPE_FORWARD_ENDPOINTS": json.dumps({"slow": {"url": self.url}})}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def forward_report(db: Path) -> str:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        sent, dropped, dropped_records = con.execute(
+            "SELECT sent_batches, dropped_batches, dropped_records FROM forward_endpoints"
+        ).fetchone()
+        queued, queued_bytes = con.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM forward_outbox"
+        ).fetchone()
+    finally:
+        con.close()
+    return (
+        f"forwarding: {sent} batches sent to the slow upstream, {queued} queued"
+        f" ({queued_bytes / 2**20:.0f} MiB), {dropped} dropped ({dropped_records} spans)"
+    )
 
 
 class Stats:
@@ -239,6 +293,12 @@ def main() -> None:
     ap.add_argument("--api", help="its query API (http://host:4320), to verify the count")
     ap.add_argument("--profile", help="py-spy the started server; collapsed stacks to this file")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    ap.add_argument(
+        "--forward-slow",
+        type=float,
+        metavar="SECONDS",
+        help="forward to a local upstream that takes SECONDS per request (forward.endpoints)",
+    )
     args = ap.parse_args()
 
     spans = args.spans_per_request
@@ -252,12 +312,15 @@ def main() -> None:
     )
     workdir = Path(tempfile.mkdtemp(prefix="roomscope-bench-"))
     server = None
+    upstream = SlowUpstream(args.forward_slow) if args.forward_slow is not None else None
     try:
         if args.target:
             target = args.target
             before = api_count(args.api) if args.api else None
         else:
             extra = dict(kv.split("=", 1) for kv in args.env)
+            if upstream is not None:
+                extra.update(upstream.env())
             server = Server(workdir, extra)
             ports = server.ports
             if args.protocol == "http":
@@ -312,6 +375,8 @@ def main() -> None:
             code = server.stop()
             stored = server.count()
             print(f"server exited {code}; store holds {stored} spans")
+            if upstream is not None:
+                print(forward_report(server.db))
         elif before is not None:
             stored = api_count(args.api) - before
             print(f"store gained {stored} spans")
@@ -328,6 +393,8 @@ def main() -> None:
     finally:
         if server is not None and server.proc.poll() is None:
             server.proc.kill()
+        if upstream is not None:
+            upstream.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
