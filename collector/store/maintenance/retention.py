@@ -28,6 +28,7 @@ from .periodic import Periodic, Run
 from .size_cap import cutoff_for_share, excess_share, used_bytes
 
 log = logging.getLogger("roomscope.retention")
+CAP_ROUNDS = 3  # size-cap rounds in one run at most
 
 SLICE_NS = 3_600 * 10**9  # one hour of data per delete transaction
 # (signal, a table that stores it, its time column); rows with no time are judged by when
@@ -168,16 +169,21 @@ class Retention(Periodic):
             self._delete_before(now - self.max_age_ns, pruned)
         if pruned.total:
             self._tidy(pruned)
-        if self.max_bytes > 0 and not self.stopping:
+        # The cutoff is estimated from row counts (a half-emptied row group frees nothing):
+        # estimate again while the data is still over the cap and a round deleted something.
+        for _ in range(CAP_ROUNDS if self.max_bytes > 0 else 0):
             capped = Pruned()
-            cutoff = self._size_cutoff()
-            if cutoff is not None:
-                self._count(over_cap=1)
-                self._delete_before(cutoff, capped)
-                if capped.total:
-                    self._tidy(capped)
-                for table, n in capped.rows.items():
-                    pruned.add(table, n)
+            cutoff = None if self.stopping else self._size_cutoff()
+            if cutoff is None:
+                break
+            self._count(over_cap=1)
+            self._delete_before(cutoff, capped)
+            if capped.total:
+                self._tidy(capped)
+            for table, n in capped.rows.items():
+                pruned.add(table, n)
+            if not capped.total:
+                break
         self.last = pruned
         self._finished(deleted=pruned.total)
         return pruned
