@@ -93,6 +93,19 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None
     con.execute(f"INSERT INTO {table} SELECT * FROM _roomscope_batch")
 
 
+def unseen_rows(known: set[int], table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
+    """The rows of a shared table whose id is not in ``known`` yet (each id once), and their ids."""
+    fresh: dict[int, int] = {}
+    for i, rid in enumerate(batch[SHARED_TABLES[table]].to_pylist()):
+        if rid not in known:
+            fresh.setdefault(rid, i)
+    if not fresh:
+        return None, set()
+    if len(fresh) < batch.num_rows:
+        batch = batch.take(list(fresh.values()))
+    return batch, set(fresh)
+
+
 class DuckDBStore:
     """One DuckDB file. The writer thread is the only caller of the writing methods."""
 
@@ -272,7 +285,7 @@ class DuckDBStore:
         with transaction(con):
             for name, batch in whole.items():
                 if batch is not None and name in SHARED_TABLES:
-                    batch, new_ids[name] = self._unseen(name, batch)
+                    batch, new_ids[name] = unseen_rows(self._known[name], name, batch)
                     new_keys |= _attribute_keys(name, batch)
                 if batch is None:
                     continue
@@ -287,19 +300,6 @@ class DuckDBStore:
         self._attribute_keys |= new_keys
         for name, ids in new_ids.items():
             self._known[name] |= ids
-
-    def _unseen(self, table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
-        """The rows of a shared table whose id the store does not hold yet (each id once)."""
-        known = self._known[table]
-        fresh: dict[int, int] = {}
-        for i, rid in enumerate(batch[SHARED_TABLES[table]].to_pylist()):
-            if rid not in known:
-                fresh.setdefault(rid, i)
-        if not fresh:
-            return None, set()
-        if len(fresh) < batch.num_rows:
-            batch = batch.take(list(fresh.values()))
-        return batch, set(fresh)
 
     def prune_shared(self) -> int:
         """Delete the resources and keysets no span or log record refers to any more (after

@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import SettingsError, StoreError, StoreUnavailable
-from .duckdb_store import _append, _attribute_keys, _one_table
+from .duckdb_store import _append, _attribute_keys, _one_table, unseen_rows
 from .faults import is_store_trouble
 from .interface import Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
@@ -334,7 +334,7 @@ class DuckLakeStore:
             for name, batches in tables.items():
                 batch = _one_table(batches)
                 if batch is not None and name in SHARED_TABLES:
-                    batch, new_ids[name] = self._unseen(name, batch)
+                    batch, new_ids[name] = unseen_rows(self._known[name], name, batch)
                     new_keys |= _attribute_keys(name, batch)
                 if batch is None:
                     continue
@@ -349,18 +349,6 @@ class DuckLakeStore:
         self._attribute_keys |= new_keys
         for name, ids in new_ids.items():
             self._known[name] |= ids
-
-    def _unseen(self, table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
-        known = self._known[table]
-        fresh: dict[int, int] = {}
-        for i, rid in enumerate(batch[SHARED_TABLES[table]].to_pylist()):
-            if rid not in known:
-                fresh.setdefault(rid, i)
-        if not fresh:
-            return None, set()
-        if len(fresh) < batch.num_rows:
-            batch = batch.take(list(fresh.values()))
-        return batch, set(fresh)
 
     def probe(self) -> None:
         """Returns once the catalog answers and the data path can be written."""

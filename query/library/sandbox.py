@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -231,14 +232,15 @@ def _ast(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
     return doc
 
 
-def _walk(node: Any):
+def walk_nodes(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object of a json_serialize_sql tree, depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from walk_nodes(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from walk_nodes(value)
 
 
 # _denied_functions by the extensions loaded: the function catalog of this process's DuckDB
@@ -289,7 +291,7 @@ def _catalog_names(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
 
 def check_select(con: duckdb.DuckDBPyConnection, sql: str, readable: frozenset[str]) -> None:
     """Raise QueryError unless the SELECT ``sql`` only reads ``readable`` tables (see module)."""
-    nodes = list(_walk(_ast(con, sql)))
+    nodes = list(walk_nodes(_ast(con, sql)))
     readable_lower = {t.lower() for t in readable}
     ctes = {
         str(entry.get("key", "")).lower()

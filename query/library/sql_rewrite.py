@@ -46,6 +46,7 @@ from collector.store.reads import (
     values_of,
 )
 
+from .sandbox import walk_nodes
 from .search import CASE_LIMIT, KeyPlaces, attribute_key_maps
 
 SPANS = "spans"
@@ -113,12 +114,12 @@ def rewrite(con: duckdb.DuckDBPyConnection, sql: str) -> str | None:
     if doc.get("error") or len(doc.get("statements", ())) != 1:
         return None
     root = doc["statements"][0]["node"]
-    ctes = {str(e.get("key", "")).lower() for n in _walk(root) for e in _cte_entries(n)}
+    ctes = {str(e.get("key", "")).lower() for n in walk_nodes(root) for e in _cte_entries(n)}
     if SPANS in ctes:
         return None
     scan = _Scan(con, ctes)
     try:
-        for node in _walk(root):
+        for node in walk_nodes(root):
             if node.get("type") == "SELECT_NODE":
                 scan.select_node(node)
     except _Unsafe:
@@ -136,16 +137,6 @@ def _q(name: str) -> str:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _walk(node: Any):
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def _cte_entries(node: dict[str, Any]) -> list[dict[str, Any]]:
