@@ -39,7 +39,8 @@ from .output import OutputFormat, emit, emit_sql, output_options
 from .pages import LIMIT_HELP, emit_list, paged, pages
 from .prune import prune_cmd
 from .serve import serve, token_group
-from .source import Source, open_source
+from .source import LocalSource, Source, open_source
+from .streamed import limit_stream_memory
 from .transfer import import_command, session_export
 from .usage import usage_cmd
 
@@ -74,8 +75,12 @@ SPAN_ID = _Parsed("SPAN_ID", check_span_id)
 
 
 @contextmanager
-def source(ctx: click.Context) -> Iterator[Source]:
+def source(ctx: click.Context, output: OutputFormat | None = None) -> Iterator[Source]:
+    """The command's source; ``output``: a list's format (jsonl and csv stream it: a bounded
+    memory budget, query.cli.streamed)."""
     src = open_source(**ctx.find_root().obj)
+    if output in (OutputFormat.JSONL, OutputFormat.CSV) and isinstance(src, LocalSource):
+        limit_stream_memory(src.con)
     try:
         yield src
     finally:
@@ -232,7 +237,7 @@ def session_list(
     """Sessions, newest first."""
     if active and ended:
         raise click.UsageError("--active and --ended cannot be used together: give one of them")
-    with source(ctx) as src:
+    with source(ctx, output) as src:
         state = True if active else (False if ended else None)
         f = SessionFilter(room=room, active=state, since=since, project=project)
         fetch = paged(src.sessions, f)
@@ -281,7 +286,7 @@ def session_traces(
     **filters: Any,
 ) -> None:
     """Spans of one session as indented trees: traces in which at least one span matches."""
-    with source(ctx) as src:
+    with source(ctx, output) as src:
         sid = pick_session(src, session_id, room, project, output, "spans")
         if sid is None:
             return
@@ -313,7 +318,7 @@ def session_logs(
     output: OutputFormat,
 ) -> None:
     """A session's log records in time order."""
-    with source(ctx) as src, suppress(KeyboardInterrupt) if follow else nullcontext():
+    with source(ctx, output) as src, suppress(KeyboardInterrupt) if follow else nullcontext():
         sid = pick_session(src, session_id, room, project, output, "logs")
         if sid is None:
             return
@@ -366,7 +371,7 @@ def session_metrics(
     output: OutputFormat,
 ) -> None:
     """A session's metric points."""
-    with source(ctx) as src:
+    with source(ctx, output) as src:
         sid = pick_session(src, session_id, room, project, output, "metrics")
         if sid is None:
             return
@@ -398,7 +403,7 @@ def session_metrics(
 @click.pass_context
 def traces_cmd(ctx: click.Context, output: OutputFormat, limit: int | None, **filters: Any) -> None:
     """Span search across sessions, newest first. Durations are SPAN durations, not traces'."""
-    with source(ctx) as src:
+    with source(ctx, output) as src:
         fetch = paged(src.traces, span_filter(**filters))
         emit_list(output, fetch, "spans", views.SPANS, limit, fields=views.FIELDS["spans"])
 
@@ -433,7 +438,7 @@ def sql_cmd(ctx: click.Context, query: str, output: OutputFormat) -> None:
 @click.pass_context
 def rooms_cmd(ctx: click.Context, limit: int | None, output: OutputFormat) -> None:
     """Rooms (per project, by name) with session counts and last activity."""
-    with source(ctx) as src:
+    with source(ctx, output) as src:
         fetch = paged(src.rooms, PageFilter())
         emit_list(output, fetch, "rooms", views.ROOMS, limit, fields=views.FIELDS["rooms"])
 
