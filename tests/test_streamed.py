@@ -127,3 +127,27 @@ def test_a_page_is_freed_before_the_next_is_read(capsys: pytest.CaptureFixture[s
     emit_list(OutputFormat.JSONL, fetch, "spans", [], None)
     assert capsys.readouterr().out.splitlines() == [f'{{"n": {i}}}' for i in range(5)]
     assert len(alive) == 10 and not any(alive)
+
+
+def test_a_list_too_big_for_the_stream_budget_is_read_in_the_configured_one(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that runs out of the stream budget runs again in store.memory_limit: the export
+    is whole, not an error."""
+    monkeypatch.setattr(streamed, "STREAM_MEMORY_LIMIT", 2**20)
+    monkeypatch.setattr("query.cli.pages.STREAM_PAGE", 100)
+    budgets: list[str] = []
+    real = traces.session_spans
+
+    def spy(con: duckdb.DuckDBPyConnection, *args: Any) -> Any:
+        budgets.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        return real(con, *args)
+
+    monkeypatch.setattr(traces, "session_spans", spy)
+    args = ["session", "traces", "busy-1", "-o", "jsonl"]
+    with world.offline() as db:
+        result = CliRunner().invoke(main, ["--db", db, *args])
+    assert result.exit_code == 0, result.output
+    assert budgets == ["1.0 MiB"] + ["1.0 GiB"] * (SPANS // 100)
+    ids = [json.loads(line)["span_id"] for line in result.stdout.splitlines()]
+    assert len(ids) == len(set(ids)) == SPANS

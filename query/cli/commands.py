@@ -40,7 +40,6 @@ from .pages import LIMIT_HELP, emit_list, paged, pages
 from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import LocalSource, Source, open_source
-from .streamed import limit_stream_memory
 from .transfer import import_command, session_export
 from .usage import usage_cmd
 
@@ -80,7 +79,7 @@ def source(ctx: click.Context, output: OutputFormat | None = None) -> Iterator[S
     memory budget, query.cli.streamed)."""
     src = open_source(**ctx.find_root().obj)
     if output in (OutputFormat.JSONL, OutputFormat.CSV) and isinstance(src, LocalSource):
-        limit_stream_memory(src.con)
+        src.stream()
     try:
         yield src
     finally:

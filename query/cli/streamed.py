@@ -37,13 +37,18 @@ def budget_bytes(text: str) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2)]) if m else None
 
 
-def limit_stream_memory(con: duckdb.DuckDBPyConnection) -> None:
+def limit_stream_memory(con: duckdb.DuckDBPyConnection) -> bool:
     """Lower the budget of ``con`` (a read-only connection this process alone uses) to
-    :data:`STREAM_MEMORY_LIMIT`, unless it is already lower."""
+    :data:`STREAM_MEMORY_LIMIT`, unless it is already lower; whether it did. A read that needs
+    more than that fails with ``duckdb.OutOfMemoryException`` (a session of 1 M spans needed
+    more than 32 MiB): query.cli.source.LocalSource then runs it again in the configured
+    budget."""
     (current,) = con.execute("SELECT current_setting('memory_limit')").fetchone()
     now = budget_bytes(str(current))
     if now is None or now > STREAM_MEMORY_LIMIT:
         con.execute(f"SET memory_limit = '{STREAM_MEMORY_LIMIT // 2**20}MiB'")
+        return True
+    return False
 
 
 @cache
