@@ -192,10 +192,12 @@ def _whole_spans(
     # Python objects is the biggest thing a streamed export holds (query.cli.streamed).
     sql = span_rows_sql(where, "start_time, span_id", True)
     table = con.execute(sql, [*args, cap + 1]).to_arrow_table()
-    if table.num_rows <= cap:  # only the page's spans become records
-        found = table_records(table.filter(pc.is_in(table["span_id"], pa.array(ids))))
-    else:
-        del table
+    by_range = table.num_rows <= cap
+    if by_range:  # only the page's spans become records
+        table = table.filter(pc.is_in(table["span_id"], pa.array(ids)))
+        found = table_records(table)
+    del table
+    if not by_range:
         found = fetch_records(
             con,
             span_rows_sql(f"{where} AND span_id IN ({', '.join('?' * len(ids))})", "start_time"),
