@@ -151,3 +151,17 @@ def test_a_list_too_big_for_the_stream_budget_is_read_in_the_configured_one(
     assert budgets == ["1.0 MiB"] + ["1.0 GiB"] * (SPANS // 100)
     ids = [json.loads(line)["span_id"] for line in result.stdout.splitlines()]
     assert len(ids) == len(set(ids)) == SPANS
+
+
+def test_each_streamed_read_spills_into_a_folder_of_its_own(tmp_path: Any) -> None:
+    """Two processes spilling into the store's one folder overwrite each other's files."""
+    folders = []
+    for _ in range(2):
+        con = duckdb.connect()
+        con.execute(f"SET temp_directory = '{tmp_path}'")
+        streamed.limit_stream_memory(con)
+        (folder,) = con.execute("SELECT current_setting('temp_directory')").fetchone()
+        folders.append(folder)
+        con.close()
+    assert len(set(folders)) == 2 and str(tmp_path) not in folders
+    assert all(f.startswith(streamed.tempfile.gettempdir()) for f in folders)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import re
+import secrets
 import sys
+import tempfile
 from collections.abc import Callable
 from functools import cache
 
@@ -46,9 +49,19 @@ def limit_stream_memory(con: duckdb.DuckDBPyConnection) -> bool:
     (current,) = con.execute("SELECT current_setting('memory_limit')").fetchone()
     now = budget_bytes(str(current))
     if now is None or now > STREAM_MEMORY_LIMIT:
+        con.execute(f"SET temp_directory = '{private_spill_folder()}'")
         con.execute(f"SET memory_limit = '{STREAM_MEMORY_LIMIT // 2**20}MiB'")
         return True
     return False
+
+
+def private_spill_folder() -> str:
+    """A spill folder of this process's own (DuckDB makes it when it first spills and removes
+    it on close). In the budget above a read spills, and two processes spilling into the same
+    folder (the store's ``<path>.tmp``) overwrite each other's files: two exports of one store
+    file run side by side printed wrong records or crashed."""
+    name = f"roomscope-stream-{os.getpid()}-{secrets.token_hex(4)}"
+    return os.path.join(tempfile.gettempdir(), name).replace("'", "''")
 
 
 @cache
