@@ -39,7 +39,7 @@ from .output import OutputFormat, emit, emit_sql, output_options
 from .pages import LIMIT_HELP, emit_list, paged, pages
 from .prune import prune_cmd
 from .serve import serve, token_group
-from .source import LocalSource, Source, open_source
+from .source import Source, open_source
 from .transfer import import_command, session_export
 from .usage import usage_cmd
 
@@ -74,12 +74,8 @@ SPAN_ID = _Parsed("SPAN_ID", check_span_id)
 
 
 @contextmanager
-def source(ctx: click.Context, output: OutputFormat | None = None) -> Iterator[Source]:
-    """The command's source; ``output``: a list's format (jsonl and csv stream it: a bounded
-    memory budget, query.cli.streamed)."""
+def source(ctx: click.Context) -> Iterator[Source]:
     src = open_source(**ctx.find_root().obj)
-    if output in (OutputFormat.JSONL, OutputFormat.CSV) and isinstance(src, LocalSource):
-        src.stream()
     try:
         yield src
     finally:
@@ -236,7 +232,7 @@ def session_list(
     """Sessions, newest first."""
     if active and ended:
         raise click.UsageError("--active and --ended cannot be used together: give one of them")
-    with source(ctx, output) as src:
+    with source(ctx) as src:
         state = True if active else (False if ended else None)
         f = SessionFilter(room=room, active=state, since=since, project=project)
         fetch = paged(src.sessions, f)
@@ -285,7 +281,7 @@ def session_traces(
     **filters: Any,
 ) -> None:
     """Spans of one session as indented trees: traces in which at least one span matches."""
-    with source(ctx, output) as src:
+    with source(ctx) as src:
         sid = pick_session(src, session_id, room, project, output, "spans")
         if sid is None:
             return
@@ -317,7 +313,7 @@ def session_logs(
     output: OutputFormat,
 ) -> None:
     """A session's log records in time order."""
-    with source(ctx, output) as src, suppress(KeyboardInterrupt) if follow else nullcontext():
+    with source(ctx) as src, suppress(KeyboardInterrupt) if follow else nullcontext():
         sid = pick_session(src, session_id, room, project, output, "logs")
         if sid is None:
             return
@@ -370,7 +366,7 @@ def session_metrics(
     output: OutputFormat,
 ) -> None:
     """A session's metric points."""
-    with source(ctx, output) as src:
+    with source(ctx) as src:
         sid = pick_session(src, session_id, room, project, output, "metrics")
         if sid is None:
             return
@@ -402,7 +398,7 @@ def session_metrics(
 @click.pass_context
 def traces_cmd(ctx: click.Context, output: OutputFormat, limit: int | None, **filters: Any) -> None:
     """Span search across sessions, newest first. Durations are SPAN durations, not traces'."""
-    with source(ctx, output) as src:
+    with source(ctx) as src:
         fetch = paged(src.traces, span_filter(**filters))
         emit_list(output, fetch, "spans", views.SPANS, limit, fields=views.FIELDS["spans"])
 
@@ -437,7 +433,7 @@ def sql_cmd(ctx: click.Context, query: str, output: OutputFormat) -> None:
 @click.pass_context
 def rooms_cmd(ctx: click.Context, limit: int | None, output: OutputFormat) -> None:
     """Rooms (per project, by name) with session counts and last activity."""
-    with source(ctx, output) as src:
+    with source(ctx) as src:
         fetch = paged(src.rooms, PageFilter())
         emit_list(output, fetch, "rooms", views.ROOMS, limit, fields=views.FIELDS["rooms"])
 

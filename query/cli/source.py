@@ -31,7 +31,6 @@ from ..library.filters import LogFilter, MetricFilter, PageFilter, SessionFilter
 from ..library.reader import FIRST_PAGE, Reader, Result
 from ..library.usage import Prices, UsageFilter, parse_prices
 from .holder import in_use_message
-from .streamed import limit_stream_memory
 
 API = "/api/v1"
 
@@ -61,8 +60,6 @@ class LocalSource(Reader):
         lake: LakeConfig | None = None,
     ):
         self.path = path
-        self.memory_limit = memory_limit
-        self.streaming = False  # in the stream budget (query.cli.streamed)
         if lake is None and path != ":memory:" and not Path(path).expanduser().is_file():
             raise SourceError(
                 f"store file {path} does not exist; start a collector (roomscope serve), pass"
@@ -85,21 +82,12 @@ class LocalSource(Reader):
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
-        if name.startswith("_") or name in ("close", "con", "stream") or not callable(attr):
+        if name.startswith("_") or name in ("close", "con") or not callable(attr):
             return attr
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
-                try:
-                    return attr(*args, **kwargs)
-                except duckdb.OutOfMemoryException:
-                    if not self.streaming:
-                        raise
-                    # Too little for this list in the stream budget: the configured one.
-                    self.streaming = False
-                    budget = self.memory_limit.replace("'", "''")
-                    self.con.execute(f"SET memory_limit = '{budget}'")
-                    return attr(*args, **kwargs)
+                return attr(*args, **kwargs)
             except duckdb.CatalogException:
                 raise SourceError(
                     f"{self.path} is not a roomscope store (its tables are missing)"
@@ -108,11 +96,6 @@ class LocalSource(Reader):
                 raise QueryError(f"cannot read {self.path}: {str(exc).splitlines()[0]}") from None
 
         return guarded
-
-    def stream(self) -> None:
-        """The reads that follow stream a list (-o jsonl, -o csv): DuckDB's budget lowered to
-        query.cli.streamed's, back to ``store.memory_limit`` if a read needs more."""
-        self.streaming = limit_stream_memory(self.con)
 
 
 class RemoteSource:
