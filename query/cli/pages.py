@@ -7,7 +7,7 @@ The rules (the commands' ``--limit`` help and the README's command tour say the 
 - ``-o json``: one object, the records and ``next`` (the cursor after the last one printed, or
   null): without ``--limit`` the first page, with ``--limit N`` the first N records.
 - ``-o jsonl`` and ``-o csv``: every record (``--limit N``: the first N), written page by
-  page as they are read, so memory stays bounded however long the list.
+  page as they are read, so memory stays bounded however long the list (query.cli.streamed).
 
 Pages are read through the source with the list's own filter, ``limit`` (the page size) and
 ``cursor`` (the previous page's ``next``); a page is at most :data:`MAX_PAGE` records.
@@ -26,6 +26,7 @@ import click
 from ..library.filters import MAX_PAGE
 from ..library.values import json_text
 from .output import Column, OutputFormat, emit, flat
+from .streamed import release_freed_memory
 
 Result = dict[str, Any]
 # fetch(limit, cursor) -> one page: the result object of the list ({"spans": [...], "next": ...}).
@@ -54,8 +55,9 @@ def pages(fetch: Fetch, limit: int | None, size: int | None) -> Iterator[Result]
     while True:
         want = size if left is None else min(left, size or MAX_PAGE)
         page = fetch(want, cursor)
-        yield page
         cursor = page.get("next")
+        yield page
+        del page  # not held while the next page is read
         if left is not None:
             left -= want
         if cursor is None or (left is not None and left <= 0):
@@ -110,5 +112,7 @@ def _stream(output: OutputFormat, found: Iterator[Result], key: str, fields: Seq
             for r in records:
                 sys.stdout.write(json_text(r, ensure_ascii=False) + "\n")
         sys.stdout.flush()
+        del page, records
+        release_freed_memory()
     if writer is not None and header is None and fields:
         writer.writerow(list(fields))

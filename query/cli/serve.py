@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from collector.auth import SCOPES, create_token
 from collector.errors import RoomscopeError
-from collector.server import Collector
 from collector.settings import load_settings
 from collector.store import parse_store
 
-from ..http.serving import serving_collector
+if TYPE_CHECKING:
+    from collector.server import Collector
 
 
 @click.command("serve")
@@ -67,6 +68,10 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded batch
+
+    # The server (gRPC, protobuf, the API app) is imported here, not with the CLI: ~20 MB and
+    # ~0.1 s less for every read command (python -X importtime).
+    from ..http.serving import serving_collector
 
     def ready(c: Collector) -> None:
         click.echo(

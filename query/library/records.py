@@ -36,6 +36,7 @@ __all__ = [
     "jsonable",
     "parse_ts",
     "select_list",
+    "table_records",
 ]
 
 # The columns of the tables the read side returns (SPEC 4): those of each table's one
@@ -183,7 +184,11 @@ def fetch_records(
 
     Rows travel as Arrow (about twice as fast as ``fetchall`` for rows with maps and lists)
     and are converted column by column (:func:`query.library.values.arrow_values`)."""
-    table = con.execute(sql, list(params)).to_arrow_table()
+    return table_records(con.execute(sql, list(params)).to_arrow_table(), data)
+
+
+def table_records(table: pa.Table, data: Collection[str] = ()) -> list[dict[str, Any]]:
+    """The rows of an Arrow table read as :func:`fetch_records` reads them, as records."""
     names = table.column_names
     columns = [_column(n, table.column(i), n in data) for i, n in enumerate(names)]
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
