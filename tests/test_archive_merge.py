@@ -26,7 +26,7 @@ from test_compaction import (
 )
 from test_span_storage import Done
 
-from collector.store import DuckDBStore
+from collector.store import SCHEMA_VERSION, DuckDBStore
 from collector.store.maintenance.archive_merge import Merge, merge_piece, next_merge, pieces
 from collector.store.maintenance.compaction import compact_all, merge_all
 from query.library.filters import SpanFilter
@@ -223,6 +223,8 @@ def test_migration_to_version_7_gives_archived_ranges_level_0(tmp_path):
     # sorted in span_data.
     con = duckdb.connect(str(tmp_path / "c.duckdb"))
     con.execute("ALTER TABLE span_clusters DROP COLUMN level")
+    con.execute("DROP TABLE forward_outbox")  # version 8's tables
+    con.execute("DROP TABLE forward_endpoints")
     con.execute(
         "INSERT INTO span_clusters VALUES (make_timestamp_ns(?), make_timestamp_ns(?), 5, NULL)",
         [BASE - 2 * HOUR, BASE - HOUR],
@@ -233,7 +235,7 @@ def test_migration_to_version_7_gives_archived_ranges_level_0(tmp_path):
     store.open()
     assert [lv for lv, *_ in levels(store.con)] == [None, 0, 0]
     meta = "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
-    assert store.con.execute(meta).fetchone() == ("7",)
+    assert store.con.execute(meta).fetchone() == (str(SCHEMA_VERSION),)
     store.close()
 
 

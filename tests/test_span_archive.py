@@ -21,7 +21,7 @@ from otlp_factory import kv, trace_request
 from test_span_storage import write
 
 from collector.decode import decode_body
-from collector.store import DuckDBStore
+from collector.store import SCHEMA_VERSION, DuckDBStore
 from collector.store.maintenance.compaction import compact_all
 from collector.store.maintenance.retention import prune_connection
 from collector.store.migrations import MIGRATIONS
@@ -187,6 +187,8 @@ def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ra
         "DROP TABLE log_data",
         "ALTER TABLE logs_v5 RENAME TO logs",
         "ALTER TABLE span_clusters DROP COLUMN level",  # version 7's
+        "DROP TABLE forward_outbox",  # version 8's
+        "DROP TABLE forward_endpoints",
     ]:
         con.execute(statement)
     con.execute(MIGRATIONS[4][0])  # version 5's spans view, over span_data
@@ -205,7 +207,7 @@ def test_migration_from_version_5_keeps_its_spans_readable_and_archives_later_ra
     assert reads(reader, con) == before
     reader.close()
     store.close()
-    assert read_store(db, "SELECT value FROM roomscope_meta") == [("7",)]
+    assert read_store(db, "SELECT value FROM roomscope_meta") == [(str(SCHEMA_VERSION),)]
 
 
 def test_log_records_refer_to_their_resource_which_retention_keeps_while_they_use_it(tmp_path):
