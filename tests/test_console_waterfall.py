@@ -27,8 +27,12 @@ def _names(page: Any) -> list[str]:
 
 
 def _open_big(page: Any, api: str) -> None:
+    """The session page, once nothing above the waterfall moves any more: the summary (and an
+    active session's follow bar) is drawn after the waterfall and pushes it ~115 px down; a click
+    whose mouseup comes after that lands on the summary, not on the tool pressed."""
     page.goto(f"{api}/#/session/{BIG_SESSION}")
     page.wait_for_selector(".wf-row[data-span-id]")
+    page.wait_for_selector(".summary")
 
 
 def test_collapse_hides_a_subtree_and_expand_shows_it_again(world: Any, clean_page: Any) -> None:
