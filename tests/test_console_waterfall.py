@@ -188,6 +188,7 @@ def test_chart_hover_shows_the_stored_points_with_axes_and_unit(
 ) -> None:
     page = clean_page
     page.goto(f"{world.api}/#/session/{SHOP_SESSION}")
+    page.wait_for_selector(".summary")  # drawn late, it moves the charts down (see _open_big)
     fig = page.locator("figure.chart-box[data-metric='checkout.latency']")
     fig.locator("svg circle.dot").first.wait_for()
     chart = fig.locator("svg.chart").first
@@ -217,6 +218,7 @@ def test_delta_counter_is_drawn_as_a_rate_per_second(world: Any, clean_page: Any
         assert point["value"] == row["value"]
         assert point["rate"] == pytest.approx(row["value"] / seconds, rel=1e-9)
     page.goto(f"{world.api}/#/session/{DELTA_SESSION}")
+    page.wait_for_selector(".summary")  # drawn late, it moves the charts down (see _open_big)
     fig = page.locator("figure.chart-box[data-metric='messages.sent']")
     fig.locator("svg circle.dot").first.wait_for()
     assert "as rate per second" in fig.locator("figcaption").inner_text()
