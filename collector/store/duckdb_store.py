@@ -93,6 +93,14 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None
     con.execute(f"INSERT INTO {table} SELECT * FROM _roomscope_batch")
 
 
+def known_ids(con: duckdb.DuckDBPyConnection) -> dict[str, set[int]]:
+    """Each shared table's ids the store holds (what unseen_rows checks a batch against)."""
+    return {
+        table: {r[0] for r in con.execute(f"SELECT {id_column} FROM {table}").fetchall()}
+        for table, id_column in SHARED_TABLES.items()
+    }
+
+
 def unseen_rows(known: set[int], table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
     """The rows of a shared table whose id is not in ``known`` yet (each id once), and their ids."""
     fresh: dict[int, int] = {}
@@ -197,9 +205,7 @@ class DuckDBStore:
         self._outbox.load(self._con)
 
     def _load_known(self) -> None:
-        for table, id_column in SHARED_TABLES.items():
-            rows = self.con.execute(f"SELECT {id_column} FROM {table}").fetchall()
-            self._known[table] = {r[0] for r in rows}
+        self._known = known_ids(self.con)
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:

@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import SettingsError, StoreError, StoreUnavailable
-from .duckdb_store import _append, _attribute_keys, _one_table, unseen_rows
+from .duckdb_store import _append, _attribute_keys, _one_table, known_ids, unseen_rows
 from .faults import is_store_trouble
 from .interface import Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
@@ -210,9 +210,7 @@ class DuckLakeStore:
     def _load_known(self) -> None:
         con = self.con
         self._attribute_keys = set(con.execute(ATTRIBUTE_KEYS_LOAD).fetchall())
-        for table, id_column in SHARED_TABLES.items():
-            rows = con.execute(f"SELECT DISTINCT {id_column} FROM {table}").fetchall()
-            self._known[table] = {r[0] for r in rows}
+        self._known = known_ids(con)
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
