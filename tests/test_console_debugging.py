@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import test_console
 from console_world import (
     BIG_TRACE_SESSION,
     BIG_TRACE_SPANS,
@@ -25,7 +26,7 @@ from console_world import (
     send_many_sessions,
     wait_until,
 )
-from screenshots import PERF_SESSION, chromium_missing, launch, send_many_spans
+from screenshots import PERF_SESSION, send_many_spans
 
 from query.cli.demo import send_workload
 
@@ -51,17 +52,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.thread.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
+browser = test_console.browser  # fixture
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import test_console
 from click.testing import CliRunner, Result
 from conftest import BACKENDS, backend_settings
 from edge_data import AWKWARD_IDS, send_session, strict_json
-from screenshots import chromium_missing, launch
 from test_query_fixtures import World
 
 from query.cli import main
@@ -116,29 +116,7 @@ def test_the_cli_reads_awkward_ids_through_server_and_db_alike(world: World) -> 
 # --- the console ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    p = context.new_page()
-    p.set_default_timeout(15_000)
-    errors: list[str] = []
-    p.on("pageerror", lambda e: errors.append(str(e)))
-    yield p
-    context.close()
-    assert not errors, errors
+browser, page = test_console.browser, test_console.page  # fixtures
 
 
 # A browser resolves a path segment of "..", or "%2E%2E", away before it sends the request
