@@ -179,10 +179,12 @@ SETTINGS: tuple[Setting, ...] = (
         "store",
         "memory_limit",
         "1GiB",
-        "DuckDB's memory budget (its buffer cache and the working memory of queries), for the"
-        " collector's database and for a store read with --db: e.g. 512MB, 1GiB, 4GB. A query"
-        " that needs more spills to the folder store.path + .tmp where DuckDB can (sorts,"
-        " joins, grouping) and fails with an out-of-memory error where it cannot; ingest goes on.",
+        "The memory budget: e.g. 512MB, 1GiB, 4GB. The collector gives the write queue at most"
+        " a quarter of it (limits.max_queue_bytes) and DuckDB the rest (its buffer cache, the"
+        " WAL, the working memory of queries); a store read with --db gives it all to DuckDB."
+        " A query that needs more spills to the folder store.path + .tmp where DuckDB can"
+        " (sorts, joins, grouping) and fails with an out-of-memory error where it cannot;"
+        " ingest goes on.",
         str,
         _memory,
     ),
@@ -320,9 +322,9 @@ SETTINGS: tuple[Setting, ...] = (
         "limits",
         "max_queue_bytes",
         256 * 1024 * 1024,
-        "Bytes of records decoded but not yet committed (their Arrow tables), at most: with"
-        " max_queue_records, what the write queue may add to the collector's memory beside"
-        " store.memory_limit; past it requests get 503/UNAVAILABLE with Retry-After.",
+        "Bytes of records decoded but not yet committed (their Arrow tables), at most, and never"
+        " more than a quarter of store.memory_limit (the queue's share of the budget); past it"
+        " requests get 503/UNAVAILABLE with Retry-After.",
         int,
         _positive,
     ),

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from . import memory_budget
 from .columns import Decoded
 from .errors import Overloaded, StoreUnavailable
 from .store import SessionPlan, Store, Task
@@ -116,11 +117,12 @@ class Writer:
 
     @classmethod
     def from_settings(cls, store: Store, settings: Any, tracker: Tracker | None) -> Writer:
-        """A writer with the limits of ``limits.*``, ``writer.*`` and ``sessions.*``."""
+        """A writer with the limits of ``limits.*`` (its bytes within the memory budget:
+        collector.memory_budget), ``writer.*`` and ``sessions.*``."""
         return cls(
             store,
             max_queue_records=settings.get("limits.max_queue_records"),
-            max_queue_bytes=settings.get("limits.max_queue_bytes"),
+            max_queue_bytes=memory_budget.queue_bytes(settings),
             max_batch_records=settings.get("writer.max_batch_records"),
             retry_after=settings.get("limits.retry_after"),
             tracker=tracker,

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from collector import memory_budget
 from collector.errors import SettingsError
 from collector.settings import load_settings
 from collector.settings_table import size_bytes
@@ -61,9 +62,23 @@ def test_memory_limit_setting_is_checked() -> None:
     assert load_settings(env={}).get("store.memory_limit") == "1GiB"
 
 
+def test_the_budget_is_shared_between_duckdb_and_the_write_queue() -> None:
+    """The queue takes limits.max_queue_bytes but at most a quarter; DuckDB the rest."""
+    default = load_settings(env={})
+    assert memory_budget.queue_bytes(default) == 256 * 2**20
+    assert memory_budget.database_budget(default) == f"{768 * 1024}KiB"
+    small = load_settings(env={}, flags={"store.memory_limit": "96MiB"})
+    assert memory_budget.queue_bytes(small) == 24 * 2**20
+    assert memory_budget.database_budget(small) == f"{72 * 1024}KiB"
+    big = load_settings(env={}, flags={"store.memory_limit": "8GiB"})
+    assert memory_budget.queue_bytes(big) == 256 * 2**20  # limits.max_queue_bytes
+    assert memory_budget.database_budget(big) == f"{(8192 - 256) * 1024}KiB"
+
+
 def test_memory_limit_reaches_duckdb(start_collector: Any, tmp_path: Path) -> None:
     c = start_collector(**{"store.memory_limit": "96MiB"})
-    assert c.query("SELECT current_setting('memory_limit')") == [("96.0 MiB",)]
+    # the collector's DuckDB gets the budget less the write queue's quarter
+    assert c.query("SELECT current_setting('memory_limit')") == [("72.0 MiB",)]
     assert c.query("SELECT current_setting('temp_directory')") == [(f"{c.db}.tmp",)]
     c.stop()
 

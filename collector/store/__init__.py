@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from .. import durations
+from .. import durations, memory_budget
 from ..errors import StoreError
 from ..settings import Settings, disk_bytes
 from .duckdb_store import DuckDBStore, Maintenance
@@ -76,7 +76,7 @@ def create_store(settings: Settings) -> DuckDBStore | DuckLakeStore:
         return DuckLakeStore(
             config,
             threads=s.get("store.threads"),
-            memory_limit=s.get("store.memory_limit"),
+            memory_limit=memory_budget.database_budget(s),
             maintenance=MaintenancePlan(
                 max_age=durations.seconds(s.get("retention.max_age")),
                 interval=s.get("compaction.interval"),
@@ -88,7 +88,7 @@ def create_store(settings: Settings) -> DuckDBStore | DuckLakeStore:
         checkpoint_wal_bytes=s.get("store.checkpoint_wal_bytes"),
         idle_checkpoint_bytes=s.get("store.idle_checkpoint_bytes"),
         threads=s.get("store.threads"),
-        memory_limit=s.get("store.memory_limit"),
+        memory_limit=memory_budget.database_budget(s),
         maintenance=Maintenance(
             max_age=durations.seconds(s.get("retention.max_age")),
             max_bytes=disk_bytes(s.get("retention.max_bytes")),
