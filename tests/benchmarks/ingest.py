@@ -148,6 +148,7 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.acked_spans = 0
+        self.ledger = 0  # acked spans of the soak's ledger requests
         self.statuses: collections.Counter[str] = collections.Counter()
         self.latencies: list[float] = []
 

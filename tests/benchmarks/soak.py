@@ -2,22 +2,30 @@
 
 Starts `roomscope serve` in its own process (free ports, store in a temp dir, settings from
 --env), sends 512-span requests (ingest.py's, rebuilt every few seconds so their times stay
-current and retention sees live data) from 8 connections paced to --rate spans/s, and every
---interval seconds samples: the collector's RSS (/proc), the store file's and its WAL's size,
-the acked ingest rate, the requests' p99 latency and non-200 answers, and the latency of the
-seed queries through the API (median of --query-runs runs each):
+current and retention sees live data; 16 rooms, each with a new explicit session every
+minute) from 8 connections paced to --rate spans/s, and every --interval seconds samples: the
+collector's RSS (/proc), the store file's and its WAL's size, the acked ingest rate, the
+requests' p99 latency and non-200 answers, and the latency of the seed questions through the
+API (median of --query-runs runs each):
 
-- errors:     GET /api/v1/traces?attrs=status=error&limit=20   (the newest errors)
-- room_slow:  GET /api/v1/traces?room=lobby&min_duration=1s&limit=20   (a room's slow spans)
-- sessions:   GET /api/v1/sessions   (session list)
+- errors:        GET /api/v1/traces?attrs=status=error&limit=20   (the newest errors)
+- room_slow:     GET /api/v1/traces?room=room-3&min_duration=1s&limit=20   (a room's slow spans)
+- sessions:      GET /api/v1/sessions   (session list)
+- session_page:  GET /api/v1/sessions/{id}/spans?limit=100   (the first page of room-3's
+                 newest session, ~1 minute of its records)
+
+The last --ledger seconds of requests carry the project ``ledger``; after the run the store
+is opened and its ``ledger`` spans counted: every acked one must be there exactly once (the
+retention window must be longer than the ledger).
 
 It writes the samples as CSV (--csv) and, if matplotlib is importable, a PNG chart of every
 series over time (--png; `pip install -e '.[bench]'` for the chart: matplotlib is an optional
 extra, no dependency of roomscope), the memory budget drawn beside the RSS. At the end it
-prints the RSS peak, the file size over time and each query's p50 in the first and the last
-minute.
+prints issue 27's checks: the RSS peak against the budget + 300 MB, each query's p50 in the
+last 10 minutes against minutes W..W+10 (W: the retention window, from --env), the file's
+size after the window filled (±10 % of its median), and the ledger.
 
-    python tests/benchmarks/soak.py --seconds 180 --rate 40000 --env ROOMSCOPE_RETENTION_MAX_AGE=2m
+    python tests/benchmarks/soak.py --seconds 300 --rate 40000 --env ROOMSCOPE_RETENTION_MAX_AGE=2m
     python tests/benchmarks/soak.py --seconds 3600 --rate 45000 --interval 30 \\
         --env ROOMSCOPE_RETENTION_MAX_AGE=15m --env ROOMSCOPE_STORE_MEMORY_LIMIT=1GiB
 """
@@ -44,33 +52,51 @@ from ingest import ROOT, HttpPoster, Server, Stats
 sys.path.insert(0, str(ROOT / "tests"))
 from otlp_factory import trace_request
 
+from collector import durations
 from collector.settings import load_settings
 from collector.settings_table import size_bytes
 
 QUERIES = {
     "errors": "/api/v1/traces?attrs=status%3Derror&limit=20",
-    "room_slow": "/api/v1/traces?room=lobby&min_duration=1s&limit=20",
+    "room_slow": "/api/v1/traces?room=room-3&min_duration=1s&limit=20",
     "sessions": "/api/v1/sessions",
+    "session_page": None,  # the newest session of room-3, looked up at each sample
 }
+ROOMS = 16
+SESSION_SECONDS = 60  # each room starts a new session this often
 FIELDS = ["t_s", "rss_mb", "file_mb", "wal_mb", "spans_per_s", "p99_ms", "refused"]
 FIELDS += [f"{q}_ms" for q in QUERIES]
 
 
 class Bodies:
-    """``count`` pre-serialized requests of ``spans`` spans, rebuilt every ``refresh`` seconds
-    (new ids, current times) by a thread of its own, so senders never build one."""
+    """One pre-serialized request of ``spans`` spans per room, rebuilt every ``refresh``
+    seconds (new ids, current times, the session of the minute) by a thread of its own, so
+    senders never build one. Once ``ledger`` is set, new bodies carry the project ``ledger``;
+    ``current`` is (is a ledger body, bodies)."""
 
-    def __init__(self, count: int, spans: int, refresh: float, stop: threading.Event):
-        self.count, self.spans, self.refresh, self.stop = count, spans, refresh, stop
+    def __init__(self, spans: int, refresh: float, stop: threading.Event):
+        self.spans, self.refresh, self.stop = spans, refresh, stop
         self.generation = 0
+        self.ledger = threading.Event()
         self.current = self._build()
         threading.Thread(target=self._loop, daemon=True).start()
 
-    def _build(self) -> list[bytes]:
+    def _build(self) -> tuple[bool, list[bytes]]:
         g = self.generation
         self.generation += 1
-        seeds = range(g * self.count, (g + 1) * self.count)
-        return [trace_request(self.spans, seed=s).SerializeToString() for s in seeds]
+        ledger = self.ledger.is_set()
+        minute = int(time.time() // SESSION_SECONDS)
+        bodies = [
+            trace_request(
+                self.spans,
+                room=f"room-{r}",
+                session=f"room-{r}-{minute}",
+                project="ledger" if ledger else "acme",
+                seed=g * ROOMS + r,
+            ).SerializeToString()
+            for r in range(ROOMS)
+        ]
+        return ledger, bodies
 
     def _loop(self) -> None:
         while not self.stop.wait(self.refresh):
@@ -87,12 +113,16 @@ def paced_sender(url: str, bodies: Bodies, per_second: float, stop: threading.Ev
         if wait > 0 and stop.wait(wait):
             break
         due = max(due + 1 / per_second, time.perf_counter() - 1.0)  # no burst after a stall
-        current = bodies.current
+        ledger, current = bodies.current
         body = current[i % len(current)]
         i += 1
         t0 = time.perf_counter()
         status = poster.post(body)
-        stats.add(status, bodies.spans if status == "200" else 0, time.perf_counter() - t0)
+        acked = bodies.spans if status == "200" else 0
+        stats.add(status, acked, time.perf_counter() - t0)
+        if ledger and acked:
+            with stats.lock:
+                stats.ledger += acked
     poster.close()
 
 
@@ -175,19 +205,64 @@ def memory_budget_mb(env: dict[str, str]) -> float:
     return size_bytes(limit) / 2**20
 
 
-def summarize(rows: list[dict[str, float]]) -> None:
+def newest_session_page(api: str) -> str | None:
+    """The path of the first page of room-3's newest session's spans (None: none yet)."""
+    u = urllib.parse.urlsplit(api)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    try:
+        conn.request("GET", "/api/v1/sessions?room=room-3&limit=1")
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+    finally:
+        conn.close()
+    sessions = body.get("sessions") or []
+    if resp.status != 200 or not sessions:
+        return None
+    sid = urllib.parse.quote(sessions[0]["session_id"], safe="")
+    return f"/api/v1/sessions/{sid}/spans?limit=100"
+
+
+def p50(rows: list[dict[str, float]], key: str) -> float:
+    values = [r[key] for r in rows if r[key] == r[key]]  # NaN: a failed query
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(
+    rows: list[dict[str, float]], budget_mb: float, window_s: float, ledger: tuple[int, int]
+) -> None:
+    """Issue 27's checks, printed; see the module's docstring."""
     if not rows:
         return
     end = rows[-1]["t_s"]
-    first = [r for r in rows if r["t_s"] <= 60]
-    last = [r for r in rows if r["t_s"] > end - 60]
-    print(f"RSS peak {max(r['rss_mb'] for r in rows):.0f} MB")
-    print("file MB over time: " + ", ".join(f"{r['t_s']:.0f}s {r['file_mb']:.0f}" for r in rows))
+    peak = max(r["rss_mb"] for r in rows)
+    verdict = "ok" if peak <= budget_mb + 300 else "OVER"
+    print(f"RSS peak {peak:.0f} MiB; budget {budget_mb:.0f} + 300 MiB: {verdict}")
     print(f"WAL peak {max(r['wal_mb'] for r in rows):.0f} MB")
+    filled = [r for r in rows if r["t_s"] >= window_s + 60]
+    if filled:
+        sizes = [r["file_mb"] for r in filled]
+        mid = statistics.median(sizes)
+        spread = max(abs(x - mid) / mid for x in sizes) if mid else float("nan")
+        verdict = "ok" if spread <= 0.10 else "NOT FLAT"
+        print(
+            f"file after the window filled: {min(sizes):.0f}-{max(sizes):.0f} MB, median"
+            f" {mid:.0f} (±{100 * spread:.1f} %): {verdict}"
+        )
+    early = [r for r in rows if window_s <= r["t_s"] < window_s + 600]
+    late = [r for r in rows if r["t_s"] > end - 600]
+    span = f"{window_s / 60:.0f}-{(window_s + 600) / 60:.0f} min"
     for q in QUERIES:
-        a = statistics.median(r[f"{q}_ms"] for r in first)
-        b = statistics.median(r[f"{q}_ms"] for r in last)
-        print(f"{q}: p50 first minute {a:.0f} ms, last minute {b:.0f} ms ({b / a:.2f}x)")
+        a, b = p50(early, f"{q}_ms"), p50(late, f"{q}_ms")
+        verdict = "ok" if b <= 1.5 * a else "GREW"
+        print(f"{q}: p50 {span} {a:.0f} ms, last 10 min {b:.0f} ms ({b / a:.2f}x): {verdict}")
+    acked, stored = ledger
+    verdict = "ok" if stored == acked else ("MISSING" if stored < acked else "extra")
+    print(f"ledger: {acked:,} spans acked, {stored:,} stored: {verdict}")
+
+
+def window_seconds(env: dict[str, str]) -> float:
+    """The collector's retention window (retention.max_age) in seconds."""
+    return durations.seconds(load_settings(env=env).get("retention.max_age"))
 
 
 def main() -> None:
@@ -199,13 +274,14 @@ def main() -> None:
     ap.add_argument("--spans-per-request", type=int, default=512)
     ap.add_argument("--refresh", type=float, default=5.0, help="seconds between body rebuilds")
     ap.add_argument("--query-runs", type=int, default=3)
+    ap.add_argument("--ledger", type=float, default=60.0, help="seconds of ledger requests")
     ap.add_argument("--csv", default="soak.csv")
     ap.add_argument("--png", default="soak.png")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     args = ap.parse_args()
 
     stop = threading.Event()
-    bodies = Bodies(16, args.spans_per_request, args.refresh, stop)
+    bodies = Bodies(args.spans_per_request, args.refresh, stop)
     workdir = Path(tempfile.mkdtemp(prefix="roomscope-soak-"))
     server_env = dict(kv.split("=", 1) for kv in args.env)
     server = Server(workdir, server_env)
@@ -229,7 +305,10 @@ def main() -> None:
         acked_total = 0
         last_t, last_acked, last_n = t0, 0, 0
         while (now := time.perf_counter()) - t0 < args.seconds:
-            stop.wait(min(args.interval, args.seconds - (now - t0)))
+            left = args.seconds - (now - t0)
+            if left <= args.ledger + args.refresh:
+                bodies.ledger.set()
+            stop.wait(min(args.interval, left))
             with stats.lock:
                 acked, lat = stats.acked_spans, stats.latencies[last_n:]
                 last_n = len(stats.latencies)
@@ -246,7 +325,8 @@ def main() -> None:
                 "refused": refused,
             }
             for name, path in QUERIES.items():
-                row[f"{name}_ms"] = query_ms(api, path, args.query_runs)
+                path = path or newest_session_page(api)
+                row[f"{name}_ms"] = query_ms(api, path, args.query_runs) if path else float("nan")
             last_t, last_acked, acked_total = now, acked, acked
             rows.append(row)
             print(", ".join(f"{k} {v:.0f}" for k, v in row.items()), flush=True)
@@ -259,9 +339,11 @@ def main() -> None:
             w.writeheader()
             w.writerows(rows)
         print(f"samples: {args.csv}")
-        summarize(rows)
-        chart(rows, args.png, memory_budget_mb(server_env))
         print(f"server exited {server.stop()}")
+        stored = server.count("spans WHERE project = 'ledger'")
+        budget = memory_budget_mb(server_env)
+        summarize(rows, budget, window_seconds(server_env), (stats.ledger, stored))
+        chart(rows, args.png, budget)
     finally:
         stop.set()
         if server.proc.poll() is None:
