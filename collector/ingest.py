@@ -48,6 +48,7 @@ class Ingestor:
     async def _export(self, decode: Callable[[], Decoded], inline: bool) -> Decoded:
         self._count(1)
         try:
+            self.writer.refuse_if_full()
             if inline:
                 decoded = decode()
             else:

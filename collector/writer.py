@@ -142,6 +142,20 @@ class Writer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def refuse_if_full(self) -> None:
+        """Raise Overloaded when the queue has no room at all, before a request is decoded:
+        under overload the CPU goes to the requests that can be queued, not to decoding ones
+        that would be refused anyway (submit still checks each request's own size)."""
+        with self._lock:
+            full = self._pending >= self.max_queue_records
+            if self._pending and (full or self._pending_bytes >= self.max_queue_bytes):
+                self.stats["rejected_overload"] += 1
+                raise Overloaded(
+                    f"write queue full ({self._pending} records, {self._pending_bytes} bytes"
+                    " waiting); retry later",
+                    self.retry_after,
+                )
+
     def submit(self, decoded: Decoded) -> Future:
         """Queue a decoded request; the future resolves (None) once it is committed."""
         n = decoded.accepted

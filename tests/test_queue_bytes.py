@@ -57,3 +57,33 @@ def test_one_request_larger_than_the_bound_still_goes_in_alone(tmp_path, records
     finally:
         writer.stop()
         store.close()
+
+
+def test_a_full_queue_refuses_before_decoding(tmp_path, monkeypatch):
+    """Under overload the CPU goes to what can be queued: a request that arrives while the
+    queue has no room is refused before it is decoded."""
+    import asyncio
+
+    from collector import ingest
+
+    store = slow_store(tmp_path / "full.duckdb", delay=1.0)
+    store.open()
+    tagger = make_tagger()
+    body = trace_request(64).SerializeToString()
+    first = decode_body("traces", body, "protobuf", tagger)
+    writer = make_writer(store, max_queue_records=64, max_queue_bytes=10**9)
+    writer.start()
+    ingestor = ingest.Ingestor(writer, tagger, fast_decode=True, inline_bytes=1 << 20)
+    decoded: list[bytes] = []
+    monkeypatch.setattr(ingest, "decode_body", lambda _s, b, *_a: decoded.append(b) or first)
+    try:
+        future = writer.submit(first)  # the queue is now full (64 of 64 records)
+        with pytest.raises(Overloaded):
+            asyncio.run(ingestor.export_body("traces", body, "protobuf"))
+        assert decoded == [] and writer.stats["rejected_overload"] == 1
+        future.result(30)
+        writer.refuse_if_full()  # room again
+    finally:
+        ingestor.close()
+        writer.stop()
+        store.close()
