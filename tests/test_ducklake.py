@@ -31,7 +31,7 @@ from test_sessions import log_request, post
 from collector.decode import decode_body
 from collector.store import DuckLakeStore, create_store
 from collector.store.lake_connect import EXTENSIONS, LakeConfig, connect
-from collector.store.lake_maintenance import LakeMaintenance, MaintenancePlan
+from collector.store.lake_maintenance import LakeMaintenance, MaintenancePlan, retention_cutoff
 from collector.store.reads import open_lake_reader
 from query.cli import main
 
@@ -319,3 +319,31 @@ def test_maintenance_retention_deletes_old_records_and_sessions(start_collector)
     assert c.query("SELECT session_id FROM sessions") == [("new",)]
     tracker = c.collector.writer.tracker  # told on the writer thread
     wait_for(lambda: tracker.get("old") is None and tracker.get("new") is not None)
+
+
+def test_retention_of_a_day_or_more_cuts_at_the_start_of_a_utc_day() -> None:
+    day = 86_400 * S
+    now = 20_000 * day + 5 * 3_600 * S  # 05:00 UTC
+    assert retention_cutoff(now, 86_400) == 19_999 * day  # whole days: the cutoff's own day kept
+    assert retention_cutoff(now, 7 * 86_400) == 19_993 * day
+    assert retention_cutoff(now, 900) == now - 900 * S  # shorter windows: by time
+
+
+@LAKE
+def test_retention_drops_whole_day_partitions_without_delete_files(start_collector) -> None:
+    """A window of a day or more deletes whole UTC days: the cutoff's own day is kept whole
+    (a record older than the window but in that day stays), and DuckLake ends the older days'
+    files instead of writing delete files."""
+    c = start_collector()
+    raw = time.time_ns() - 86_400 * S
+    day = raw - raw % (86_400 * S)
+    post(c, trace_request(64, room="r", session="gone", start_ns=day - 3_600 * S))
+    post(c, trace_request(64, room="r", session="kept", start_ns=day + (raw - day) // 2))
+    job = c.job("maintenance")
+    job.plan = MaintenancePlan(max_age=86_400, interval=3600, memory_limit="256MB")
+    assert job.run_once()["deleted"] >= 64
+    assert c.query("SELECT DISTINCT session_id FROM spans") == [("kept",)]
+    files = c.query(
+        "SELECT count(*), count(delete_file) FROM ducklake_list_files('lake', 'span_data')"
+    )
+    assert files == [(1, 0)], files  # the kept day's file, whole; no delete file

@@ -8,9 +8,12 @@ leaves nothing half-done: each DuckLake function commits a snapshot or nothing.
 
 A round, on a connection of its own (the writer's commits go on meanwhile):
 
-1. Retention (``retention.max_age``): old records deleted by time, sessions last seen before
-   the cutoff with their events; whole day partitions' files then hold only deleted rows,
-   which ``rewrite_data_files`` and the cleanup drop.
+1. Retention (``retention.max_age``): old records deleted, sessions last seen before the
+   cutoff with their events. With a window of a day or more the cutoff is the start of its
+   UTC day (:func:`retention_cutoff`), so retention drops whole day partitions: DuckLake ends
+   each of their files in the catalog (no delete files, no rewrite), and the cleanup removes
+   them; a shorter window deletes by time, leaving delete files that ``rewrite_data_files``
+   folds in.
 2. Extra copies of shared rows (two replicas inserted the same resource) deleted.
 3. ``ducklake_merge_adjacent_files`` (sorted by each table's sort order) at most
    ``MAX_FILES`` files a round, and ``ducklake_rewrite_data_files`` for files with many deleted
@@ -54,6 +57,19 @@ _TAKE_LEASE = (
     " DO UPDATE SET holder = excluded.holder, expires = excluded.expires"
     " WHERE l.holder = excluded.holder OR l.expires < now() RETURNING holder"
 )
+
+DAY_NS = 86_400 * 10**9  # the lake's partitions are UTC days (lake_layout.PARTITIONS)
+
+
+def retention_cutoff(now_ns: int, max_age: float) -> int:
+    """Records older than this (epoch ns) go: ``now - max_age``, moved back to the start of
+    its UTC day when ``max_age`` is a day or more, so that only whole day partitions are
+    deleted (records are kept up to a day longer than the window)."""
+    cutoff = now_ns - int(max_age * 1e9)
+    if max_age * 1e9 >= DAY_NS:
+        cutoff -= cutoff % DAY_NS
+    return cutoff
+
 
 # (table, time column) of what retention deletes.
 RETAINED = [
@@ -174,7 +190,7 @@ class LakeMaintenance:
             self.stats[key] = self.stats.get(key, 0) + n
 
     def _retention(self, con: duckdb.DuckDBPyConnection) -> int:
-        cutoff = time.time_ns() - int(self.plan.max_age * 1e9)
+        cutoff = retention_cutoff(time.time_ns(), self.plan.max_age)
         deleted = 0
         con.begin()
         try:
