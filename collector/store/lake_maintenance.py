@@ -173,11 +173,14 @@ class LakeMaintenance:
         if self.plan.max_age:
             done["deleted"] = self._retention(con)
         done["deleted"] = done.get("deleted", 0) + self._dedupe(con)
+        log.info("merging adjacent files (at most %d)", self.plan.max_files)
+        started = time.monotonic()
         merged = con.execute(
             f"CALL ducklake_merge_adjacent_files('{LAKE}', max_compacted_files => ?)",
             [self.plan.max_files],
         ).fetchall()
         done["merged"] = len(merged)
+        log.info("merged %d files in %.1f s", len(merged), time.monotonic() - started)
         con.execute(f"CALL ducklake_rewrite_data_files('{LAKE}')").fetchall()
         older = f"now() - INTERVAL '{float(self.plan.keep)} seconds'"
         con.execute(f"CALL ducklake_expire_snapshots('{LAKE}', older_than => {older})").fetchall()

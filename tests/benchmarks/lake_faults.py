@@ -7,8 +7,9 @@ connections spread over the replicas. Meanwhile:
 
 - ``kill``: replica 0 is SIGKILLed --kills times, --every seconds apart, and started again;
 - ``pg``: PostgreSQL is stopped for --down seconds and started again (the replicas are not);
-- ``maint``: the replica holding the maintenance lease (rounds every 2 s) is SIGKILLed during
-  its rounds; the other must take the lease over, and a reader counts spans throughout.
+- ``maint``: the replica holding the maintenance lease (rounds every 2 s) is SIGKILLed in the
+  middle of a merge (after its "merging adjacent files" log line, before "merged"); the other
+  must take the lease over and merge, and a reader counts spans throughout.
 
 Then every request's spans are counted in the lake: an acknowledged request must have each of
 its spans exactly once; one that was not acknowledged (in flight at a kill, answered 503) all
@@ -147,16 +148,30 @@ def maintenance_fault(pg, catalog: str, data: str, replicas: list[Server]) -> No
         time.sleep(0.2)
     pids = {r.proc.pid: i for i, r in enumerate(replicas)}
     victim = pids[int(holder.split(":")[1])]
-    time.sleep(1.0)  # into its rounds (every 2 s; a merge of the files written meanwhile)
+    lines = replicas[victim].lines
+    while True:  # a merge under way: its start logged, its end not yet
+        assert time.monotonic() < deadline + 120, "no merge seen on the lease holder"
+        last = [ln for ln in lines if "merging adjacent files" in ln or "merged " in ln]
+        if last and "merging adjacent files" in last[-1]:
+            break
+        time.sleep(0.005)
     os.kill(replicas[victim].proc.pid, signal.SIGKILL)
     replicas[victim].proc.wait(30)
     killed = time.monotonic()
-    print(f"maintenance holder (replica {victim}) SIGKILLed")
+    time.sleep(1)  # the dead replica's last stderr lines reach `lines`
+    tail = [ln for ln in lines if "merging adjacent files" in ln or "merged " in ln][-1]
+    assert "merging adjacent files" in tail, "the merge finished before the kill"
+    print(f"maintenance holder (replica {victim}) SIGKILLed during a merge: {tail.strip()}")
     while (now := lease_holder(pg)) in (None, holder):
         assert time.monotonic() < killed + 90, "the lease was not taken over"
         time.sleep(0.5)
     print(f"lease taken over by {now} {time.monotonic() - killed:.1f} s after the kill")
-    time.sleep(5)
+    heir = replicas[1 - victim].lines
+    seen = len(heir)
+    while not any("merged " in ln for ln in heir[seen:]):  # the heir merges
+        assert time.monotonic() < killed + 180, "the new holder did not merge"
+        time.sleep(0.5)
+    print(f"the new holder merged: {[ln for ln in heir if 'merged ' in ln][-1].strip()}")
     stop.set()
     t.join(30)
     print(f"reads during the fault: {dict(reads)}")
