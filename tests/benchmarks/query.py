@@ -43,7 +43,7 @@ from query.library.reader import Reader  # noqa: E402
 from query.library.usage import UsageFilter, parse_prices  # noqa: E402
 
 sys.path.append(str(Path(__file__).resolve().parent))  # query_api, query_store
-from query_api import time_api  # noqa: E402
+from query_api import file_connection, time_api  # noqa: E402
 from query_store import DAY_NS, build  # noqa: E402
 
 MINUTE_NS = 60 * 10**9
@@ -131,9 +131,14 @@ def count(result: object) -> int:
 
 
 def reader_of(path: str) -> Reader:
+    return reader_on(open_reader(path, load_settings(env={}).get("store.memory_limit")))
+
+
+def reader_on(con: duckdb.DuckDBPyConnection) -> Reader:
+    """A Reader with the default query settings over ``con``."""
     s = load_settings(env={})
     return Reader(
-        open_reader(path, s.get("store.memory_limit")),
+        con,
         default_limit=s.get("query.default_limit"),
         timeout=s.get("query.timeout"),
         max_rows=s.get("query.max_rows"),
@@ -213,6 +218,26 @@ def export_rss(path: str, session: str) -> tuple[float, int, float]:
     return time.perf_counter() - t, lines, usage.ru_maxrss / 1024
 
 
+def time_library(new_reader, samples: dict, runs: int, only: str | None) -> None:
+    """Each seed query's warm and cold medians through the query library; ``new_reader``
+    opens a Reader on a fresh connection."""
+    print(f"{'query':<58} {'rows':>5} {'warm ms':>8} {'cold ms':>8}")
+    for label, fn in queries(samples):
+        if only and not label.startswith(only):
+            continue
+        reader = new_reader()
+        _, result = timed(fn, reader)  # untimed first run
+        warm = [timed(fn, reader)[0] for _ in range(runs)]
+        reader.close()
+        cold = []
+        for _ in range(runs):
+            reader = new_reader()
+            cold.append(timed(fn, reader)[0])
+            reader.close()
+        print(f"{label:<58} {count(result):>5} {statistics.median(warm):>8.1f}"
+              f" {statistics.median(cold):>8.1f}", flush=True)  # fmt: skip
+
+
 def run(path: str, runs: int, only: str | None, api: bool, rss: bool) -> None:
     con = duckdb.connect(path, read_only=True)
     samples = pick_samples(con)
@@ -228,23 +253,9 @@ def run(path: str, runs: int, only: str | None, api: bool, rss: bool) -> None:
           " (the whole file: spans, logs, sessions, indexes)")  # fmt: skip
     print(f"samples: room={samples['room']} session={samples['session']} trace={samples['trace']}"
           f" S2={samples['llm_session']}")  # fmt: skip
-    print(f"{'query':<58} {'rows':>5} {'warm ms':>8} {'cold ms':>8}")
-    for label, fn in queries(samples):
-        if only and not label.startswith(only):
-            continue
-        reader = reader_of(path)
-        _, result = timed(fn, reader)  # untimed first run
-        warm = [timed(fn, reader)[0] for _ in range(runs)]
-        reader.close()
-        cold = []
-        for _ in range(runs):
-            reader = reader_of(path)
-            cold.append(timed(fn, reader)[0])
-            reader.close()
-        print(f"{label:<58} {count(result):>5} {statistics.median(warm):>8.1f}"
-              f" {statistics.median(cold):>8.1f}", flush=True)  # fmt: skip
+    time_library(lambda: reader_of(path), samples, runs, only)
     if api:
-        time_api(path, samples, runs, only, sql_count)
+        time_api(file_connection(path), samples, runs, only, sql_count)
     if rss:
         secs, lines, mb = export_rss(path, samples["big"])
         print(f"session traces {samples['big']} -o jsonl: {lines:,} spans in {secs:.1f}s,"

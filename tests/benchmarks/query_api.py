@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Callable
 from urllib.parse import quote
 
+import duckdb
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
@@ -20,11 +22,16 @@ from collector.store.reads import open_reader
 from query.http.api import create_app
 
 
-class Side:
-    """The read side a collector gives its API, over a read-only connection to ``path``."""
+def file_connection(path: str) -> Callable[[], duckdb.DuckDBPyConnection]:
+    """Read-only connections to the store file ``path``, with the default memory budget."""
+    return lambda: open_reader(path, load_settings(env={}).get("store.memory_limit"))
 
-    def __init__(self, path: str):
-        self.con = open_reader(path, load_settings(env={}).get("store.memory_limit"))
+
+class Side:
+    """The read side a collector gives its API, over a new read-only connection."""
+
+    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection]):
+        self.con = connect()
         self.cursor = self.con.cursor
         self.ready = lambda: True
         self.accepting = lambda: False
@@ -67,21 +74,27 @@ def _timed(client: TestClient, path: str, params: dict) -> float:
 
 
 def time_api(
-    path: str, s: dict, runs: int, only: str | None, sql_count: Callable[[int | None], str]
+    connect: Callable[[], duckdb.DuckDBPyConnection],
+    s: dict,
+    runs: int,
+    only: str | None,
+    sql_count: Callable[[int | None], str],
 ) -> None:
+    """The seed requests' medians, over connections from ``connect`` (file_connection, or a
+    lake's: tests/benchmarks/lake_query.py)."""
     settings = load_settings(env={})
     print(f"{'REST API request':<58} {'bytes':>8} {'warm ms':>8} {'cold ms':>8}")
     for label, url, params in requests(s, sql_count):
         if only and not label.startswith(only):
             continue
-        side = Side(path)
+        side = Side(connect)
         client = TestClient(create_app(side, settings))
         size = len(_send(client, url, params).content)  # untimed first run
         warm = [_timed(client, url, params) for _ in range(runs)]
         side.con.close()
         cold = []
         for _ in range(runs):
-            side = Side(path)
+            side = Side(connect)
             client = TestClient(create_app(side, settings))
             cold.append(_timed(client, url, params))
             side.con.close()
