@@ -303,6 +303,7 @@ def main() -> None:
     ap.add_argument("--csv", default="soak.csv")
     ap.add_argument("--png", default="soak.png")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    ap.add_argument("--log", default=None, help="write the server's log lines to this file")
     args = ap.parse_args()
 
     stop = threading.Event()
@@ -367,6 +368,8 @@ def main() -> None:
             w.writerows(rows)
         print(f"samples: {args.csv}")
         print(f"server exited {server.stop()}")
+        if args.log:
+            Path(args.log).write_text("".join(server.lines))
         stored = server.count("spans WHERE project = 'ledger'")
         budget = memory_budget_mb(server_env)
         summarize(rows, budget, window_seconds(server_env), (stats.ledger, stored))
