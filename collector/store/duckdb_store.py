@@ -19,9 +19,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import StoreError, StoreUnavailable
+from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_rows
 from .faults import is_store_trouble, needs_reopen
 from .interface import Job, Recount, Run
 from .maintenance.compaction import Compaction
@@ -62,60 +62,6 @@ class Maintenance:
     levels: int
     reclaim: float
     compaction_interval: float
-
-
-def _attribute_keys(table: str, batch: pa.Table | None) -> set[tuple[str, str]]:
-    """The (map, key) rows of span_attribute_keys that new shared rows bring: a keyset's keys
-    are span attribute keys, a resource's attribute keys resource ones."""
-    if batch is None:
-        return set()
-    if table == "resources":
-        keys = pc.unique(batch["attributes"].combine_chunks().keys)
-        return {("resource", k) for k in keys.to_pylist() if k is not None}
-    keys = pc.unique(pc.list_flatten(batch["keys"].combine_chunks()))
-    return {("span", k) for k in keys.to_pylist() if k is not None}
-
-
-def _one_table(batches: Sequence[pa.Table]) -> pa.Table | None:
-    """One table of the batches, in contiguous columns: DuckDB appends one Arrow chunk of 4096
-    spans ~25% faster than 8 chunks of 512 (the copy costs ~0.1 us a span)."""
-    if not batches:
-        return None
-    batch = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
-    if not batch.num_rows:
-        return None
-    if any(column.num_chunks > 1 for column in batch.columns):
-        batch = batch.combine_chunks()
-    return batch
-
-
-def _append(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None:
-    """INSERT an Arrow table. DuckDB finds ``_roomscope_batch`` among this frame's locals (a
-    replacement scan): ~1 ms less per 2,048 spans than register()/unregister(), most of it
-    spent holding the GIL."""
-    _roomscope_batch = batch  # read by DuckDB (a replacement scan finds it by name)
-    con.execute(f"INSERT INTO {table} SELECT * FROM _roomscope_batch")
-
-
-def known_ids(con: duckdb.DuckDBPyConnection) -> dict[str, set[int]]:
-    """Each shared table's ids the store holds (what unseen_rows checks a batch against)."""
-    return {
-        table: {r[0] for r in con.execute(f"SELECT {id_column} FROM {table}").fetchall()}
-        for table, id_column in SHARED_TABLES.items()
-    }
-
-
-def unseen_rows(known: set[int], table: str, batch: pa.Table) -> tuple[pa.Table | None, set[int]]:
-    """The rows of a shared table whose id is not in ``known`` yet (each id once), and their ids."""
-    fresh: dict[int, int] = {}
-    for i, rid in enumerate(batch[SHARED_TABLES[table]].to_pylist()):
-        if rid not in known:
-            fresh.setdefault(rid, i)
-    if not fresh:
-        return None, set()
-    if len(fresh) < batch.num_rows:
-        batch = batch.take(list(fresh.values()))
-    return batch, set(fresh)
 
 
 class DuckDBStore:
@@ -291,15 +237,15 @@ class DuckDBStore:
         con = self.con
         new_keys: set[tuple[str, str]] = set()
         new_ids: dict[str, set[int]] = {}
-        whole = {name: _one_table(batches) for name, batches in tables.items()}
+        whole = {name: one_table(batches) for name, batches in tables.items()}
         with transaction(con):
             for name, batch in whole.items():
                 if batch is not None and name in SHARED_TABLES:
                     batch, new_ids[name] = unseen_rows(self._known[name], name, batch)
-                    new_keys |= _attribute_keys(name, batch)
+                    new_keys |= attribute_keys(name, batch)
                 if batch is None:
                     continue
-                _append(con, storage_table(name), batch)
+                insert_batch(con, storage_table(name), batch)
             new_keys -= self._attribute_keys
             if new_keys:
                 con.executemany(ATTRIBUTE_KEYS_INSERT, [list(k) for k in new_keys])

@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import SettingsError, StoreError, StoreUnavailable
-from .duckdb_store import _append, _attribute_keys, _one_table, known_ids, unseen_rows
+from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_rows
 from .faults import is_store_trouble
 from .interface import Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
@@ -330,13 +330,13 @@ class DuckLakeStore:
         new_ids: dict[str, set[int]] = {}
         with self._transaction(tag) as con:
             for name, batches in tables.items():
-                batch = _one_table(batches)
+                batch = one_table(batches)
                 if batch is not None and name in SHARED_TABLES:
                     batch, new_ids[name] = unseen_rows(self._known[name], name, batch)
-                    new_keys |= _attribute_keys(name, batch)
+                    new_keys |= attribute_keys(name, batch)
                 if batch is None:
                     continue
-                _append(con, storage_table(name), batch)
+                insert_batch(con, storage_table(name), batch)
             new_keys -= self._attribute_keys
             if new_keys:
                 con.executemany(
