@@ -10,8 +10,8 @@ docs/performance.md), whatever the load and the store's size.
 
 from __future__ import annotations
 
+from .setting_values import size_bytes
 from .settings import Settings
-from .settings_table import size_bytes
 
 QUEUE_SHARE = 4  # the write queue takes at most 1/QUEUE_SHARE of the budget
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .setting_values import disk_bytes as disk_bytes  # for collector.store
 from .settings_table import SETTINGS, Setting
-from .settings_table import disk_bytes as disk_bytes  # for collector.store
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}

@@ -6,12 +6,11 @@ flags), environment variable names and the documented ``config/roomscope.toml``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import durations
+from . import setting_values as check
 
 
 @dataclass(frozen=True)
@@ -33,129 +32,25 @@ class Setting:
         return f"ROOMSCOPE_{self.section}_{self.name}".upper()
 
 
-def _port(v: int) -> str | None:
-    return None if 0 <= v <= 65535 else "must be a port number 0-65535 (0 picks a free port)"
-
-
-def _positive(v: float) -> str | None:
-    return None if v > 0 else "must be greater than 0"
-
-
-def _non_negative(v: float) -> str | None:
-    return None if v >= 0 else "must be 0 or greater"
-
-
-def _non_empty_list(v: list[str]) -> str | None:
-    return None if v and all(isinstance(x, str) and x for x in v) else "must list one key or more"
-
-
-def _age(v: str) -> str | None:
-    try:
-        durations.seconds(v)
-    except ValueError:
-        return "is not an age: use e.g. 7d, 12h, 90m, or 0 to keep data forever"
-    return None
-
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-MIN_MEMORY_LIMIT = 16 * 2**20
-
-
-def size_bytes(v: str) -> int:
-    """A size in DuckDB's syntax (``512MB``, ``1GiB``: KB/MB/GB/TB are powers of 1000,
-    KiB/MiB/GiB/TiB of 1024) in bytes; ValueError for anything else."""
-    m = _SIZE.fullmatch(v) if isinstance(v, str) else None
-    if m is None:
-        raise ValueError(v)
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-
-
-def _memory(v: str) -> str | None:
-    try:
-        n = size_bytes(v)
-    except ValueError:
-        return (
-            "is not a size: use a number and a unit, e.g. 512MB or 1GiB"
-            " (KB, MB, GB, TB: powers of 1000; KiB, MiB, GiB, TiB: of 1024)"
-        )
-    return None if n >= MIN_MEMORY_LIMIT else "must be at least 16MiB"
-
-
-def disk_bytes(v: str) -> int:
-    """``retention.max_bytes`` in bytes: a size (size_bytes) or ``0`` (no cap)."""
-    return 0 if isinstance(v, str) and v.strip() == "0" else size_bytes(v)
-
-
-def _disk_size(v: str) -> str | None:
-    try:
-        disk_bytes(v)
-    except ValueError:
-        return "is not a size: use e.g. 20GB or 500MiB, or 0 for no cap"
-    return None
-
-
-def _non_empty(v: str) -> str | None:
-    return None if v else "must not be empty"
-
-
-_ENDPOINT_SCHEMES = ("http://", "https://", "grpc://", "grpcs://")
-
-
-def _endpoints(v: dict[str, Any]) -> str | None:
-    """``{name: {url, headers?}}``: OTLP endpoints to forward to (collector.forwarder)."""
-    for name, target in v.items():
-        if not name or not isinstance(target, dict):
-            return f"needs a table per endpoint name, e.g. [forward.endpoints.tempo] (at {name!r})"
-        unknown = [k for k in target if k not in ("url", "headers")]
-        url = target.get("url")
-        if unknown or not isinstance(url, str):
-            return f"endpoint {name!r}: needs url (and optional headers), no other keys"
-        if not url.startswith(_ENDPOINT_SCHEMES) or not url.split("://", 1)[1].strip("/"):
-            return (
-                f"endpoint {name!r}: url must be http(s)://HOST:PORT (OTLP/HTTP protobuf) or"
-                " grpc(s)://HOST:PORT (OTLP/gRPC)"
-            )
-        headers = target.get("headers", {})
-        if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and k and isinstance(x, str) for k, x in headers.items()
-        ):
-            return f"endpoint {name!r}: headers must be a table of strings"
-    return None
-
-
-_PRICE_KEYS = ("input", "output", "cached_input")
-
-
-def _prices(v: dict[str, Any]) -> str | None:
-    """``{model: {input, output[, cached_input]}}``, USD per million tokens, none negative."""
-    for model, price in v.items():
-        if not model or not isinstance(price, dict):
-            return f'needs a table per model name, e.g. [usage.prices."gpt-4o"] (at {model!r})'
-        missing = [k for k in ("input", "output") if k not in price]
-        unknown = [k for k in price if k not in _PRICE_KEYS]
-        if missing or unknown:
-            return f"model {model!r}: needs input and output (optional cached_input), no other keys"
-        for k, n in price.items():
-            if isinstance(n, bool) or not isinstance(n, int | float) or not n >= 0:
-                return f"model {model!r}: {k} must be a number of USD per million tokens, >= 0"
-    return None
-
-
 SETTINGS: tuple[Setting, ...] = (
-    Setting("server", "host", "0.0.0.0", "Address the OTLP receivers bind to.", str, _non_empty),
-    Setting("server", "grpc_port", 4317, "OTLP/gRPC port.", int, _port),
-    Setting("server", "http_port", 4318, "OTLP/HTTP port.", int, _port),
-    Setting("server", "api_host", "127.0.0.1", "Address the query API binds to.", str, _non_empty),
-    Setting("server", "api_port", 4320, "Query API port (REST API, health checks).", int, _port),
+    Setting(
+        "server", "host", "0.0.0.0", "Address the OTLP receivers bind to.", str, check.non_empty
+    ),
+    Setting("server", "grpc_port", 4317, "OTLP/gRPC port.", int, check.port),
+    Setting("server", "http_port", 4318, "OTLP/HTTP port.", int, check.port),
+    Setting(
+        "server", "api_host", "127.0.0.1", "Address the query API binds to.", str, check.non_empty
+    ),
+    Setting(
+        "server", "api_port", 4320, "Query API port (REST API, health checks).", int, check.port
+    ),
     Setting(
         "server",
         "shutdown_timeout",
         10.0,
         "Seconds a shutdown waits for in-flight requests before it stops them.",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "store",
@@ -163,7 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
         "./roomscope.duckdb",
         "The DuckDB file telemetry is written to.",
         str,
-        _non_empty,
+        check.non_empty,
     ),
     Setting(
         "store",
@@ -173,7 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
         " least 1). Fewer threads make appends cheaper (1 thread: ~40% less per span than 2)"
         " and leave a core to the receivers; queries through this collector's API use them.",
         int,
-        _non_negative,
+        check.non_negative,
     ),
     Setting(
         "store",
@@ -186,7 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
         " (sorts, joins, grouping) and fails with an out-of-memory error where it cannot;"
         " ingest goes on.",
         str,
-        _memory,
+        check.memory,
     ),
     Setting(
         "store",
@@ -195,7 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Write-ahead log size that forces a checkpoint under load. Checkpoints rewrite the last"
         " row group, so rare large ones cost far less per record than DuckDB's 16 MiB default.",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "store",
@@ -204,7 +99,7 @@ SETTINGS: tuple[Setting, ...] = (
         "When ingest pauses (checked every sessions.sweep_interval), checkpoint if the"
         " write-ahead log has grown past this many bytes.",
         int,
-        _positive,
+        check.positive,
     ),
     # Scale-out (SPEC 10): several collectors on one DuckLake; docs/scale-out.md.
     Setting(
@@ -249,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
         ["project", "meshagent.project"],
         "Attribute keys naming the project, first present wins (record, then resource).",
         list,
-        _non_empty_list,
+        check.non_empty_list,
     ),
     Setting(
         "tagging",
@@ -257,7 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
         ["room", "room.name", "meshagent.room"],
         "Attribute keys naming the room, first present wins (record, then resource).",
         list,
-        _non_empty_list,
+        check.non_empty_list,
     ),
     Setting(
         "tagging",
@@ -265,7 +160,7 @@ SETTINGS: tuple[Setting, ...] = (
         ["session", "session.id", "meshagent.session.id"],
         "Attribute keys carrying an explicit session id (record, then resource).",
         list,
-        _non_empty_list,
+        check.non_empty_list,
     ),
     Setting(
         "tagging",
@@ -273,7 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
         "default",
         "Project of records that name none.",
         str,
-        _non_empty,
+        check.non_empty,
     ),
     Setting(
         "sessions",
@@ -282,7 +177,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds without a record after which a session ends; also the gap that splits"
         " inferred sessions.",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "sessions",
@@ -291,7 +186,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Records stamped more than this many seconds after their arrival are taken at"
         " their receive time when sessions are tracked (clock skew).",
         float,
-        _non_negative,
+        check.non_negative,
     ),
     Setting(
         "sessions",
@@ -299,7 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
         5.0,
         "Seconds between sweeps that end idle sessions.",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "limits",
@@ -307,7 +202,7 @@ SETTINGS: tuple[Setting, ...] = (
         16 * 1024 * 1024,
         "Largest request body accepted, after decompression (413 above it).",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "limits",
@@ -316,7 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Records decoded but not yet committed, at most; past it requests get 503/"
         "UNAVAILABLE with Retry-After so exporters retry.",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "limits",
@@ -326,7 +221,7 @@ SETTINGS: tuple[Setting, ...] = (
         " more than a quarter of store.memory_limit (the queue's share of the budget); past it"
         " requests get 503/UNAVAILABLE with Retry-After.",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "limits",
@@ -334,7 +229,7 @@ SETTINGS: tuple[Setting, ...] = (
         1,
         "Seconds given in Retry-After when the queue is full.",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "limits",
@@ -342,7 +237,7 @@ SETTINGS: tuple[Setting, ...] = (
         30.0,
         "Seconds a client has to send a whole request (headers and body).",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "limits",
@@ -351,7 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a client has to send a request's headers before the connection is closed"
         " (slow-loris protection).",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "writer",
@@ -359,7 +254,7 @@ SETTINGS: tuple[Setting, ...] = (
         20_000,
         "Records committed together in one group commit, at most.",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "ingest",
@@ -378,7 +273,7 @@ SETTINGS: tuple[Setting, ...] = (
         " thread. 0 decodes every body in a thread. Inline is faster: each thread more that"
         " wants the GIL slows the writer.",
         int,
-        _non_negative,
+        check.non_negative,
     ),
     Setting(
         "forward",
@@ -389,7 +284,7 @@ SETTINGS: tuple[Setting, ...] = (
         "HOST:PORT for OTLP/gRPC) and optional headers. Records carry their project, room and"
         " session as resource attributes. Environment: the same as JSON.",
         dict,
-        _endpoints,
+        check.endpoints,
         example="""[forward.endpoints.tempo]
 url = "http://tempo:4318"
 headers = { authorization = "Bearer SECRET" }
@@ -405,7 +300,7 @@ url = "grpc://otel-collector:4317"
         " upstream down or slow); past it the oldest unsent batches are dropped and counted"
         " (roomscope status). Ingest never waits for an upstream.",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "forward",
@@ -413,7 +308,7 @@ url = "grpc://otel-collector:4317"
         10.0,
         "Seconds one request to a forwarding endpoint may take.",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "retention",
@@ -422,7 +317,7 @@ url = "grpc://otel-collector:4317"
         "Delete spans, logs and metric points older than this (by their own time), and"
         " sessions last seen before it: 30d, 12h, 90m; 0 keeps everything.",
         str,
-        lambda v: _age(v),
+        lambda v: check.age(v),
     ),
     Setting(
         "retention",
@@ -435,7 +330,7 @@ url = "grpc://otel-collector:4317"
         " store may pass it by what arrives in one retention.interval, and the log by up to"
         " store.checkpoint_wal_bytes: keep the cap well above that.",
         str,
-        lambda v: _disk_size(v),
+        lambda v: check.disk_size(v),
     ),
     Setting(
         "retention",
@@ -443,7 +338,7 @@ url = "grpc://otel-collector:4317"
         60.0,
         "Seconds between retention runs (each deletes in one-hour slices through the writer).",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "compaction",
@@ -453,7 +348,7 @@ url = "grpc://otel-collector:4317"
         " many have gathered past the last compacted range (one transaction each; a search by"
         " room then reads few row groups); 0 turns compaction off.",
         int,
-        _non_negative,
+        check.non_negative,
     ),
     Setting(
         "compaction",
@@ -462,7 +357,7 @@ url = "grpc://otel-collector:4317"
         "Only spans whose start time is older than this are compacted (newer ones stay in"
         " arrival order, which searches of the newest hour read first).",
         str,
-        lambda v: _age(v),
+        lambda v: check.age(v),
     ),
     Setting(
         "compaction",
@@ -481,7 +376,7 @@ url = "grpc://otel-collector:4317"
         "The highest level a merge makes: a span is rewritten at most this many times after"
         " its move (with merge = 4, a level-2 range holds 16 x compaction.rows spans).",
         int,
-        _non_negative,
+        check.non_negative,
     ),
     Setting(
         "compaction",
@@ -499,7 +394,7 @@ url = "grpc://otel-collector:4317"
         60.0,
         "Seconds between compaction runs.",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "query",
@@ -508,7 +403,7 @@ url = "grpc://otel-collector:4317"
         "Records a page of a list holds when no limit is given (the API's lists; the CLI's table"
         " and json output).",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "query",
@@ -516,7 +411,7 @@ url = "grpc://otel-collector:4317"
         30.0,
         "Seconds an ad-hoc SQL query (roomscope sql, POST /api/v1/sql) may run.",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "query",
@@ -525,7 +420,7 @@ url = "grpc://otel-collector:4317"
         "Seconds the CLI waits for the configured server's /healthz before it reads the"
         " store file instead.",
         float,
-        _positive,
+        check.positive,
     ),
     Setting(
         "query",
@@ -533,7 +428,7 @@ url = "grpc://otel-collector:4317"
         10_000,
         "Rows an ad-hoc SQL query returns at most (results are streamed and cut there).",
         int,
-        _positive,
+        check.positive,
     ),
     Setting(
         "usage",
@@ -544,7 +439,7 @@ url = "grpc://otel-collector:4317"
         " input tokens; default: the input price). Models without a price have cost null."
         " Environment: the same as JSON.",
         dict,
-        _prices,
+        check.prices,
         example="""[usage.prices."gpt-4o"]   # an example, not a claim of today's prices
 input = 2.5
 output = 10.0
@@ -565,7 +460,7 @@ cached_input = 1.25""",
         "TOML file of token hashes ([[tokens]] sha256, project, scope); written by"
         " `roomscope token create`.",
         str,
-        _non_empty,
+        check.non_empty,
     ),
     Setting(
         "tls",

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from collector import memory_budget
 from collector.errors import SettingsError
+from collector.setting_values import size_bytes
 from collector.settings import load_settings
-from collector.settings_table import size_bytes
 from query.cli import main
 from query.cli.source import LocalSource, open_source
 

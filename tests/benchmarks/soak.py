@@ -54,8 +54,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from otlp_factory import trace_request
 
 from collector import durations
+from collector.setting_values import size_bytes
 from collector.settings import load_settings
-from collector.settings_table import size_bytes
 
 QUERIES = {
     "errors": "/api/v1/traces?attrs=status%3Derror&limit=20",
