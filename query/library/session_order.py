@@ -167,7 +167,8 @@ def page_rows(
         last = min((r[_K0], r[_K1]) for r in rows) if len(rows) == size else None
         tracked = _started_between(con, last[0] if last else None, pos)
         found = {r["session_id"]: r for r in rows}
-        unknown = starts(con, [sid for sid in found if sid not in tracked])  # started before
+        # Rows whose tracked start is before the range read (rows that trail), or who have none.
+        unknown = starts(con, [sid for sid in found if sid not in tracked])
         for sid, r in found.items():
             r[_E] = tracked.get(sid, unknown.get(sid, r[_K0]))
         others = [sid for sid in tracked if sid not in found] if pos.key else []
