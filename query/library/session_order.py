@@ -28,25 +28,14 @@ across the pages, when it is the session's earliest).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import duckdb
 
-from collector.store.reads import LOG_ROWS, SPAN_ROWS
-
+from .as_of import TIMED
 from .paging import KEY_PREFIX, Key, Position, from_position, key_columns, order_by
 from .records import fetch_records, select_list
 from .search import where_sql
-
-# The signal tables and the column that places their records in time (collector's
-# session_records.TIME_COLUMN, on the stored rows).
-_TIMED = ((SPAN_ROWS, "start_time"), (LOG_ROWS, "time"), ("metric_points", "time"))
-# The first page looks for its as-of point among the records received in this window before
-# its clock; a store that received none in it takes the window's start (a record received
-# earlier and still not committed, a minute later, is not waited for).
-RECENT_NS = 60 * 10**9
 
 Record = dict[str, Any]
 Source = tuple[str, list[Any]]  # a FROM item of session rows and its parameters
@@ -57,34 +46,6 @@ STARTED = (
     "SELECT session_id, epoch_ns(min(time)) FROM session_events"
     " WHERE type = 'session.started' AND {cond} GROUP BY ALL"
 )
-
-
-@contextmanager
-def one_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The reads inside see the store as of one moment (one read transaction): the as-of point,
-    the moved sessions and the page agree, however many commits land meanwhile. A connection
-    already in a transaction is one snapshot already."""
-    try:
-        con.execute("BEGIN TRANSACTION")
-    except duckdb.TransactionException:
-        yield
-        return
-    try:
-        yield
-    finally:
-        con.execute("ROLLBACK")
-
-
-def as_of(con: duckdb.DuckDBPyConnection, now_ns: int) -> int:
-    """The as-of point (epoch ns) of a listing whose first page is read now: the newest receive
-    time among the records of the last RECENT_NS, else the start of that window."""
-    floor = now_ns - RECENT_NS
-    parts = " UNION ALL ".join(
-        f"SELECT max(received_at) AS r FROM {table} WHERE received_at > make_timestamp_ns(?)"
-        for table, _ in _TIMED
-    )
-    (newest,) = con.execute(f"SELECT epoch_ns(max(r)) FROM ({parts})", [floor] * 3).fetchone()
-    return floor if newest is None else int(newest)
 
 
 def _records(of: str | None = None) -> str:
@@ -102,7 +63,7 @@ def _records(of: str | None = None) -> str:
     return " UNION ALL ".join(
         f"SELECT session_id, coalesce({column}, received_at) AS t FROM {table}"
         f" WHERE {where.format(c=column)}"
-        for table, column in _TIMED
+        for table, column in TIMED
     )
 
 

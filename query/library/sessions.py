@@ -9,7 +9,7 @@ import duckdb
 
 from collector.store.reads import LOG_ROWS, SPAN_ROWS
 
-from . import session_order
+from . import as_of, session_order
 from .display import severity_text
 from .errors import NotFound, QueryError
 from .filters import LogFilter, MetricFilter, PageFilter, SessionFilter
@@ -61,10 +61,10 @@ def list_sessions(
     n = f.limit or limit
     listed = fingerprint("sessions", {**f.__dict__, "limit": None, "cursor": None, "count": None})
     pos = decode_cursor(f.cursor, "sessions", listed, SESSION_KEYS)
-    with session_order.one_snapshot(con):
+    with as_of.one_snapshot(con):
         h = pos.extra.get("h")
         if h is None:  # a first page (or a cursor of a roomscope that kept no as-of point)
-            h = session_order.as_of(con, now)
+            h = as_of.high_water(con, now)
             pos = Position(pos.key, pos.n, {**pos.extra, "h": h})
         elif not isinstance(h, int) or isinstance(h, bool):
             raise QueryError("invalid cursor")
