@@ -1,6 +1,8 @@
-"""Paging (SPEC 8) of the session list and the room list while ingest goes on: no session or
-room repeated or skipped across pages. Sessions are sent with the real OpenTelemetry SDK
-exporters (test_paging.Sender) to a collector on free ports, and read through the API.
+"""Paging (SPEC 8) of the lists whose order ingest can change while they are read: the session
+list (a late, older record moves a session's start), the room list, trace rows (a newer match
+moves a trace): no record repeated or skipped across pages. Records are sent with the real
+OpenTelemetry SDK exporters (test_paging.Sender) to a collector on free ports, and read through
+the API.
 """
 
 from __future__ import annotations
@@ -239,3 +241,42 @@ def test_sessions_are_placed_by_their_records_while_their_rows_trail(start_colle
     in_room = [sid for sid in newest_first if int(sid[2:]) % 6 == 3]
     for limit in (1, 2, 5):
         assert _reader_pages(reader, limit, room="room-3") == in_room, limit
+
+
+# --- trace rows (the console's search): a trace's newest match moves when spans arrive -------
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_trace_rows_hold_the_spans_of_the_first_page(start_collector: Any) -> None:
+    """Trace rows page newest match first. Between two pages a trace not listed yet gains a
+    span newer than every match, and a new trace starts amid the listed ones: the later pages
+    list the first once, in its old place, and not the new one; a new listing shows both."""
+    c = start_collector()
+    sender = Sender(c.http_url)
+    base = time.time_ns() - 900 * SEC
+    ids = [0x7A0 + i for i in range(10)]
+    for i, tid in enumerate(ids):
+        sender.trace(base + i * 10 * SEC, trace_id=tid)
+    sender.flush()
+    names = [f"{tid:032x}" for tid in reversed(ids)]  # newest first
+
+    def rows(**params: Any) -> dict:
+        return get(c.api_url, "/trace_rows", room="busy", **params).json()
+
+    _wait(c, lambda: len(rows(limit=100)["traces"]) == 10)
+    first = rows(limit=3)
+    assert [t["trace_id"] for t in first["traces"]] == names[:3]
+    sender.trace(base + 500 * SEC, spans=1, trace_id=ids[2])  # newer than every match
+    sender.trace(base + 45 * SEC, trace_id=0x7B0)  # a new trace amid the listed ones
+    sender.flush()
+    _wait(c, lambda: len(rows(limit=100)["traces"]) == 11)
+    listed = [t["trace_id"] for t in first["traces"]]
+    cursor = first["next"]
+    while cursor is not None:
+        page = rows(limit=3, cursor=cursor)
+        listed += [t["trace_id"] for t in page["traces"]]
+        cursor = page["next"]
+    assert listed == names
+    fresh = [t["trace_id"] for t in rows(limit=100)["traces"]]
+    assert fresh[0] == f"{ids[2]:032x}" and f"{0x7B0:032x}" in fresh
+    sender.shutdown()
