@@ -125,20 +125,26 @@ def page_rows(
     size = want
     while True:
         rows = _by_row(con, source, where, pos, size)
-        last = min((r[_K0], r[_K1]) for r in rows) if len(rows) == size else None
-        tracked = _started_between(con, last[0] if last else None, pos)
         found = {r["session_id"]: r for r in rows}
-        # Rows whose tracked start is before the range read (rows that trail), or who have none.
-        unknown = starts(con, [sid for sid in found if sid not in tracked])
-        for sid, r in found.items():
-            r[_E] = tracked.get(sid, unknown.get(sid, r[_K0]))
-        others = [sid for sid in tracked if sid not in found] if pos.key else []
-        if len(others) > 2 * size:  # many of another room, say: the rows ahead of the cursor
-            found.update((r["session_id"], r) for r in _ahead(con, source, where, pos, last))
-        elif others:
-            for r in _read(con, source, where, _in(others)):
-                r[_E] = tracked[r["session_id"]]
-                found[r["session_id"]] = r
+        extra: list[Record] = []
+        if len(rows) < size:  # every row at or after the cursor: few
+            last = None
+            tracked = starts(con, list(found))
+            if pos.key:
+                extra = _ahead(con, source, where, pos, None)
+        else:
+            last = min((r[_K0], r[_K1]) for r in rows)
+            tracked = _started_between(con, last[0], pos)
+            # Rows whose tracked start is before the range read (rows that trail), or none.
+            tracked.update(starts(con, [sid for sid in found if sid not in tracked]))
+            others = [sid for sid in tracked if sid not in found] if pos.key else []
+            if len(others) > 2 * size:  # many of another room, say: those ahead of the cursor
+                extra = _ahead(con, source, where, pos, last)
+            elif others:
+                extra = _read(con, source, where, _in(others))
+        for r in [*rows, *extra]:
+            r.setdefault(_E, tracked.get(r["session_id"], r[_K0]))
+            found[r["session_id"]] = r
         more = [sid for sid, start in placed.items() if start is not None and sid not in found]
         if more:
             found.update((r["session_id"], r) for r in _read(con, source, where, _in(more)))
@@ -168,14 +174,9 @@ _STARTS = (
 )
 
 
-def _started_between(
-    con: duckdb.DuckDBPyConnection, lo: int | None, pos: Position
-) -> dict[str, int]:
-    """The tracked starts from ``lo`` (None: the first) to the cursor's (none: the last)."""
-    conds, params = ["TRUE"], []
-    if lo is not None:
-        conds.append("time >= make_timestamp_ns(?)")
-        params.append(lo)
+def _started_between(con: duckdb.DuckDBPyConnection, lo: int, pos: Position) -> dict[str, int]:
+    """The tracked starts from ``lo`` (epoch ns) to the cursor's (none: the last)."""
+    conds, params = ["time >= make_timestamp_ns(?)"], [lo]
     if pos.key:
         conds.append("time <= make_timestamp_ns(?)")
         params.append(pos.key[0])
