@@ -3,10 +3,10 @@
 The session list pages newest first by (start, session id), and a session's start is its
 earliest record (SPEC 3): a late record older than that start moves the session back, maybe
 behind a page already read, where it would be listed again. So the pages of one listing order
-the sessions as of one point, the **as-of** point of the first page: a receive time ``H`` such
-that every record received by ``H`` was in the store when the first page was read (the newest
-``received_at`` then). A session's place on every page is its start among its records received
-by ``H``; the ``started_at`` shown stays the true earliest record.
+the sessions as of one point, the **as-of** point of the first page (query.library.as_of): a
+receive time ``H`` such that every record received by ``H`` was in the store when the first
+page was read (the newest ``received_at`` then). A session's place on every page is its start
+among its records received by ``H``; the ``started_at`` shown stays the true earliest record.
 
 That start is found cheaply for nearly every session:
 
@@ -19,6 +19,10 @@ That start is found cheaply for nearly every session:
   those few sessions the start as of ``H`` is read from their records received by ``H``; a
   session with none did not exist at the first page, and this listing leaves it out (a new
   listing shows it).
+
+A page is read in one read transaction (query.library.as_of.one_snapshot): first by the rows'
+own ``started_at`` (a top-N over the sessions table, as the list always was), then placed by
+those starts, with the few sessions whose place differs from their row (:func:`page_rows`).
 
 A record's time here is its timestamp, or its receive time when it has none (the tracker also
 places a record stamped more than ``sessions.max_future_skew`` ahead of its receive time at
