@@ -52,17 +52,22 @@ class Reader:
         self.now = now
         self.readable = scope(con, project) if project is not None else None
 
+    def clock(self) -> int:
+        """The reader's now (epoch ns)."""
+        return self.now() if self.now is not None else time.time_ns()
+
     def ended_before(self) -> int:
         """Sessions last seen at or before this time (epoch ns) are ended: ``now - idle``."""
-        now = self.now() if self.now is not None else time.time_ns()
-        return now - self.idle_ns
+        return self.clock() - self.idle_ns
 
     # Every list is a page (SPEC 8): its records and ``next``, the cursor of the next page
     # (None after the last). A filter's ``limit`` is the page size (default: default_limit),
     # its ``cursor`` the previous page's ``next``.
 
     def sessions(self, f: SessionFilter) -> Result:
-        page = sessions.list_sessions(self.con, f, self.default_limit, self.ended_before())
+        page = sessions.list_sessions(
+            self.con, f, self.default_limit, self.ended_before(), self.clock()
+        )
         result: Result = {"sessions": page.records, "next": page.next}
         if f.count:
             result["total"] = sessions.count_sessions(self.con, f, self.ended_before())

@@ -9,12 +9,14 @@ import duckdb
 
 from collector.store.reads import LOG_ROWS, SPAN_ROWS
 
+from . import as_of, session_order
 from .display import severity_text
-from .errors import NotFound
+from .errors import NotFound, QueryError
 from .filters import LogFilter, MetricFilter, PageFilter, SessionFilter
 from .paging import (
     Key,
     Page,
+    Position,
     decode_cursor,
     encode_cursor,
     fingerprint,
@@ -43,24 +45,31 @@ SESSIONS = (
 )
 
 
-SESSION_KEYS = (Key("started_at", desc=True, ts=True), Key("session_id", desc=True))
+# Newest first, by each session's start as of the listing's first page (query.library.
+# session_order: a late, older record moves no session across the pages), then by id.
+SESSION_KEYS = (Key("list_start", desc=True, ts=True), Key("session_id", desc=True))
 
 
 def list_sessions(
-    con: duckdb.DuckDBPyConnection, f: SessionFilter, limit: int, ended_before: int
+    con: duckdb.DuckDBPyConnection, f: SessionFilter, limit: int, ended_before: int, now: int
 ) -> Page:
     """A page of sessions, newest first (by start, then id); ``ended_before``: sessions last
-    seen then or earlier are ended."""
+    seen then or earlier are ended; ``now`` (epoch ns): the clock of a first page.
+
+    All pages of a listing hold the sessions as of its first page: the cursor keeps that
+    page's as-of point (``h``), and the start each session had then is its place."""
     n = f.limit or limit
     listed = fingerprint("sessions", {**f.__dict__, "limit": None, "cursor": None, "count": None})
     pos = decode_cursor(f.cursor, "sessions", listed, SESSION_KEYS)
-    conds, params = session_where(f)
-    after, aparams = from_position(SESSION_KEYS, pos)
-    sql = (
-        f"SELECT {select_list('sessions')}{key_columns(SESSION_KEYS)} FROM {SESSIONS}"
-        f"{where_sql([*conds, *after])} ORDER BY {order_by(SESSION_KEYS)} LIMIT ?"
-    )
-    rows = fetch_records(con, sql, [ended_before, *params, *aparams, read_limit(n, pos)])
+    with as_of.one_snapshot(con):
+        h = pos.extra.get("h")
+        if h is None:  # a first page (or a cursor of a roomscope that kept no as-of point)
+            h = as_of.high_water(con, now)
+            pos = Position(pos.key, pos.n, {**pos.extra, "h": h})
+        elif not isinstance(h, int) or isinstance(h, bool):
+            raise QueryError("invalid cursor")
+        source = (SESSIONS, [ended_before])
+        rows = session_order.page_rows(con, source, session_where(f), pos, read_limit(n, pos), h)
     return page_of(rows, SESSION_KEYS, pos, n, lambda p: encode_cursor("sessions", listed, p))
 
 

@@ -9,6 +9,7 @@ page of traces costs a few row groups each, not a scan.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,8 @@ import duckdb
 
 from collector.store.reads import SPAN_ROWS
 
+from .as_of import high_water
+from .errors import QueryError
 from .filters import SpanFilter
 from .paging import Key, Page, Position, decode_cursor, encode_cursor, fingerprint
 from .trace_search import search_traces
@@ -66,7 +69,15 @@ def trace_rows(
     listed = fingerprint(LIST, {**f.__dict__, "limit": None, "cursor": None})
     pos = decode_cursor(f.cursor, LIST, listed, KEYS)
     after = (int(pos.key[0]), str(pos.key[1])) if pos.key else None
-    found = search_traces(con, replace(f, limit=None, cursor=None), n + 1, per_trace, after)
+    # A trace's newest match moves when a newer matching span arrives: the pages hold the spans
+    # received by the first page's as-of point (query.library.as_of), so none moves a trace
+    # from a page still to come to one already read; a new listing shows them.
+    h = pos.extra.get("h")
+    if h is None:
+        h = high_water(con, time.time_ns(), (SPAN_ROWS,))
+    elif not isinstance(h, int) or isinstance(h, bool):
+        raise QueryError("invalid cursor")
+    found = search_traces(con, replace(f, limit=None, cursor=None), n + 1, per_trace, after, h)
     shown = found[:n]
     counts = _counts(con, shown)
     records = []
@@ -99,7 +110,9 @@ def trace_rows(
     last = shown[-1] if shown else None
     more = len(found) > n and last is not None and last["last_match_ns"] is not None
     cursor = (
-        encode_cursor(LIST, listed, Position((last["last_match_ns"], last["trace_id"]), 1))
+        encode_cursor(
+            LIST, listed, Position((last["last_match_ns"], last["trace_id"]), 1, {"h": h})
+        )
         if more and last is not None
         else None
     )

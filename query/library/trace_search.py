@@ -43,10 +43,12 @@ def find_traces(
     f: SpanFilter,
     limit: int,
     after: tuple[int, str] | None = None,
+    received_by: int | None = None,
 ) -> Found:
     """The ids of the newest ``limit`` traces with a matching span (newest match first), the
     matching spans' ids of each (newest first) and the first and last start of those (ns);
-    ``after``: only the traces after this (newest match start ns, trace id) in that order."""
+    ``after``: only the traces after this (newest match start ns, trace id) in that order;
+    ``received_by`` (epoch ns): only spans received by then match (a listing's as-of point)."""
     having, hparams = "", []
     if after is not None:
         having = (
@@ -56,6 +58,8 @@ def find_traces(
         hparams = [after[0], after[0], after[1]]
     maps = attribute_key_maps(con, filter_keys(f))
     conds, params = span_where(replace(f, limit=None), key_maps=maps)
+    if received_by is not None:
+        conds, params = [*conds, "received_at <= make_timestamp_ns(?)"], [*params, received_by]
     newest = newest_start(con)
     windows: list[list[str]] = []
     wparams: list[list[Any]] = []
@@ -185,14 +189,16 @@ def search_traces(
     limit: int,
     per_trace: int,
     after: tuple[int, str] | None = None,
+    received_by: int | None = None,
 ) -> list[Record]:
     """The newest ``limit`` traces with a matching span: trace id, root service and name,
     start (epoch ns), duration (ns), up to ``per_trace`` matching spans (span_id, start_ns,
     duration_ns, name, service_name) and how many matched.
 
     Root and extent come from the spans near the matches (:func:`_near`); a trace whose root
-    is not among them is read whole, through trace_index."""
-    ids, matched, around, rooms = find_traces(con, f, limit, after)
+    is not among them is read whole, through trace_index. ``after``, ``received_by``: as
+    :func:`find_traces`."""
+    ids, matched, around, rooms = find_traces(con, f, limit, after, received_by)
     near = _near(con, ids, around, rooms)
     rootless = [t for t in ids if not any(not s["parent_span_id"] for s in near.get(t, []))]
     for tid, spans in trace_spans(con, rootless, around).items():

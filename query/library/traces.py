@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from collector.store.reads import SPAN_ROWS
 
+from .as_of import high_water
 from .display import printable
 from .errors import NotFound, QueryError
 from .filters import SpanFilter, format_ns_duration
@@ -106,9 +107,10 @@ def newest_start(con: duckdb.DuckDBPyConnection) -> int | None:
 
 # A session's spans in trace order (SPEC 8): traces by their first span's start, a trace's
 # spans together, by start. What a trace's first start is, is fixed for all pages of a listing
-# by its snapshot time (the first page's clock): only spans received by then are listed, so a
-# trace's root arriving after its children (the SDK exports a span when it ends) moves no trace
-# across a page boundary; spans received later show in a new listing.
+# by its snapshot time (the first page's as-of point, query.library.as_of: the newest receive
+# time in the store then): only spans received by then are listed, so a trace's root arriving
+# after its children (the SDK exports a span when it ends) moves no trace across a page
+# boundary; spans received later show in a new listing.
 SESSION_KEYS = (
     Key("trace_start", ts=True),
     Key("trace_id"),
@@ -128,7 +130,7 @@ def session_spans(
     listed = fingerprint("spans", session_id, {**f.__dict__, "limit": None, "cursor": None})
     pos = decode_cursor(f.cursor, "spans", listed, SESSION_KEYS)
     if "as_of" not in pos.extra:
-        pos = Position(pos.key, pos.n, {"as_of": time.time_ns()})
+        pos = Position(pos.key, pos.n, {"as_of": high_water(con, time.time_ns(), (SPAN_ROWS,))})
     as_of = pos.extra["as_of"]
     if not isinstance(as_of, int) or isinstance(as_of, bool):
         raise QueryError("invalid cursor")
