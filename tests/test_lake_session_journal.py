@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 from conftest import lake_settings, make_settings
@@ -19,7 +20,7 @@ from test_ducklake import _alternate, _session_outcome
 from test_sessions import post
 
 from collector.store import DuckLakeStore, SessionPlan, SessionState, create_store
-from collector.store.lake_connect import LAKE
+from collector.store.lake_connect import LAKE, LakeConfig, connect
 from collector.store.lake_session_journal import JOURNAL
 from collector.store.lake_sessions import changed_sessions
 
@@ -157,3 +158,25 @@ def test_the_journal_holds_what_landed_and_says_when_a_commit_is_missing(
     finally:
         a.close()
         b.close()
+
+
+def test_ducklake_refuses_a_stale_delete_after_any_insert_into_the_table(postgres, tmp_path):
+    """Why a session turn holds the lock from its transaction's start, records included
+    (docs/scale-out.md): a transaction that deletes from a table (a session row's update)
+    cannot commit once another inserted into that table after its snapshot — whichever rows
+    or files — so the session rows' writers cannot overlap, by room or otherwise, and a
+    transaction begun before the lock (to write the records outside it) would always conflict.
+    Should a DuckLake release merge such commits, this test fails: the lock could then shrink."""
+    con = connect(LakeConfig(postgres.create_database("conflicts"), str(tmp_path)), "256MB")
+    try:
+        con.execute("CREATE TABLE lake.sessions AS SELECT range AS i FROM range(100)")
+        con.execute("CREATE TABLE lake.span_data (i BIGINT)")
+        mine, other = con.cursor(), con.cursor()
+        mine.begin()
+        mine.execute("INSERT INTO lake.span_data VALUES (1)")  # the records, before the lock
+        other.execute("INSERT INTO lake.sessions VALUES (1000)")  # another room's new session
+        mine.execute("DELETE FROM lake.sessions WHERE i = 5")  # this room's session, updated
+        with pytest.raises(duckdb.TransactionException, match=r"(?i)conflict"):
+            mine.commit()
+    finally:
+        con.close()
