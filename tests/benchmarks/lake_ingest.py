@@ -2,8 +2,8 @@
 DuckLake against one DuckDB-file collector, in the same sitting, over OTLP/HTTP protobuf.
 
 Starts a throwaway PostgreSQL (tests/postgres.py) for the lake's catalog, then alternates
-rounds: the file collector fed by --connections connections, then two replicas on one lake
-(a new lake each round, files in a temp directory) fed by --connections / 2 each. Each round
+rounds: the file collector fed by --connections connections, then two (--replicas) replicas on
+one lake (a new lake each round, files in a temp directory) sharing the connections. Each round
 counts the spans of 200 answers, stops the servers, checks the store holds exactly that many
 (every ack committed) and prints acked spans/s and the collectors' CPU time a span. Replicas
 also print their commits, the time they held the session lock and where a turn spent it (ms a
@@ -101,12 +101,12 @@ def round_lake(workdir: Path, pg, n: int, args, bodies, spans) -> float:
         "ROOMSCOPE_STORE_CATALOG": catalog,
         "ROOMSCOPE_STORE_DATA_PATH": str(data),
     }
-    for i in range(2):
+    for i in range(args.replicas):
         (workdir / f"r{n}-{i}").mkdir()
-    replicas = [Server(workdir / f"r{n}-{i}", env) for i in range(2)]
+    replicas = [Server(workdir / f"r{n}-{i}", env) for i in range(args.replicas)]
     targets = [f"http://127.0.0.1:{r.ports['http']}" for r in replicas]
     started = sum(cpu_seconds(r) for r in replicas)
-    stats, elapsed = feed(targets, args.connections // 2, bodies, spans, args.seconds)
+    stats, elapsed = feed(targets, args.connections // args.replicas, bodies, spans, args.seconds)
     cpu = sum(cpu_seconds(r) for r in replicas) - started
     for r in replicas:
         r.stop()
@@ -128,9 +128,10 @@ def round_lake(workdir: Path, pg, n: int, args, bodies, spans) -> float:
             phases[k] = phases.get(k, 0.0) + v
     split = ", ".join(f"{k} {v / max(total, 1) * 1000:.1f}" for k, v in phases.items())
     print(
-        f"lake : {rate:9,.0f} spans/s acked by 2 replicas ({dict(stats.statuses)}), stored ="
-        f" acked; {total} commits ({stats.acked_spans / max(total, 1):,.0f} spans each),"
-        f" {files} files; session lock held {held:.1f} s of {2 * elapsed:.1f} replica-s"
+        f"lake : {rate:9,.0f} spans/s acked by {args.replicas} replica(s)"
+        f" ({dict(stats.statuses)}), stored = acked; {total} commits"
+        f" ({stats.acked_spans / max(total, 1):,.0f} spans each), {files} files; session lock"
+        f" held {held:.1f} s of {args.replicas * elapsed:.1f} replica-s"
         f" = {per:.1f} ms a commit ({split}); replicas' CPU"
         f" {cpu / max(stats.acked_spans, 1) * 1e6:.1f} us a span",
         flush=True,
@@ -143,6 +144,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--replicas", type=int, default=2, help="1: a replica's turns uncontended")
     ap.add_argument("--spans-per-request", type=int, default=512)
     args = ap.parse_args()
     spans = args.spans_per_request
@@ -155,7 +157,7 @@ def main() -> None:
             lake_rates.append(round_lake(workdir, pg, n, args, bodies, spans))
     ratios = [lake / file for lake, file in zip(lake_rates, file_rates, strict=True)]
     print(
-        f"median: file {statistics.median(file_rates):,.0f}, two replicas"
+        f"median: file {statistics.median(file_rates):,.0f}, {args.replicas} replica(s)"
         f" {statistics.median(lake_rates):,.0f} spans/s; lake/file per round"
         f" {', '.join(f'{r:.2f}' for r in ratios)}"
     )
