@@ -19,7 +19,13 @@ from otlp_factory import trace_request
 from test_ducklake import _alternate, _session_outcome
 from test_sessions import post
 
-from collector.store import DuckLakeStore, SessionPlan, SessionState, create_store
+from collector.store import (
+    DuckLakeStore,
+    SessionPlan,
+    SessionState,
+    create_store,
+    lake_session_journal,
+)
 from collector.store.lake_connect import LAKE, LakeConfig, connect
 from collector.store.lake_session_journal import JOURNAL
 from collector.store.lake_sessions import changed_sessions
@@ -154,6 +160,32 @@ def test_the_journal_holds_what_landed_and_says_when_a_commit_is_missing(
         )
         with b.session_turn() as changed:  # so the turn reads the change feed
             assert {s.session_id for s in changed} == {"s1", "s2", "s3"}
+        assert b.stats["feed_reads"] == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_old_journal_rows_are_pruned_and_then_read_from_the_change_feed(
+    postgres, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(lake_session_journal, "PRUNE_EVERY", 2)
+    settings = lake_settings(postgres, tmp_path / "lake")
+    a, b = (create_store(make_settings(tmp_path / f"{n}.duckdb", **settings)) for n in "ab")
+    assert isinstance(a, DuckLakeStore) and isinstance(b, DuckLakeStore)
+    a.open()
+    b.open()
+    try:
+        s1 = SessionState("s1", "acme", "hall", "explicit", S, 2 * S, None, span_count=1)
+        _commit(a, _plan(s1, created=True))
+        with psycopg.connect(settings["store.catalog"], autocommit=True) as pg:
+            age = f"UPDATE {JOURNAL} SET written = now() - %s::interval"
+            pg.execute(age, [f"{lake_session_journal.KEEP_SECONDS + 60} seconds"])
+            s2 = dataclasses.replace(s1, session_id="s2")
+            _commit(a, _plan(s2, created=True))  # the second write: old rows deleted
+            assert pg.execute(f"SELECT count(*) FROM {JOURNAL}").fetchone() == (1,)
+        with b.session_turn() as changed:
+            assert {s.session_id for s in changed} == {"s1", "s2"}
         assert b.stats["feed_reads"] == 1
     finally:
         a.close()

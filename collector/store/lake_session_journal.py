@@ -18,7 +18,8 @@ The journal is only a shortcut; DuckLake stays the truth:
   has no journal row — a collector of an older version, ``roomscope migrate``, a test's own
   statements — makes :func:`read` answer None, and the caller reads ``table_changes`` instead;
 - rows older than ``KEEP_SECONDS`` are deleted now and then; a replica that has not taken a
-  turn for that long finds them missing and reads ``table_changes`` the same way.
+  turn for that long (its turns come at least every sweep interval while it runs) finds them
+  missing and reads ``table_changes`` the same way.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ import psycopg
 from .session_rows import SessionPlan, SessionState
 
 JOURNAL = "roomscope_session_journal"
-KEEP_SECONDS = 3600  # journal rows older than this are deleted (see the module)
-PRUNE_EVERY = 500  # journal writes between two deletions of old rows
+# Journal rows older than this are deleted (see the module). A running replica takes a turn at
+# least every sessions.sweep_interval (5 s), and the lake's snapshots expire after as long.
+KEEP_SECONDS = 600
+PRUNE_EVERY = 100  # journal writes between two deletions of old rows
 
-CREATE = (
+CREATE = [
     f"CREATE TABLE IF NOT EXISTS {JOURNAL} (tag text PRIMARY KEY,"
-    " written timestamptz NOT NULL DEFAULT now(), states jsonb NOT NULL)"
-)
+    " written timestamptz NOT NULL DEFAULT now(), states jsonb NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS {JOURNAL}_written ON {JOURNAL} (written)",
+]
 _INSERT = f"INSERT INTO {JOURNAL} (tag, states) VALUES (%s, %s)"
 _PRUNE = f"DELETE FROM {JOURNAL} WHERE written < now() - %s::interval"
 
@@ -100,8 +104,9 @@ class SessionJournal:
     def _ensure(self, con: psycopg.Connection) -> None:
         if not self._ready:
             # UniqueViolation: another replica made it at the same moment.
-            with contextlib.suppress(psycopg.errors.UniqueViolation):
-                con.execute(CREATE)
+            for statement in CREATE:
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    con.execute(statement)
             self._ready = True
 
     def write(self, con: psycopg.Connection, tag: str, states: list[SessionState]) -> None:
