@@ -127,7 +127,7 @@ def test_the_journal_holds_what_landed_and_says_when_a_commit_is_missing(
             "s1", "acme", "hall", "explicit", 1 * S, 2 * S, None, span_count=3,
             services=("agent", "tools"), joined=(1 * S, 2 * S),
         )  # fmt: skip
-        s2 = SessionState("s2", "acme", "den", "inferred", 5 * S, 6 * S, None, log_count=1)
+        s2 = SessionState("s2", "acme", "d\x00n", "inferred", 5 * S, 6 * S, None, log_count=1)
         _commit(a, _plan(s1, created=True))
         _commit(a, _plan(s2, created=True))
         later = dataclasses.replace(s1, last_seen_at=9 * S, span_count=7, ended_at=9 * S)

@@ -39,8 +39,9 @@ KEEP_SECONDS = 600
 PRUNE_EVERY = 100  # journal writes between two deletions of old rows
 
 CREATE = [
+    # states: JSON as text (jsonb refuses the \u0000 a hostile attribute value may hold).
     f"CREATE TABLE IF NOT EXISTS {JOURNAL} (tag text PRIMARY KEY,"
-    " written timestamptz NOT NULL DEFAULT now(), states jsonb NOT NULL)",
+    " written timestamptz NOT NULL DEFAULT now(), states text NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS {JOURNAL}_written ON {JOURNAL} (written)",
 ]
 _INSERT = f"INSERT INTO {JOURNAL} (tag, states) VALUES (%s, %s)"
@@ -49,7 +50,7 @@ _PRUNE = f"DELETE FROM {JOURNAL} WHERE written < now() - %s::interval"
 # Other authors' snapshots in (after, upto] that inserted session rows (into a data file or
 # inlined in the catalog), with their journal rows where there is one, oldest first.
 _READ = f"""
-SELECT c.snapshot_id, j.states::text
+SELECT c.snapshot_id, j.states
 FROM ducklake_snapshot_changes c LEFT JOIN {JOURNAL} j ON j.tag = c.commit_message
 WHERE c.snapshot_id > %(after)s AND c.snapshot_id <= %(upto)s
   AND c.author IS DISTINCT FROM %(me)s
