@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from ..errors import SettingsError, StoreError, StoreUnavailable
 from .duckdb_store import _append, _attribute_keys, _one_table, known_ids, unseen_rows
-from .faults import is_store_trouble
+from .faults import is_conflict, is_unreachable
 from .interface import Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
 from .lake_layout import META, table_statements, tuning_statements
@@ -51,45 +51,6 @@ Transaction = Callable[[duckdb.DuckDBPyConnection], None]
 
 CONFLICT_RETRIES = 20  # whole-transaction retries of a commit DuckLake could not merge
 UNKNOWN_OUTCOME_WAIT = 5.0  # seconds to wait for the catalog to say whether a commit landed
-
-# Error text that means the catalog or the object store cannot be reached (not bad data).
-_UNREACHABLE = (
-    "connection",
-    "could not connect",
-    "unable to connect",
-    "server closed",
-    "refused",
-    "timed out",
-    "timeout",
-    "terminating",
-    "no route",
-    "broken pipe",
-    "http error",
-    "http request",
-)
-# Errors about a statement or its data, whatever their text says (a value may hold a URL).
-_DATA_ERRORS = (
-    duckdb.ConversionException,
-    duckdb.InvalidInputException,
-    duckdb.BinderException,
-    duckdb.ParserException,
-    duckdb.ConstraintException,
-    duckdb.CatalogException,
-)
-
-
-def is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """True when a lake operation failed because the catalog or the files are out of reach."""
-    if isinstance(exc, _DATA_ERRORS):
-        return False
-    if is_store_trouble(exc):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and any(s in text for s in _UNREACHABLE)
 
 
 class DuckLakeStore:
