@@ -193,7 +193,12 @@ def apply_plan(plan: SessionPlan, con: duckdb.DuckDBPyConnection) -> None:
     updates = plan.updates if plan.flushes else {}
     rows = written_states(plan)
     if updates:
-        con.execute("DELETE FROM sessions WHERE list_contains(?, session_id)", [list(updates)])
+        # IN, not list_contains: DuckLake skips the files whose range of ids misses them
+        # (inferred sessions' ids are ULIDs, in time order; tests/benchmarks/lake_session_delete.py)
+        con.execute(
+            "DELETE FROM sessions WHERE session_id IN (SELECT unnest(?::VARCHAR[]))",
+            [list(updates)],
+        )
     if rows:
         _roomscope_rows = pa.Table.from_pylist(  # read by DuckDB (a replacement scan)
             [dict(zip(_SESSIONS.names, _session_row(s), strict=True)) for s in rows],
