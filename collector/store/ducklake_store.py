@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from ..errors import SettingsError, StoreError, StoreUnavailable
 from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_rows
-from .faults import is_store_trouble
+from .faults import is_conflict, is_unreachable
 from .interface import Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
 from .lake_layout import META, table_statements, tuning_statements
@@ -51,45 +51,6 @@ Transaction = Callable[[duckdb.DuckDBPyConnection], None]
 
 CONFLICT_RETRIES = 20  # whole-transaction retries of a commit DuckLake could not merge
 UNKNOWN_OUTCOME_WAIT = 5.0  # seconds to wait for the catalog to say whether a commit landed
-
-# Error text that means the catalog or the object store cannot be reached (not bad data).
-_UNREACHABLE = (
-    "connection",
-    "could not connect",
-    "unable to connect",
-    "server closed",
-    "refused",
-    "timed out",
-    "timeout",
-    "terminating",
-    "no route",
-    "broken pipe",
-    "http error",
-    "http request",
-)
-# Errors about a statement or its data, whatever their text says (a value may hold a URL).
-_DATA_ERRORS = (
-    duckdb.ConversionException,
-    duckdb.InvalidInputException,
-    duckdb.BinderException,
-    duckdb.ParserException,
-    duckdb.ConstraintException,
-    duckdb.CatalogException,
-)
-
-
-def is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """True when a lake operation failed because the catalog or the files are out of reach."""
-    if isinstance(exc, _DATA_ERRORS):
-        return False
-    if is_store_trouble(exc):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and any(s in text for s in _UNREACHABLE)
 
 
 class DuckLakeStore:
@@ -117,8 +78,13 @@ class DuckLakeStore:
         self._unknown_tag: str | None = None  # a commit whose outcome is not known yet
         self._session_lock = SessionLock(config.catalog)
         self._seen = 0  # the snapshot up to which other replicas' session rows were adopted
-        self.stats = {"commits": 0, "conflicts": 0, "reconciled": 0, "turns": 0}
+        self.stats = dict.fromkeys(
+            ("commits", "conflicts", "reconciled", "turns", "adopted", "feed_reads"), 0
+        )
         self.turn_seconds = 0.0  # time spent holding the session lock
+        # Where a turn's time goes: reading the others' session rows, writing the records,
+        # the session rows, the journal, the COMMIT (seconds, summed; logged at close).
+        self.phases = dict.fromkeys(("read", "records", "sessions", "journal", "commit"), 0.0)
 
     @property
     def location(self) -> str:
@@ -137,18 +103,29 @@ class DuckLakeStore:
         """The replicas' turn to write session rows (collector/store/lake_sessions.py)."""
         with self._session_lock.held(self.replica, self._seen) as (upto, foreign):
             began = time.perf_counter()
-            try:
-                changed = changed_sessions(self.con, LAKE, self._seen, upto) if foreign else []
-            except duckdb.Error as exc:
-                if not is_unreachable(exc):
-                    raise
-                raise StoreUnavailable(f"lake cannot be read: {exc}") from exc
+            changed = self._changed(upto) if foreign else []
+            self.phases["read"] += time.perf_counter() - began
+            self.stats["adopted"] += len(changed)
             self._seen = upto
             try:
                 yield changed
             finally:
                 self.stats["turns"] += 1
                 self.turn_seconds += time.perf_counter() - began
+
+    def _changed(self, upto: int) -> list[SessionState]:
+        """Other replicas' session rows since this replica's last turn: from the journal, or
+        from the change feed when the journal lacks a commit of theirs."""
+        changed = self._session_lock.journaled(self.replica, self._seen, upto)
+        if changed is not None:
+            return changed
+        self.stats["feed_reads"] += 1
+        try:
+            return changed_sessions(self.con, LAKE, self._seen, upto)
+        except duckdb.Error as exc:
+            if not is_unreachable(exc):
+                raise
+            raise StoreUnavailable(f"lake cannot be read: {exc}") from exc
 
     # -- opening and closing --------------------------------------------------------------
     def open(self) -> None:
@@ -223,12 +200,15 @@ class DuckLakeStore:
         if self.stats["commits"]:
             log.info(
                 "lake: %d commits, %d conflicts retried, %d reconciled; %d session turns"
-                " holding the lock %.3f s",
+                " holding the lock %.3f s (%s), waiting for it %.3f s; %d change-feed reads",
                 self.stats["commits"],
                 self.stats["conflicts"],
                 self.stats["reconciled"],
                 self.stats["turns"],
                 self.turn_seconds,
+                ", ".join(f"{k} {v:.3f}" for k, v in self.phases.items()),
+                self._session_lock.waited,
+                self.stats["feed_reads"],
             )
         self._session_lock.close()
         with self._lock:
@@ -257,13 +237,11 @@ class DuckLakeStore:
         self, tables: Mapping[str, Sequence[pa.Table]], sessions: SessionPlan | None = None
     ) -> None:
         """Commit the batches and the session rows in one lake transaction (see the module)."""
-        plan = sessions
-        also = (lambda con: apply_plan(plan, con)) if plan is not None else None
-        self._committed(lambda tag: self._write(tables, also, tag))
+        self._committed(lambda tag: self._write(tables, sessions, None, tag))
 
     def execute(self, fn: Transaction) -> None:
         """Run statements in one lake transaction (maintenance, tests)."""
-        self._committed(lambda tag: self._write({}, fn, tag))
+        self._committed(lambda tag: self._write({}, None, fn, tag))
 
     def _committed(self, write: Callable[[str], None]) -> None:
         """Run ``write`` with a fresh tag until it commits: conflicts are retried; when the
@@ -324,10 +302,15 @@ class DuckLakeStore:
         self._unknown_tag = None
 
     def _write(
-        self, tables: Mapping[str, Sequence[pa.Table]], also: Transaction | None, tag: str
+        self,
+        tables: Mapping[str, Sequence[pa.Table]],
+        plan: SessionPlan | None,
+        also: Transaction | None,
+        tag: str,
     ) -> None:
         new_keys: set[tuple[str, str]] = set()
         new_ids: dict[str, set[int]] = {}
+        began = time.perf_counter()
         with self._transaction(tag) as con:
             for name, batches in tables.items():
                 batch = one_table(batches)
@@ -342,11 +325,23 @@ class DuckLakeStore:
                 con.executemany(
                     f"INSERT INTO {ATTRIBUTE_KEYS} VALUES (?, ?)", [list(k) for k in new_keys]
                 )
+            began = self._phase("records", began)
+            if plan is not None:
+                apply_plan(plan, con)
+                began = self._phase("sessions", began)
+                self._session_lock.journal(tag, plan)  # the others' shortcut to the rows
+                began = self._phase("journal", began)
             if also is not None:
                 also(con)
+        self._phase("commit", began)
         self._attribute_keys |= new_keys
         for name, ids in new_ids.items():
             self._known[name] |= ids
+
+    def _phase(self, name: str, began: float) -> float:
+        now = time.perf_counter()
+        self.phases[name] += now - began
+        return now
 
     def probe(self) -> None:
         """Returns once the catalog answers and the data path can be written."""

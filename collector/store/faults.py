@@ -1,4 +1,5 @@
-"""Which DuckDB errors mean the store cannot be written (retryable), not bad data."""
+"""Which DuckDB errors mean the store cannot be written (retryable), not bad data; for a lake,
+which mean a commit conflict or the catalog or the files out of reach."""
 
 from __future__ import annotations
 
@@ -41,3 +42,43 @@ def needs_reopen(exc: BaseException) -> bool:
     """DuckDB invalidates the database after a fatal I/O error; only a reopen brings it back."""
     text = str(exc).lower()
     return isinstance(exc, duckdb.FatalException) or "invalidated" in text or "closed" in text
+
+
+# Error text that means the catalog or the object store cannot be reached (not bad data).
+_UNREACHABLE = (
+    "connection",
+    "could not connect",
+    "unable to connect",
+    "server closed",
+    "refused",
+    "timed out",
+    "timeout",
+    "terminating",
+    "no route",
+    "broken pipe",
+    "http error",
+    "http request",
+)
+# Errors about a statement or its data, whatever their text says (a value may hold a URL).
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.BinderException,
+    duckdb.ParserException,
+    duckdb.ConstraintException,
+    duckdb.CatalogException,
+)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when a lake operation failed because the catalog or the files are out of reach."""
+    if isinstance(exc, _DATA_ERRORS):
+        return False
+    if is_store_trouble(exc):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(s in text for s in _UNREACHABLE)

@@ -7,10 +7,12 @@ group commit of records, a sweep) runs inside a *session turn*, which
 
 1. takes a PostgreSQL advisory lock in the catalog database (:class:`SessionLock`, on a
    connection of its own; a replica that dies loses its connection and with it the lock), then
-2. reads the session rows other replicas changed since this replica's last turn, from
-   DuckLake's change feed (``table_changes`` between two snapshots): the tracker adopts them
-   before it plans, as if it had made those changes itself;
-3. the caller prepares and commits; the lock is released after the commit.
+2. reads the session rows other replicas changed since this replica's last turn: from the
+   session journal (:mod:`collector.store.lake_session_journal`, one PostgreSQL query), or,
+   when a commit is missing there, from DuckLake's change feed (``table_changes`` between two
+   snapshots): the tracker adopts them before it plans, as if it had made those changes itself;
+3. the caller prepares and commits, writing its session rows to the journal just before the
+   COMMIT; the lock is released after the commit.
 
 The outcome is that of one collector receiving the records in commit order. The cost is that
 commits that write session rows do not overlap across replicas (the decoding, most of ingest's
@@ -29,6 +31,7 @@ import psycopg
 import pyarrow as pa
 
 from ..errors import StoreUnavailable
+from .lake_session_journal import SessionJournal, written_states
 from .session_rows import SessionPlan, SessionState, _session_row
 
 LOCK_KEY = zlib.crc32(b"roomscope.sessions")  # the advisory lock's key (one per catalog)
@@ -41,6 +44,8 @@ class SessionLock:
     def __init__(self, catalog: str):
         self.catalog = catalog
         self._con: psycopg.Connection | None = None
+        self._journal = SessionJournal()
+        self.waited = 0.0  # seconds spent waiting for the lock
 
     def _connection(self) -> psycopg.Connection:
         if self._con is None or self._con.closed:
@@ -57,7 +62,9 @@ class SessionLock:
         an indexed query, instead of a scan of the change feed at every turn."""
         try:
             con = self._connection()
+            began = time.perf_counter()
             con.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+            self.waited += time.perf_counter() - began
             row = con.execute(_SINCE, [me, after]).fetchone()
         except psycopg.Error as exc:
             self.close()
@@ -69,6 +76,27 @@ class SessionLock:
                 con.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
             except psycopg.Error:
                 self.close()  # the lock went with the connection
+
+    def journaled(self, me: str, after: int, upto: int) -> list[SessionState] | None:
+        """Other replicas' session rows of snapshots ``after`` + 1 … ``upto`` from the journal,
+        or None when it lacks one of those commits (read ``table_changes`` then)."""
+        try:
+            return self._journal.read(self._connection(), me, after, upto)
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreUnavailable(f"lake catalog cannot be reached: {exc}") from exc
+
+    def journal(self, tag: str, plan: SessionPlan) -> None:
+        """Record the session rows ``plan`` writes in the commit tagged ``tag`` (the lock held,
+        before the COMMIT)."""
+        states = written_states(plan)
+        if not states:
+            return
+        try:
+            self._journal.write(self._connection(), tag, states)
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreUnavailable(f"lake catalog cannot be reached: {exc}") from exc
 
     def close(self) -> None:
         if self._con is not None:
@@ -163,9 +191,14 @@ def apply_plan(plan: SessionPlan, con: duckdb.DuckDBPyConnection) -> None:
     events): each DuckLake UPDATE scans the table and reads the catalog, so the changed rows
     are deleted at once and inserted again, and the events inserted in one statement."""
     updates = plan.updates if plan.flushes else {}
-    rows = [s for sid, s in plan.states.items() if sid in plan.created] + list(updates.values())
+    rows = written_states(plan)
     if updates:
-        con.execute("DELETE FROM sessions WHERE list_contains(?, session_id)", [list(updates)])
+        # IN, not list_contains: DuckLake skips the files whose range of ids misses them
+        # (inferred sessions' ids are ULIDs, in time order; tests/benchmarks/lake_session_delete.py)
+        con.execute(
+            "DELETE FROM sessions WHERE session_id IN (SELECT unnest(?::VARCHAR[]))",
+            [list(updates)],
+        )
     if rows:
         _roomscope_rows = pa.Table.from_pylist(  # read by DuckDB (a replacement scan)
             [dict(zip(_SESSIONS.names, _session_row(s), strict=True)) for s in rows],
