@@ -181,8 +181,9 @@ SETTINGS: tuple[Setting, ...] = (
         "1GiB",
         "DuckDB's memory budget (its buffer cache and the working memory of queries), for the"
         " collector's database and for a store read with --db: e.g. 512MB, 1GiB, 4GB. A query"
-        " that needs more spills to the folder store.path + .tmp where DuckDB can (sorts,"
-        " joins, grouping) and fails with an out-of-memory error where it cannot; ingest goes on.",
+        " that needs more spills to the folder store.path + .tmp (a --db reader: a folder"
+        " store.path + .tmp-PID-RANDOM of its own) where DuckDB can (sorts, joins, grouping)"
+        " and fails with an out-of-memory error where it cannot; ingest goes on.",
         str,
         _memory,
     ),
@@ -532,6 +533,17 @@ url = "grpc://otel-collector:4317"
         "Rows an ad-hoc SQL query returns at most (results are streamed and cut there).",
         int,
         _positive,
+    ),
+    Setting(
+        "query",
+        "stream_memory_limit",
+        "64MiB",
+        "DuckDB's memory budget while the CLI prints every span of a session from a store file"
+        " (--db, roomscope session traces -o jsonl or -o csv), in place of store.memory_limit:"
+        " the read streams a batch of traces at a time, and a bigger budget only caches more of"
+        " the file's blocks.",
+        str,
+        _memory,
     ),
     Setting(
         "usage",
