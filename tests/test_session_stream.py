@@ -6,13 +6,16 @@ the store's budget instead."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -27,7 +30,9 @@ from test_query_fixtures import World
 
 from collector.store.reads import open_reader
 from query.cli import main
-from query.cli.source import open_source
+from query.cli.output import OutputFormat
+from query.cli.pages import stream_records
+from query.cli.source import RemoteSource, open_source
 from query.library.filters import SpanFilter
 from query.library.session_stream import stream_session_spans
 
@@ -233,3 +238,29 @@ def test_the_stream_of_an_unknown_session_is_not_found(world: World) -> None:
     with world.offline() as db:
         out = CliRunner().invoke(main, ["--db", db, "session", "traces", "nope", "-o", "jsonl"])
     assert out.exit_code == 1 and "nope" in out.output
+
+
+class _Spans(list):
+    """A page's spans that can be watched for being freed."""
+
+
+def test_through_server_a_page_is_freed_before_the_next_is_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--server: the stream pages through the API, one page's spans held at a time."""
+    alive: list[bool] = []
+    previous: list[weakref.ref] = []
+
+    def session_spans(self: RemoteSource, session_id: str, f: SpanFilter) -> dict[str, Any]:
+        gc.collect()
+        alive.extend(ref() is not None for ref in previous)
+        n = int(f.cursor or 0)
+        spans = _Spans([{"n": n}])
+        previous.append(weakref.ref(spans))
+        return {"spans": spans, "next": str(n + 1) if n < 4 else None}
+
+    monkeypatch.setattr(RemoteSource, "session_spans", session_spans)
+    source = RemoteSource("http://127.0.0.1:9", timeout=1, token=None)
+    stream_records(OutputFormat.JSONL, source.session_spans_stream("s", SpanFilter(), 1), None)
+    assert capsys.readouterr().out.splitlines() == [f'{{"n": {i}}}' for i in range(5)]
+    assert len(alive) == 10 and not any(alive)

@@ -173,12 +173,14 @@ class RemoteSource:
     def session_spans_stream(
         self, session_id: str, f: SpanFilter, batch: int
     ) -> Iterator[list[dict[str, Any]]]:
-        """The server's pages of the session's spans, ``batch`` spans each."""
+        """The server's pages of the session's spans, ``batch`` spans each, one held at a time."""
         cursor = None
         while True:
             page = self.session_spans(session_id, replace(f, limit=batch, cursor=cursor))
-            cursor = page.get("next")
-            yield page["spans"]
+            cursor, spans = page.get("next"), page["spans"]
+            del page
+            yield spans
+            del spans
             if cursor is None:
                 return
 

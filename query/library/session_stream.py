@@ -147,9 +147,10 @@ def _batch_spans(
         table = con.execute(sql, [*margs, *ids.to_pylist()]).to_arrow_table()
     # Trace order: a span's trace's place in ``part`` (null: another trace, dropped), its start
     # (nulls last, as DuckDB orders them), its id.
-    place = pc.index_in(table["trace_id"], value_set=ids.combine_chunks())
-    table = table.append_column("_place", place).filter(pc.is_valid(place))
-    table = table.sort_by(
-        [("_place", "ascending"), ("start_time", "ascending"), ("span_id", "ascending")]
-    )
+    # Arrow's own allocator (mimalloc) keeps what a batch freed: ~20 MB more at the peak.
+    pool = pa.system_memory_pool()
+    place = pc.index_in(table["trace_id"], value_set=ids.combine_chunks(), memory_pool=pool)
+    table = pc.filter(table.append_column("_place", place), pc.is_valid(place), memory_pool=pool)
+    order = [("_place", "ascending"), ("start_time", "ascending"), ("span_id", "ascending")]
+    table = pc.take(table, pc.sort_indices(table, order, memory_pool=pool), memory_pool=pool)
     return table_records(table.drop_columns(["_place"]))
