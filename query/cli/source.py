@@ -46,6 +46,11 @@ def segment(text: str) -> str:
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
+# The spans of a batch a store file's stream reads at most: the time of a 100,000-span session's
+# export is the same from 1,000 to 5,000; the peak RSS 235 MB at 1,000, 269 MB at 5,000.
+STREAM_BATCH = 1_000
+
+
 class LocalSource(Reader):
     """A store file opened read-only (no collector may hold it), or a lake (``lake``; its
     collectors may be writing it meanwhile)."""
@@ -109,7 +114,9 @@ class LocalSource(Reader):
         """As :meth:`Reader.session_spans_stream`, read under DuckDB's budget
         ``stream_memory_limit`` (``query.stream_memory_limit``): its cache then holds no more
         than that of the session's blocks, however many it reads. A batch that needs more is
-        read, and the rest after it, in the connection's own budget (``store.memory_limit``)."""
+        read, and the rest after it, in the connection's own budget (``store.memory_limit``).
+        Batches of at most :data:`STREAM_BATCH` spans."""
+        batch = min(batch, STREAM_BATCH)
         (budget,) = self.con.execute("SELECT current_setting('memory_limit')").fetchone()
         raised: list[bool] = []
 
