@@ -181,9 +181,8 @@ SETTINGS: tuple[Setting, ...] = (
         "1GiB",
         "DuckDB's memory budget (its buffer cache and the working memory of queries), for the"
         " collector's database and for a store read with --db: e.g. 512MB, 1GiB, 4GB. A query"
-        " that needs more spills to the folder store.path + .tmp (a --db reader: a folder"
-        " store.path + .tmp-PID-RANDOM of its own) where DuckDB can (sorts, joins, grouping)"
-        " and fails with an out-of-memory error where it cannot; ingest goes on.",
+        " that needs more spills to the folder store.path + .tmp where DuckDB can (sorts,"
+        " joins, grouping) and fails with an out-of-memory error where it cannot; ingest goes on.",
         str,
         _memory,
     ),
