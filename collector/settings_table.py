@@ -431,6 +431,17 @@ url = "grpc://otel-collector:4317"
         check.positive,
     ),
     Setting(
+        "query",
+        "stream_memory_limit",
+        "64MiB",
+        "DuckDB's memory budget while the CLI prints every span of a session from a store file"
+        " (--db, roomscope session traces -o jsonl or -o csv), in place of store.memory_limit:"
+        " the read streams a batch of traces at a time, and a bigger budget only caches more of"
+        " the file's blocks.",
+        str,
+        _memory,
+    ),
+    Setting(
         "usage",
         "prices",
         {},

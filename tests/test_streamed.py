@@ -53,20 +53,22 @@ def test_malloc_trim_is_found_on_linux_glibc() -> None:
 def test_a_streamed_session_export_trims_after_each_page(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """-o jsonl and csv, --db and --server: malloc trimmed once a page; the same lines."""
-    monkeypatch.setattr("query.cli.pages.STREAM_PAGE", 100)
+    """-o jsonl and csv, --db and --server: malloc trimmed once a page (through --db a batch of
+    whole traces: 150 spans of 3-span traces); the same lines."""
+    monkeypatch.setattr("query.cli.pages.STREAM_PAGE", 150)
+    monkeypatch.setattr("query.cli.commands.STREAM_PAGE", 150)
     trims: list[int] = []
     monkeypatch.setattr("query.cli.pages.release_freed_memory", lambda: trims.append(1))
     runner = CliRunner()
     args = ["session", "traces", "busy-1"]
     remote = runner.invoke(main, ["--server", world.api_url, *args, "-o", "jsonl"])
     assert remote.exit_code == 0, remote.output
-    assert len(trims) == SPANS // 100
+    assert len(trims) == SPANS // 150
     trims.clear()
     with world.offline() as db:
         local = runner.invoke(main, ["--db", db, *args, "-o", "jsonl"])
         assert local.exit_code == 0, local.output
-        assert len(trims) == SPANS // 100
+        assert len(trims) == SPANS // 150
         as_csv = runner.invoke(main, ["--db", db, *args, "-o", "csv"])
         assert as_csv.exit_code == 0
         assert len(as_csv.stdout.splitlines()) == SPANS + 1

@@ -110,7 +110,10 @@ def open_reader(path: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store file {path}: {exc}") from None
     try:
-        apply_memory_limit(con, path, memory_limit)
+        apply_memory_limit(con, path, memory_limit, read_only=True)
+        # On, DuckDB draws a progress bar on stdout for a query of more than 2 s: in the
+        # middle of a command's output (an extra line in -o jsonl).
+        con.execute("SET enable_progress_bar = false")
         _check_version(con, path)
     except duckdb.Error as exc:
         con.close()

@@ -36,7 +36,7 @@ from . import views
 from .choice import NEWEST_RULE, pick_session, session_choice
 from .migrate import migrate
 from .output import OutputFormat, emit, emit_sql, output_options
-from .pages import LIMIT_HELP, emit_list, paged, pages
+from .pages import LIMIT_HELP, STREAM_PAGE, emit_list, paged, pages, stream_records
 from .prune import prune_cmd
 from .serve import serve, token_group
 from .source import Source, open_source
@@ -285,6 +285,10 @@ def session_traces(
     with source(ctx) as src:
         sid = pick_session(src, session_id, room, project, output, "spans")
         if sid is None:
+            return
+        if output in (OutputFormat.JSONL, OutputFormat.CSV):  # every span, each read once
+            spans = src.session_spans_stream(sid, span_filter(**filters), STREAM_PAGE)
+            stream_records(output, spans, limit, views.FIELDS["spans"])
             return
         fetch = paged(lambda f: src.session_spans(sid, f), span_filter(**filters))
         emit_list(output, fetch, "spans", [], limit, trees(show_attrs), views.FIELDS["spans"])

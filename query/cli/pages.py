@@ -75,7 +75,7 @@ def emit_list(
 ) -> None:
     """Print a paged list by the rules above; ``key``: the records' key in a page."""
     if output in (OutputFormat.JSONL, OutputFormat.CSV):
-        _stream(output, pages(fetch, limit, STREAM_PAGE), key, fields)
+        stream_records(output, _records(pages(fetch, limit, STREAM_PAGE), key), None, fields)
         return
     if limit is None:
         result = fetch(None, None)
@@ -95,13 +95,31 @@ def emit_list(
         )
 
 
-def _stream(output: OutputFormat, found: Iterator[Result], key: str, fields: Sequence[str]) -> None:
-    """jsonl: one record a line; csv: the header (the first record's keys, else ``fields``),
-    then the rows; page by page, flushed after each."""
-    writer = csv.writer(sys.stdout, lineterminator="\n") if output is OutputFormat.CSV else None
-    header: list[str] | None = None
+def _records(found: Iterator[Result], key: str) -> Iterator[list[dict[str, Any]]]:
+    """Each page's records, the page not held while the next is read."""
     for page in found:
         records = page.get(key) or []
+        del page
+        yield records
+        del records
+
+
+def stream_records(
+    output: OutputFormat,
+    batches: Iterator[list[dict[str, Any]]],
+    limit: int | None,
+    fields: Sequence[str] = (),
+) -> None:
+    """jsonl: one record a line; csv: the header (the first record's keys, else ``fields``),
+    then the rows; a batch of records at a time, flushed after each; ``limit``: at most that
+    many records (None: all)."""
+    writer = csv.writer(sys.stdout, lineterminator="\n") if output is OutputFormat.CSV else None
+    header: list[str] | None = None
+    left = limit
+    for records in batches:
+        if left is not None:
+            records = records[:left]
+            left -= len(records)
         if writer is not None:
             if header is None and records:
                 header = list(records[0])
@@ -112,7 +130,9 @@ def _stream(output: OutputFormat, found: Iterator[Result], key: str, fields: Seq
             for r in records:
                 sys.stdout.write(json_text(r, ensure_ascii=False) + "\n")
         sys.stdout.flush()
-        del page, records
+        del records
         release_freed_memory()
+        if left == 0:
+            break
     if writer is not None and header is None and fields:
         writer.writerow(list(fields))

@@ -9,6 +9,8 @@ within ``query.probe_timeout``, else the configured store file.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +31,7 @@ from collector.store.reads import (
 from ..library.errors import NotFound, QueryError, SourceError
 from ..library.filters import LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
 from ..library.reader import FIRST_PAGE, Reader, Result
+from ..library.session_stream import Relieve
 from ..library.usage import Prices, UsageFilter, parse_prices
 from .holder import in_use_message
 
@@ -41,6 +44,11 @@ def segment(text: str) -> str:
     is exactly ``.`` or ``..`` too, which an HTTP client would otherwise resolve away."""
     quoted = quote(text, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+# The spans of a batch a store file's stream reads at most: the time of a 100,000-span session's
+# export is the same from 1,000 to 5,000; the peak RSS 235 MB at 1,000, 269 MB at 5,000.
+STREAM_BATCH = 1_000
 
 
 class LocalSource(Reader):
@@ -57,9 +65,11 @@ class LocalSource(Reader):
         idle_timeout: float,
         prices: Prices,
         memory_limit: str,
+        stream_memory_limit: str,
         lake: LakeConfig | None = None,
     ):
         self.path = path
+        self.stream_memory_limit = stream_memory_limit.replace("'", "")
         if lake is None and path != ":memory:" and not Path(path).expanduser().is_file():
             raise SourceError(
                 f"store file {path} does not exist; start a collector (roomscope serve), pass"
@@ -88,14 +98,43 @@ class LocalSource(Reader):
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 return attr(*args, **kwargs)
-            except duckdb.CatalogException:
-                raise SourceError(
-                    f"{self.path} is not a roomscope store (its tables are missing)"
-                ) from None
             except duckdb.Error as exc:
-                raise QueryError(f"cannot read {self.path}: {str(exc).splitlines()[0]}") from None
+                raise self._error(exc) from None
 
         return guarded
+
+    def _error(self, exc: duckdb.Error) -> RoomscopeError:
+        if isinstance(exc, duckdb.CatalogException):
+            return SourceError(f"{self.path} is not a roomscope store (its tables are missing)")
+        return QueryError(f"cannot read {self.path}: {str(exc).splitlines()[0]}")
+
+    def session_spans_stream(
+        self, session_id: str, f: SpanFilter, batch: int, relieve: Relieve | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """As :meth:`Reader.session_spans_stream`, read under DuckDB's budget
+        ``stream_memory_limit`` (``query.stream_memory_limit``): its cache then holds no more
+        than that of the session's blocks, however many it reads. A batch that needs more is
+        read, and the rest after it, in the connection's own budget (``store.memory_limit``).
+        Batches of at most :data:`STREAM_BATCH` spans."""
+        batch = min(batch, STREAM_BATCH)
+        (budget,) = self.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        raised: list[bool] = []
+
+        def restore() -> bool:
+            if raised:
+                return False
+            raised.append(True)
+            self.con.execute(f"SET memory_limit = '{budget}'")
+            return True
+
+        self.con.execute(f"SET memory_limit = '{self.stream_memory_limit}'")
+        try:
+            yield from super().session_spans_stream(session_id, f, batch, relieve or restore)
+        except duckdb.Error as exc:
+            raise self._error(exc) from None
+        finally:
+            with suppress(duckdb.Error):  # closed meanwhile: nothing to restore
+                restore()
 
 
 class RemoteSource:
@@ -137,6 +176,20 @@ class RemoteSource:
 
     def session_spans(self, session_id: str, f: SpanFilter) -> Result:
         return self._get(f"/sessions/{segment(session_id)}/spans", f.to_params())
+
+    def session_spans_stream(
+        self, session_id: str, f: SpanFilter, batch: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The server's pages of the session's spans, ``batch`` spans each, one held at a time."""
+        cursor = None
+        while True:
+            page = self.session_spans(session_id, replace(f, limit=batch, cursor=cursor))
+            cursor, spans = page.get("next"), page["spans"]
+            del page
+            yield spans
+            del spans
+            if cursor is None:
+                return
 
     def session_logs(self, session_id: str, f: LogFilter) -> Result:
         return self._get(f"/sessions/{segment(session_id)}/logs", f.to_params())
@@ -250,6 +303,7 @@ def open_source(
                 idle_timeout=settings.get("sessions.idle_timeout"),
                 prices=parse_prices(settings.get("usage.prices")),
                 memory_limit=settings.get("store.memory_limit"),
+                stream_memory_limit=settings.get("query.stream_memory_limit"),
             )
         except StoreInUse as exc:
             raise SourceError(in_use_message(path, exc.pid, url, probe)) from None

@@ -4,8 +4,8 @@ leaves behind is handed back.
 Memory grew with the number of pages a store file read with ``--db`` streamed: glibc's malloc
 kept the memory a page's records were freed from, fragmented between what later pages
 allocate (tracemalloc saw no Python object survive a page). :func:`release_freed_memory` hands
-it back after each page. (A smaller DuckDB budget for the read, which bounds its table cache,
-gave wrong records when two such exports of one file ran side by side: docs/performance.md.)
+it back after each page. (A session's spans through ``--db`` are read in DuckDB's budget
+``query.stream_memory_limit``, which bounds its table cache: query.cli.source.LocalSource.)
 """
 
 from __future__ import annotations

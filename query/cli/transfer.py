@@ -7,17 +7,18 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from collector.errors import StoreError
-from collector.file_import import ImportSummary, OtlpSink, Sink, StoreSink, import_files
-from collector.otlp_files import files_of
 from collector.tagging import Tagger
 
 from ..library.otlp_export import FORMATS, TABLES
 from .source import open_source, settings_for
+
+if TYPE_CHECKING:  # imported where used: the write path weighs ~8 MB in every CLI process
+    from collector.file_import import ImportSummary, Sink
 
 
 @click.command("export")
@@ -142,6 +143,9 @@ def import_command(
         raise click.UsageError("give --db PATH or --otlp URL, not both")
     settings = settings_for(obj["config"])
     tagger = Tagger.from_settings(settings)
+    from collector.file_import import import_files
+    from collector.otlp_files import files_of
+
     sink, target = _sink(settings, db, otlp_url, ingest_token)
     paths = list(files)
     total = sum(p.stat().st_size for p in files_of(paths) if p.is_file())
@@ -158,6 +162,8 @@ def import_command(
 def _sink(
     settings: Any, db: str | None, otlp_url: str | None, token: str | None
 ) -> tuple[Sink, str]:
+    from collector.file_import import OtlpSink, StoreSink
+
     timeout = settings.get("query.timeout") + 30
     if otlp_url:
         return OtlpSink(

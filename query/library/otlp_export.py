@@ -22,10 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from collector.otlp_build import build_request, plain_rows
-from collector.otlp_json import to_otlp_json
 from collector.tagging import Tagger
 
 from .errors import QueryError
@@ -69,6 +66,10 @@ def otlp_requests(
 ) -> Iterator[tuple[str, Any]]:
     """(signal, export request) for every chunk of the session's spans, then logs, then metric
     points; each record tagged with its project, room and session (collector.otlp_build)."""
+    # Imported here, as pyarrow.parquet below: the protobuf messages weigh ~10 MB in every
+    # CLI process otherwise (this module is imported by the Reader).
+    from collector.otlp_build import build_request, plain_rows
+
     for table in TABLES:
         for batch in record_batches(con, session_id, table, chunk):
             if batch.num_rows:
@@ -79,6 +80,8 @@ def otlp_requests(
 def frame(signal: str, request: Any, fmt: str) -> bytes:
     """One request as a line of OTLP/JSON or a length-prefixed protobuf message."""
     if fmt == "otlp-json":
+        from collector.otlp_json import to_otlp_json
+
         return to_otlp_json(request) + b"\n"
     body = request.SerializeToString()
     return struct.pack(">I", len(body)) + body
@@ -133,6 +136,8 @@ def export_parquet(
 ) -> Iterator[bytes]:
     """The session's rows of ``table`` as one parquet file, streamed a row group at a time
     (the file has the table's columns even when the session has no such rows)."""
+    import pyarrow.parquet as pq
+
     batches = record_batches(con, session_id, table, chunk)
     sink = _Pieces()
     writer = pq.ParquetWriter(sink, batches.schema, compression="zstd")

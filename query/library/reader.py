@@ -18,6 +18,7 @@ from . import catalog, otlp_export, sessions, status, trace_rows, trace_search, 
 from .filters import MAX_PAGE, LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
 from .paging import all_pages
 from .sandbox import scope
+from .session_stream import Relieve, stream_session_spans
 from .sql import run_sql
 from .usage import Prices, UsageFilter, session_usage, usage
 
@@ -87,6 +88,14 @@ class Reader:
         sessions.resolve_session(self.con, session_id)
         page = traces.session_spans(self.con, session_id, f, self.default_limit)
         return {"session_id": session_id, "spans": page.records, "next": page.next}
+
+    def session_spans_stream(
+        self, session_id: str, f: SpanFilter, batch: int, relieve: Relieve | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every span of :meth:`session_spans`' list (``f``'s filters), in its order, in lists
+        of whole traces of about ``batch`` spans, each read once (query.library.session_stream)."""
+        sessions.resolve_session(self.con, session_id)
+        return stream_session_spans(self.con, session_id, f, batch, relieve)
 
     def session_logs(self, session_id: str, f: LogFilter) -> Result:
         sessions.resolve_session(self.con, session_id)

@@ -119,13 +119,33 @@ SESSION_KEYS = (
 )
 
 
+def session_scope(
+    con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter, as_of: int
+) -> tuple[str, list[Any], str, list[Any]]:
+    """What a listing of the session's spans (``f``'s filters, received by ``as_of``) reads:
+    the conditions on span_rows of the session's spans and their parameters, and ``AND
+    trace_id IN (...)`` with its parameters, the traces with a matching span ("" when ``f``
+    filters nothing)."""
+    from .sessions import session_window  # sessions imports this module's neighbours
+
+    maps = attribute_key_maps(con, filter_keys(f))
+    conds, params = span_where(
+        SpanFilter(**{**f.__dict__, "session": session_id, "limit": None, "cursor": None}),
+        key_maps=maps,
+    )
+    window, wparams = session_window(con, session_id, "spans")
+    mine = f"session_id = ?{window} AND received_at <= make_timestamp_ns(?)"
+    if len(conds) <= 1:  # the session itself only
+        return mine, [session_id, *wparams, as_of], "", []
+    matching = f" AND trace_id IN (SELECT trace_id FROM {SPAN_ROWS}{where_sql(conds)}{window})"
+    return mine, [session_id, *wparams, as_of], matching, [*params, *wparams]
+
+
 def session_spans(
     con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter, limit: int
 ) -> Page:
     """A page of the spans of the session's traces in which at least one span matches (Jaeger
     semantics), in trace order (SESSION_KEYS)."""
-    from .sessions import session_window  # sessions imports this module's neighbours
-
     n = f.limit or limit
     listed = fingerprint("spans", session_id, {**f.__dict__, "limit": None, "cursor": None})
     pos = decode_cursor(f.cursor, "spans", listed, SESSION_KEYS)
@@ -134,18 +154,8 @@ def session_spans(
     as_of = pos.extra["as_of"]
     if not isinstance(as_of, int) or isinstance(as_of, bool):
         raise QueryError("invalid cursor")
-    maps = attribute_key_maps(con, filter_keys(f))
-    conds, params = span_where(
-        SpanFilter(**{**f.__dict__, "session": session_id, "limit": None, "cursor": None}),
-        key_maps=maps,
-    )
-    window, wparams = session_window(con, session_id, "spans")
-    mine = f"session_id = ?{window} AND received_at <= make_timestamp_ns(?)"
-    margs = [session_id, *wparams, as_of]
-    matching = ""
-    if len(conds) > 1:  # more than the session itself: traces with a matching span
-        matching = f" AND trace_id IN (SELECT trace_id FROM {SPAN_ROWS}{where_sql(conds)}{window})"
-        margs += [*params, *wparams]
+    mine, margs, matching, targs = session_scope(con, session_id, f, as_of)
+    margs = [*margs, *targs]
     source = (
         f"(SELECT x.*, t.trace_start FROM {SPAN_ROWS} x JOIN (SELECT trace_id,"
         f" min(start_time) AS trace_start FROM {SPAN_ROWS} WHERE {mine}{matching}"
@@ -159,7 +169,7 @@ def session_spans(
         f"SELECT {key_columns(SESSION_KEYS)[2:]} FROM {source}{where_sql([mine, *after])}"
         f" ORDER BY {order_by(SESSION_KEYS)} LIMIT ?"
     )
-    outer = margs[: 2 + len(wparams)]  # the conditions of ``mine`` again, on the joined rows
+    outer = margs[: len(margs) - len(targs)]  # the conditions of ``mine`` again, on the joined rows
     keys = fetch_records(con, sql, [*margs, *outer, *aparams, read_limit(n, pos)])
     page = page_of(keys, SESSION_KEYS, pos, n, lambda p: encode_cursor("spans", listed, p), True)
     page.records = _whole_spans(con, session_id, as_of, page.records)
