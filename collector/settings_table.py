@@ -439,7 +439,7 @@ url = "grpc://otel-collector:4317"
         " the read streams a batch of traces at a time, and a bigger budget only caches more of"
         " the file's blocks.",
         str,
-        _memory,
+        check.memory,
     ),
     Setting(
         "usage",
