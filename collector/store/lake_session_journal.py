@@ -30,7 +30,7 @@ import time
 
 import psycopg
 
-from .session_rows import SessionPlan, SessionState
+from .session_rows import SessionPlan, SessionState, session_row
 
 JOURNAL = "roomscope_session_journal"
 # Journal rows older than this are deleted (see the module). A running replica takes a turn at
@@ -68,26 +68,7 @@ def written_states(plan: SessionPlan) -> list[SessionState]:
 
 
 def _encode(states: list[SessionState]) -> str:
-    return json.dumps(
-        [
-            [
-                s.session_id,
-                s.project,
-                s.room,
-                s.source,
-                s.started_at,
-                s.last_seen_at,
-                s.ended_at,
-                s.span_count,
-                s.log_count,
-                s.metric_point_count,
-                s.error_count,
-                list(s.services),
-                list(s.joined),
-            ]
-            for s in states
-        ]
-    )
+    return json.dumps([[*session_row(s), list(s.joined)] for s in states])
 
 
 def _decode(row: list, now: int) -> SessionState:

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from ..errors import StoreUnavailable
 from .lake_session_journal import SessionJournal, written_states
-from .session_rows import SessionPlan, SessionState, _session_row
+from .session_rows import SessionPlan, SessionState, session_row
 
 LOCK_KEY = zlib.crc32(b"roomscope.sessions")  # the advisory lock's key (one per catalog)
 CONNECT_TIMEOUT = 5
@@ -201,7 +201,7 @@ def apply_plan(plan: SessionPlan, con: duckdb.DuckDBPyConnection) -> None:
         )
     if rows:
         _roomscope_rows = pa.Table.from_pylist(  # read by DuckDB (a replacement scan)
-            [dict(zip(_SESSIONS.names, _session_row(s), strict=True)) for s in rows],
+            [dict(zip(_SESSIONS.names, session_row(s), strict=True)) for s in rows],
             schema=_SESSIONS,
         )
         con.execute("INSERT INTO sessions SELECT * FROM _roomscope_rows")

@@ -58,15 +58,15 @@ class SessionPlan:
         tables for the handful of rows a group commit touches)."""
         new = [s for sid, s in self.states.items() if sid in self.created]
         if new:
-            con.executemany(_INSERT_SESSION, [_session_row(s) for s in new])
+            con.executemany(_INSERT_SESSION, [session_row(s) for s in new])
         # Rewriting the services list costs DuckDB ~3x a plain update: only when it grew.
         updates = self.updates if self.flushes else {}
         grown = [s for sid, s in updates.items() if sid in self.services_grew]
         same = [s for sid, s in updates.items() if sid not in self.services_grew]
         if grown:
-            con.executemany(_UPDATE_SESSION, [[*_session_row(s)[4:], s.session_id] for s in grown])
+            con.executemany(_UPDATE_SESSION, [[*session_row(s)[4:], s.session_id] for s in grown])
         if same:
-            con.executemany(_UPDATE_COUNTS, [[*_session_row(s)[4:-1], s.session_id] for s in same])
+            con.executemany(_UPDATE_COUNTS, [[*session_row(s)[4:-1], s.session_id] for s in same])
         plain = [[t, sid, kind] for sid, kind, t, svc in self.retimes if svc is None]
         if plain:
             con.executemany(
@@ -117,7 +117,8 @@ _UPDATE_COUNTS = (
 _UPDATE_SESSION = _UPDATE_COUNTS.replace(" WHERE", ", services = ?::VARCHAR[] WHERE")
 
 
-def _session_row(s: SessionState) -> list[Any]:
+def session_row(s: SessionState) -> list[Any]:
+    """A session row's values in the sessions table's column order."""
     return [
         s.session_id,
         s.project,
