@@ -147,14 +147,20 @@ class Writer:
         under overload the CPU goes to the requests that can be queued, not to decoding ones
         that would be refused anyway (submit still checks each request's own size)."""
         with self._lock:
-            full = self._pending >= self.max_queue_records
-            if self._pending and (full or self._pending_bytes >= self.max_queue_bytes):
-                self.stats["rejected_overload"] += 1
-                raise Overloaded(
-                    f"write queue full ({self._pending} records, {self._pending_bytes} bytes"
-                    " waiting); retry later",
-                    self.retry_after,
-                )
+            self._refuse_unless_room(1, 1)
+
+    def _refuse_unless_room(self, records: int, nbytes: int) -> None:
+        """Raise Overloaded unless ``records`` records of ``nbytes`` bytes fit the queue's
+        bounds (an empty queue takes any one request); called holding the lock."""
+        full = self._pending + records > self.max_queue_records
+        full = full or self._pending_bytes + nbytes > self.max_queue_bytes
+        if self._pending and full:
+            self.stats["rejected_overload"] += 1
+            raise Overloaded(
+                f"write queue full ({self._pending} records, {self._pending_bytes} bytes"
+                " waiting); retry later",
+                self.retry_after,
+            )
 
     def submit(self, decoded: Decoded) -> Future:
         """Queue a decoded request; the future resolves (None) once it is committed."""
@@ -167,15 +173,7 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("collector is shutting down")
-            full = self._pending + n > self.max_queue_records
-            full = full or self._pending_bytes + item.nbytes > self.max_queue_bytes
-            if self._pending and full:
-                self.stats["rejected_overload"] += 1
-                raise Overloaded(
-                    f"write queue full ({self._pending} records, {self._pending_bytes} bytes"
-                    " waiting); retry later",
-                    self.retry_after,
-                )
+            self._refuse_unless_room(n, item.nbytes)
             self._pending += n
             self._pending_bytes += item.nbytes
         self._queue.put(item)
