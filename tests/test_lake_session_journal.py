@@ -4,10 +4,12 @@ outcome, and falls back to the change feed whenever the journal lacks a commit."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,20 @@ def _commit(store: DuckLakeStore, plan: SessionPlan) -> None:
         store.append({}, plan)
 
 
+@contextlib.contextmanager
+def _two_replicas(settings: dict, tmp_path) -> Iterator[tuple[DuckLakeStore, DuckLakeStore]]:
+    """Two lake stores on one lake (``settings``), opened, closed at the end."""
+    a, b = (create_store(make_settings(tmp_path / f"{n}.duckdb", **settings)) for n in "ab")
+    assert isinstance(a, DuckLakeStore) and isinstance(b, DuckLakeStore)
+    a.open()
+    b.open()
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
 def _same(states: list[SessionState] | None) -> set[SessionState]:
     assert states is not None
     return {dataclasses.replace(s, last_arrival=0) for s in states}
@@ -117,11 +133,7 @@ def test_the_journal_holds_what_landed_and_says_when_a_commit_is_missing(
     postgres, tmp_path
 ) -> None:
     settings = lake_settings(postgres, tmp_path / "lake")
-    a, b = (create_store(make_settings(tmp_path / f"{n}.duckdb", **settings)) for n in "ab")
-    assert isinstance(a, DuckLakeStore) and isinstance(b, DuckLakeStore)
-    a.open()
-    b.open()
-    try:
+    with _two_replicas(settings, tmp_path) as (a, b):
         before = b._seen
         s1 = SessionState(
             "s1", "acme", "hall", "explicit", 1 * S, 2 * S, None, span_count=3,
@@ -161,9 +173,6 @@ def test_the_journal_holds_what_landed_and_says_when_a_commit_is_missing(
         with b.session_turn() as changed:  # so the turn reads the change feed
             assert {s.session_id for s in changed} == {"s1", "s2", "s3"}
         assert b.stats["feed_reads"] == 1
-    finally:
-        a.close()
-        b.close()
 
 
 def test_old_journal_rows_are_pruned_and_then_read_from_the_change_feed(
@@ -171,11 +180,7 @@ def test_old_journal_rows_are_pruned_and_then_read_from_the_change_feed(
 ) -> None:
     monkeypatch.setattr(lake_session_journal, "PRUNE_EVERY", 2)
     settings = lake_settings(postgres, tmp_path / "lake")
-    a, b = (create_store(make_settings(tmp_path / f"{n}.duckdb", **settings)) for n in "ab")
-    assert isinstance(a, DuckLakeStore) and isinstance(b, DuckLakeStore)
-    a.open()
-    b.open()
-    try:
+    with _two_replicas(settings, tmp_path) as (a, b):
         s1 = SessionState("s1", "acme", "hall", "explicit", S, 2 * S, None, span_count=1)
         _commit(a, _plan(s1, created=True))
         with psycopg.connect(settings["store.catalog"], autocommit=True) as pg:
@@ -187,9 +192,6 @@ def test_old_journal_rows_are_pruned_and_then_read_from_the_change_feed(
         with b.session_turn() as changed:
             assert {s.session_id for s in changed} == {"s1", "s2"}
         assert b.stats["feed_reads"] == 1
-    finally:
-        a.close()
-        b.close()
 
 
 def test_ducklake_refuses_a_stale_delete_after_any_insert_into_the_table(postgres, tmp_path):
