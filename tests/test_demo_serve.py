@@ -4,6 +4,7 @@ the test watches it in Chromium), and Ctrl-C (SIGINT) stops everything cleanly, 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def test_demo_serve_keeps_sending_live_telemetry_until_ctrl_c(tmp_path: Path) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
     )
     try:
         assert proc.stdout is not None
@@ -86,13 +88,18 @@ def test_demo_serve_keeps_sending_live_telemetry_until_ctrl_c(tmp_path: Path) ->
             next(pages, None)  # the page fixture's checks: no errors, no unhandled rejections
             browser.close()
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
+        try:
+            _out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # where it hangs, for the failure's message
+            _out, err = proc.communicate(timeout=30)
+            pytest.fail(f"no exit within 60 s of Ctrl-C; its threads:\n{err}")
         assert proc.returncode == 0, err
         assert "stopped; the store is kept" in err
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     # The store opens afterwards, with the live session's spans, GenAI calls and moving metrics.
     (spans_n, llm_n) = read_store(
         db,
