@@ -11,6 +11,7 @@ the writer's queue, and show on a later page only.)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -56,3 +57,8 @@ def high_water(con: duckdb.DuckDBPyConnection, now_ns: int, tables: tuple[str, .
     sql = f"SELECT epoch_ns(max(r)) FROM ({parts})"
     (newest,) = con.execute(sql, [floor] * len(names)).fetchone()
     return floor if newest is None else int(newest)
+
+
+def spans_high_water(con: duckdb.DuckDBPyConnection) -> int:
+    """The as-of point of a listing of spans whose first page is read now."""
+    return high_water(con, time.time_ns(), (SPAN_ROWS,))

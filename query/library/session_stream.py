@@ -15,7 +15,6 @@ and one batch, whatever the session's size.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
@@ -26,7 +25,7 @@ import pyarrow.compute as pc
 
 from collector.store.reads import SPAN_ROWS
 
-from .as_of import high_water
+from .as_of import spans_high_water
 from .filters import SpanFilter
 from .paging import Key, Position, from_position, page_of, read_limit
 from .records import fetch_records, span_rows_sql, table_records
@@ -50,7 +49,7 @@ def stream_session_spans(
     when DuckDB's budget cannot hold a batch's read (a small ``memory_limit``, wide spans);
     the read is tried again when it returns True (it may have raised the budget), else the
     out-of-memory error is raised."""
-    as_of = high_water(con, time.time_ns(), (SPAN_ROWS,))  # as session_spans: same spans
+    as_of = spans_high_water(con)  # as session_spans: same spans
     mine, margs, matching, targs = session_scope(con, session_id, f, as_of)
     traces = con.execute(
         "SELECT trace_id, epoch_ns(min(start_time)) AS first, epoch_ns(max(start_time)) AS last,"

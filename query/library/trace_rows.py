@@ -9,7 +9,6 @@ page of traces costs a few row groups each, not a scan.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +16,7 @@ import duckdb
 
 from collector.store.reads import SPAN_ROWS
 
-from .as_of import high_water
+from .as_of import spans_high_water
 from .errors import QueryError
 from .filters import SpanFilter
 from .paging import Key, Page, Position, decode_cursor, encode_cursor, fingerprint
@@ -74,7 +73,7 @@ def trace_rows(
     # from a page still to come to one already read; a new listing shows them.
     h = pos.extra.get("h")
     if h is None:
-        h = high_water(con, time.time_ns(), (SPAN_ROWS,))
+        h = spans_high_water(con)
     elif not isinstance(h, int) or isinstance(h, bool):
         raise QueryError("invalid cursor")
     found = search_traces(con, replace(f, limit=None, cursor=None), n + 1, per_trace, after, h)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -12,7 +11,7 @@ import pyarrow.compute as pc
 
 from collector.store.reads import SPAN_ROWS
 
-from .as_of import high_water
+from .as_of import spans_high_water
 from .display import printable
 from .errors import NotFound, QueryError
 from .filters import SpanFilter, format_ns_duration
@@ -150,7 +149,7 @@ def session_spans(
     listed = fingerprint("spans", session_id, {**f.__dict__, "limit": None, "cursor": None})
     pos = decode_cursor(f.cursor, "spans", listed, SESSION_KEYS)
     if "as_of" not in pos.extra:
-        pos = Position(pos.key, pos.n, {"as_of": high_water(con, time.time_ns(), (SPAN_ROWS,))})
+        pos = Position(pos.key, pos.n, {"as_of": spans_high_water(con)})
     as_of = pos.extra["as_of"]
     if not isinstance(as_of, int) or isinstance(as_of, bool):
         raise QueryError("invalid cursor")
