@@ -32,13 +32,20 @@ def test_demo_serve_keeps_sending_live_telemetry_until_ctrl_c(tmp_path: Path) ->
     from playwright.sync_api import sync_playwright
 
     db = tmp_path / "demo.duckdb"
-    proc = subprocess.Popen(
-        [ROOMSCOPE, "demo", "--serve", "--db", str(db), "--api-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
-    )
+    # A shell starts a background job with SIGINT ignored, and a child inherits that: Ctrl-C
+    # would never reach the demo when the tests themselves run in the background. A handler
+    # of our own is reset to the default in the child, where Python makes it KeyboardInterrupt.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [ROOMSCOPE, "demo", "--serve", "--db", str(db), "--api-port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline().strip()  # the console's URL comes first
