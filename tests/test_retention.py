@@ -37,6 +37,7 @@ from reliability import wait_until
 
 from collector import durations
 from collector.decode import decode_body
+from collector.store.maintenance import retention
 from collector.store.maintenance.retention import Retention
 from collector.store.migrations import MIGRATIONS
 from collector.store.schema import SCHEMA_VERSION
@@ -235,6 +236,40 @@ def test_file_stops_growing_under_steady_ingest(tmp_path):
     assert max(plateau[-8:]) <= max(plateau[:8]) * 1.15, sizes
     (kept,) = read_store(Path(db), "SELECT count(*) FROM spans")[0]
     assert kept <= 7 * 6 * 400
+
+
+def test_a_delete_slice_holds_about_slice_rows_records(tmp_path, monkeypatch):
+    """Retention deletes in slices of at most an hour and about SLICE_ROWS records each (a busy
+    minute holds millions of spans: one delete of them all would hold them in one transaction);
+    the slices cover everything before the cutoff and nothing after it."""
+    monkeypatch.setattr(retention, "SLICE_ROWS", 1_000)
+    store = make_store(str(tmp_path / "slices.duckdb"))
+    store.open()
+    writer = make_writer(store)
+    writer.start()
+    tagger = make_tagger()
+    try:
+        for i in range(10):  # 10 x 800 spans over 10 data-seconds
+            body = trace_request(800, session="s", start_ns=NOW + i * 10**9, seed=i)
+            writer.submit(decode_body("traces", body.SerializeToString(), "protobuf", tagger))
+        cutoff = NOW + 8 * 10**9  # 8 of the 10 requests' spans before it
+        bounds = writer.run(lambda s: retention.slices(s.con, cutoff)).result(10)
+        counts = writer.run(
+            lambda s: [
+                s.con.execute(
+                    "SELECT count(*) FROM spans WHERE start_time >= make_timestamp_ns(?)"
+                    " AND start_time < make_timestamp_ns(?)",
+                    [low, high],
+                ).fetchone()[0]
+                for low, high in zip([0, *bounds], bounds, strict=False)
+            ]
+        ).result(10)
+    finally:
+        writer.stop()
+        store.close()
+    assert bounds[-1] == cutoff and bounds == sorted(bounds)
+    assert sum(counts) == 8 * 800
+    assert len(counts) >= 6 and max(counts) <= 1_600, counts
 
 
 def test_run_executes_on_the_writer_thread(tmp_path):

@@ -1,19 +1,21 @@
 """Retention: delete whole old data so the store stays bounded: by age (setting
 ``retention.max_age``) and by size (``retention.max_bytes``, size_cap.py).
 
-Spans (new and archived), log records and metric points older than the cutoff go (by their
-own time), with their ``trace_index`` rows; sessions whose ``last_seen_at`` is older go with
-their events. Deletes run in slices of ``SLICE_NS`` of data time, each its own transaction: the
-background job hands each slice to the writer thread (:meth:`Writer.run`), so ingest commits
-interleave with them instead of waiting behind one long delete. Data arrives roughly in time
-order, so a slice's delete reads only the row groups of that slice (zone maps) and leaves whole
-row groups empty, which the next checkpoint frees for reuse: the file stops growing once
-retention deletes as fast as data arrives.
+Spans (new and archived), log records and metric points older than the cutoff go (by their own
+time), with their ``trace_index`` rows; sessions whose ``last_seen_at`` is older go with their
+events. Deletes run in slices of at most ``SLICE_NS`` of data time and about ``SLICE_ROWS``
+records, each its own transaction: the background job hands each slice to the writer thread
+(:meth:`Writer.run`), so ingest commits interleave with them instead of waiting behind one long
+delete, and a busy minute's millions of spans are not held in one transaction. Data arrives
+roughly in time order, so a slice's delete reads only the row groups of that slice (zone maps)
+and leaves whole row groups empty, which the next checkpoint frees for reuse: the file stops
+growing once retention deletes as fast as data arrives.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +27,13 @@ from ..schema import TRACE_INDEX, storage_table
 from ..span_archive import ARCHIVE
 from ..statements import transaction
 from .periodic import Periodic, Run
-from .size_cap import cutoff_for_share, excess_share, used_bytes
+from .size_cap import RECORD_TIMES, cutoff_for_share, excess_share, used_bytes
 
 log = logging.getLogger("roomscope.retention")
 CAP_ROUNDS = 3  # size-cap rounds in one run at most
 
-SLICE_NS = 3_600 * 10**9  # one hour of data per delete transaction
+SLICE_NS = 3_600 * 10**9  # one hour of data per delete transaction at most
+SLICE_ROWS = 250_000  # and about this many records
 # (signal, a table that stores it, its time column); rows with no time are judged by when
 # they were received. Spans are in span_data and, once compacted, in span_archive.
 STORED = [
@@ -46,6 +49,8 @@ class Pruned:
     """Rows deleted, per table."""
 
     rows: dict[str, int] = field(default_factory=dict)
+    slices: int = 0  # delete transactions
+    started: float = field(default_factory=time.monotonic)
 
     def add(self, table: str, n: int) -> None:
         self.rows[table] = self.rows.get(table, 0) + n
@@ -60,22 +65,24 @@ def _deleted(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int
     return int(row[0]) if row else 0
 
 
-def _oldest_ns(con: duckdb.DuckDBPyConnection) -> int | None:
-    times = []
-    for _, table, column in STORED:
-        (t,) = con.execute(f"SELECT epoch_ns(min({column})) FROM {table}").fetchone()
-        if t is not None:
-            times.append(t)
-    return min(times) if times else None
-
-
 def slices(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> list[int]:
-    """Upper bounds of the delete slices, oldest first, the last one being the cutoff."""
-    oldest = _oldest_ns(con)
-    if oldest is None or oldest >= cutoff_ns:
+    """Upper bounds of the delete slices, oldest first, the last one being the cutoff: at most
+    ``SLICE_NS`` of data time and about ``SLICE_ROWS`` records each (quantiles of the records'
+    times), since a delete's memory and its commit's log grow with the rows it deletes."""
+    before = f"FROM ({RECORD_TIMES}) WHERE t < make_timestamp_ns(?)"
+    query = f"SELECT epoch_ns(min(t)), count(*) {before}"
+    oldest, rows = con.execute(query, [cutoff_ns]).fetchone()
+    if oldest is None:
         return [cutoff_ns]
-    bounds = list(range(oldest + SLICE_NS, cutoff_ns, SLICE_NS))
-    return [*bounds, cutoff_ns]
+    bounds = set(range(oldest + SLICE_NS, cutoff_ns, SLICE_NS))
+    n = math.ceil(rows / SLICE_ROWS)
+    if n > 1:
+        shares = [i / n for i in range(1, n)]  # approx_quantile takes constants
+        (times,) = con.execute(
+            f"SELECT approx_quantile(epoch_ns(t), {shares!r}) {before}", [cutoff_ns]
+        ).fetchone()
+        bounds.update(t for t in times if oldest < t < cutoff_ns)
+    return [*sorted(bounds), cutoff_ns]
 
 
 def _delete_signal_rows(
@@ -157,7 +164,7 @@ class Retention(Periodic):
         self.forget = forget
         self.stats["deleted"] = 0
         self.stats["over_cap"] = 0  # runs that found the data past max_bytes
-        self.last = Pruned()
+        self.last = Pruned()  # what the last run that deleted anything deleted
 
     def run_once(self) -> Pruned:
         return self.prune_once()
@@ -184,7 +191,8 @@ class Retention(Periodic):
                 pruned.add(table, n)
             if not capped.total:
                 break
-        self.last = pruned
+        if pruned.total:
+            self.last = pruned
         self._finished(deleted=pruned.total)
         return pruned
 
@@ -207,6 +215,7 @@ class Retention(Periodic):
             if self.stopping:
                 return
             self.run(lambda store, upto=upto: delete_slice(store.con, upto, pruned)).result()
+            pruned.slices += 1
         ids = self.run(lambda store: delete_rest(store.con, cutoff, pruned)).result()
         if ids and self.forget is not None:
             self.run(lambda store: self.forget(ids)).result()
@@ -216,4 +225,9 @@ class Retention(Periodic):
         frees the emptied blocks for reuse)."""
         pruned.add("shared", self.run(lambda store: store.prune_shared()).result())
         self.run(lambda store: store.checkpoint()).result()
-        log.info("retention deleted %s", pruned.rows)
+        log.info(
+            "retention deleted %s in %d slices, %.1f s",
+            pruned.rows,
+            pruned.slices,
+            time.monotonic() - pruned.started,
+        )

@@ -1,16 +1,16 @@
 """The size cap of retention (setting ``retention.max_bytes``): when the store's data passes the
 cap, the oldest data goes until it is back under it, as otel-desktop-viewer's size limit does.
 
-What is measured is the data: the database file's used blocks plus its write-ahead log, not
-the file's length, which counts free blocks too. Deleted rows free their blocks at the next
+What is measured is the data: the database file's used blocks plus its write-ahead log, not the
+file's length, which counts free blocks too. Deleted rows free their blocks at the next
 checkpoint; appends then reuse them (lowest first), so the file stops growing once the cap is
 reached, and the compaction job's reclaim step (reclaim.py) gives back free blocks at the end
 of the file. When the data passes the cap, the job deletes everything older than the time
 before which ``1 - LOW_WATER * cap / data`` of the stored records lie (spans, log records and
-metric points alike, an approximate quantile of their times), through the same one-hour
-slices, each a transaction of the writer, as the age limit (retention.py): the store then
-holds about ``LOW_WATER`` of the cap, and the next deletes come after new data filled the
-rest, not at every run.
+metric points alike, an approximate quantile of their times), through the same slices (at most
+an hour, about 250,000 records), each a transaction of the writer, as the age limit
+(retention.py): the store then holds about ``LOW_WATER`` of the cap, and the next deletes come
+after new data filled the rest, not at every run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..span_archive import ARCHIVE
 LOW_WATER = 0.9  # a cap's deletes bring the data down to this share of the cap
 
 # The times of every stored record (the tables of retention.STORED).
-_TIMES = " UNION ALL ".join(
+RECORD_TIMES = " UNION ALL ".join(
     f"SELECT {column} AS t FROM {table}"
     for table, column in (
         (storage_table("spans"), "start_time"),
@@ -54,7 +54,8 @@ def cutoff_for_share(con: duckdb.DuckDBPyConnection, share: float) -> int | None
     if share <= 0:
         return None
     q = float(min(share, 1.0))  # approx_quantile takes a constant, not a parameter
-    row = con.execute(f"SELECT approx_quantile(epoch_ns(t), {q!r}) FROM ({_TIMES})").fetchone()
+    query = f"SELECT approx_quantile(epoch_ns(t), {q!r}) FROM ({RECORD_TIMES})"
+    row = con.execute(query).fetchone()
     if row is None or row[0] is None:
         return None
     return int(row[0]) + 1  # a stored time: the records at it go too
