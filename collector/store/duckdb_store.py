@@ -45,6 +45,9 @@ log = logging.getLogger("roomscope.store")
 # New files use DuckDB's v1.5 storage format: its compression stores our spans in ~25% fewer
 # bytes (tests/benchmarks/query.py). Older files keep the format they were made with.
 STORAGE_VERSION = "v1.5.0"
+# Seconds to wait before each retry of a checkpoint that met another write transaction; None:
+# give up (the caller's next round tries again).
+CHECKPOINT_WAITS = (0.02, 0.05, 0.1, 0.2, 0.5, None)
 
 Transaction = Callable[[duckdb.DuckDBPyConnection], None]
 
@@ -326,7 +329,16 @@ class DuckDBStore:
         1.8 s on 1)."""
         wal, started = self.wal_bytes(), time.monotonic()
         with self.all_cores():
-            self.con.execute("CHECKPOINT")
+            for wait in CHECKPOINT_WAITS:
+                try:
+                    self.con.execute("CHECKPOINT")
+                    break
+                except duckdb.TransactionException as exc:
+                    # A reader's cursor creating its TEMP views (query/library/sandbox.py) is a
+                    # write transaction for a moment; FORCE CHECKPOINT would abort its query.
+                    if "other write transactions" not in str(exc) or wait is None:
+                        raise
+                    time.sleep(wait)
         log.info("checkpoint: %d MB of log in %.1f s", wal // 10**6, time.monotonic() - started)
 
     @contextlib.contextmanager
