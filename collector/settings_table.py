@@ -74,9 +74,12 @@ SETTINGS: tuple[Setting, ...] = (
         "store",
         "memory_limit",
         "1GiB",
-        "The memory budget: e.g. 512MB, 1GiB, 4GB. The collector gives the write queue at most"
-        " a quarter of it (limits.max_queue_bytes) and DuckDB the rest (its buffer cache, the"
-        " WAL, the working memory of queries); a store read with --db gives it all to DuckDB."
+        "The collector's memory budget, the whole process: e.g. 512MB, 1GiB, 4GB. A quarter"
+        " of it, at most 256 MiB, is set aside for the process itself (Python, gRPC, HTTP, the"
+        " requests being decoded), the write queue takes at most a quarter"
+        " (limits.max_queue_bytes), and DuckDB the rest (its buffer cache, the data written"
+        " since the last checkpoint, the working memory of queries); a store read with --db"
+        " gives it all to DuckDB."
         " A query that needs more spills to the folder store.path + .tmp where DuckDB can"
         " (sorts, joins, grouping) and fails with an out-of-memory error where it cannot;"
         " ingest goes on.",
@@ -87,8 +90,10 @@ SETTINGS: tuple[Setting, ...] = (
         "store",
         "checkpoint_wal_bytes",
         256 * 1024 * 1024,
-        "Write-ahead log size that forces a checkpoint under load. Checkpoints rewrite the last"
-        " row group, so rare large ones cost far less per record than DuckDB's 16 MiB default.",
+        "Write-ahead log size that forces a checkpoint under load, at most a quarter of"
+        " DuckDB's share of store.memory_limit (what the log holds stays in DuckDB's memory"
+        " until the checkpoint). Checkpoints rewrite the last row group, so rare large ones cost"
+        " far less per record than DuckDB's 16 MiB default.",
         int,
         check.positive,
     ),
@@ -336,7 +341,8 @@ url = "grpc://otel-collector:4317"
         "retention",
         "interval",
         60.0,
-        "Seconds between retention runs (each deletes in one-hour slices through the writer).",
+        "Seconds between retention runs (each deletes through the writer in slices of at most"
+        " an hour and about 250,000 records, each a transaction).",
         float,
         check.positive,
     ),

@@ -85,7 +85,7 @@ def create_store(settings: Settings) -> DuckDBStore | DuckLakeStore:
         )
     return DuckDBStore(
         s.get("store.path"),
-        checkpoint_wal_bytes=s.get("store.checkpoint_wal_bytes"),
+        checkpoint_wal_bytes=memory_budget.checkpoint_bytes(s),
         idle_checkpoint_bytes=s.get("store.idle_checkpoint_bytes"),
         threads=s.get("store.threads"),
         memory_limit=memory_budget.database_budget(s),

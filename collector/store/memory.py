@@ -19,6 +19,12 @@ from pathlib import Path
 
 import duckdb
 
+ALLOCATOR = {
+    "allocator_flush_threshold": "'16MiB'",
+    "allocator_bulk_deallocation_flush_threshold": "'32MiB'",
+    "allocator_background_threads": "true",
+}
+
 
 def temp_directory(path: str) -> str | None:
     """Where the collector's queries on a store file spill: ``<path>.tmp`` beside it (None in
@@ -44,6 +50,11 @@ def apply_memory_limit(
     in DuckDB's syntax (``512MB``, ``1GiB``), and its spill folder (``read_only``: a folder of
     its own, :func:`reader_temp_directory`)."""
     con.execute(f"SET memory_limit = '{_literal(memory_limit)}'")
+    # DuckDB's allocator keeps freed memory for reuse, up to 128 MiB per thread and 512 MiB
+    # after a bulk free (a checkpoint, a big delete) by default: outside the budget. Hand it
+    # back to the system sooner.
+    for setting, value in ALLOCATOR.items():
+        con.execute(f"SET {setting} = {value}")
     spill = reader_temp_directory(path) if read_only else temp_directory(path)
     if spill is not None:
         con.execute(f"SET temp_directory = '{_literal(spill)}'")
