@@ -74,8 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
         "store",
         "memory_limit",
         "1GiB",
-        "The collector's memory budget, the whole process: e.g. 512MB, 1GiB, 4GB. A quarter"
-        " of it, at most 256 MiB, is set aside for the process itself (Python, gRPC, HTTP, the"
+        "The collector's memory budget, the whole process: e.g. 512MB, 1GiB, 4GB. A third"
+        " of it, at most 320 MiB, is set aside for the process itself (Python, gRPC, HTTP, the"
         " requests being decoded), the write queue takes at most a quarter"
         " (limits.max_queue_bytes), and DuckDB the rest (its buffer cache, the data written"
         " since the last checkpoint, the working memory of queries); a store read with --db"
