@@ -10,16 +10,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from test_paging import SEC, Sender
 from test_query_fixtures import World
-from test_session_stream import _wait_for_spans
+from test_session_stream import (  # small_batches: its fixture
+    _wait_for_spans,
+    same_through_server_and_db,
+    small_batches,  # noqa: F401
+)
 
-from query.cli import main
-
-PAGE = 20  # the CLI's page in these tests (STREAM_PAGE: 5,000)
 LATE = 0x1A7E1A7E1A7E1A7E1A7E1A7E1A7E1A7E  # starts on the first page, runs past the gap
 SHARED = 0x5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A  # begins in session other-1, goes on in busy-1
 SPANS = 40 * 3 + 12 + 3 + 40 * 3
@@ -63,12 +63,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.stop()
 
 
-@pytest.fixture
-def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("query.cli.commands.STREAM_PAGE", PAGE)
-    monkeypatch.setattr("query.cli.pages.STREAM_PAGE", PAGE)
-
-
 CASES = [
     ["-o", "jsonl"],
     ["-o", "csv"],
@@ -78,20 +72,14 @@ CASES = [
 ]
 
 
+@pytest.mark.usefixtures("small_batches")
 @pytest.mark.parametrize("args", CASES, ids=[" ".join(c) for c in CASES])
 def test_the_pages_through_server_print_the_stream_through_db(
-    world: World, small_pages: None, args: list[str]
+    world: World, args: list[str]
 ) -> None:
-    runner = CliRunner()
-    command = ["session", "traces", "busy-1", *args]
-    remote = runner.invoke(main, ["--server", world.api_url, *command])
-    assert remote.exit_code == 0, remote.output
-    with world.offline() as db:
-        local = runner.invoke(main, ["--db", db, *command])
-    assert local.exit_code == 0, local.output
-    assert local.stdout == remote.stdout
+    out = same_through_server_and_db(world, ["session", "traces", "busy-1", *args])
     if args == ["-o", "jsonl"]:
-        assert len(local.stdout.splitlines()) == SPANS
-        assert local.stdout.count(f"{SHARED:032x}") == 3  # not its span of other-1
+        assert len(out.splitlines()) == SPANS
+        assert out.count(f"{SHARED:032x}") == 3  # not its span of other-1
     if args == ["-o", "jsonl", "--name", "op"]:  # LATE matched by its last span, past the gap
-        assert local.stdout.count(f"{LATE:032x}") == 12
+        assert out.count(f"{LATE:032x}") == 12

@@ -117,14 +117,20 @@ def test_the_stream_prints_the_pages_of_the_list(
     world: World, small_batches: None, args: list[str]
 ) -> None:
     """--db (streamed) and --server (the API's pages) print the same bytes."""
+    same_through_server_and_db(world, ["session", "traces", "busy-1", *args])
+
+
+def same_through_server_and_db(world: World, command: list[str]) -> str:
+    """What ``command`` prints through --server and through --db (the world's file, offline),
+    checked to be the same bytes."""
     runner = CliRunner()
-    command = ["session", "traces", "busy-1", *args]
     remote = runner.invoke(main, ["--server", world.api_url, *command])
     assert remote.exit_code == 0, remote.output
     with world.offline() as db:
         local = runner.invoke(main, ["--db", db, *command])
     assert local.exit_code == 0, local.output
     assert local.stdout == remote.stdout
+    return local.stdout
 
 
 def test_the_stream_is_in_trace_order_every_span_once(world: World, small_batches: None) -> None:
