@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,24 @@ def make_writer(store: Store, tracker: SessionTracker | None = None, **kw: Any) 
     }
     args.update(kw)
     return Writer(store, **args)
+
+
+@contextmanager
+def running_writer(
+    store: Store, tracker: SessionTracker | None = None, **kw: Any
+) -> Iterator[Writer]:
+    """The store opened and a started writer on it (make_writer, ``kw`` its limits); both
+    closed on the way out."""
+    store.open()
+    if tracker is not None:
+        tracker.attach(store)
+    writer = make_writer(store, tracker=tracker, **kw)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
+        store.close()
 
 
 def compaction_job(run: Any, cursor: Any, rows: int, **kw: Any) -> Compaction:

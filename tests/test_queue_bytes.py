@@ -5,7 +5,7 @@ retryably; once committed, their bytes are counted out again."""
 from __future__ import annotations
 
 import pytest
-from conftest import make_tagger, make_writer, slow_store
+from conftest import make_tagger, running_writer, slow_store
 from otlp_factory import trace_request
 
 from collector.decode import decode_body
@@ -13,8 +13,6 @@ from collector.errors import Overloaded
 
 
 def test_a_queue_full_of_bytes_refuses_retryably_and_drains(tmp_path):
-    store = slow_store(tmp_path / "q.duckdb", delay=0.5)
-    store.open()
     tagger = make_tagger()
     batches = [
         decode_body("traces", trace_request(256, seed=i).SerializeToString(), "protobuf", tagger)
@@ -23,9 +21,8 @@ def test_a_queue_full_of_bytes_refuses_retryably_and_drains(tmp_path):
     size = batches[0].nbytes
     assert size > 256 * 200  # Arrow buffers of 256 spans with ~10 attributes each
     # Room for about three of them; the record bound is far away.
-    writer = make_writer(store, max_queue_records=10**6, max_queue_bytes=int(size * 3.5))
-    writer.start()
-    try:
+    bounds = {"max_queue_records": 10**6, "max_queue_bytes": int(size * 3.5)}
+    with running_writer(slow_store(tmp_path / "q.duckdb", delay=0.5), **bounds) as writer:
         accepted, refused = [], 0
         for batch in batches:
             try:
@@ -38,25 +35,15 @@ def test_a_queue_full_of_bytes_refuses_retryably_and_drains(tmp_path):
             future.result(30)
         assert writer._pending_bytes == 0 and writer.pending == 0
         writer.submit(batches[-1]).result(30)  # room again
-    finally:
-        writer.stop()
-        store.close()
 
 
 @pytest.mark.parametrize("records", [1, 10])
 def test_one_request_larger_than_the_bound_still_goes_in_alone(tmp_path, records):
-    store = slow_store(tmp_path / "one.duckdb", delay=0.0)
-    store.open()
     batch = decode_body(
         "traces", trace_request(records).SerializeToString(), "protobuf", make_tagger()
     )
-    writer = make_writer(store, max_queue_bytes=1)
-    writer.start()
-    try:
-        writer.submit(batch).result(30)  # an empty queue takes any one request
-    finally:
-        writer.stop()
-        store.close()
+    with running_writer(slow_store(tmp_path / "one.duckdb", delay=0.0), max_queue_bytes=1) as w:
+        w.submit(batch).result(30)  # an empty queue takes any one request
 
 
 def test_a_full_queue_refuses_before_decoding(tmp_path, monkeypatch):
@@ -66,24 +53,20 @@ def test_a_full_queue_refuses_before_decoding(tmp_path, monkeypatch):
 
     from collector import ingest
 
-    store = slow_store(tmp_path / "full.duckdb", delay=1.0)
-    store.open()
     tagger = make_tagger()
     body = trace_request(64).SerializeToString()
     first = decode_body("traces", body, "protobuf", tagger)
-    writer = make_writer(store, max_queue_records=64, max_queue_bytes=10**9)
-    writer.start()
-    ingestor = ingest.Ingestor(writer, tagger, fast_decode=True, inline_bytes=1 << 20)
-    decoded: list[bytes] = []
-    monkeypatch.setattr(ingest, "decode_body", lambda _s, b, *_a: decoded.append(b) or first)
-    try:
-        future = writer.submit(first)  # the queue is now full (64 of 64 records)
-        with pytest.raises(Overloaded):
-            asyncio.run(ingestor.export_body("traces", body, "protobuf"))
-        assert decoded == [] and writer.stats["rejected_overload"] == 1
-        future.result(30)
-        writer.refuse_if_full()  # room again
-    finally:
-        ingestor.close()
-        writer.stop()
-        store.close()
+    store = slow_store(tmp_path / "full.duckdb", delay=1.0)
+    with running_writer(store, max_queue_records=64, max_queue_bytes=10**9) as writer:
+        ingestor = ingest.Ingestor(writer, tagger, fast_decode=True, inline_bytes=1 << 20)
+        decoded: list[bytes] = []
+        monkeypatch.setattr(ingest, "decode_body", lambda _s, b, *_a: decoded.append(b) or first)
+        try:
+            future = writer.submit(first)  # the queue is now full (64 of 64 records)
+            with pytest.raises(Overloaded):
+                asyncio.run(ingestor.export_body("traces", body, "protobuf"))
+            assert decoded == [] and writer.stats["rejected_overload"] == 1
+            future.result(30)
+            writer.refuse_if_full()  # room again
+        finally:
+            ingestor.close()

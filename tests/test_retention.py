@@ -23,8 +23,8 @@ from conftest import (
     make_store,
     make_tagger,
     make_tracker,
-    make_writer,
     read_store,
+    running_writer,
     slow_store,
     wait_for_job,
 )
@@ -210,18 +210,13 @@ def test_file_stops_growing_under_steady_ingest(tmp_path):
     """Two simulated days of steady ingest (one request per 10 data-minutes) into a store that
     keeps 6 hours: once retention has started deleting, the file stays within a bound."""
     db = str(tmp_path / "steady.duckdb")
-    store = make_store(db)
-    store.open()
     tracker = make_tracker()
-    tracker.attach(store)
-    writer = make_writer(store, tracker=tracker)
-    writer.start()
-    job = Retention(writer.run, durations.seconds("6h"), 60.0, tracker.forget, max_bytes=0)
     tagger = make_tagger()
     start = NOW - 2 * DAY
     step = 10 * 60 * 10**9
     sizes = []
-    try:
+    with running_writer(make_store(db), tracker) as writer:
+        job = Retention(writer.run, durations.seconds("6h"), 60.0, tracker.forget, max_bytes=0)
         for i in range(2 * 24 * 6):
             t = start + i * step
             body = trace_request(400, session=f"s{i // 12}", start_ns=t, seed=i)
@@ -229,9 +224,6 @@ def test_file_stops_growing_under_steady_ingest(tmp_path):
             if i % 6 == 5:  # hourly, as the job would
                 job.prune_once(now_ns=t)
                 sizes.append(os.path.getsize(db))
-    finally:
-        writer.stop()
-        store.close()
     plateau = sizes[len(sizes) // 3 :]  # after the first 16 hours
     assert max(plateau[-8:]) <= max(plateau[:8]) * 1.15, sizes
     (kept,) = read_store(Path(db), "SELECT count(*) FROM spans")[0]
@@ -243,12 +235,8 @@ def test_a_delete_slice_holds_about_slice_rows_records(tmp_path, monkeypatch):
     minute holds millions of spans: one delete of them all would hold them in one transaction);
     the slices cover everything before the cutoff and nothing after it."""
     monkeypatch.setattr(retention, "SLICE_ROWS", 1_000)
-    store = make_store(str(tmp_path / "slices.duckdb"))
-    store.open()
-    writer = make_writer(store)
-    writer.start()
     tagger = make_tagger()
-    try:
+    with running_writer(make_store(str(tmp_path / "slices.duckdb"))) as writer:
         for i in range(10):  # 10 x 800 spans over 10 data-seconds
             body = trace_request(800, session="s", start_ns=NOW + i * 10**9, seed=i)
             writer.submit(decode_body("traces", body.SerializeToString(), "protobuf", tagger))
@@ -264,60 +252,46 @@ def test_a_delete_slice_holds_about_slice_rows_records(tmp_path, monkeypatch):
                 for low, high in zip([0, *bounds], bounds, strict=False)
             ]
         ).result(10)
-    finally:
-        writer.stop()
-        store.close()
     assert bounds[-1] == cutoff and bounds == sorted(bounds)
     assert sum(counts) == 8 * 800
     assert len(counts) >= 6 and max(counts) <= 1_600, counts
 
 
 def test_run_executes_on_the_writer_thread(tmp_path):
-    store = make_store(str(tmp_path / "w.duckdb"))
-    store.open()
-    writer = make_writer(store)
-    writer.start()
-    try:
+    with running_writer(make_store(str(tmp_path / "w.duckdb"))) as writer:
         name = writer.run(lambda s: threading.current_thread().name).result(10)
         assert name == "roomscope-writer"
         with pytest.raises(ZeroDivisionError):
             writer.run(lambda s: 1 / 0).result(10)
-    finally:
-        writer.stop()
-        store.close()
 
 
 def test_a_task_runs_within_a_group_commit_while_the_queue_never_empties(tmp_path):
     """Under sustained load the queue always holds requests: a task (retention, compaction)
     still runs right after the group commit that met it, not once the load ends."""
-    store = slow_store(str(tmp_path / "busy.duckdb"), 0.002)
-    store.open()
-    writer = make_writer(store)
-    writer.start()
     body = trace_request(8, start_ns=time.time_ns()).SerializeToString()
     feeding = threading.Event()
     feeding.set()
     sent = [0]
+    with running_writer(slow_store(str(tmp_path / "busy.duckdb"), 0.002)) as writer:
 
-    def feed() -> None:  # keeps 16 requests queued behind the one being committed
-        inflight = []
-        while feeding.is_set():
-            inflight.append(writer.submit(decode_body("traces", body, "protobuf", make_tagger())))
-            sent[0] += 1
-            if len(inflight) >= 16:
-                inflight.pop(0).result(10)
-        for f in inflight:
-            f.result(10)
+        def feed() -> None:  # keeps 16 requests queued behind the one being committed
+            inflight = []
+            while feeding.is_set():
+                decoded = decode_body("traces", body, "protobuf", make_tagger())
+                inflight.append(writer.submit(decoded))
+                sent[0] += 1
+                if len(inflight) >= 16:
+                    inflight.pop(0).result(10)
+            for f in inflight:
+                f.result(10)
 
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    try:
-        wait_until(lambda: sent[0] >= 32, 10, "the first requests")
-        task = writer.run(lambda s: sent[0])
-        at = task.result(5)  # with the task re-queued behind new requests: still waiting
-        assert feeding.is_set() and sent[0] - at < 200
-    finally:
-        feeding.clear()
-        feeder.join(10)
-        writer.stop()
-        store.close()
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        try:
+            wait_until(lambda: sent[0] >= 32, 10, "the first requests")
+            task = writer.run(lambda s: sent[0])
+            at = task.result(5)  # with the task re-queued behind new requests: still waiting
+            assert feeding.is_set() and sent[0] - at < 200
+        finally:
+            feeding.clear()
+            feeder.join(10)
