@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_for_job
 from otlp_factory import trace_request
 
 from collector.errors import SettingsError
@@ -67,11 +68,12 @@ def test_a_store_past_its_cap_stays_within_it_under_continuous_ingest(start_coll
     third = max(1, len(after) // 3)
     assert max(after[-third:]) <= 1.25 * max(after[:third]), [s // MiB for s in after]
     assert max(after) <= 3 * CAP, [s // MiB for s in after]
-    # The data is back under the cap after a run with nothing arriving, nor compaction
-    # rewriting rows meanwhile (its copies sit in the log until the next checkpoint).
+    # The data comes back under the cap with nothing arriving, nor compaction rewriting rows
+    # meanwhile (its copies sit in the log until the next checkpoint). One run may not get
+    # there (its rounds estimate from row counts, and a half-emptied row group frees nothing);
+    # the job's next runs do.
     c.job("compaction").stop()
-    retention.prune_once()
-    assert retention.data_bytes() <= CAP
+    wait_for_job(retention, lambda _: retention.data_bytes() <= CAP)
     # The oldest data went first, the newest stayed.
     (oldest,) = c.query("SELECT epoch_ns(min(start_time)) FROM spans")[0]
     (total,) = c.query("SELECT count(*) FROM spans")[0]
