@@ -5,7 +5,7 @@ The budget holds the whole process: first a share set aside for what the process
 and decoded), then the write queue (decoded requests waiting for a group commit, as Arrow
 tables), and DuckDB gets the rest (its buffer cache, the data written since the last
 checkpoint, the working memory of queries through this collector's API). The process share is
-a third of the budget, at most ``PROCESS_BYTES``; the queue may take
+three eighths of the budget, at most ``PROCESS_BYTES``; the queue may take
 ``limits.max_queue_bytes`` but never more than a quarter of the budget. So the collector's RSS
 stays within the budget whatever the load and the store's size (docs/performance.md).
 """
@@ -16,8 +16,8 @@ from .setting_values import size_bytes
 from .settings import Settings
 
 SHARE = 4  # the write queue takes at most 1/SHARE of the budget
-PROCESS_SHARE = 3  # the process's share is 1/PROCESS_SHARE of the budget,
-PROCESS_BYTES = 320 * 2**20  # at most this
+PROCESS_SHARE = 3 / 8  # the process's share of the budget,
+PROCESS_BYTES = 384 * 2**20  # at most this
 
 
 def queue_bytes(settings: Settings) -> int:
@@ -28,9 +28,9 @@ def queue_bytes(settings: Settings) -> int:
 
 
 def process_bytes(settings: Settings) -> int:
-    """The share set aside for the process itself: a third of the budget, at most
+    """The share set aside for the process itself: three eighths of the budget, at most
     ``PROCESS_BYTES``."""
-    return min(PROCESS_BYTES, size_bytes(settings.get("store.memory_limit")) // PROCESS_SHARE)
+    return min(PROCESS_BYTES, int(size_bytes(settings.get("store.memory_limit")) * PROCESS_SHARE))
 
 
 def database_bytes(settings: Settings) -> int:

@@ -74,9 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
         "store",
         "memory_limit",
         "1GiB",
-        "The collector's memory budget, the whole process: e.g. 512MB, 1GiB, 4GB. A third"
-        " of it, at most 320 MiB, is set aside for the process itself (Python, gRPC, HTTP, the"
-        " requests being decoded), the write queue takes at most a quarter"
+        "The collector's memory budget, the whole process: e.g. 512MB, 1GiB, 4GB. Three"
+        " eighths of it, at most 384 MiB, is set aside for the process itself (Python, gRPC,"
+        " HTTP, the requests being decoded), the write queue takes at most a quarter"
         " (limits.max_queue_bytes), and DuckDB the rest (its buffer cache, the data written"
         " since the last checkpoint, the working memory of queries); a store read with --db"
         " gives it all to DuckDB."

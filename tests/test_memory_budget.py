@@ -64,24 +64,24 @@ def test_memory_limit_setting_is_checked() -> None:
 
 
 def test_the_budget_is_shared_between_the_process_the_write_queue_and_duckdb() -> None:
-    """The process's share is a third, at most 320 MiB; the queue takes limits.max_queue_bytes
+    """The process's share is three eighths, at most 384 MiB; the queue takes limits.max_queue_bytes
     but at most a quarter; DuckDB the rest."""
     default = load_settings(env={})
-    assert memory_budget.process_bytes(default) == 320 * 2**20
+    assert memory_budget.process_bytes(default) == 384 * 2**20
     assert memory_budget.queue_bytes(default) == 256 * 2**20
-    assert memory_budget.database_budget(default) == f"{448 * 1024}KiB"
+    assert memory_budget.database_budget(default) == f"{384 * 1024}KiB"
     small = load_settings(env={}, flags={"store.memory_limit": "96MiB"})
     assert memory_budget.queue_bytes(small) == 24 * 2**20
-    assert memory_budget.database_budget(small) == f"{40 * 1024}KiB"
+    assert memory_budget.database_budget(small) == f"{36 * 1024}KiB"
     big = load_settings(env={}, flags={"store.memory_limit": "8GiB"})
     assert memory_budget.queue_bytes(big) == 256 * 2**20  # limits.max_queue_bytes
-    assert memory_budget.database_budget(big) == f"{(8192 - 320 - 256) * 1024}KiB"
+    assert memory_budget.database_budget(big) == f"{(8192 - 384 - 256) * 1024}KiB"
 
 
 def test_memory_limit_reaches_duckdb(start_collector: Any, tmp_path: Path) -> None:
     c = start_collector(**{"store.memory_limit": "96MiB"})
-    # the collector's DuckDB gets the budget less the process's third and the queue's quarter
-    assert c.query("SELECT current_setting('memory_limit')") == [("40.0 MiB",)]
+    # the collector's DuckDB gets the budget less the process's share and the queue's quarter
+    assert c.query("SELECT current_setting('memory_limit')") == [("36.0 MiB",)]
     assert c.query("SELECT current_setting('temp_directory')") == [(f"{c.db}.tmp",)]
     # and hands freed memory back sooner than DuckDB's default (up to 512 MiB kept after a
     # bulk free, outside the budget)
