@@ -15,7 +15,8 @@ from __future__ import annotations
 from .setting_values import size_bytes
 from .settings import Settings
 
-SHARE = 4  # the write queue takes at most 1/SHARE of the budget
+QUEUE_SHARE = 4  # the write queue takes at most 1/QUEUE_SHARE of the budget
+CHECKPOINT_SHARE = 4  # the load checkpoint comes at 1/CHECKPOINT_SHARE of DuckDB's share
 PROCESS_SHARE = 3 / 8  # the process's share of the budget,
 PROCESS_BYTES = 384 * 2**20  # at most this
 
@@ -24,7 +25,7 @@ def queue_bytes(settings: Settings) -> int:
     """The write queue's bound in bytes: ``limits.max_queue_bytes``, at most a quarter of the
     budget."""
     budget = size_bytes(settings.get("store.memory_limit"))
-    return min(settings.get("limits.max_queue_bytes"), budget // SHARE)
+    return min(settings.get("limits.max_queue_bytes"), budget // QUEUE_SHARE)
 
 
 def process_bytes(settings: Settings) -> int:
@@ -48,4 +49,6 @@ def checkpoint_bytes(settings: Settings) -> int:
     """The log size that forces a checkpoint under load: ``store.checkpoint_wal_bytes``, at most
     a quarter of DuckDB's share (what was written since the last checkpoint stays in DuckDB's
     memory until the checkpoint writes it out)."""
-    return min(settings.get("store.checkpoint_wal_bytes"), database_bytes(settings) // SHARE)
+    return min(
+        settings.get("store.checkpoint_wal_bytes"), database_bytes(settings) // CHECKPOINT_SHARE
+    )

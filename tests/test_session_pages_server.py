@@ -15,9 +15,9 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from test_paging import SEC, Sender
 from test_query_fixtures import World
 from test_session_stream import (  # small_batches: its fixture
-    _wait_for_spans,
     same_through_server_and_db,
     small_batches,  # noqa: F401
+    wait_for_spans,
 )
 
 LATE = 0x1A7E1A7E1A7E1A7E1A7E1A7E1A7E1A7E  # starts on the first page, runs past the gap
@@ -56,8 +56,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         sender.tags = {"room": "busy", "session": "other-1"}
         _span(sender, SHARED, "shared", after - SEC, after - SEC + 1000)
         sender.tp.shutdown()
-        _wait_for_spans(w.api_url, "busy-1", SPANS)
-        _wait_for_spans(w.api_url, "other-1", 1)
+        wait_for_spans(w.api_url, "busy-1", SPANS)
+        wait_for_spans(w.api_url, "other-1", 1)
         yield w
     finally:
         w.stop()

@@ -41,7 +41,7 @@ BATCH = 20  # the stream's batch in these tests (STREAM_PAGE: 5,000)
 LONG = 45  # spans of the long trace: more than a batch, over the whole session
 
 
-def _wait_for_spans(api_url: str, session: str, n: int) -> None:
+def wait_for_spans(api_url: str, session: str, n: int) -> None:
     deadline = time.monotonic() + 60
     sql = {"sql": f"SELECT count(*) FROM spans WHERE session_id = '{session}'"}
     while httpx.post(api_url + "/api/v1/sql", json=sql).json()["rows"] != [[n]]:
@@ -68,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             at = start - 1_000_000 + (k // 2 if k % 3 == 0 else k) * 1_500_000
             sender.trace(at, spans=1, trace_id=long_id)
         sender.tp.shutdown()
-        _wait_for_spans(w.api_url, "busy-1", 60 * 3 + 1 + 3 + LONG)
+        wait_for_spans(w.api_url, "busy-1", 60 * 3 + 1 + 3 + LONG)
         yield w
     finally:
         w.stop()
@@ -88,7 +88,7 @@ def wide_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             span = tracer.start_span("wide", attributes=attrs, start_time=start + i * SEC)
             span.end(end_time=start + i * SEC + 1000)
         wide.shutdown()
-        _wait_for_spans(w.api_url, "wide-1", 40)
+        wait_for_spans(w.api_url, "wide-1", 40)
         yield w
     finally:
         w.stop()
