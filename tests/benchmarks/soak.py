@@ -304,6 +304,7 @@ def main() -> None:
     ap.add_argument("--png", default="soak.png")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     ap.add_argument("--log", default=None, help="write the server's log lines to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the store's folder afterwards")
     args = ap.parse_args()
 
     stop = threading.Event()
@@ -378,7 +379,10 @@ def main() -> None:
         stop.set()
         if server.proc.poll() is None:
             server.proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"store kept in {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
