@@ -193,7 +193,7 @@ def con() -> duckdb.DuckDBPyConnection:
         ("b", "CLIENT", "agent", "OK", 2000, {"status": "error"}, {}),
         ("c", "INTERNAL", "tools", "UNSET", 999, {"k": "v"}, {"k": "resource"}),
         ("d", "INTERNAL", "tools", "UNSET", 5000, {}, {"k": "v", "service": "svc-attr"}),
-        ("e", "SERVER", "tools", "error", 3000, {"name": "renamed"}, {}),
+        ("e", "SERVER", "tools", "ERROR", 3000, {"name": "renamed"}, {}),
     ]
     for i, span in enumerate(spans):
         insert_span(c, i, *span)
@@ -255,6 +255,7 @@ def test_min_duration_is_inclusive_and_max_too(con: duckdb.DuckDBPyConnection) -
 
 
 def test_status_error_matches_status_code_any_case_and_the_attribute(con, lookups) -> None:
+    """The value in any case; the stored code as the decoders write it (UNSET, OK, ERROR)."""
     assert names(con, attrs=(("status", "error"),)) == ["a", "b", "e"]
     assert names(con, attrs=(("status", "OK"),)) == ["b"]
     assert names(con, attrs=(("status", "unset"),)) == ["c", "d"]

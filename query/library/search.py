@@ -135,7 +135,7 @@ def _attr_condition(
     looked_up, lp = _lookup(key, value, p, places)
     absent = looked_up == "false"
     if key == "status":
-        own = f"upper({p}status_code) = upper(?)"
+        own = f"{p}status_code = upper(?)"
         return (own, [value]) if absent else (f"({own} OR {looked_up})", [value, *lp])
     if key in SPAN_FIELDS:
         column = f"{p}{SPAN_FIELDS[key]}"
