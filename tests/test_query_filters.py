@@ -21,9 +21,10 @@ from query.library.filters import (
     parse_time,
 )
 from query.library.records import format_ts, parse_ts
+from query.library.span_search import search_spans
 from query.library.sql import check_read_only
 from query.library.sql import run_sql as _run_sql
-from query.library.traces import get_trace, render_trees, search_spans
+from query.library.traces import get_trace, render_trees
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""The span search reads disjoint windows of start time, newest first (query.library.traces
-.search_spans): spans of every age, from the newest seconds to weeks back, come newest first,
+"""The span search reads disjoint windows of start time, newest first (query.library
+.span_search): spans of every age, from the newest seconds to weeks back, come newest first,
 in pages that neither repeat nor skip a span, wherever a page starts and ends among the windows,
 with ``since``/``until`` and ties of start time on a window's edge.
 """

@@ -22,7 +22,7 @@ from collector.store.migrations import MIGRATIONS
 from collector.store.schema import TRACE_KEY
 from query.cli import main
 from query.library.filters import SpanFilter
-from query.library.traces import search_spans
+from query.library.span_search import search_spans
 
 DAY = 86_400 * 10**9
 NOW = time.time_ns()

@@ -14,7 +14,7 @@ import duckdb
 
 from collector.tagging import Tagger
 
-from . import catalog, otlp_export, sessions, status, trace_rows, trace_search, traces
+from . import catalog, otlp_export, sessions, span_search, status, trace_rows, trace_search, traces
 from .filters import MAX_PAGE, LogFilter, MetricFilter, PageFilter, SessionFilter, SpanFilter
 from .paging import all_pages
 from .sandbox import scope
@@ -119,7 +119,7 @@ class Reader:
         return otlp_export.export_otlp(self.con, session_id, fmt, tagger)
 
     def traces(self, f: SpanFilter) -> Result:
-        page = traces.search_spans(self.con, f, self.default_limit)
+        page = span_search.search_spans(self.con, f, self.default_limit)
         return {"spans": page.records, "next": page.next}
 
     def trace(self, trace_id: str) -> Result:

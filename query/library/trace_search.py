@@ -3,7 +3,7 @@ with all their spans. What Tempo's ``/api/search`` and Jaeger's ``/api/traces`` 
 
 The matching spans are found with the span search's conditions (search.span_where) over the
 newest 10 seconds, minute, hour, day, then all of time, as
-:func:`query.library.traces.search_spans` does;
+:func:`query.library.span_search.search_spans` does;
 the chosen traces' spans are then read within their time range and rooms from ``trace_index``
 (as :func:`query.library.traces.get_trace`), so a trace costs a few row groups, not a scan.
 """

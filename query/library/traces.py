@@ -36,92 +36,11 @@ Record = dict[str, Any]
 _HEX = set("0123456789abcdef")
 
 
-# Newest-first searches look at the newest 10 seconds, minute, hour, then day, before all of
-# time: spans arrive roughly in time order, so DuckDB's zone maps on start_time skip every older
-# row group. The short windows are for a busy newest hour (not yet compacted, in arrival order):
-# with 1 M spans in it, `traces --attrs tool=search` took 570 ms with the hour as the first
-# window, 52 ms with the minute (medians, tests/benchmarks/query.py --shape burst, a shared
-# machine); under sustained ingest of 45 k spans/s the minute holds 2.7 M spans, the 10 s 450 k.
+# The trace search (query.library.trace_search) looks at the newest 10 seconds, minute, hour,
+# then day, before all of time: spans arrive roughly in time order, so DuckDB's zone maps on
+# start_time skip every older row group. The short windows are for a busy newest hour (not yet
+# compacted, in arrival order); the span search has windows of its own (span_search.py).
 SEARCH_WINDOWS_NS = (10 * 10**9, 60 * 10**9, 3_600 * 10**9, 86_400 * 10**9)
-# The span search's windows are disjoint (search_spans): a window more costs a statement (~2 ms),
-# and the quarter hour keeps a room's errors in a busy hour from reading all of it (the newest
-# 101 matches of the burst shape's query 1 lie in its newest ~15 minutes at 10 M spans).
-SPAN_WINDOWS_NS = (10 * 10**9, 60 * 10**9, 900 * 10**9, 3_600 * 10**9, 86_400 * 10**9)
-
-
-SEARCH_KEYS = (Key("start_time", desc=True, ts=True), Key("span_id"), Key("trace_id"))
-
-
-def search_spans(con: duckdb.DuckDBPyConnection, f: SpanFilter, limit: int) -> Page:
-    """A page of the spans matching every condition, newest first (by start time, then span
-    and trace id: a total order, so pages neither repeat nor skip a span while ingest goes on).
-
-    The matches are counted in disjoint windows of start time, newest first
-    (:func:`window_bounds`), from the filtered columns alone, until the page's worth is found;
-    then the page's whole rows are read from the oldest found start on. Every span is filtered
-    once at most (a room's rare errors cost one pass over the data, not one per window), and
-    only the page's rows are read whole: reading them window by window decoded the whole row
-    of every match (its vector of attribute lists) until the top-N dropped it, 42 ms for the
-    257 matches of the burst shape's query 1 at 3 M spans, against ~5 ms for the filter. A
-    cursor's page starts at its span's start time, and so do the windows."""
-    n = f.limit or limit
-    listed = fingerprint("traces", {**f.__dict__, "limit": None, "cursor": None})
-    pos = decode_cursor(f.cursor, "traces", listed, SEARCH_KEYS)
-    conds, params = span_where(f, key_maps=attribute_key_maps(con, filter_keys(f)))
-    after, aparams = from_position(SEARCH_KEYS, pos)
-    conds, params = [*conds, *after], [*params, *aparams]
-    want = read_limit(n, pos)
-    newest, first = start_bounds(con)
-    if newest is not None and f.until is not None:
-        newest = min(newest, f.until)
-    if newest is not None and pos.key:
-        newest = min(newest, pos.key[0])
-    floor = max((t for t in (f.since, first) if t is not None), default=None)
-    lowers = [*window_bounds(newest, floor), None]  # None: the rest, no lower bound
-    found, oldest, upper = 0, None, None
-    while True:
-        lower = lowers.pop(0)
-        if found and upper is not None and newest is not None:
-            # Windows the matches so far show too short for the page are skipped: twice
-            # the time that held them, scaled to the page, is read at once.
-            span = 2 * (newest - upper) * want // found
-            while lower is not None and newest - lower < span:
-                lower = lowers.pop(0)
-        if lower is None and upper is None:  # no windows: the page is all there is
-            break
-        window = ["start_time >= make_timestamp_ns(?)"] if lower is not None else []
-        window += ["start_time < make_timestamp_ns(?)"] if upper is not None else []
-        bounds = [t for t in (lower, upper) if t is not None]
-        count, low = con.execute(
-            f"SELECT count(*), epoch_ns(min(start_time)) FROM (SELECT start_time FROM"
-            f" {SPAN_ROWS}{where_sql([*conds, *window])} ORDER BY start_time DESC LIMIT ?)",
-            [*params, *bounds, want - found],
-        ).fetchone()
-        if count:
-            found, oldest = found + count, low
-        if found >= want or lower is None:
-            break
-        upper = lower
-    # The page: the matches from the oldest start found on, whole (or all of them).
-    where, args = conds, params
-    if oldest is not None:
-        where, args = [*conds, "start_time >= make_timestamp_ns(?)"], [*params, oldest]
-    rows: list[Record] = []
-    if oldest is not None or upper is None:  # else every window was counted: no match
-        sql = span_rows_sql(where_sql(where), order_by(SEARCH_KEYS), True, keys=SEARCH_KEYS)
-        rows = fetch_records(con, sql, [*args, want])
-    return page_of(rows, SEARCH_KEYS, pos, n, lambda p: encode_cursor("traces", listed, p))
-
-
-def window_bounds(newest: int | None, floor: int | None) -> list[int]:
-    """The lower bounds (epoch ns) of the span search's windows of start time, newest first:
-    ``newest`` less each of SPAN_WINDOWS_NS, none at or below ``floor`` (the filter's since,
-    or about the oldest data's start). The first window has no upper bound, each other ends
-    where the one before begins, and a last one without a lower bound holds the rest."""
-    if newest is None:
-        return []
-    bounds = [newest - width for width in SPAN_WINDOWS_NS]
-    return [b for b in bounds if floor is None or b > floor]
 
 
 def newest_start(con: duckdb.DuckDBPyConnection) -> int | None:
