@@ -3,7 +3,8 @@
 Writes N spans of one session (512-span requests, ~10 attributes per span, as the ingest
 benchmark's) to a length-prefixed OTLP protobuf file, imports it with `roomscope import --db`
 into a fresh store, then exports the session in every format with `roomscope session export`,
-each command a process of its own whose peak RSS (ru_maxrss) and wall time are printed.
+each command a process of its own whose peak RSS (its own VmHWM: command_peak.py) and wall
+time are printed.
 
     python tests/benchmarks/export_import.py                 # 1,000,000 spans
     python tests/benchmarks/export_import.py --spans 200000
@@ -12,9 +13,7 @@ each command a process of its own whose peak RSS (ru_maxrss) and wall time are p
 from __future__ import annotations
 
 import argparse
-import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,21 +21,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
 
+from command_peak import run_roomscope  # noqa: E402
 from otlp_factory import trace_request  # noqa: E402
-
-ROOMSCOPE = [sys.executable, "-c", "from query.cli import main; main()"]
 
 
 def run(args: list[str]) -> tuple[float, float]:
     """(seconds, peak RSS in MiB) of one roomscope command in a process of its own."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([*ROOMSCOPE, *args], cwd=ROOT, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"roomscope {' '.join(args)} failed ({proc.returncode})")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024
+    seconds, _, peak = run_roomscope(args)
+    return seconds, peak
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from query.library.reader import Reader  # noqa: E402
 from query.library.usage import UsageFilter, parse_prices  # noqa: E402
 
 sys.path.append(str(Path(__file__).resolve().parent))  # query_api, query_store
+from command_peak import run_roomscope  # noqa: E402
 from query_api import file_connection, time_api  # noqa: E402
 from query_store import DAY_NS, build  # noqa: E402
 
@@ -203,34 +204,11 @@ def sql_forms(path: str, runs: int) -> None:
     reader.close()
 
 
-# The export's own peak: VmHWM of its memory after exec, which the child writes to stderr at
-# exit. (ru_maxrss from wait4 also counts the pages of this process the child shares between
-# fork and exec: after the timings, ~600 MB of DuckDB's cache.)
-_PEAK = (
-    "import atexit, sys\n"
-    "def peak():\n"
-    "    for line in open('/proc/self/status'):\n"
-    "        if line.startswith('VmHWM:'):\n"
-    "            sys.stderr.write('peak_kb ' + line.split()[1] + '\\n')\n"
-    "atexit.register(peak)\n"
-    "from query.cli import main\n"
-    "main()\n"
-)
-
-
 def export_rss(path: str, session: str) -> tuple[float, int, float]:
     """``roomscope --db PATH session traces SESSION -o jsonl`` in a process of its own, output
     counted and thrown away: (seconds, lines, the process's peak RSS in MB)."""
-    args = [sys.executable, "-c", _PEAK, "--db", path, "session", "traces", session, "-o", "jsonl"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert proc.stdout is not None and proc.stderr is not None
-    lines = sum(chunk.count(b"\n") for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
-    err = proc.stderr.read().decode()
-    assert proc.wait() == 0, err
-    peak = [int(w.split()[1]) for w in err.splitlines() if w.startswith("peak_kb ")]
-    return time.perf_counter() - t, lines, peak[-1] / 1024
+    args = ["--db", path, "session", "traces", session, "-o", "jsonl"]
+    return run_roomscope(args, count_lines=True)
 
 
 def time_library(new_reader, samples: dict, runs: int, only: str | None) -> None:
