@@ -2,10 +2,11 @@
 with all their spans. What Tempo's ``/api/search`` and Jaeger's ``/api/traces`` answer.
 
 The matching spans are found with the span search's conditions (search.span_where) over the
-newest 10 seconds, minute, hour, day, then all of time, as
-:func:`query.library.span_search.search_spans` does;
-the chosen traces' spans are then read within their time range and rooms from ``trace_index``
-(as :func:`query.library.traces.get_trace`), so a trace costs a few row groups, not a scan.
+newest 10 seconds, minute, hour, day, then all of time, each window from the newest span on
+(traces.SEARCH_WINDOWS_NS; :func:`query.library.span_search.search_spans` counts disjoint
+windows instead); the chosen traces' spans are then read within their time range and rooms
+from ``trace_index`` (as :func:`query.library.traces.get_trace`), so a trace costs a few row
+groups, not a scan.
 """
 
 from __future__ import annotations
