@@ -136,7 +136,7 @@ class Collector:
         tracker = await asyncio.to_thread(SessionTracker.from_settings, s, self.store)
         self.writer = Writer.from_settings(self.store, s, tracker)
         self.writer.start()
-        self.jobs = self.store.jobs(self.writer.run, tracker.forget)
+        self.jobs = self.store.jobs(self.writer.run, tracker.forget, self.writer.busy)
         for job in self.jobs:
             job.start()
         self.forwarder = Forwarder.from_settings(self.store, self.writer.run, s)

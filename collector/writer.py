@@ -78,6 +78,10 @@ class _Task:
 LINGER_SECONDS = 0.002  # longest a group waits for requests still being decoded
 IDLE_FLUSH_SECONDS = 0.05  # quiet this long: write pending session-row changes
 PROBE_INTERVAL = 1.0  # seconds between write probes while the store is failing
+# Ingest counts as busy while the queue is more than this share full, and for BUSY_AFTER_REFUSAL
+# seconds after a request was refused (Writer.busy).
+BUSY_SHARE = 0.25
+BUSY_AFTER_REFUSAL = 5.0
 
 
 class Writer:
@@ -106,6 +110,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.healthy = True
+        self._refused_at = -BUSY_AFTER_REFUSAL  # time.monotonic() of the last refusal
         self.decoding: Callable[[], int] = lambda: 0  # requests being decoded (the Ingestor's)
         self.stats = {
             "commits": 0,
@@ -142,6 +147,18 @@ class Writer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def busy(self) -> bool:
+        """Whether ingest needs the writer now: the queue more than BUSY_SHARE full (records or
+        bytes), or a request refused in the last BUSY_AFTER_REFUSAL seconds. Maintenance that
+        can wait (compaction) waits meanwhile, so that it does not take the writer from ingest
+        when ingest has none to spare."""
+        if time.monotonic() - self._refused_at < BUSY_AFTER_REFUSAL:
+            return True
+        return (
+            self._pending > BUSY_SHARE * self.max_queue_records
+            or self._pending_bytes > BUSY_SHARE * self.max_queue_bytes
+        )
+
     def refuse_if_full(self) -> None:
         """Raise Overloaded when the queue has no room at all, before a request is decoded:
         under overload the CPU goes to the requests that can be queued, not to decoding ones
@@ -156,6 +173,7 @@ class Writer:
         full = full or self._pending_bytes + nbytes > self.max_queue_bytes
         if self._pending and full:
             self.stats["rejected_overload"] += 1
+            self._refused_at = time.monotonic()
             raise Overloaded(
                 f"write queue full ({self._pending} records, {self._pending_bytes} bytes"
                 " waiting); retry later",

@@ -15,9 +15,9 @@ import time
 import duckdb
 import httpx
 import pytest
-from conftest import make_reader, make_store, wait_for_job
+from conftest import compaction_job, make_reader, make_store, wait_for_job
 from otlp_factory import trace_request
-from test_span_storage import write
+from test_span_storage import Done, write
 
 from collector.store import DuckDBStore
 from collector.store.maintenance.compaction import Chunk, compact, compact_all, next_chunk
@@ -26,7 +26,7 @@ from query.library.filters import SpanFilter
 from query.library.sessions import session_window
 
 HOUR = 3_600 * 10**9
-MINUTE = 60 * 10**9
+SECOND = 10**9  # ranges are cut at whole seconds of start time
 BASE = (time.time_ns() - 30 * HOUR) // HOUR * HOUR  # an hour boundary, 30 h ago
 ROOMS = ("c-room", "a-room", "b-room")
 PER = 40  # spans per room and hour
@@ -60,23 +60,23 @@ def all_spans(con) -> list[tuple]:
 def test_a_chunk_is_due_once_enough_settled_spans_gathered(tmp_path):
     store = filled_store(tmp_path)
     con = store.con
-    hour = PER * len(ROOMS)  # each hour's spans all start in its first minute
-    now = BASE + 3 * HOUR + 30 * 10**9  # hours 0-2 are over, hour 3's first minute is not
+    hour = PER * len(ROOMS)  # each hour's spans all start in its first second
+    now = BASE + 3 * HOUR + SECOND // 2  # hours 0-2 are over, hour 3's first second is not
     assert next_chunk(con, now, 4 * hour, 0) is None
-    assert next_chunk(con, now, 3 * hour, 0) == Chunk(BASE, BASE + 2 * HOUR + MINUTE, 3 * hour)
-    # Cut at the first minute boundary that reaches the count.
-    assert next_chunk(con, now, hour + 1, 0) == Chunk(BASE, BASE + HOUR + MINUTE, 2 * hour)
+    assert next_chunk(con, now, 3 * hour, 0) == Chunk(BASE, BASE + 2 * HOUR + SECOND, 3 * hour)
+    # Cut at the first second boundary that reaches the count.
+    assert next_chunk(con, now, hour + 1, 0) == Chunk(BASE, BASE + HOUR + SECOND, 2 * hour)
     # compaction.after: spans younger than it are not settled.
     assert next_chunk(con, now, 3 * hour, HOUR) is None
     # Spans that retention is about to delete are not counted.
     assert next_chunk(con, now, 3 * hour, 0, oldest_ns=BASE + HOUR) is None
     assert next_chunk(con, now, 2 * hour, 0, oldest_ns=BASE + HOUR) == Chunk(
-        BASE + HOUR, BASE + 2 * HOUR + MINUTE, 2 * hour
+        BASE + HOUR, BASE + 2 * HOUR + SECOND, 2 * hour
     )
     # After a compacted range, spans retention will delete are skipped too (not rewritten).
-    compact(con, next_chunk(con, now, hour, 0))  # [BASE, BASE + 1 min)
+    compact(con, next_chunk(con, now, hour, 0))  # [BASE, BASE + 1 s)
     assert next_chunk(con, now, hour, 0, oldest_ns=BASE + 2 * HOUR) == Chunk(
-        BASE + 2 * HOUR, BASE + 2 * HOUR + MINUTE, hour
+        BASE + 2 * HOUR, BASE + 2 * HOUR + SECOND, hour
     )
     store.close()
 
@@ -92,7 +92,7 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     ranges = con.execute(
         "SELECT epoch_ns(first_start), epoch_ns(last_start), spans FROM span_clusters ORDER BY 1"
     ).fetchall()
-    cuts = [BASE, *(BASE + (2 * i + 1) * HOUR + MINUTE for i in range(3))]
+    cuts = [BASE, *(BASE + (2 * i + 1) * HOUR + SECOND for i in range(3))]
     assert ranges == [(cuts[i], cuts[i + 1], 240) for i in range(3)]
     # All moved to span_archive; in storage order, each range's spans run room by room, each
     # room in time order.
@@ -108,6 +108,29 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     write(store, trace_request(3, room="a-room", start_ns=BASE + HOUR, seed=99))
     assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0
     assert len(all_spans(con)) == len(before) + 3
+    store.close()
+
+
+def test_the_job_waits_while_ingest_needs_the_writer(tmp_path):
+    """While ``busy`` (Writer.busy: a filling queue, refused requests) says ingest needs the
+    writer, the job moves nothing; it moves what is due once ingest has room again."""
+    import threading
+
+    store = filled_store(tmp_path, hours=3)
+    busy = threading.Event()
+    busy.set()
+    job = compaction_job(lambda fn: Done(fn(store)), store.cursor, PER * len(ROOMS))
+    job.busy = busy.is_set
+    looked = threading.Event()
+    job._stop.wait = lambda seconds: looked.set() or False  # no real waits
+    result = []
+    worker = threading.Thread(target=lambda: result.append(job.run_once(now_ns=BASE + 4 * HOUR)))
+    worker.start()
+    assert looked.wait(10)  # it found ingest busy, and waits
+    assert job.stats["chunks"] == 0 and not result
+    busy.clear()
+    worker.join(30)
+    assert result == [3 * PER * len(ROOMS)] and job.stats["chunks"] == 3
     store.close()
 
 

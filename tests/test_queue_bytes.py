@@ -70,3 +70,28 @@ def test_a_full_queue_refuses_before_decoding(tmp_path, monkeypatch):
             writer.refuse_if_full()  # room again
         finally:
             ingestor.close()
+
+
+def test_the_writer_is_busy_while_its_queue_fills_and_after_a_refusal(tmp_path, monkeypatch):
+    """Writer.busy, what compaction waits on: the queue over a quarter full, or a request
+    refused in the last few seconds."""
+    from collector import writer as writer_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(writer_module.time, "monotonic", lambda: clock[0])
+    batch = decode_body("traces", trace_request(64).SerializeToString(), "protobuf", make_tagger())
+    store = slow_store(tmp_path / "busy.duckdb", delay=1.0)
+    with running_writer(store, max_queue_records=200, max_queue_bytes=10**9) as writer:
+        assert not writer.busy()
+        first = writer.submit(batch)  # 64 of 200: over a quarter
+        assert writer.busy()
+        first.result(30)
+        assert not writer.busy()
+        futures = [writer.submit(batch) for _ in range(3)]
+        with pytest.raises(Overloaded):
+            writer.submit(batch)
+        for future in futures:
+            future.result(30)
+        assert writer.pending == 0 and writer.busy()  # refused a moment ago
+        clock[0] += writer_module.BUSY_AFTER_REFUSAL + 0.1
+        assert not writer.busy()

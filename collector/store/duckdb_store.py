@@ -23,7 +23,7 @@ import pyarrow as pa
 from ..errors import StoreError, StoreUnavailable
 from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_rows
 from .faults import is_store_trouble, needs_reopen
-from .interface import Job, Recount, Run
+from .interface import Busy, Job, Recount, Run
 from .maintenance.compaction import Compaction
 from .maintenance.retention import Pruned, Retention, prune_connection
 from .memory import apply_memory_limit
@@ -366,7 +366,9 @@ class DuckDBStore:
         with contextlib.closing(self.cursor()) as cur:
             return recount_active(cur)
 
-    def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
+    def jobs(
+        self, run: Run, forget: Callable[[set[str]], None] | None, busy: Busy | None = None
+    ) -> list[Job]:
         m = self.maintenance
         return [
             Retention(run, m.max_age, m.retention_interval, forget, max_bytes=m.max_bytes),
@@ -380,6 +382,7 @@ class DuckDBStore:
                 merge=m.merge,
                 levels=m.levels,
                 reclaim=m.reclaim,
+                busy=busy,
             ),
         ]
 

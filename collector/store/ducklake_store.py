@@ -30,7 +30,7 @@ import pyarrow as pa
 from ..errors import SettingsError, StoreError, StoreUnavailable
 from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_rows
 from .faults import is_conflict, is_unreachable
-from .interface import Job, Recount, Run
+from .interface import Busy, Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
 from .lake_layout import META, table_statements, tuning_statements
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
@@ -369,7 +369,11 @@ class DuckLakeStore:
         with contextlib.closing(self.cursor()) as cur:
             return recount_active(cur)
 
-    def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
+    def jobs(
+        self, run: Run, forget: Callable[[set[str]], None] | None, busy: Busy | None = None
+    ) -> list[Job]:
+        # DuckLake's maintenance runs on a connection of its own, beside the writer: nothing
+        # for it to wait for.
         return [LakeMaintenance(self.config, self.replica, self.maintenance, forget, run)]
 
     # Forwarding keeps its queue in a store file; a lake has no place for one yet.

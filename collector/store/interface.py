@@ -23,6 +23,9 @@ from .session_rows import SessionPlan, SessionState
 # A function the writer thread runs between commits (``Writer.run``), with its result.
 Task = Callable[["Store"], Any]
 Run = Callable[[Task], Future]
+# Whether ingest needs the writer now (collector.writer.Writer.busy): maintenance that can wait
+# does.
+Busy = Callable[[], bool]
 # Per active session: (session id, spans, log records, metric points, errors) in the data.
 Recount = tuple[str, int, int, int, int]
 
@@ -96,9 +99,12 @@ class Store(Protocol):
         """The records of each active session counted again from the data."""
         ...
 
-    def jobs(self, run: Run, forget: Callable[[set[str]], None] | None) -> list[Job]:
+    def jobs(
+        self, run: Run, forget: Callable[[set[str]], None] | None, busy: Busy | None = None
+    ) -> list[Job]:
         """The backend's maintenance jobs, each acting through ``run`` (the writer thread);
-        ``forget`` is told the ids of sessions whose rows retention deleted."""
+        ``forget`` is told the ids of sessions whose rows retention deleted; work that can wait
+        (compaction) waits while ``busy()`` says ingest needs the writer."""
         ...
 
     # The forwarding queue (collector.forwarder): written with each append once opened.

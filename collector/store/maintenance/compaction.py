@@ -3,7 +3,7 @@
 Spans arrive in time order, so each row group of ``span_data`` holds every room's spans of its
 time, and a search by room (``traces --room R``) reads every row group of the store. Once
 ``compaction.rows`` spans older than ``compaction.after`` have gathered past the last compacted
-range, the background job moves the oldest such range of start times, cut at a minute
+range, the background job moves the oldest such range of start times, cut at a second
 boundary, in one transaction on the writer's connection: an ``INSERT INTO span_archive …
 SELECT … ORDER BY room, project, start_time`` of the range's spans (attribute values one
 column per position, collector.store.span_archive), then a ``DELETE`` of them from span_data, and a
@@ -13,10 +13,12 @@ condition (searches; the reads of a session and of a trace add the room they kno
 
 The move is one transaction, so a reader sees every span once, before or after it; a crash
 rolls it back and the job does the range again. Writes wait behind it (~5–7 s per million
-spans on this 2-core machine, docs/performance.md "Compaction: settled spans sorted by room"):
-exporters get the usual retryable answers when the queue fills meanwhile. Spans that arrive for
-an already compacted range (late, clock skew) stay in span_data; only the time order of the
-newest data is kept, which the searches' newest-hour and newest-day tries rely on.
+spans on this 2-core machine, docs/performance.md "Compaction: settled spans sorted by room"),
+so ranges are cut at whole seconds (a busy minute is millions of spans), and the job waits
+while the writer's queue fills or requests are being refused (``busy``, Writer.busy): at a
+rate the writer barely keeps up with, the spans stay in span_data until the rate drops.
+Spans that arrive for an already compacted range (late, clock skew) stay in span_data; only
+the time order of the newest data is kept, which the searches' newest-first windows rely on.
 
 After its moves, the job merges ranges of the archive into bigger ones, sorted by room again
 (``compaction.merge``, ``compaction.levels``; archive_merge.py), piece by piece through
@@ -34,6 +36,7 @@ from typing import Any
 import duckdb
 
 from ...errors import StoreError
+from ..interface import Busy
 from ..schema import SPAN_CLUSTERS
 from ..span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
 from ..statements import transaction
@@ -43,7 +46,10 @@ from .reclaim import file_blocks, fragmented, reclaim_step
 
 log = logging.getLogger("roomscope.compaction")
 
-MINUTE_NS = 60 * 10**9
+# Ranges are cut at whole seconds of start time: at 100 k spans/s a minute's spans would hold
+# the writer ~40 s in one move (every request refused meanwhile), a second's ~0.5 s.
+CUT_NS = 10**9
+BUSY_POLL = 1.0  # seconds between looks at whether ingest still needs the writer
 
 
 @dataclass(frozen=True)
@@ -63,29 +69,27 @@ def next_chunk(
     oldest_ns: int | None = None,
 ) -> Chunk | None:
     """The oldest range past the last compacted one that holds at least ``rows`` spans, all of
-    them older than ``now_ns - after_ns``, cut at the first minute boundary where the count is
-    reached (so a range holds at most a minute of spans more than ``rows``); None while fewer
+    them older than ``now_ns - after_ns``, cut at the first second boundary where the count is
+    reached (so a range holds at most a second of spans more than ``rows``); None while fewer
     have gathered. Spans older than ``oldest_ns`` (retention deletes them soon) are not counted.
     Reads only the row groups past the last compacted range (zone maps on start_time)."""
     (mark,) = con.execute(f"SELECT epoch_ns(max(last_start)) FROM {SPAN_CLUSTERS}").fetchone()
-    settled = now_ns - after_ns
+    upper = (now_ns - after_ns) // CUT_NS * CUT_NS  # the seconds that are over (data time)
     lower = max(x for x in (mark, oldest_ns, -(2**62)) if x is not None)
-    minutes = con.execute(
-        "SELECT epoch_ns(time_bucket(INTERVAL 1 minute, start_time)) AS m, count(*)"
+    # Each second's count, summed in order in SQL: a backlog of days is millions of seconds.
+    first, cut, total = con.execute(
+        "WITH b AS (SELECT time_bucket(INTERVAL 1 second, start_time) AS m, count(*) AS c"
         " FROM span_data WHERE start_time >= make_timestamp_ns(?)"
-        " AND start_time < make_timestamp_ns(?) GROUP BY m ORDER BY m",
-        [lower, settled],
-    ).fetchall()
-    total = 0
-    for minute, count in minutes:
-        if minute + MINUTE_NS > settled:
-            break  # the minute is not over yet (in data time): its spans may still come
-        total += count
-        if total >= rows:
-            # From the last range on; past a gap left to retention, from the first minute.
-            first = mark if mark is not None and mark == lower else minutes[0][0]
-            return Chunk(first, minute + MINUTE_NS, total)
-    return None
+        " AND start_time < make_timestamp_ns(?) GROUP BY m)"
+        " SELECT epoch_ns((SELECT min(m) FROM b)), epoch_ns(min(m)), min_by(total, m)"
+        " FROM (SELECT m, sum(c) OVER (ORDER BY m) AS total FROM b) WHERE total >= ?",
+        [lower, upper, rows],
+    ).fetchone()
+    if cut is None:
+        return None
+    # From the last range on; past a gap left to retention, from the first second.
+    start = mark if mark is not None and mark == lower else first
+    return Chunk(start, cut + CUT_NS, int(total))
 
 
 def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = None) -> int:
@@ -134,8 +138,10 @@ class Compaction(Periodic):
         merge: int,
         levels: int,
         reclaim: float,
+        busy: Busy | None = None,
     ):
         super().__init__(run, interval, enabled=rows > 0)
+        self.busy = busy  # Writer.busy: while ingest needs the writer, compaction waits
         self.cursor = cursor  # DuckDBStore.cursor: plans are read beside the writer
         self.rows = rows
         self.after_ns = int(after * 1e9)
@@ -169,6 +175,15 @@ class Compaction(Periodic):
         self._finished(spans=moved)
         return moved
 
+    def _ingest_first(self) -> bool:
+        """Wait while ingest needs the writer (``busy``); False when the job is stopping.
+        Compaction only makes reads faster: at a rate the writer barely keeps up with, a move
+        would cost exporters refused requests, so the spans stay in span_data until the rate
+        drops (then they are moved, oldest first)."""
+        while self.busy is not None and not self.stopping and self.busy():
+            self._stop.wait(BUSY_POLL)
+        return not self.stopping
+
     def _step(self, fn: Callable[..., int], *args: Any) -> tuple[int, float]:
         """``fn(con, *args)`` on the writer with DuckDB on every core (a move, a merge piece, a
         reclaim step), then a checkpoint as a task of its own, so that ingest commits can go
@@ -183,6 +198,8 @@ class Compaction(Periodic):
         blocks lower down (reclaim.py), ~``rows`` rows a step, resting after each as
         long as it took, at most ``steps`` a run."""
         for _ in range(steps):
+            if not self._ingest_first():
+                return
             before = self._read(file_blocks)
             if self.stopping or not fragmented(before, self.reclaim):
                 return
@@ -207,7 +224,7 @@ class Compaction(Periodic):
     def _move_due(self, now_ns: int | None) -> int:
         """Move every chunk that is due, one writer task each; returns the spans moved."""
         moved = 0
-        while not self.stopping:
+        while self._ingest_first():
             now, oldest = self._now(now_ns)
             chunk = self._read(
                 lambda con, t=now, o=oldest: next_chunk(con, t, self.rows, self.after_ns, o)
@@ -246,7 +263,7 @@ class Compaction(Periodic):
         spans = moved = 0
         for piece in slices:
             moved += self._move_due(now_ns)
-            if self.stopping:  # the next run merges these ranges again, pieces done included
+            if not self._ingest_first():  # the next run merges these ranges again, pieces done
                 return moved
             n, took = self._step(merge_piece, plan, piece)
             spans += n
