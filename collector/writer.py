@@ -24,6 +24,7 @@ from . import memory_budget
 from .columns import Decoded
 from .errors import Overloaded, StoreUnavailable
 from .store import SessionPlan, Store, Task
+from .writer_load import WriterLoad
 
 log = logging.getLogger("roomscope.writer")
 
@@ -78,10 +79,6 @@ class _Task:
 LINGER_SECONDS = 0.002  # longest a group waits for requests still being decoded
 IDLE_FLUSH_SECONDS = 0.05  # quiet this long: write pending session-row changes
 PROBE_INTERVAL = 1.0  # seconds between write probes while the store is failing
-# Ingest counts as busy while the queue is more than this share full, and for BUSY_AFTER_REFUSAL
-# seconds after a request was refused (Writer.busy).
-BUSY_SHARE = 0.25
-BUSY_AFTER_REFUSAL = 5.0
 
 
 class Writer:
@@ -110,7 +107,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.healthy = True
-        self._refused_at = -BUSY_AFTER_REFUSAL  # time.monotonic() of the last refusal
+        self.load = WriterLoad()  # what Writer.busy answers from
         self.decoding: Callable[[], int] = lambda: 0  # requests being decoded (the Ingestor's)
         self.stats = {
             "commits": 0,
@@ -148,15 +145,11 @@ class Writer:
         return self._thread is not None and self._thread.is_alive()
 
     def busy(self) -> bool:
-        """Whether ingest needs the writer now: the queue more than BUSY_SHARE full (records or
-        bytes), or a request refused in the last BUSY_AFTER_REFUSAL seconds. Maintenance that
-        can wait (compaction) waits meanwhile, so that it does not take the writer from ingest
-        when ingest has none to spare."""
-        if time.monotonic() - self._refused_at < BUSY_AFTER_REFUSAL:
-            return True
-        return (
-            self._pending > BUSY_SHARE * self.max_queue_records
-            or self._pending_bytes > BUSY_SHARE * self.max_queue_bytes
+        """Whether ingest needs the writer now (collector.writer_load): maintenance that can
+        wait (compaction) waits meanwhile, not to take the writer from ingest that has none
+        to spare."""
+        return self.load.busy(
+            self._pending / self.max_queue_records, self._pending_bytes / self.max_queue_bytes
         )
 
     def refuse_if_full(self) -> None:
@@ -173,7 +166,7 @@ class Writer:
         full = full or self._pending_bytes + nbytes > self.max_queue_bytes
         if self._pending and full:
             self.stats["rejected_overload"] += 1
-            self._refused_at = time.monotonic()
+            self.load.refused()
             raise Overloaded(
                 f"write queue full ({self._pending} records, {self._pending_bytes} bytes"
                 " waiting); retry later",
@@ -369,6 +362,7 @@ class Writer:
 
     def _commit(self, group: list[_Item]) -> None:
         n = sum(item.decoded.accepted for item in group)
+        started = time.monotonic()
         try:
             self._write(group)
         except Exception as exc:
@@ -384,6 +378,7 @@ class Writer:
             self._pending -= n
             self._pending_bytes -= sum(item.nbytes for item in group)
         self._checkpoint(idle=False)
+        self.load.worked(time.monotonic() - started)
         self.stats["commits"] += 1
         self.stats["records"] += n
         self.stats["requests"] += len(group)

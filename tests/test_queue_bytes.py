@@ -74,11 +74,12 @@ def test_a_full_queue_refuses_before_decoding(tmp_path, monkeypatch):
 
 def test_the_writer_is_busy_while_its_queue_fills_and_after_a_refusal(tmp_path, monkeypatch):
     """Writer.busy, what compaction waits on: the queue over a quarter full, or a request
-    refused in the last few seconds."""
-    from collector import writer as writer_module
+    refused in the last few seconds (collector.writer_load; the clock stands still here, so
+    the commits' own load stays 0)."""
+    from collector import writer_load
 
     clock = [1000.0]
-    monkeypatch.setattr(writer_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(writer_load.time, "monotonic", lambda: clock[0])
     batch = decode_body("traces", trace_request(64).SerializeToString(), "protobuf", make_tagger())
     store = slow_store(tmp_path / "busy.duckdb", delay=1.0)
     with running_writer(store, max_queue_records=200, max_queue_bytes=10**9) as writer:
@@ -93,5 +94,25 @@ def test_the_writer_is_busy_while_its_queue_fills_and_after_a_refusal(tmp_path, 
         for future in futures:
             future.result(30)
         assert writer.pending == 0 and writer.busy()  # refused a moment ago
-        clock[0] += writer_module.BUSY_AFTER_REFUSAL + 0.1
+        clock[0] += writer_load.BUSY_AFTER_REFUSAL + 0.1
         assert not writer.busy()
+
+
+def test_the_writer_is_busy_while_ingest_takes_much_of_its_time(monkeypatch):
+    """Exporters wait for their acknowledgements, so a busy writer shows as latency before the
+    queue fills: ingest commits that took more than BUSY_LOAD of the last ~10 s count too."""
+    from collector import writer_load
+
+    clock = [1000.0]
+    monkeypatch.setattr(writer_load.time, "monotonic", lambda: clock[0])
+    load = writer_load.WriterLoad()
+    for _ in range(10):  # a commit of 0.1 s every second: a tenth of the writer
+        clock[0] += 1.0
+        load.worked(0.1)
+    assert 0.05 < load.load() < 0.1 and not load.busy(0.0, 0.0)
+    for _ in range(10):  # half of it
+        clock[0] += 1.0
+        load.worked(0.5)
+    assert load.load() > writer_load.BUSY_LOAD and load.busy(0.0, 0.0)
+    clock[0] += 3 * writer_load.LOAD_SECONDS  # then quiet
+    assert load.load() < 0.05 and not load.busy(0.0, 0.0)
