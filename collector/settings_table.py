@@ -349,19 +349,20 @@ url = "grpc://otel-collector:4317"
     Setting(
         "compaction",
         "rows",
-        1_048_576,
+        250_000,
         "Move settled spans into span_archive, sorted by room and stored smaller, once this"
         " many have gathered past the last compacted range (one transaction each; a search by"
-        " room then reads few row groups); 0 turns compaction off.",
+        " room or a session's read then reads few row groups); 0 turns compaction off.",
         int,
         check.non_negative,
     ),
     Setting(
         "compaction",
         "after",
-        "1h",
+        "5m",
         "Only spans whose start time is older than this are compacted (newer ones stay in"
-        " arrival order, which searches of the newest hour read first).",
+        " arrival order, which searches of the newest minutes read first; a span that arrives"
+        " later than this after its start, for a range already compacted, stays there).",
         str,
         lambda v: check.age(v),
     ),
