@@ -15,8 +15,9 @@ The move is one transaction, so a reader sees every span once, before or after i
 rolls it back and the job does the range again. Writes wait behind it (~5–7 s per million
 spans on this 2-core machine, docs/performance.md "Compaction: settled spans sorted by room"),
 so ranges are cut at whole seconds (a busy minute is millions of spans), and the job waits
-while the writer's queue fills or requests are being refused (``busy``, Writer.busy): at a
-rate the writer barely keeps up with, the spans stay in span_data until the rate drops.
+while ingest needs the writer (``busy``, Writer.busy: the queue filling, requests refused, or
+ingest commits taking over a quarter of the writer's time): at such rates the spans stay in
+span_data until the rate drops.
 Spans that arrive for an already compacted range (late, clock skew) stay in span_data; only
 the time order of the newest data is kept, which the searches' newest-first windows rely on.
 
@@ -177,9 +178,9 @@ class Compaction(Periodic):
 
     def _ingest_first(self) -> bool:
         """Wait while ingest needs the writer (``busy``); False when the job is stopping.
-        Compaction only makes reads faster: at a rate the writer barely keeps up with, a move
-        would cost exporters refused requests, so the spans stay in span_data until the rate
-        drops (then they are moved, oldest first)."""
+        Compaction only makes reads faster: where ingest has little of the writer to spare, a
+        move would cost exporters latency and refused requests, so the spans stay in span_data
+        until the rate drops (then they are moved, oldest first)."""
         while self.busy is not None and not self.stopping and self.busy():
             self._stop.wait(BUSY_POLL)
         return not self.stopping
