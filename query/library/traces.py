@@ -115,7 +115,6 @@ def session_spans(
     if not isinstance(as_of, int) or isinstance(as_of, bool):
         raise QueryError("invalid cursor")
     mine, margs, matching, targs = session_scope(con, session_id, f, as_of)
-    margs = [*margs, *targs]
     source = (
         f"(SELECT x.*, t.trace_start FROM {SPAN_ROWS} x JOIN (SELECT trace_id,"
         f" min(start_time) AS trace_start FROM {SPAN_ROWS} WHERE {mine}{matching}"
@@ -129,10 +128,10 @@ def session_spans(
         f"SELECT {key_columns(SESSION_KEYS)[2:]} FROM {source}{where_sql([mine, *after])}"
         f" ORDER BY {order_by(SESSION_KEYS)} LIMIT ?"
     )
-    outer = margs[: len(margs) - len(targs)]  # the conditions of ``mine`` again, on the joined rows
-    keys = fetch_records(con, sql, [*margs, *outer, *aparams, read_limit(n, pos)])
+    # ``mine`` twice: inside the trace starts' subquery, then on the joined rows.
+    keys = fetch_records(con, sql, [*margs, *targs, *margs, *aparams, read_limit(n, pos)])
     page = page_of(keys, SESSION_KEYS, pos, n, lambda p: encode_cursor("spans", listed, p), True)
-    page.records = _whole_spans(con, mine, outer, page.records)
+    page.records = _whole_spans(con, mine, margs, page.records)
     return page
 
 
