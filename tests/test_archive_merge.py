@@ -51,9 +51,13 @@ def compacted_store(tmp_path, hours: int = 6) -> DuckDBStore:
 
 
 def storage_order(con, first: int, last: int) -> list[tuple]:
-    """(room, start) of the archive's spans in [first, last), in storage order."""
-    rows = con.execute("SELECT room, epoch_ns(start_time) FROM span_archive ORDER BY rowid")
-    return [r for r in rows.fetchall() if first <= r[1] < last]
+    """(room, project, session, trace, start) of the archive's spans in [first, last), in
+    storage order (each range sorted so: span_archive.SORT_KEY)."""
+    rows = con.execute(
+        "SELECT room, project, session_id, trace_id, epoch_ns(start_time) FROM span_archive"
+        " ORDER BY rowid"
+    )
+    return [r for r in rows.fetchall() if first <= r[4] < last]
 
 
 def room_spans(reader: Reader, room: str) -> list[str]:
@@ -76,7 +80,7 @@ def test_merging_keeps_every_span_once_and_sorts_each_merged_range_by_room(tmp_p
     assert con.execute("SELECT count(*) FROM span_archive").fetchone() == (len(before),)
     for _, spans, first, last in found:
         part = storage_order(con, first, last)
-        assert len(part) == spans and part == sorted(part)  # room by room, each in time order
+        assert len(part) == spans and part == sorted(part)  # room by room, trace by trace
         assert [r[0] for r in part[:: spans // 3]] == sorted(ROOMS)
     assert room_spans(reader, "b-room") == by_room
     # Nothing is due any more: one range of level 1 left, level 2 is the highest.

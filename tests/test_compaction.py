@@ -22,6 +22,7 @@ from test_span_storage import Done, write
 from collector.store import DuckDBStore
 from collector.store.maintenance.compaction import Chunk, compact, compact_all, next_chunk
 from collector.store.maintenance.retention import prune_connection
+from collector.store.span_archive import SORT_KEY
 from query.library.filters import SpanFilter
 from query.library.sessions import session_window
 
@@ -95,13 +96,16 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     cuts = [BASE, *(BASE + (2 * i + 1) * HOUR + SECOND for i in range(3))]
     assert ranges == [(cuts[i], cuts[i + 1], 240) for i in range(3)]
     # All moved to span_archive; in storage order, each range's spans run room by room, each
-    # room in time order.
+    # room session by session, trace by trace, each trace in time order (SORT_KEY).
     assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
     rows = con.execute(
-        "SELECT room, epoch_ns(start_time) FROM span_archive ORDER BY rowid"
+        "SELECT room, project, session_id, trace_id, epoch_ns(start_time) FROM span_archive"
+        " ORDER BY rowid"
     ).fetchall()
+    assert SORT_KEY == "room, project, session_id, trace_id, start_time"
+    assert len({r[3] for r in rows}) > len(ROOMS)  # rooms hold several traces
     for i in range(3):
-        part = [r for r in rows if cuts[i] <= r[1] < cuts[i + 1]]
+        part = [r for r in rows if cuts[i] <= r[4] < cuts[i + 1]]
         assert part == sorted(part) and [r[0] for r in part[:: 2 * PER]] == sorted(ROOMS)
     # Nothing is due any more; a late span for a compacted range stays where it lands.
     assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0

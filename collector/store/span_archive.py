@@ -22,8 +22,11 @@ from .schema import TABLES, create_table_sql, spans_select_sql, spans_view_sql
 
 ARCHIVE = "span_archive"
 SPAN_ROWS = "span_rows"
-# How each range of the archive is sorted (maintenance.compaction, maintenance.archive_merge).
-SORT_KEY = "room, project, start_time"
+# How each range of the archive is sorted (maintenance.compaction, maintenance.archive_merge):
+# by room, so that a room's spans fill few row groups; then by session and trace, so that the
+# values a session's spans share (its resources, receive times, trace ids, services) lie side
+# by side and compress (10 M spans: 5.7 bytes a span less than by room and start time alone).
+SORT_KEY = "room, project, session_id, trace_id, start_time"
 # A range of start times [first, last) in epoch ns, on column ``c``; on the spans' start_time.
 START_RANGE = "{c} >= make_timestamp_ns(?) AND {c} < make_timestamp_ns(?)"
 SPAN_RANGE = START_RANGE.format(c="start_time")

@@ -5,11 +5,12 @@ time, and a search by room (``traces --room R``) reads every row group of the st
 ``compaction.rows`` spans older than ``compaction.after`` have gathered past the last compacted
 range, the background job moves the oldest such range of start times, cut at a second
 boundary, in one transaction on the writer's connection: an ``INSERT INTO span_archive …
-SELECT … ORDER BY room, project, start_time`` of the range's spans (attribute values one
-column per position, collector.store.span_archive), then a ``DELETE`` of them from span_data, and a
-row in ``span_clusters`` that records the range. Afterwards each room's spans of the range fill
-one or two row groups, whose zone maps let DuckDB skip every other row group for a room
-condition (searches; the reads of a session and of a trace add the room they know).
+SELECT … ORDER BY`` span_archive.SORT_KEY (room first) of the range's spans (attribute
+values one column per position, collector.store.span_archive), then a ``DELETE`` of them
+from span_data, and a row in ``span_clusters`` that records the range. Afterwards each
+room's spans of the range fill one or two row groups, whose zone maps let DuckDB skip every
+other row group for a room condition (searches; the reads of a session and of a trace add the
+room they know).
 
 The move is one transaction, so a reader sees every span once, before or after it; a crash
 rolls it back and the job does the range again. Writes wait behind it (~5–7 s per million
