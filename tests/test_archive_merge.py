@@ -54,10 +54,11 @@ def storage_order(con, first: int, last: int) -> list[tuple]:
     """(room, project, session, trace, start) of the archive's spans in [first, last), in
     storage order (each range sorted so: span_archive.SORT_KEY)."""
     rows = con.execute(
-        "SELECT room, project, session_id, trace_id, epoch_ns(start_time) FROM span_archive"
+        "SELECT room, project, session_id, trace_hi, trace_lo, epoch_ns(start_time)"
+        " FROM span_archive"
         " ORDER BY rowid"
     )
-    return [r for r in rows.fetchall() if first <= r[4] < last]
+    return [r for r in rows.fetchall() if first <= r[5] < last]
 
 
 def room_spans(reader: Reader, room: str) -> list[str]:
@@ -229,6 +230,12 @@ def test_migration_to_version_7_gives_archived_ranges_level_0(tmp_path):
     con.execute("ALTER TABLE span_clusters DROP COLUMN level")
     con.execute("DROP TABLE forward_outbox")  # version 8's tables
     con.execute("DROP TABLE forward_endpoints")
+    con.execute(  # version 9's trace ids as numbers
+        "UPDATE span_archive SET trace_id = printf('%016x%016x', trace_hi, trace_lo)"
+        " WHERE trace_id IS NULL"
+    )
+    con.execute("ALTER TABLE span_archive DROP COLUMN trace_hi")
+    con.execute("ALTER TABLE span_archive DROP COLUMN trace_lo")
     con.execute(
         "INSERT INTO span_clusters VALUES (make_timestamp_ns(?), make_timestamp_ns(?), 5, NULL)",
         [BASE - 2 * HOUR, BASE - HOUR],
@@ -238,6 +245,12 @@ def test_migration_to_version_7_gives_archived_ranges_level_0(tmp_path):
     store = make_store(tmp_path / "c.duckdb")
     store.open()
     assert [lv for lv, *_ in levels(store.con)] == [None, 0, 0]
+    # Rows archived before version 9 keep their trace ids in trace_id, and read the same.
+    (kept,) = store.con.execute("SELECT count(trace_id) FROM span_archive").fetchone()
+    assert kept == 2 * HOUR_SPANS
+    assert store.con.execute(
+        "SELECT count(*) FROM span_rows WHERE trace_id IS NULL"
+    ).fetchone() == (0,)
     meta = "SELECT value FROM roomscope_meta WHERE key = 'schema_version'"
     assert store.con.execute(meta).fetchone() == (str(SCHEMA_VERSION),)
     store.close()

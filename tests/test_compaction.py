@@ -99,13 +99,14 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     # room session by session, trace by trace, each trace in time order (SORT_KEY).
     assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
     rows = con.execute(
-        "SELECT room, project, session_id, trace_id, epoch_ns(start_time) FROM span_archive"
+        "SELECT room, project, session_id, trace_hi, trace_lo, epoch_ns(start_time)"
+        " FROM span_archive"
         " ORDER BY rowid"
     ).fetchall()
-    assert SORT_KEY == "room, project, session_id, trace_id, start_time"
-    assert len({r[3] for r in rows}) > len(ROOMS)  # rooms hold several traces
+    assert SORT_KEY == "room, project, session_id, trace_hi, trace_lo, trace_id, start_time"
+    assert len({r[3:5] for r in rows}) > len(ROOMS)  # rooms hold several traces
     for i in range(3):
-        part = [r for r in rows if cuts[i] <= r[4] < cuts[i + 1]]
+        part = [r for r in rows if cuts[i] <= r[5] < cuts[i + 1]]
         assert part == sorted(part) and [r[0] for r in part[:: 2 * PER]] == sorted(ROOMS)
     # Nothing is due any more; a late span for a compacted range stays where it lands.
     assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0

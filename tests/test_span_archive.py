@@ -96,12 +96,12 @@ def reads(reader: Reader, con: duckdb.DuckDBPyConnection) -> dict:
 
 def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
     store = filled_store(tmp_path)
-    # Ids the decoder never writes (not 16 lowercase hex digits) are kept as they are.
+    # Ids the decoder never writes (not 16 or 32 lowercase hex digits) are kept as they are.
     for odd in ("00000000000000AB", "abc", None):
         store.con.execute(
-            "INSERT INTO span_data (room, span_id, name, start_time, duration_ns)"
-            " VALUES ('lobby', ?, 'odd', make_timestamp_ns(?), 1)",
-            [odd, BASE + 10**9],
+            "INSERT INTO span_data (room, trace_id, span_id, name, start_time, duration_ns)"
+            " VALUES ('lobby', ?, ?, 'odd', make_timestamp_ns(?), 1)",
+            [odd and odd * 2, odd, BASE + 10**9],
         )
     con = store.cursor()
     reader = make_reader(con)
@@ -121,6 +121,11 @@ def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
         " list(span_id ORDER BY span_id) FILTER (WHERE span_id IS NOT NULL) FROM span_archive"
     ).fetchone()
     assert ids == (total - 3, ["00000000000000AB", "abc"])
+    traces = con.execute(
+        "SELECT count(*) FILTER (WHERE trace_hi IS NOT NULL AND trace_lo IS NOT NULL),"
+        " list(trace_id ORDER BY trace_id) FILTER (WHERE trace_id IS NOT NULL) FROM span_archive"
+    ).fetchone()
+    assert traces == (total - 3, ["00000000000000AB" * 2, "abcabc"])
     # Values by position: those past the 16th of an 18- or 20-attribute span in attribute_rest.
     rest = con.execute(
         f"SELECT v{POSITIONS}, len(attribute_rest) FROM span_archive"

@@ -32,7 +32,7 @@ from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_
 from .faults import is_conflict, is_unreachable
 from .interface import Busy, Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
-from .lake_layout import META, table_statements, tuning_statements
+from .lake_layout import META, table_statements, tuning_statements, upgrade
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
 from .lake_sessions import SessionLock, apply_plan, changed_sessions, current_snapshot
 from .outbox import OutboxBatch
@@ -161,6 +161,7 @@ class DuckLakeStore:
                                 f"lake {self.location} has schema version {row[0]}, newer"
                                 f" than this roomscope ({SCHEMA_VERSION}); upgrade roomscope"
                             )
+                        upgrade(con, int(row[0]))
                         return
                     for statement in table_statements():
                         con.execute(statement)

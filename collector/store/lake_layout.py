@@ -18,8 +18,11 @@ or suggests:
 
 from __future__ import annotations
 
+import duckdb
+
 from .schema import (
     ATTRIBUTE_KEYS,
+    SCHEMA_VERSION,
     SPAN_CLUSTERS_SQL,
     TABLES,
     TRACE_INDEX,
@@ -65,6 +68,29 @@ def table_statements() -> list[str]:
         SPAN_CLUSTERS_SQL,
         ARCHIVE_SQL,
     ]
+
+
+# What a lake made by an older version needs to reach each later one (run with ``USE lake``;
+# span_archive is empty in a lake, so only its columns change).
+LAKE_UPGRADES: dict[int, list[str]] = {
+    9: [
+        "ALTER TABLE span_archive ADD COLUMN trace_hi UBIGINT",
+        "ALTER TABLE span_archive ADD COLUMN trace_lo UBIGINT",
+    ],
+}
+
+
+def upgrade(con: duckdb.DuckDBPyConnection, found: int) -> None:
+    """Bring a lake at schema version ``found`` to SCHEMA_VERSION, in the caller's transaction
+    (with ``USE lake``)."""
+    if found >= SCHEMA_VERSION:
+        return
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        for statement in LAKE_UPGRADES.get(version, []):
+            con.execute(statement)
+    con.execute(
+        f"UPDATE {META} SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
+    )
 
 
 def tuning_statements() -> list[str]:

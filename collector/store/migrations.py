@@ -193,6 +193,14 @@ FROM span_rows s LEFT JOIN resources r ON r.resource_id = s.resource_id
   LEFT JOIN attribute_keysets k ON k.keyset_id = s.attribute_keyset""",
 ]
 
+# Version 9's span_rows: version 6's, with span_archive's trace id from its two numbers.
+_V9_SPAN_ROWS = _V6_ARCHIVE[1].replace(
+    "UNION ALL SELECT project, room, session_id, trace_id,",
+    "UNION ALL SELECT project, room, session_id,\n"
+    "  coalesce(trace_id, printf('%016x%016x', trace_hi, trace_lo)) AS trace_id,",
+)
+assert _V6_ARCHIVE[1] != _V9_SPAN_ROWS
+
 # Version 6 also moves the log records into log_data, behind the logs view. Their resources
 # get DuckDB's hash as id, as version 3 did for the spans' (new rows get collector.columns'
 # ids; one id still names one set of attributes).
@@ -258,6 +266,13 @@ MIGRATIONS: dict[int, list[str]] = {
         " active BOOLEAN, acked_seq BIGINT, sent_batches BIGINT, sent_records BIGINT,"
         " dropped_batches BIGINT, dropped_records BIGINT, last_error VARCHAR,"
         " last_error_at TIMESTAMP_NS, last_sent_at TIMESTAMP_NS)",
+    ],
+    # span_archive keeps hex trace ids as two numbers (their first and last 64 bits, last in
+    # its columns), trace_id only the others; rows archived before keep theirs in trace_id.
+    9: [
+        "ALTER TABLE span_archive ADD COLUMN trace_hi UBIGINT",
+        "ALTER TABLE span_archive ADD COLUMN trace_lo UBIGINT",
+        _V9_SPAN_ROWS,
     ],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
