@@ -29,7 +29,7 @@ from postgres import Postgres, free_port, running_postgres
 from test_sessions import log_request, post
 
 from collector.decode import decode_body
-from collector.store import DuckLakeStore, create_store
+from collector.store import SCHEMA_VERSION, DuckLakeStore, create_store
 from collector.store.lake_connect import EXTENSIONS, LakeConfig, connect
 from collector.store.lake_maintenance import LakeMaintenance, MaintenancePlan, retention_cutoff
 from collector.store.reads import open_lake_reader
@@ -154,6 +154,29 @@ def test_a_commit_that_landed_although_commit_failed_is_not_written_again(
         assert store.stats["reconciled"] == 1
         cur = store.cursor()
         assert cur.execute("SELECT count(*) FROM span_data").fetchone() == (3,)
+    finally:
+        store.close()
+
+
+def test_a_lake_of_an_older_schema_version_is_upgraded_when_a_replica_opens_it(
+    postgres, tmp_path
+) -> None:
+    store = lake_store(postgres, tmp_path)
+    store.open()
+    store.append(trace_tables(store))
+    store.close()
+    # Back to version 8: span_archive without the trace id's two numbers.
+    con = connect(store.config, "256MB")
+    con.execute("ALTER TABLE lake.span_archive DROP COLUMN trace_hi")
+    con.execute("ALTER TABLE lake.span_archive DROP COLUMN trace_lo")
+    con.execute("UPDATE lake.roomscope_meta SET value = '8' WHERE key = 'schema_version'")
+    con.close()
+    store.open()
+    try:
+        cur = store.cursor()
+        meta = "SELECT value FROM lake.roomscope_meta WHERE key = 'schema_version'"
+        assert cur.execute(meta).fetchone() == (str(SCHEMA_VERSION),)
+        assert cur.execute("SELECT count(trace_id) FROM span_rows").fetchone() == (3,)
     finally:
         store.close()
 
