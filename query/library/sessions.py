@@ -206,7 +206,7 @@ def session_timeline(
         UNION ALL
         SELECT epoch_ns(start_time), 'span.error', status_code, service_name,
                name || coalesce(': ' || nullif(status_message, ''), ''), trace_id, span_id, 3, NULL
-        FROM {SPAN_ROWS} WHERE session_id = ? AND upper(status_code) = 'ERROR'{swin}
+        FROM {SPAN_ROWS} WHERE session_id = ? AND status_code = 'ERROR'{swin}
     """
     listed = fingerprint("events", session_id)
     pos = decode_cursor(page.cursor, "events", listed, TIMELINE_KEYS)

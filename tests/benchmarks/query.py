@@ -6,6 +6,8 @@ biggest session with ``roomscope session traces S -o jsonl``.
     python tests/benchmarks/query.py --store /tmp/rs-10m.duckdb           # 10 M spans, 2 M logs
     python tests/benchmarks/query.py --store /tmp/rs-1m.duckdb --small    # 1 M spans, 200 k logs
     python tests/benchmarks/query.py --store /tmp/burst-1m.duckdb --shape burst --spans 1000000
+    python tests/benchmarks/query.py --store /tmp/minute.duckdb --shape burst --minutes 1 \
+        --spans 1830000 --rooms 50                                     # 1.83 M in the last minute
 
 The store is built once and cached at ``--store`` (delete the file to rebuild). Building writes
 hand-encoded OTLP protobuf requests (values drawn with numpy) through ``decode_body`` → ``Writer`` →
@@ -270,6 +272,12 @@ def main() -> None:
         default="archive",
         help="start times over 30 days (archive) or the last 60 minutes (burst)",
     )
+    ap.add_argument(
+        "--minutes",
+        type=int,
+        default=60,
+        help="the burst's window: its start times fall in this many minutes before the build",
+    )
     ap.add_argument("--no-api", action="store_true", help="skip the REST API timings")
     ap.add_argument("--no-rss", action="store_true", help="skip the jsonl export's memory")
     ap.add_argument(
@@ -288,7 +296,9 @@ def main() -> None:
     n_spans = args.spans or (1_000_000 if args.small else 10_000_000)
     if not os.path.exists(args.store):
         env = dict(kv.split("=", 1) for kv in args.env)
-        build(args.store, n_spans, n_spans // 5, args.rooms, args.shape, env=env)
+        build(
+            args.store, n_spans, n_spans // 5, args.rooms, args.shape, env=env, minutes=args.minutes
+        )
         if not args.build_only:
             # Timed in a fresh process, as the CLI or the API would query: in this one, left by
             # a 10 M build, query 1 cold took 73-87 ms in three builds of six (42-50 in every

@@ -5,9 +5,10 @@ Two shapes of the same telemetry (1,000 rooms, ~20,000 explicit sessions, 20 ser
 ~10 spans, ~3 % errors, log-normal durations, 10 attributes a span, a log record per ~5 spans):
 
 * **archive** — start times over the 30 days before the build, sessions of 5 min-8 h;
-* **burst** — start times all in the 60 minutes before the build, sessions of 5-55 min, and one
-  big session holding a tenth of the spans (a 1 M-span session at 10 M), for the
-  ``session traces S -o jsonl`` memory measure: the newest hour as people debug it.
+* **burst** — start times all in the 60 minutes before the build (``minutes``), sessions of
+  5-55 min (a twelfth to eleven twelfths of the window), and one big session holding a tenth of
+  the spans (a 1 M-span session at 10 M), for the ``session traces S -o jsonl`` memory
+  measure: the newest hour as people debug it.
 
 The compaction job runs beside the build on the data's clock (the newest start sent so far),
 so the store ends as a live collector's would right after the data arrived: the spans older
@@ -142,17 +143,30 @@ LOG_T = struct.Struct("<BQ")
 class Plan:
     """The whole data set's shape, drawn up front (numpy): sessions and traces in time order."""
 
-    def __init__(self, n_spans: int, n_rooms: int, seed: int, end_ns: int, shape: str = "archive"):
+    def __init__(
+        self,
+        n_spans: int,
+        n_rooms: int,
+        seed: int,
+        end_ns: int,
+        shape: str = "archive",
+        minutes: int = 60,
+    ):
         rng = self.rng = np.random.default_rng(seed)
         scale = n_spans / 10_000_000
         self.n_sessions = n_sessions = max(10, round(20_000 * scale))
-        if shape == "burst":  # the last 60 minutes
-            start_ns = end_ns - 3600 * 10**9
-            dur = np.clip(rng.lognormal(np.log(1200e9), 0.6, n_sessions), 300e9, 3300e9)
+        window = minutes * 60e9
+        if shape == "burst":  # the last hour (``minutes``): sessions of 5-55 min in an hour
+            start_ns = end_ns - int(window)
+            dur = np.clip(
+                rng.lognormal(np.log(window / 3), 0.6, n_sessions), window / 12, window * 11 / 12
+            )
+            margin = int(window / 60)
         else:  # 30 days
             start_ns = end_ns - 30 * DAY_NS
             dur = np.clip(rng.lognormal(np.log(3600e9), 0.8, n_sessions), 300e9, 8 * 3600e9)
-        self.s_start = rng.integers(start_ns, end_ns - dur.astype(np.int64) - 60 * 10**9)
+            margin = 60 * 10**9
+        self.s_start = rng.integers(start_ns, end_ns - dur.astype(np.int64) - margin)
         self.s_dur = dur.astype(np.int64)
         self.s_room = rng.integers(0, n_rooms, n_sessions)
         self.s_ids = [f"sess-{rng.bytes(8).hex()}" for _ in range(n_sessions)]
@@ -174,7 +188,7 @@ class Plan:
             i = (i + 1) % n_traces
         self.t_size = sizes
         if shape == "burst":  # session 0 is big: a tenth of the traces, over the whole hour
-            self.s_start[0], self.s_dur[0] = start_ns, 3540 * 10**9
+            self.s_start[0], self.s_dur[0] = start_ns, int(window * 59 / 60)
             self.t_session[rng.random(n_traces) < 0.1] = 0
             self.t_start = self.s_start[self.t_session] + (
                 rng.random(n_traces) * self.s_dur[self.t_session]
@@ -306,10 +320,11 @@ def build(
     shape: str = "archive",
     seed: int = 7,
     env: dict[str, str] | None = None,
+    minutes: int = 60,
 ) -> None:
     end_ns = time.time_ns() - 60 * 10**9
     t_plan = time.perf_counter()
-    plan = Plan(n_spans, n_rooms, seed, end_ns, shape)
+    plan = Plan(n_spans, n_rooms, seed, end_ns, shape, minutes)
     rooms = [kv("room", f"room-{i:04d}", 0x0A) for i in range(n_rooms)]
     # A span has a log record when it failed (3 %, an ERROR record) or, else, with probability
     # 1 / log_every: 0.03 + 0.97 / log_every = n_logs / n_spans.
