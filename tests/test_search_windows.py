@@ -14,6 +14,7 @@ from otlp_factory import trace_request
 from test_span_storage import write
 
 from query.library.filters import SpanFilter
+from query.library.traces import newest_start, start_bounds
 
 S = 10**9
 NEWEST = time.time_ns() // S * S
@@ -94,3 +95,26 @@ def test_the_data_reaches_every_window(reader) -> None:
     }
     assert {0, 10, 60, 3_600, 86_400, 40 * 86_400} <= ages
     assert all(len(expected(reader, **conds)) > 6 for conds in CONDS[:4])
+
+
+def test_the_windows_begin_at_the_newest_start_not_at_the_end_of_a_long_span(tmp_path) -> None:
+    """A span that runs for minutes puts its session's ``last_seen_at`` minutes after the
+    newest start; the windows still begin at the newest start (from trace_index), so the
+    first, shortest ones hold the newest spans."""
+    store = make_store(tmp_path / "n.duckdb")
+    store.open()
+    write(store, trace_request(3, room="r", start_ns=NEWEST - 60 * S, seed=1))
+    write(store, trace_request(3, room="r", start_ns=NEWEST, seed=2))
+    store.con.execute(
+        "INSERT INTO sessions (session_id, room, started_at, last_seen_at)"
+        " VALUES ('s', 'r', make_timestamp_ns(?), make_timestamp_ns(?))",
+        [NEWEST - 60 * S, NEWEST + 1_200 * S],  # a 20-minute span's end
+    )
+    con = store.cursor()
+    (newest,) = con.execute("SELECT epoch_ns(max(start_time)) FROM spans").fetchone()
+    assert newest_start(con) == newest
+    assert start_bounds(con) == (newest, NEWEST - 60 * S)
+    # Without a trace in the hour before last_seen_at, last_seen_at itself.
+    con.execute("DELETE FROM trace_index")
+    assert newest_start(con) == NEWEST + 1_200 * S
+    store.close()
