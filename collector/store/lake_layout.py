@@ -88,9 +88,7 @@ def upgrade(con: duckdb.DuckDBPyConnection, found: int) -> None:
     for version in range(found + 1, SCHEMA_VERSION + 1):
         for statement in LAKE_UPGRADES.get(version, []):
             con.execute(statement)
-    con.execute(
-        f"UPDATE {META} SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
-    )
+    con.execute(f"UPDATE {META} SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
 
 def tuning_statements() -> list[str]:
