@@ -25,7 +25,7 @@ from collector.store import SCHEMA_VERSION, DuckDBStore
 from collector.store.maintenance.compaction import compact_all
 from collector.store.maintenance.retention import prune_connection
 from collector.store.migrations import MIGRATIONS
-from collector.store.span_archive import POSITIONS
+from collector.store.span_archive import POSITIONS, trace_ids_where
 from query.cli import main
 from query.library.filters import SpanFilter
 from query.library.reader import Reader
@@ -126,6 +126,16 @@ def test_archived_spans_read_back_the_same_through_every_path(tmp_path):
         " list(trace_id ORDER BY trace_id) FILTER (WHERE trace_id IS NOT NULL) FROM span_archive"
     ).fetchone()
     assert traces == (total - 3, ["00000000000000AB" * 2, "abcabc"])
+    # A lookup by trace ids narrows archived rows by their numbers, and finds odd ids as text.
+    some = [t for (t,) in con.execute("SELECT DISTINCT trace_id FROM span_rows").fetchall()]
+    assert len(some) > 3
+    for wanted in (some[:2], ["abcabc"], ["00000000000000AB" * 2, some[0]], ["f" * 32]):
+        cond, params = trace_ids_where("", wanted)
+        found = con.execute(f"SELECT trace_id FROM span_rows WHERE {cond}", params).fetchall()
+        plain = con.execute(
+            "SELECT trace_id FROM span_rows WHERE list_contains(?, trace_id)", [wanted]
+        ).fetchall()
+        assert sorted(found) == sorted(plain) and (plain or wanted == ["f" * 32])
     # Values by position: those past the 16th of an 18- or 20-attribute span in attribute_rest.
     rest = con.execute(
         f"SELECT v{POSITIONS}, len(attribute_rest) FROM span_archive"

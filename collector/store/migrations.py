@@ -193,13 +193,25 @@ FROM span_rows s LEFT JOIN resources r ON r.resource_id = s.resource_id
   LEFT JOIN attribute_keysets k ON k.keyset_id = s.attribute_keyset""",
 ]
 
-# Version 9's span_rows: version 6's, with span_archive's trace id from its two numbers.
-_V9_SPAN_ROWS = _V6_ARCHIVE[1].replace(
-    "UNION ALL SELECT project, room, session_id, trace_id,",
-    "UNION ALL SELECT project, room, session_id,\n"
-    "  coalesce(trace_id, printf('%016x%016x', trace_hi, trace_lo)) AS trace_id,",
+# Version 9's span_rows: version 6's, with span_archive's trace id from its two numbers, and
+# the first of them as a last column (NULL for span_data's rows).
+_V9_SPAN_ROWS = (
+    _V6_ARCHIVE[1]
+    .replace(
+        "UNION ALL SELECT project, room, session_id, trace_id,",
+        "UNION ALL SELECT project, room, session_id,\n"
+        "  coalesce(trace_id, printf('%016x%016x', trace_hi, trace_lo)) AS trace_id,",
+    )
+    .replace(
+        "NULL::VARCHAR[] AS attribute_rest\nFROM span_data",
+        "NULL::VARCHAR[] AS attribute_rest, NULL::UBIGINT AS trace_hi\nFROM span_data",
+    )
+    .replace(
+        "v15, v16, attribute_rest\nFROM span_archive",
+        "v15, v16, attribute_rest, trace_hi\nFROM span_archive",
+    )
 )
-assert _V6_ARCHIVE[1] != _V9_SPAN_ROWS
+assert _V9_SPAN_ROWS.count("trace_hi") == 3
 
 # Version 6 also moves the log records into log_data, behind the logs view. Their resources
 # get DuckDB's hash as id, as version 3 did for the spans' (new rows get collector.columns'

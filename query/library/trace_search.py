@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from collector.store.reads import SPAN_ROWS
+from collector.store.reads import SPAN_ROWS, trace_ids_where
 
 from .errors import NotFound
 from .filters import SpanFilter
@@ -124,7 +124,8 @@ def trace_spans(
     everywhere = (NEAR_NS, 2**63 - 1 - NEAR_NS)
     around = {t: (around or {}).get(t, everywhere) for t in trace_ids}
     extents = _extents(con, around)
-    where, params = " WHERE list_contains(?, trace_id)", [list(trace_ids)]
+    cond, params = trace_ids_where("", list(trace_ids))
+    where = f" WHERE {cond}"
     rows: list[Record] = []
     if extents and all(first is not None for first, _, _ in extents):
         window = where + " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
@@ -162,9 +163,9 @@ def _near(
     spread = [around[t] for t in ids if t in around]
     if not spread:
         return {}
-    where = "list_contains(?, trace_id) AND start_time BETWEEN make_timestamp_ns(?)"
-    where += " AND make_timestamp_ns(?)"
-    params: list[Any] = [ids, min(lo for lo, _ in spread) - NEAR_NS]
+    where, params = trace_ids_where("", ids)
+    where += " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+    params.append(min(lo for lo, _ in spread) - NEAR_NS)
     params.append(max(hi for _, hi in spread) + NEAR_NS)
     in_rooms = sorted({r for t in ids for r in rooms.get(t, [None]) if r is not None})
     if in_rooms and all(None not in rooms.get(t, [None]) for t in ids):

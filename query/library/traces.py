@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector.store.reads import SPAN_ROWS
+from collector.store.reads import SPAN_ROWS, trace_ids_where
 
 from .as_of import spans_high_water
 from .display import printable
@@ -220,7 +220,8 @@ def trace_extent(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[Any, Any, li
 
 def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     tid = check_trace_id(trace_id)
-    where = " WHERE trace_id = ?"
+    cond, ids = trace_ids_where("", [tid])
+    where = f" WHERE {cond}"
     order = "start_time, span_id"
     # The trace's time range and rooms from trace_index, so that only the row groups of those
     # times and rooms are read (old ranges are sorted by room by compaction); spans
@@ -229,14 +230,14 @@ def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     rows = []
     if first is not None:
         window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-        params = [tid, first, last]
+        params = [*ids, first, last]
         if rooms:
             marks = ", ".join("?" * len(rooms))
             window += " AND room = ?" if len(rooms) == 1 else f" AND room IN ({marks})"
             params += rooms
         rows = fetch_records(con, span_rows_sql(where + window, order), params)
     if not rows:
-        rows = fetch_records(con, span_rows_sql(where, order), [tid])
+        rows = fetch_records(con, span_rows_sql(where, order), ids)
     if not rows:
         raise NotFound(f"no trace {tid}")
     return rows
