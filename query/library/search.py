@@ -11,7 +11,14 @@ from typing import Any
 
 import duckdb
 
-from collector.store.reads import ATTRIBUTE_KEYS, KEYSETS, RESOURCES, value_at, value_of_key
+from collector.store.reads import (
+    ATTRIBUTE_KEYS,
+    KEYSETS,
+    RESOURCES,
+    trace_ids_where,
+    value_at,
+    value_of_key,
+)
 
 from . import traceql, traceql_sql
 from .filters import SPAN_FIELDS, LogFilter, MetricFilter, SessionFilter, SpanFilter
@@ -166,7 +173,7 @@ def span_where(f: SpanFilter, alias: str = "", key_maps: KeyMaps = None) -> Wher
     if f.name is not None:
         add(f"contains(lower({p}name), lower(?))", f.name)
     if f.trace_id is not None:
-        add(f"{p}trace_id = lower(?)", f.trace_id)
+        add(*_one_trace(p, f.trace_id.lower()))
     if f.min_duration is not None:
         add(f"{p}duration_ns >= ?", f.min_duration)
     if f.max_duration is not None:
@@ -244,3 +251,9 @@ def metric_where(f: MetricFilter) -> Where:
 
 def where_sql(conds: list[str]) -> str:
     return (" WHERE " + " AND ".join(conds)) if conds else ""
+
+
+def _one_trace(p: str, trace_id: str) -> tuple[str, Any]:
+    """The condition for one trace id (narrowed by the archive's numbers) and its parameter."""
+    cond, (ids,) = trace_ids_where(p, [trace_id])
+    return cond, ids

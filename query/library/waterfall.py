@@ -13,6 +13,8 @@ from typing import Any
 
 import duckdb
 
+from collector.store.reads import trace_ids_where
+
 from .errors import NotFound
 from .filters import SpanFilter
 from .records import format_ts
@@ -53,7 +55,7 @@ def trace_waterfall(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, 
     :func:`query.library.traces.get_trace`), with the session and room of its root."""
     tid = check_trace_id(trace_id)
     first, last, rooms = trace_extent(con, tid)
-    where, params = "trace_id = ?", [tid]
+    where, params = trace_ids_where("", [tid])
     if first is not None:
         where += " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
         params += [first, last]
