@@ -49,7 +49,8 @@ _IS_HEX_ID = "regexp_full_match(span_id, '[0-9a-f]{16}')"
 # 32 hex digits. ``trace_id`` keeps only an id that is not 32 lowercase hex digits. The two
 # columns come last: version 9 of the schema added them to existing archives.
 TRACE_HI, TRACE_LO = "trace_hi", "trace_lo"
-_IS_HEX_TRACE = "regexp_full_match(trace_id, '[0-9a-f]{32}')"
+_HEX_TRACE = "[0-9a-f]{32}"  # the hex trace ids kept as numbers (SQL and Python)
+_IS_HEX_TRACE = f"regexp_full_match(trace_id, '{_HEX_TRACE}')"
 _TRACE_HALVES = {
     TRACE_HI: f"CASE WHEN {_IS_HEX_TRACE} THEN ('0x' || trace_id[1:16])::UBIGINT END",
     TRACE_LO: f"CASE WHEN {_IS_HEX_TRACE} THEN ('0x' || trace_id[17:32])::UBIGINT END",
@@ -131,14 +132,11 @@ def trace_ids_where(p: str, trace_ids: list[str]) -> tuple[str, list[Any]]:
     numbers (TRACE_ID_SQL, ~130 ns a span), so the archive's rows are first narrowed to those
     whose ``trace_hi`` is one of the ids' first halves (a number comparison DuckDB pushes into
     the scan); span_data's rows (``trace_hi`` NULL) compare their text as stored."""
-    halves = sorted({int(t[:16], 16) for t in trace_ids if _HEX32.fullmatch(t)})
+    halves = sorted({int(t[:16], 16) for t in trace_ids if re.fullmatch(_HEX_TRACE, t)})
     narrowed = f"{p}{TRACE_HI} IS NULL"
     if halves:
         narrowed = f"({narrowed} OR {p}{TRACE_HI} IN ({', '.join(map(str, halves))}))"
     return f"{narrowed} AND list_contains(?, {p}trace_id)", [list(trace_ids)]
-
-
-_HEX32 = re.compile("[0-9a-f]{32}")
 
 
 def _all_values(p: str) -> str:

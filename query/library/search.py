@@ -173,7 +173,8 @@ def span_where(f: SpanFilter, alias: str = "", key_maps: KeyMaps = None) -> Wher
     if f.name is not None:
         add(f"contains(lower({p}name), lower(?))", f.name)
     if f.trace_id is not None:
-        add(*_one_trace(p, f.trace_id.lower()))
+        cond, values = trace_ids_where(p, [f.trace_id.lower()])
+        add(cond, *values)
     if f.min_duration is not None:
         add(f"{p}duration_ns >= ?", f.min_duration)
     if f.max_duration is not None:
@@ -251,9 +252,3 @@ def metric_where(f: MetricFilter) -> Where:
 
 def where_sql(conds: list[str]) -> str:
     return (" WHERE " + " AND ".join(conds)) if conds else ""
-
-
-def _one_trace(p: str, trace_id: str) -> tuple[str, Any]:
-    """The condition for one trace id (narrowed by the archive's numbers) and its parameter."""
-    cond, (ids,) = trace_ids_where(p, [trace_id])
-    return cond, ids
