@@ -218,25 +218,31 @@ def trace_extent(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[Any, Any, li
     return first, last, None if null_room else rooms
 
 
+def trace_window(con: duckdb.DuckDBPyConnection, tid: str) -> tuple[str, list[Any]]:
+    """`` AND start_time BETWEEN … [AND room …]`` and its parameters: the trace's time range
+    and rooms from trace_index, so that only the row groups of those times and rooms are read
+    (old ranges are sorted by room by compaction); "" when the index does not know the trace
+    (spans without a start time, a store without the index)."""
+    first, last, rooms = trace_extent(con, tid)
+    if first is None:
+        return "", []
+    window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+    if rooms:
+        marks = ", ".join("?" * len(rooms))
+        window += " AND room = ?" if len(rooms) == 1 else f" AND room IN ({marks})"
+    return window, [first, last, *(rooms or [])]
+
+
 def get_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Record]:
     tid = check_trace_id(trace_id)
     cond, ids = trace_ids_where("", [tid])
     where = f" WHERE {cond}"
     order = "start_time, span_id"
-    # The trace's time range and rooms from trace_index, so that only the row groups of those
-    # times and rooms are read (old ranges are sorted by room by compaction); spans
-    # without a start time, or a store without the index, fall back to reading every trace id.
-    first, last, rooms = trace_extent(con, tid)
+    window, wparams = trace_window(con, tid)
     rows = []
-    if first is not None:
-        window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-        params = [*ids, first, last]
-        if rooms:
-            marks = ", ".join("?" * len(rooms))
-            window += " AND room = ?" if len(rooms) == 1 else f" AND room IN ({marks})"
-            params += rooms
-        rows = fetch_records(con, span_rows_sql(where + window, order), params)
-    if not rows:
+    if window:
+        rows = fetch_records(con, span_rows_sql(where + window, order), [*ids, *wparams])
+    if not rows:  # outside the window too: every trace id is read
         rows = fetch_records(con, span_rows_sql(where, order), ids)
     if not rows:
         raise NotFound(f"no trace {tid}")

@@ -19,7 +19,7 @@ from .errors import NotFound
 from .filters import SpanFilter
 from .records import format_ts
 from .search import attribute_key_maps, filter_keys, span_where, where_sql
-from .traces import check_trace_id, trace_extent
+from .traces import check_trace_id, trace_window
 
 COLUMNS = [
     "trace_id", "span_id", "parent_span_id", "name", "service_name", "kind", "status_code",
@@ -54,14 +54,9 @@ def trace_waterfall(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, 
     """One trace's spans in the same compact shape, read within its extent (trace_index, as
     :func:`query.library.traces.get_trace`), with the session and room of its root."""
     tid = check_trace_id(trace_id)
-    first, last, rooms = trace_extent(con, tid)
     where, params = trace_ids_where("", [tid])
-    if first is not None:
-        where += " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-        params += [first, last]
-        if rooms:
-            where += f" AND room IN ({', '.join('?' * len(rooms))})"
-            params += rooms
+    window, wparams = trace_window(con, tid)
+    where, params = where + window, [*params, *wparams]
     sql = f"""
         SELECT trace_id, span_id, parent_span_id, name, service_name, kind, status_code,
                epoch_ns(start_time) - min(epoch_ns(start_time)) OVER () AS start_ns, duration_ns,
