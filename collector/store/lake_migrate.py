@@ -18,6 +18,7 @@ import duckdb
 
 from ..errors import StoreError
 from .ducklake_store import DuckLakeStore
+from .lake_layout import PARTITIONS
 from .schema import ATTRIBUTE_KEYS, SCHEMA_VERSION, TABLES, TRACE_INDEX
 from .span_archive import POSITIONS, REST, SPAN_ROWS
 
@@ -81,6 +82,39 @@ def copy_to_lake(path: str, store: DuckLakeStore) -> dict[str, int]:
         store.close()
 
 
+def _day_parts(con: duckdb.DuckDBPyConnection, table: str, select: str) -> list[str]:
+    """``select`` cut into one SELECT per day of a day-partitioned table (a lake writes one
+    file a partition, each buffering its rows: one insert of a month of spans would hold them
+    all in memory at once), or ``select`` itself for the others."""
+    column = PARTITIONS.get(table)
+    if column is None:
+        return [select]
+    where = f" WHERE {'s.' if table == 'span_data' else ''}{column}"
+    days = con.execute(
+        f"SELECT DISTINCT date_trunc('day', {column}) AS d FROM ({select}) ORDER BY d"
+    ).fetchall()
+    parts = [f"{select}{where} IS NULL"]
+    for (day,) in days:
+        if day is not None:
+            parts.append(
+                f"{select}{where} >= '{day}'::TIMESTAMP"
+                f" AND {where.removeprefix(' WHERE ')} < '{day}'::TIMESTAMP + INTERVAL 1 DAY"
+            )
+    return parts
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, select: str) -> int:
+    """One commit: the rows of ``select`` into ``table``; how many."""
+    con.begin()
+    try:
+        done = con.execute(f"INSERT INTO {table} {select}").fetchone()
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return int(done[0]) if done else 0
+
+
 def _copy(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, int]:
     row = con.execute(
         f"SELECT value FROM {SOURCE}.main.roomscope_meta WHERE key = 'schema_version'"
@@ -91,15 +125,12 @@ def _copy(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, int]:
             f" {SCHEMA_VERSION}: start a collector on it once (roomscope serve --db {path})"
         )
     copied: dict[str, int] = {}
+    # Order is the maintenance's business (it sorts merged files): without it DuckDB streams
+    # each copy in bounded memory instead of buffering rows to keep the source's order.
+    con.execute("SET preserve_insertion_order = false")
     statements = [(t, f"SELECT * FROM {SOURCE}.main.{t}") for t in COPIED]
     statements.append(("span_data", _span_select()))
     for table, select in statements:
-        con.begin()
-        try:
-            done = con.execute(f"INSERT INTO {table} {select}").fetchone()
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-        copied[table] = int(done[0]) if done else 0
+        copied[table] = sum(_insert(con, table, part) for part in _day_parts(con, table, select))
+    con.execute("RESET preserve_insertion_order")
     return copied
