@@ -181,6 +181,32 @@ def test_a_lake_of_an_older_schema_version_is_upgraded_when_a_replica_opens_it(
         store.close()
 
 
+def test_every_table_has_statistics_so_reads_of_empty_ones_stay_cheap(
+    postgres, tmp_path
+) -> None:
+    """A table that never held a row (metric_points, when nobody sends metrics) has no
+    statistics in DuckLake, and each query binding it asks the catalog once per column."""
+    store = lake_store(postgres, tmp_path)
+    store.open()
+    store.close()
+    con = connect(store.config, "256MB")
+    meta = "__ducklake_metadata_lake.public"
+    bare = (
+        f"SELECT t.table_name FROM {meta}.ducklake_table t WHERE t.end_snapshot IS NULL"
+        f" AND t.table_id NOT IN (SELECT table_id FROM {meta}.ducklake_table_stats)"
+    )
+    assert con.execute(bare).fetchall() == []
+    assert con.execute("SELECT count(*) FROM lake.metric_points").fetchone() == (0,)
+    snapshots = "SELECT count(*) FROM lake.snapshots()"
+    (before,) = con.execute(snapshots).fetchone()
+    con.close()
+    store.open()  # nothing left to seed: no commit
+    store.close()
+    con = connect(store.config, "256MB")
+    assert con.execute(snapshots).fetchone() == (before,)
+    con.close()
+
+
 def trace_tables(store: DuckLakeStore) -> dict[str, list]:
     """A decoded request of 3 spans, as the writer hands it to append()."""
     body = trace_request(3, room="x").SerializeToString()

@@ -32,7 +32,7 @@ from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_
 from .faults import is_conflict, is_unreachable
 from .interface import Busy, Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
-from .lake_layout import META, table_statements, tuning_statements, upgrade
+from .lake_layout import META, seed_statistics, table_statements, tuning_statements, upgrade
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
 from .lake_sessions import SessionLock, apply_plan, changed_sessions, current_snapshot
 from .outbox import OutboxBatch
@@ -135,6 +135,7 @@ class DuckLakeStore:
             self._con = self._db.cursor()
             self._con.execute(f"USE {LAKE}")
             self._create()
+            self._seed_statistics()
             make_views(self._db)
             self._load_known()
             self._seen = current_snapshot(self._con, LAKE)
@@ -176,6 +177,19 @@ class DuckLakeStore:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise StoreError(f"cannot create the tables of lake {self.location}: conflicts")
+
+    def _seed_statistics(self) -> None:
+        """lake_layout.seed_statistics, once the tables exist; a conflict with a replica doing
+        the same leaves it to that one (the statistics only speed reads up)."""
+        try:
+            with self._transaction() as con:
+                seeded = seed_statistics(con, LAKE)
+        except duckdb.Error as exc:
+            if not is_conflict(exc):
+                raise
+            return
+        if seeded:
+            log.info("lake: statistics made for the empty tables %s", ", ".join(seeded))
 
     @staticmethod
     def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
