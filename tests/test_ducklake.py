@@ -181,9 +181,7 @@ def test_a_lake_of_an_older_schema_version_is_upgraded_when_a_replica_opens_it(
         store.close()
 
 
-def test_every_table_has_statistics_so_reads_of_empty_ones_stay_cheap(
-    postgres, tmp_path
-) -> None:
+def test_every_table_has_statistics_so_reads_of_empty_ones_stay_cheap(postgres, tmp_path) -> None:
     """A table that never held a row (metric_points, when nobody sends metrics) has no
     statistics in DuckLake, and each query binding it asks the catalog once per column."""
     store = lake_store(postgres, tmp_path)

@@ -134,13 +134,13 @@ _WINDOW = {
 def session_window(
     con: duckdb.DuckDBPyConnection, session_id: str, table: str, alias: str = ""
 ) -> tuple[str, list[Any]]:
-    """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window (and, for
-    spans, its room), when they hold all of the session's records of ``table``; else no
-    condition.
+    """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window and its
+    room, when they hold all of the session's records of ``table``; else the window alone, or
+    no condition.
 
     Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
-    group outside it; compaction (store.maintenance) sorts older spans by room, and the room
-    then skips the row groups of other rooms. A condition is used only when a count under it
+    group outside it; compaction (store.maintenance) sorts older spans and log records by
+    room, and the room then skips the row groups of other rooms. A condition is used only when a count under it
     equals the session's own count: records placed at their receive time (clock skew, no
     timestamp), of another room, or removed by retention make the counts differ, and the query
     then reads more of the table (still right).
@@ -159,7 +159,7 @@ def session_window(
     p = f"{alias}." if alias else ""
     window = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
     tries = [(window, [row[0], row[1]])]
-    if table == "spans" and row[3] is not None:
+    if row[3] is not None:
         tries.insert(0, (f"{window} AND {p}room = ?", [row[0], row[1], row[3]]))
     for cond, params in tries:
         (inside,) = con.execute(
