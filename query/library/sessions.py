@@ -123,11 +123,11 @@ def resolve_session(
     return session_id
 
 
-# What a signal's records are read from, which column places them in time, and which sessions
-# column counts them.
+# What a signal's records are read from, which column places them in time, and where its count
+# is in session_windows' read of the sessions row.
 _WINDOW = {
-    "spans": (SPAN_ROWS, "start_time", "span_count"),
-    "logs": (LOG_ROWS, "time", "log_count"),
+    "spans": (SPAN_ROWS, "start_time", 2),
+    "logs": (LOG_ROWS, "time", 3),
 }
 
 
@@ -136,39 +136,64 @@ def session_window(
 ) -> tuple[str, list[Any]]:
     """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window and its
     room, when they hold all of the session's records of ``table``; else the window alone, or
-    no condition.
+    no condition (:func:`session_windows` for one table)."""
+    return session_windows(con, session_id, (table,), alias)[table]
+
+
+def session_windows(
+    con: duckdb.DuckDBPyConnection,
+    session_id: str,
+    tables: tuple[str, ...],
+    alias: str = "",
+    must_exist: bool = False,
+) -> dict[str, tuple[str, list[Any]]]:
+    """For each of ``tables`` ("spans", "logs"): `` AND <time> BETWEEN ...[ AND room = ...]``,
+    the session's known time window and its room, when they hold all of the session's records
+    of that table; else the window alone, or no condition. ``must_exist``: raise NotFound when
+    the session is in no table (resolve_session), from the same read of its row.
 
     Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
     group outside it; compaction (store.maintenance) sorts older spans and log records by
-    room, and the room then skips the row groups of other rooms. A condition is used only when a count under it
-    equals the session's own count: records placed at their receive time (clock skew, no
-    timestamp), of another room, or removed by retention make the counts differ, and the query
-    then reads more of the table (still right).
+    room, and the room then skips the row groups of other rooms. A condition is used only when
+    a count under it equals the session's own count: records placed at their receive time
+    (clock skew, no timestamp), of another room, or removed by retention make the counts
+    differ, and the query then reads more of the table (still right). One statement reads the
+    row, one counts every table under window and room, one more the window alone where needed.
     """
-    source, column, counter = _WINDOW[table]
     row = con.execute(
-        f"SELECT epoch_ns(started_at), epoch_ns(last_seen_at), {counter}, room FROM sessions"
-        " WHERE session_id = ?",
+        "SELECT epoch_ns(started_at), epoch_ns(last_seen_at), span_count, log_count, room"
+        " FROM sessions WHERE session_id = ?",
         [session_id],
     ).fetchone()
+    if row is None and must_exist:
+        resolve_session(con, session_id)
+    found: dict[str, tuple[str, list[Any]]] = {t: ("", []) for t in tables}
     if row is None or row[0] is None:
-        return "", []
+        return found
+    first, last, room = row[0], row[1], row[4]
     # Under sustained ingest the row trails the newest records by up to a second (the tracker
     # writes row changes in batches, docs/performance.md "Session rows under load"); records
     # newer than its window show once it is written.
     p = f"{alias}." if alias else ""
-    window = f" AND {p}{column} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-    tries = [(window, [row[0], row[1]])]
-    if row[3] is not None:
-        tries.insert(0, (f"{window} AND {p}room = ?", [row[0], row[1], row[3]]))
+    window = f" AND {p}{{c}} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+    tries = [(f"{window} AND {p}room = ?", [first, last, room])] if room is not None else []
+    tries.append((window, [first, last]))
+    left = list(tables)
     for cond, params in tries:
-        (inside,) = con.execute(
-            f"SELECT count(*) FROM {source} WHERE session_id = ?" + cond.replace(p, ""),
-            [session_id, *params],
-        ).fetchone()
-        if inside == row[2]:
-            return cond, params
-    return "", []
+        counts, args = [], []
+        for t in left:
+            source, column, _ = _WINDOW[t]
+            where = cond.format(c=column).replace(p, "")
+            counts.append(f"(SELECT count(*) FROM {source} WHERE session_id = ?{where})")
+            args += [session_id, *params]
+        got = con.execute(f"SELECT {', '.join(counts)}", args).fetchone() or ()
+        for t, inside in zip(list(left), got, strict=True):
+            if inside == row[_WINDOW[t][2]]:
+                found[t] = (cond.format(c=_WINDOW[t][1]), params)
+                left.remove(t)
+        if not left:
+            break
+    return found
 
 
 TIMELINE_KEYS = (Key("time"), Key("o"), Key("hash(e)"))
@@ -186,9 +211,8 @@ def session_timeline(
 
     A session the reader shows as ended (``ended_before``) that no sweep has ended yet gets the
     ``session.ended`` event the sweep would write, at its ``last_seen_at``."""
-    resolve_session(con, session_id)
-    lwin, lparams = session_window(con, session_id, "logs")
-    swin, sparams = session_window(con, session_id, "spans")
+    windows = session_windows(con, session_id, ("logs", "spans"), must_exist=True)
+    (lwin, lparams), (swin, sparams) = windows["logs"], windows["spans"]
     sql = f"""
         SELECT epoch_ns(time) AS time, type, NULL AS severity_text, NULL AS service_name,
                CAST(data AS VARCHAR) AS message, NULL AS trace_id, NULL AS span_id,
