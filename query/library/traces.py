@@ -56,7 +56,10 @@ def newest_start(con: duckdb.DuckDBPyConnection) -> int | None:
     return start_bounds(con)[0]
 
 
-_BEFORE_LAST_SEEN_NS = 3_600 * 10**9
+# How far before the sessions' newest last_seen_at the newest span start is looked for: the
+# end of a long span lies that far after its start at most (a first look over the last ten
+# minutes reads 1/6 of an hour's trace_index: 1.8 against 8.5 ms cold on the 10 M burst store).
+_BEFORE_LAST_SEEN_NS = (600 * 10**9, 3_600 * 10**9)
 
 
 def start_bounds(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
@@ -69,12 +72,15 @@ def start_bounds(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None
     if seen is None:  # no sessions tracked
         (newest,) = con.execute(f"SELECT epoch_ns(max(start_time)) FROM {SPAN_ROWS}").fetchone()
         return newest, oldest
-    (started,) = con.execute(
-        "SELECT epoch_ns(max(last_start)) FROM trace_index"
-        " WHERE last_start >= make_timestamp_ns(?) AND last_start <= make_timestamp_ns(?)",
-        [seen - _BEFORE_LAST_SEEN_NS, seen],
-    ).fetchone()
-    return (seen if started is None else started), oldest
+    for before in _BEFORE_LAST_SEEN_NS:
+        (started,) = con.execute(
+            "SELECT epoch_ns(max(last_start)) FROM trace_index"
+            " WHERE last_start >= make_timestamp_ns(?) AND last_start <= make_timestamp_ns(?)",
+            [seen - before, seen],
+        ).fetchone()
+        if started is not None:
+            return started, oldest
+    return seen, oldest
 
 
 # A session's spans in trace order (SPEC 8): traces by their first span's start, a trace's
