@@ -196,6 +196,23 @@ def session_windows(
     return found
 
 
+def window_guess(
+    con: duckdb.DuckDBPyConnection, session_id: str
+) -> tuple[str, list[Any], int] | None:
+    """session_windows' first try for the spans (`` AND start_time BETWEEN ... AND room =
+    ?``, its parameters) not counted yet, and the session's span count to check it against
+    (the caller counts on its own read); None without a row or a room."""
+    row = con.execute(
+        "SELECT epoch_ns(started_at), epoch_ns(last_seen_at), span_count, room FROM sessions"
+        " WHERE session_id = ?",
+        [session_id],
+    ).fetchone()
+    if row is None or row[0] is None or row[3] is None:
+        return None
+    window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?) AND room = ?"
+    return window, [row[0], row[1], row[3]], int(row[2])
+
+
 TIMELINE_KEYS = (Key("time"), Key("o"), Key("hash(e)"))
 
 

@@ -98,12 +98,16 @@ SESSION_KEYS = (
 
 
 def session_scope(
-    con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter, as_of: int
+    con: duckdb.DuckDBPyConnection,
+    session_id: str,
+    f: SpanFilter,
+    as_of: int,
+    window: tuple[str, list[Any]] | None = None,
 ) -> tuple[str, list[Any], str, list[Any]]:
     """What a listing of the session's spans (``f``'s filters, received by ``as_of``) reads:
     the conditions on span_rows of the session's spans and their parameters, and ``AND
     trace_id IN (...)`` with its parameters, the traces with a matching span ("" when ``f``
-    filters nothing)."""
+    filters nothing). ``window``: the session's window condition (default: session_window's)."""
     from .sessions import session_window  # sessions imports this module's neighbours
 
     maps = attribute_key_maps(con, filter_keys(f))
@@ -111,7 +115,7 @@ def session_scope(
         SpanFilter(**{**f.__dict__, "session": session_id, "limit": None, "cursor": None}),
         key_maps=maps,
     )
-    window, wparams = session_window(con, session_id, "spans")
+    window, wparams = window or session_window(con, session_id, "spans")
     mine = f"session_id = ?{window} AND received_at <= make_timestamp_ns(?)"
     if len(conds) <= 1:  # the session itself only
         return mine, [session_id, *wparams, as_of], "", []
@@ -132,25 +136,76 @@ def session_spans(
     as_of = pos.extra["as_of"]
     if not isinstance(as_of, int) or isinstance(as_of, bool):
         raise QueryError("invalid cursor")
-    mine, margs, matching, targs = session_scope(con, session_id, f, as_of)
-    source = (
-        f"(SELECT x.*, t.trace_start FROM {SPAN_ROWS} x JOIN (SELECT trace_id,"
-        f" min(start_time) AS trace_start FROM {SPAN_ROWS} WHERE {mine}{matching}"
-        " GROUP BY trace_id) t USING (trace_id))"
-    )
     after, aparams = from_position(SESSION_KEYS, pos)
-    # First the page's sort keys alone, read from four narrow columns; then the whole rows of
-    # just those spans: one query for both held every column of the session's spans while it
-    # sorted them (~280 MB for a page of 5,000 of a 300,000-span session; this way ~20 MB).
-    sql = (
-        f"SELECT {key_columns(SESSION_KEYS)[2:]} FROM {source}{where_sql([mine, *after])}"
-        f" ORDER BY {order_by(SESSION_KEYS)} LIMIT ?"
-    )
-    # ``mine`` twice: inside the trace starts' subquery, then on the joined rows.
-    keys = fetch_records(con, sql, [*margs, *targs, *margs, *aparams, read_limit(n, pos)])
+    keys: list[Record] | None = None
+    if f == SpanFilter(limit=f.limit, cursor=f.cursor):  # the whole session, unfiltered
+        keys, mine, margs = _checked_keys(con, session_id, f, as_of, (after, aparams), n, pos)
+    if keys is None:
+        mine, margs, matching, targs = session_scope(con, session_id, f, as_of)
+        keys = _page_keys(con, (mine, margs, matching, targs), (after, aparams), n, pos)
     page = page_of(keys, SESSION_KEYS, pos, n, lambda p: encode_cursor("spans", listed, p), True)
     page.records = _whole_spans(con, mine, margs, page.records)
     return page
+
+
+_TOTAL = "_session_total"
+
+
+def _page_keys(
+    con: duckdb.DuckDBPyConnection,
+    scope: tuple[str, list[Any], str, list[Any]],
+    after: tuple[list[str], list[Any]],
+    n: int,
+    pos: Position,
+    total: bool = False,
+) -> list[Record]:
+    """The sort keys of a page of the spans of session_scope's ``scope``, past ``after``
+    (from_position's); ``total``: each row also carries how many spans the scope holds."""
+    mine, margs, matching, targs = scope
+    count = f", sum(count(*)) OVER () AS {_TOTAL}" if total else ""
+    source = (
+        f"(SELECT x.*, t.trace_start{', t.' + _TOTAL if total else ''} FROM {SPAN_ROWS} x"
+        f" JOIN (SELECT trace_id, min(start_time) AS trace_start{count} FROM {SPAN_ROWS}"
+        f" WHERE {mine}{matching} GROUP BY trace_id) t USING (trace_id))"
+    )
+    # First the page's sort keys alone, read from four narrow columns; then the whole rows of
+    # just those spans (_whole_spans): one query for both held every column of the session's
+    # spans while it sorted them (~280 MB for a page of 5,000 of a 300,000-span session; this
+    # way ~20 MB).
+    sql = (
+        f"SELECT {key_columns(SESSION_KEYS)[2:]}{', ' + _TOTAL if total else ''} FROM {source}"
+        f"{where_sql([mine, *after[0]])} ORDER BY {order_by(SESSION_KEYS)} LIMIT ?"
+    )
+    # ``mine`` twice: inside the trace starts' subquery, then on the joined rows.
+    return fetch_records(con, sql, [*margs, *targs, *margs, *after[1], read_limit(n, pos)])
+
+
+def _checked_keys(
+    con: duckdb.DuckDBPyConnection,
+    session_id: str,
+    f: SpanFilter,
+    as_of: int,
+    after: tuple[list[str], list[Any]],
+    n: int,
+    pos: Position,
+) -> tuple[list[Record] | None, str, list[Any]]:
+    """The page's keys read under the session's window and room without counting first
+    (session_window's count reads the room's spans once more: ~10 ms cold at 10 M spans),
+    checked on the same read: the spans under them must be all the session's spans its row
+    counts, else None (the caller reads under session_window's condition)."""
+    from .sessions import window_guess  # sessions imports this module's neighbours
+
+    guess = window_guess(con, session_id)
+    if guess is None:
+        return None, "", []
+    window, wparams, expected = guess
+    scope = session_scope(con, session_id, f, as_of, (window, wparams))
+    keys = _page_keys(con, scope, after, n, pos, total=True)
+    if not keys or keys[0][_TOTAL] != expected:
+        return None, "", []
+    for r in keys:
+        del r[_TOTAL]
+    return keys, scope[0], scope[1]
 
 
 # How many more spans than a page's the time range of its spans may hold for _whole_spans to
