@@ -15,24 +15,15 @@ import time
 import duckdb
 import httpx
 import pytest
-from conftest import compaction_job, make_reader, make_store, make_tagger, wait_for_job
+from conftest import compaction_job, make_reader, make_store, wait_for_job
 from otlp_factory import trace_request
-from test_sessions import log_request
-from test_sessions import post as post_logs
 from test_span_storage import Done, write
 
-from collector.decode import decode_body
 from collector.store import DuckDBStore
-from collector.store.maintenance.compaction import (
-    LOG_SORT_KEY,
-    Chunk,
-    compact,
-    compact_all,
-    next_chunk,
-)
+from collector.store.maintenance.compaction import Chunk, compact, compact_all, next_chunk
 from collector.store.maintenance.retention import prune_connection
 from collector.store.span_archive import SORT_KEY
-from query.library.filters import LogFilter, SpanFilter
+from query.library.filters import SpanFilter
 from query.library.sessions import session_window
 
 HOUR = 3_600 * 10**9
@@ -125,47 +116,6 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     store.close()
 
 
-def write_logs(store: DuckDBStore, hours, rooms=ROOMS, per: int = 5) -> None:
-    """In each of ``hours``, each room's two sessions send ``per`` log records each,
-    interleaved in time as they arrive."""
-    for h in hours:
-        for i in range(per):
-            for j, room in enumerate(rooms):
-                for session in ("s1", "s2"):
-                    t = BASE + h * HOUR + (i * 10 + j) * 10**6 + (session == "s2")
-                    req = log_request([t], room=room, session=f"{room}-{session}")
-                    d = decode_body("logs", req.SerializeToString(), "protobuf", make_tagger())
-                    store.append({**{k: [v] for k, v in d.side.items()}, "logs": [d.table]})
-
-
-def all_logs(con) -> list[tuple]:
-    return con.execute("SELECT * FROM logs ORDER BY session_id, time").fetchall()
-
-
-def test_compaction_sorts_each_ranges_log_records_by_room_and_session(tmp_path):
-    store = filled_store(tmp_path, hours=4)
-    write_logs(store, range(4))
-    con = store.con
-    before = all_logs(con)
-    assert len(before) == 4 * 5 * len(ROOMS) * 2
-    compact_all(store, 2 * PER * len(ROOMS), 0, now_ns=BASE + 3 * HOUR)  # hours 0-1 only
-    assert all_logs(con) == before
-    rows = con.execute(
-        "SELECT room, project, session_id, epoch_ns(time) FROM log_data ORDER BY rowid"
-    ).fetchall()
-    assert LOG_SORT_KEY == "room, project, session_id, time"
-    cut = BASE + HOUR + SECOND
-    moved = [r for r in rows if r[3] < cut]
-    assert moved == sorted(moved) and len(moved) == 2 * 5 * len(ROOMS) * 2
-    # The records past the range are as they arrived: in time, sessions interleaved.
-    rest = [r for r in rows if r[3] >= cut]
-    assert rest == sorted(rest, key=lambda r: r[3]) and rest != sorted(rest)
-    # Each of the six sessions' records of the range lie side by side.
-    sessions = [r[2] for r in moved]
-    assert len([i for i in range(1, len(sessions)) if sessions[i] != sessions[i - 1]]) == 5
-    store.close()
-
-
 def test_the_job_waits_while_ingest_needs_the_writer(tmp_path):
     """While ``busy`` (Writer.busy: a filling queue, refused requests) says ingest needs the
     writer, the job moves nothing; it moves what is due once ingest has room again."""
@@ -211,14 +161,12 @@ def test_a_failed_rewrite_leaves_every_span_once(tmp_path):
     before = all_spans(store.con)
     chunk = next_chunk(store.con, BASE + 2 * HOUR, 1, 0)
 
-    write_logs(store, range(2))
-    logs = all_logs(store.con)
     with pytest.raises(duckdb.IOException):
         compact(FailingDelete(store.con), chunk)
-    assert all_spans(store.con) == before and all_logs(store.con) == logs
+    assert all_spans(store.con) == before
     assert store.con.execute("SELECT count(*) FROM span_clusters").fetchone() == (0,)
     assert compact(store.con, chunk) == chunk.spans  # and the next run does it
-    assert all_spans(store.con) == before and all_logs(store.con) == logs
+    assert all_spans(store.con) == before
     store.close()
 
 
@@ -259,7 +207,7 @@ def post(rc, req) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_session_reads_add_the_room_only_when_it_holds_all_the_sessions_records(start_collector):
+def test_session_reads_add_the_room_only_when_it_holds_all_the_sessions_spans(start_collector):
     rc = start_collector(**{"compaction.rows": 0})
     start = BASE + HOUR
     post(rc, trace_request(16, room="a-room", session="s1", start_ns=start, seed=1))
@@ -274,21 +222,6 @@ def test_session_reads_add_the_room_only_when_it_holds_all_the_sessions_records(
         reader = make_reader(con)
         assert len(reader.session_spans("s1", SpanFilter())["spans"]) == 16
         assert len(reader.session_spans("s2", SpanFilter())["spans"]) == 32
-    finally:
-        con.close()
-    # The same for log records (sorted by room too).
-    post_logs(rc, log_request([start + 5, start + 6], room="a-room", session="s1"))
-    post_logs(rc, log_request([start + 7], room="b-room", session="s2"))
-    post_logs(rc, log_request([start + 8], room="a-room", session="s2"))
-    con = rc.collector.store.cursor()
-    try:
-        one, _ = session_window(con, "s1", "logs")
-        two, _ = session_window(con, "s2", "logs")
-        assert "room = ?" in one and "BETWEEN" in one
-        assert "room = ?" not in two and "BETWEEN" in two
-        reader = make_reader(con)
-        assert len(reader.session_logs("s1", LogFilter())["logs"]) == 2
-        assert len(reader.session_logs("s2", LogFilter())["logs"]) == 2
     finally:
         con.close()
 

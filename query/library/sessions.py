@@ -134,9 +134,9 @@ _WINDOW = {
 def session_window(
     con: duckdb.DuckDBPyConnection, session_id: str, table: str, alias: str = ""
 ) -> tuple[str, list[Any]]:
-    """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window and its
-    room, when they hold all of the session's records of ``table``; else the window alone, or
-    no condition (:func:`session_windows` for one table)."""
+    """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window (and, for
+    spans, its room), when they hold all of the session's records of ``table``; else the window
+    alone, or no condition (:func:`session_windows` for one table)."""
     return session_windows(con, session_id, (table,), alias)[table]
 
 
@@ -148,17 +148,18 @@ def session_windows(
     must_exist: bool = False,
 ) -> dict[str, tuple[str, list[Any]]]:
     """For each of ``tables`` ("spans", "logs"): `` AND <time> BETWEEN ...[ AND room = ...]``,
-    the session's known time window and its room, when they hold all of the session's records
-    of that table; else the window alone, or no condition. ``must_exist``: raise NotFound when
-    the session is in no table (resolve_session), from the same read of its row.
+    the session's known time window (and, for spans, its room), when they hold all of the
+    session's records of that table; else the window alone, or no condition. ``must_exist``:
+    raise NotFound when the session is in no table (resolve_session), from the same read of
+    its row.
 
     Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
-    group outside it; compaction (store.maintenance) sorts older spans and log records by
-    room, and the room then skips the row groups of other rooms. A condition is used only when
-    a count under it equals the session's own count: records placed at their receive time
+    group outside it; compaction (store.maintenance) sorts older spans by room, and the room
+    then skips the row groups of other rooms. A condition is used only when a count under it
+    equals the session's own count: records placed at their receive time
     (clock skew, no timestamp), of another room, or removed by retention make the counts
     differ, and the query then reads more of the table (still right). One statement reads the
-    row, one counts every table under window and room, one more the window alone where needed.
+    row, one counts every table under its first try, one more the window alone where needed.
     """
     row = con.execute(
         "SELECT epoch_ns(started_at), epoch_ns(last_seen_at), span_count, log_count, room"
@@ -176,23 +177,25 @@ def session_windows(
     # newer than its window show once it is written.
     p = f"{alias}." if alias else ""
     window = f" AND {p}{{c}} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-    tries = [(f"{window} AND {p}room = ?", [first, last, room])] if room is not None else []
-    tries.append((window, [first, last]))
-    left = list(tables)
-    for cond, params in tries:
-        counts, args = [], []
-        for t in left:
+    tries = {t: [(window, [first, last])] for t in tables}
+    if "spans" in tries and room is not None:  # sorted by room once compacted
+        tries["spans"].insert(0, (f"{window} AND {p}room = ?", [first, last, room]))
+    while tries:
+        counts, args, asked = [], [], []
+        for t, left in tries.items():
+            cond, params = left.pop(0)
             source, column, _ = _WINDOW[t]
             where = cond.format(c=column).replace(p, "")
             counts.append(f"(SELECT count(*) FROM {source} WHERE session_id = ?{where})")
             args += [session_id, *params]
+            asked.append((t, cond.format(c=column), params))
         got = con.execute(f"SELECT {', '.join(counts)}", args).fetchone() or ()
-        for t, inside in zip(list(left), got, strict=True):
+        for (t, cond, params), inside in zip(asked, got, strict=True):
             if inside == row[_WINDOW[t][2]]:
-                found[t] = (cond.format(c=_WINDOW[t][1]), params)
-                left.remove(t)
-        if not left:
-            break
+                found[t] = (cond, params)
+                del tries[t]
+            elif not tries[t]:
+                del tries[t]
     return found
 
 

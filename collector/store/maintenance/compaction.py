@@ -40,7 +40,7 @@ import duckdb
 from ...errors import StoreError
 from ..interface import Busy
 from ..schema import SPAN_CLUSTERS
-from ..span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE, START_RANGE
+from ..span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
 from ..statements import transaction
 from .archive_merge import Merge, Piece, add_cluster, finish_merge, merge_piece, next_merge, pieces
 from .periodic import Periodic, Run
@@ -52,10 +52,6 @@ log = logging.getLogger("roomscope.compaction")
 # the writer ~40 s in one move (every request refused meanwhile), a second's ~0.5 s.
 CUT_NS = 10**9
 BUSY_POLL = 1.0  # seconds between looks at whether ingest still needs the writer
-# The log records of a moved range are sorted where they are, by room and session: a session's
-# records then lie in a few vectors of log_data instead of one or two in each of ~100.
-LOG_SORT_KEY = "room, project, session_id, time"
-LOG_RANGE = START_RANGE.format(c="time")
 
 
 @dataclass(frozen=True)
@@ -111,29 +107,8 @@ def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = N
         (deleted,) = con.execute(f"DELETE FROM span_data WHERE {SPAN_RANGE}", bounds).fetchone()
         if deleted != moved:  # cannot happen: rolled back rather than keep two copies
             raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
-        sort_logs(con, bounds)
         add_cluster(con, bounds, moved, 0, now_ns)
     return int(moved)
-
-
-def sort_logs(con: duckdb.DuckDBPyConnection, bounds: list[int]) -> int:
-    """Rewrite the log records of a range of times sorted by LOG_SORT_KEY, in the caller's
-    transaction: the sorted copy is appended, then the rows that were there before it are
-    deleted (by row id: the copy's rows are the transaction's own, numbered after every
-    committed row). Returns how many records were sorted."""
-    (last,) = con.execute(f"SELECT max(rowid) FROM log_data WHERE {LOG_RANGE}", bounds).fetchone()
-    if last is None:
-        return 0
-    (copied,) = con.execute(
-        f"INSERT INTO log_data SELECT * FROM log_data WHERE {LOG_RANGE} ORDER BY {LOG_SORT_KEY}",
-        bounds,
-    ).fetchone()
-    (deleted,) = con.execute(
-        f"DELETE FROM log_data WHERE {LOG_RANGE} AND rowid <= ?", [*bounds, last]
-    ).fetchone()
-    if deleted != copied:  # cannot happen: rolled back rather than keep two copies
-        raise StoreError(f"compaction sorted {copied} log records but deleted {deleted}")
-    return int(copied)
 
 
 def compact_all(store: Any, rows: int, after_ns: int, now_ns: int | None = None) -> int:
