@@ -136,7 +136,13 @@ def view_statements(catalog: str) -> list[str]:
     for table in lake_tables():
         source = f"{catalog}.main.{table}"
         if table in DEDUPED:
-            select = f"SELECT DISTINCT ON ({DEDUPED[table]}) * FROM {source}"
+            # The first row of each id by row id, not DISTINCT ON: the aggregate then reads
+            # the ids alone, and a join on the view still filters the table's scan by the
+            # ids it wants (a page of spans joined to 80 k resources: 51 -> 31 ms).
+            select = (
+                f"SELECT * FROM {source} WHERE rowid IN"
+                f" (SELECT min(rowid) FROM {source} GROUP BY {DEDUPED[table]})"
+            )
         else:
             select = f"SELECT * FROM {source}"
         out.append(f"CREATE OR REPLACE VIEW memory.main.{table} AS {select}")
