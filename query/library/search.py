@@ -47,21 +47,21 @@ def attribute_key_maps(con: duckdb.DuckDBPyConnection, keys: list[str]) -> KeyMa
     if not keys:
         return {}
     keysets: dict[str, list[tuple[int, int]]] = {k: [] for k in keys}
+    in_resources: set[str] = set()
+    # One statement for both tables (each statement on a lake plans against its catalog).
     rows = con.execute(
         "SELECT q.key, ks.keyset_id, list_position(ks.keys, q.key)"
-        " FROM (SELECT unnest(?::VARCHAR[]) AS key) q"
-        f" JOIN {KEYSETS} ks ON list_contains(ks.keys, q.key) ORDER BY 2",
+        " FROM (SELECT unnest($1::VARCHAR[]) AS key) q"
+        f" JOIN {KEYSETS} ks ON list_contains(ks.keys, q.key)"
+        f" UNION ALL SELECT key, NULL, NULL FROM {ATTRIBUTE_KEYS}"
+        " WHERE map = 'resource' AND list_contains($1, key) ORDER BY 2 NULLS LAST",
         [keys],
     ).fetchall()
     for key, keyset, position in rows:
-        keysets[key].append((keyset, position))
-    in_resources = {
-        r[0]
-        for r in con.execute(
-            f"SELECT key FROM {ATTRIBUTE_KEYS} WHERE map = 'resource' AND list_contains(?, key)",
-            [keys],
-        ).fetchall()
-    }
+        if keyset is None:
+            in_resources.add(key)
+        else:
+            keysets[key].append((keyset, position))
     return {k: KeyPlaces(tuple(keysets[k]), k in in_resources) for k in keys}
 
 
