@@ -85,8 +85,7 @@ class Reader:
         return {"session_id": session_id, "events": found.records, "next": found.next}
 
     def session_spans(self, session_id: str, f: SpanFilter) -> Result:
-        sessions.resolve_session(self.con, session_id)
-        page = traces.session_spans(self.con, session_id, f, self.default_limit)
+        page = traces.session_spans(self.con, session_id, f, self.default_limit)  # resolves it
         return {"session_id": session_id, "spans": page.records, "next": page.next}
 
     def session_spans_stream(

@@ -127,7 +127,9 @@ def session_spans(
     con: duckdb.DuckDBPyConnection, session_id: str, f: SpanFilter, limit: int
 ) -> Page:
     """A page of the spans of the session's traces in which at least one span matches (Jaeger
-    semantics), in trace order (SESSION_KEYS)."""
+    semantics), in trace order (SESSION_KEYS). Raises NotFound for a session in no table."""
+    from .sessions import resolve_session  # sessions imports this module's neighbours
+
     n = f.limit or limit
     listed = fingerprint("spans", session_id, {**f.__dict__, "limit": None, "cursor": None})
     pos = decode_cursor(f.cursor, "spans", listed, SESSION_KEYS)
@@ -140,6 +142,8 @@ def session_spans(
     keys: list[Record] | None = None
     if f == SpanFilter(limit=f.limit, cursor=f.cursor):  # the whole session, unfiltered
         keys, mine, margs = _checked_keys(con, session_id, f, as_of, (after, aparams), n, pos)
+    else:
+        resolve_session(con, session_id)
     if keys is None:
         mine, margs, matching, targs = session_scope(con, session_id, f, as_of)
         keys = _page_keys(con, (mine, margs, matching, targs), (after, aparams), n, pos)
@@ -192,11 +196,13 @@ def _checked_keys(
     """The page's keys read under the session's window and room without counting first
     (session_window's count reads the room's spans once more: ~10 ms cold at 10 M spans),
     checked on the same read: the spans under them must be all the session's spans its row
-    counts, else None (the caller reads under session_window's condition)."""
-    from .sessions import window_guess  # sessions imports this module's neighbours
+    counts, else None (the caller reads under session_window's condition). Raises NotFound
+    for a session in no table."""
+    from .sessions import resolve_session, window_guess  # (see session_spans)
 
     guess = window_guess(con, session_id)
-    if guess is None:
+    if guess is None:  # no row (or no room): does the session exist at all?
+        resolve_session(con, session_id)
         return None, "", []
     window, wparams, expected = guess
     scope = session_scope(con, session_id, f, as_of, (window, wparams))
