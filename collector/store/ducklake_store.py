@@ -32,14 +32,13 @@ from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_
 from .faults import is_conflict, is_unreachable
 from .interface import Busy, Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
-from .lake_layout import META, seed_statistics, table_statements, tuning_statements, upgrade
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
 from .lake_sessions import SessionLock, apply_plan, changed_sessions, current_snapshot
+from .lake_setup import create_tables, give_statistics
 from .outbox import OutboxBatch
 from .schema import (
     ATTRIBUTE_KEYS,
     ATTRIBUTE_KEYS_LOAD,
-    SCHEMA_VERSION,
     SHARED_TABLES,
     storage_table,
 )
@@ -134,70 +133,14 @@ class DuckLakeStore:
         try:
             self._con = self._db.cursor()
             self._con.execute(f"USE {LAKE}")
-            self._create()
-            self._seed_statistics()
+            create_tables(self._transaction, self.location, CONFLICT_RETRIES)
+            give_statistics(self._transaction)
             make_views(self._db)
             self._load_known()
             self._seen = current_snapshot(self._con, LAKE)
         except duckdb.Error as exc:
             self.close()
             raise StoreError(f"cannot open lake {self.location}: {exc}") from None
-
-    def _create(self) -> None:
-        """The tables, once per lake: replicas starting together may race, and the loser of a
-        conflict finds the tables made."""
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                with self._transaction() as con:
-                    row = (
-                        con.execute(
-                            f"SELECT value FROM {LAKE}.main.{META} WHERE key = 'schema_version'"
-                        ).fetchone()
-                        if self._has_meta(con)
-                        else None
-                    )
-                    if row is not None:
-                        if int(row[0]) > SCHEMA_VERSION:
-                            raise StoreError(
-                                f"lake {self.location} has schema version {row[0]}, newer"
-                                f" than this roomscope ({SCHEMA_VERSION}); upgrade roomscope"
-                            )
-                        upgrade(con, int(row[0]))
-                        return
-                    for statement in table_statements():
-                        con.execute(statement)
-                    for statement in tuning_statements():
-                        con.execute(statement)
-                    con.execute(
-                        f"INSERT INTO {META} VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-                    )
-                return
-            except duckdb.Error as exc:
-                if not is_conflict(exc) and "already exists" not in str(exc):
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise StoreError(f"cannot create the tables of lake {self.location}: conflicts")
-
-    def _seed_statistics(self) -> None:
-        """lake_layout.seed_statistics, once the tables exist; a conflict with a replica doing
-        the same leaves it to that one (the statistics only speed reads up)."""
-        try:
-            with self._transaction() as con:
-                seeded = seed_statistics(con, LAKE)
-        except duckdb.Error as exc:
-            if not is_conflict(exc):
-                raise
-            return
-        if seeded:
-            log.info("lake: statistics made for the empty tables %s", ", ".join(seeded))
-
-    @staticmethod
-    def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
-        row = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
-            [LAKE, META],
-        ).fetchone()
-        return bool(row and row[0])
 
     def _load_known(self) -> None:
         con = self.con
