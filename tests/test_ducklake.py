@@ -293,7 +293,9 @@ def test_migrate_copies_a_file_store_into_a_lake_archived_spans_too(
 ) -> None:
     db = tmp_path / "file.duckdb"
     c = start_collector(db=db, **{"compaction.rows": 0})  # compacted below, not meanwhile
-    old = time.time_ns() - 3 * 3_600 * S  # settled: compaction moves these to span_archive
+    # Settled (compaction moves them to span_archive), and of another day than the new ones:
+    # migrate copies each day in a commit of its own.
+    old = time.time_ns() - 30 * 3_600 * S
     post(c, trace_request(300, room="a", session="old", start_ns=old))
     post(c, trace_request(40, room="b", session="new", start_ns=time.time_ns() - S, seed=1))
     post(c, log_request([old + 1, old + 2], room="a", session="old"))

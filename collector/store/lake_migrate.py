@@ -86,19 +86,18 @@ def _day_parts(con: duckdb.DuckDBPyConnection, table: str, select: str) -> list[
     """``select`` cut into one SELECT per day of a day-partitioned table (a lake writes one
     file a partition, each buffering its rows: one insert of a month of spans would hold them
     all in memory at once), or ``select`` itself for the others."""
-    column = PARTITIONS.get(table)
-    if column is None:
+    if table not in PARTITIONS:
         return [select]
-    where = f" WHERE {'s.' if table == 'span_data' else ''}{column}"
+    column = ("s." if table == "span_data" else "") + PARTITIONS[table]
     days = con.execute(
-        f"SELECT DISTINCT date_trunc('day', {column}) AS d FROM ({select}) ORDER BY d"
+        f"SELECT DISTINCT date_trunc('day', {PARTITIONS[table]}) AS d FROM ({select}) ORDER BY d"
     ).fetchall()
-    parts = [f"{select}{where} IS NULL"]
+    parts = [f"{select} WHERE {column} IS NULL"]
     for (day,) in days:
         if day is not None:
             parts.append(
-                f"{select}{where} >= '{day}'::TIMESTAMP"
-                f" AND {where.removeprefix(' WHERE ')} < '{day}'::TIMESTAMP + INTERVAL 1 DAY"
+                f"{select} WHERE {column} >= '{day}'::TIMESTAMP"
+                f" AND {column} < '{day}'::TIMESTAMP + INTERVAL 1 DAY"
             )
     return parts
 
@@ -125,8 +124,8 @@ def _copy(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, int]:
             f" {SCHEMA_VERSION}: start a collector on it once (roomscope serve --db {path})"
         )
     copied: dict[str, int] = {}
-    # Order is the maintenance's business (it sorts merged files): without it DuckDB streams
-    # each copy in bounded memory instead of buffering rows to keep the source's order.
+    # The source's order does not matter (DuckLake sorts each file it writes by the table's
+    # SORTED BY): without it DuckDB streams each copy instead of buffering rows to keep it.
     con.execute("SET preserve_insertion_order = false")
     statements = [(t, f"SELECT * FROM {SOURCE}.main.{t}") for t in COPIED]
     statements.append(("span_data", _span_select()))
