@@ -7,10 +7,13 @@ import time
 from collections.abc import Callable
 
 import httpx
+from conftest import make_reader
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from otel_sdk import pipeline
 from otlp_factory import kv, trace_request
+
+from query.library.filters import LogFilter
 
 S = 1_000_000_000
 IDLE = 300 * S
@@ -194,6 +197,16 @@ def test_records_from_a_skewed_future_clock_are_placed_at_their_receive_time(col
     post(collector, log_request([near]))
     (s,) = sessions(collector)
     assert s["last_seen_at"] == near and s["log_count"] == 2
+    # The session's reads narrow to its window only when it holds all of its records; the
+    # first record's own time lies past it.
+    con = collector.collector.store.cursor()
+    try:
+        reader = make_reader(con)
+        assert len(reader.session_logs(s["session_id"], LogFilter())["logs"]) == 2
+        events = reader.session_events(s["session_id"])["events"]
+        assert len([e for e in events if e["type"] == "log"]) == 2
+    finally:
+        con.close()
 
 
 def test_counts_equal_what_the_data_tables_hold(collector):
