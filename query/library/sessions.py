@@ -124,7 +124,7 @@ def resolve_session(
 
 
 # What a signal's records are read from, which column places them in time, and where its count
-# is in session_windows' read of the sessions row.
+# is in _session_row.
 _WINDOW = {
     "spans": (SPAN_ROWS, "start_time", 2),
     "logs": (LOG_ROWS, "time", 3),
@@ -156,39 +156,27 @@ def session_windows(
     Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
     group outside it; compaction (store.maintenance) sorts older spans by room, and the room
     then skips the row groups of other rooms. A condition is used only when a count under it
-    equals the session's own count: records placed at their receive time
-    (clock skew, no timestamp), of another room, or removed by retention make the counts
-    differ, and the query then reads more of the table (still right). One statement reads the
-    row, one counts every table under its first try, one more the window alone where needed.
+    equals the session's own count: records placed at their receive time (clock skew, no
+    timestamp), of another room, or removed by retention make the counts differ, and the
+    query then reads more of the table (still right). One statement reads the row, one counts
+    every table under its first try, one more the window alone where needed.
     """
-    row = con.execute(
-        "SELECT epoch_ns(started_at), epoch_ns(last_seen_at), span_count, log_count, room"
-        " FROM sessions WHERE session_id = ?",
-        [session_id],
-    ).fetchone()
+    row = _session_row(con, session_id)
     if row is None and must_exist:
         resolve_session(con, session_id)
     found: dict[str, tuple[str, list[Any]]] = {t: ("", []) for t in tables}
     if row is None or row[0] is None:
         return found
-    first, last, room = row[0], row[1], row[4]
-    # Under sustained ingest the row trails the newest records by up to a second (the tracker
-    # writes row changes in batches, docs/performance.md "Session rows under load"); records
-    # newer than its window show once it is written.
     p = f"{alias}." if alias else ""
-    window = f" AND {p}{{c}} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
-    tries = {t: [(window, [first, last])] for t in tables}
-    if "spans" in tries and room is not None:  # sorted by room once compacted
-        tries["spans"].insert(0, (f"{window} AND {p}room = ?", [first, last, room]))
+    tries = {t: _window_tries(row, t, p) for t in tables}
     while tries:
         counts, args, asked = [], [], []
         for t, left in tries.items():
             cond, params = left.pop(0)
-            source, column, _ = _WINDOW[t]
-            where = cond.format(c=column).replace(p, "")
-            counts.append(f"(SELECT count(*) FROM {source} WHERE session_id = ?{where})")
+            where = cond.replace(p, "")
+            counts.append(f"(SELECT count(*) FROM {_WINDOW[t][0]} WHERE session_id = ?{where})")
             args += [session_id, *params]
-            asked.append((t, cond.format(c=column), params))
+            asked.append((t, cond, params))
         got = con.execute(f"SELECT {', '.join(counts)}", args).fetchone() or ()
         for (t, cond, params), inside in zip(asked, got, strict=True):
             if inside == row[_WINDOW[t][2]]:
@@ -205,15 +193,34 @@ def window_guess(
     """session_windows' first try for the spans (`` AND start_time BETWEEN ... AND room =
     ?``, its parameters) not counted yet, and the session's span count to check it against
     (the caller counts on its own read); None without a row or a room."""
-    row = con.execute(
-        "SELECT epoch_ns(started_at), epoch_ns(last_seen_at), span_count, room FROM sessions"
-        " WHERE session_id = ?",
+    row = _session_row(con, session_id)
+    if row is None or row[0] is None or row[4] is None:
+        return None
+    cond, params = _window_tries(row, "spans", "")[0]
+    return cond, params, int(row[2])
+
+
+def _session_row(con: duckdb.DuckDBPyConnection, session_id: str) -> tuple[Any, ...] | None:
+    """The session's first and last time (epoch ns), span and log counts, and room."""
+    return con.execute(
+        "SELECT epoch_ns(started_at), epoch_ns(last_seen_at), span_count, log_count, room"
+        " FROM sessions WHERE session_id = ?",
         [session_id],
     ).fetchone()
-    if row is None or row[0] is None or row[3] is None:
-        return None
-    window = " AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?) AND room = ?"
-    return window, [row[0], row[1], row[3]], int(row[2])
+
+
+def _window_tries(row: tuple[Any, ...], table: str, p: str) -> list[tuple[str, list[Any]]]:
+    """The conditions session_windows tries for ``table`` (``p``: alias and dot, or ""), best
+    first: the session's window and room (spans: sorted by room once compacted), the window."""
+    first, last, room = row[0], row[1], row[4]
+    # Under sustained ingest the row trails the newest records by up to a second (the tracker
+    # writes row changes in batches, docs/performance.md "Session rows under load"); records
+    # newer than its window show once it is written.
+    window = f" AND {p}{_WINDOW[table][1]} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
+    tries = [(window, [first, last])]
+    if table == "spans" and room is not None:
+        tries.insert(0, (f"{window} AND {p}room = ?", [first, last, room]))
+    return tries
 
 
 TIMELINE_KEYS = (Key("time"), Key("o"), Key("hash(e)"))
