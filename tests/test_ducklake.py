@@ -258,6 +258,55 @@ def test_maintenance_runs_on_one_replica_and_moves_when_its_lease_runs_out(
         b.stop()
 
 
+def rooms_of_files(con: duckdb.DuckDBPyConnection, table: str) -> list[list[str]]:
+    """Each data file's rooms, in the file's own row order."""
+    files = con.execute(f"SELECT data_file FROM ducklake_list_files('lake', '{table}')")
+    return [
+        [r for (r,) in con.execute("SELECT room FROM read_parquet(?)", [f]).fetchall()]
+        for (f,) in files.fetchall()
+    ]
+
+
+def test_inserts_are_written_as_they_come_and_merges_sort_them(postgres, tmp_path) -> None:
+    """DuckLake sorts every insert by the table's SORTED BY unless the table says not to (a
+    fifth of an ingest commit); maintenance's merges still sort. A lake without the options
+    (made by an older roomscope) gets them when a replica opens it."""
+    store = lake_store(postgres, tmp_path)
+    store.open()
+    store.close()
+    con = connect(store.config, "256MB")
+    con.execute("CALL lake.set_option('sort_on_insert', true, table_name => 'span_data')")
+    con.close()
+    day = (time.time_ns() // (86_400 * S) - 1) * 86_400 * S + 43_200 * S  # yesterday noon
+    store.open()
+    try:
+        tables: dict[str, list] = {}
+        for room in ("z", "m", "a"):  # one commit, rooms in this order
+            body = trace_request(3, room=room, start_ns=day).SerializeToString()
+            decoded = decode_body("traces", body, "protobuf", make_tagger())
+            for name, table in [(decoded.signal, decoded.table), *decoded.side.items()]:
+                tables.setdefault(name, []).append(table)
+        store.append(tables)
+        con = store.cursor()
+        assert rooms_of_files(con, "span_data") == [["z"] * 3 + ["m"] * 3 + ["a"] * 3]
+        body = trace_request(3, room="b", start_ns=day).SerializeToString()
+        decoded = decode_body("traces", body, "protobuf", make_tagger())
+        store.append({decoded.signal: [decoded.table], **{k: [v] for k, v in decoded.side.items()}})
+    finally:
+        store.close()
+    plan = MaintenancePlan(max_age=0, interval=3600, memory_limit="256MB", keep=0)
+    job = LakeMaintenance(store.config, "test", plan, forget=None)
+    try:
+        assert job.run_once()["merged"] >= 1
+    finally:
+        job.stop()
+    con = connect(store.config, "256MB")
+    try:
+        assert rooms_of_files(con, "span_data") == [["a"] * 3 + ["b"] * 3 + ["m"] * 3 + ["z"] * 3]
+    finally:
+        con.close()
+
+
 @LAKE
 def test_maintenance_merges_files_and_keeps_the_lake_readable(start_collector) -> None:
     c = start_collector()
@@ -298,6 +347,7 @@ def test_migrate_copies_a_file_store_into_a_lake_archived_spans_too(
     old = (time.time_ns() - 30 * 3_600 * S) // S * S  # the 300 spans' 300 ms in one second
     post(c, trace_request(300, room="a", session="old", start_ns=old))
     post(c, trace_request(40, room="b", session="new", start_ns=time.time_ns() - S, seed=1))
+    post(c, trace_request(20, room="a", session="new2", start_ns=time.time_ns() - S, seed=2))
     post(c, log_request([old + 1, old + 2], room="a", session="old"))
     c.stop()
     # The job's own timing is not this test's business: it waits while ingest is busy, which a
@@ -319,9 +369,11 @@ def test_migrate_copies_a_file_store_into_a_lake_archived_spans_too(
     args = ["--to", "ducklake:" + lake["store.catalog"], "--data-path", lake["store.data_path"]]
     result = CliRunner().invoke(main, ["migrate", *args, "--db", str(db)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["rows"]["span_data"] == 340
+    assert json.loads(result.stdout)["rows"]["span_data"] == 360
     con = open_lake_reader(LakeConfig(lake["store.catalog"], lake["store.data_path"]), "1GiB")
     try:
+        files = rooms_of_files(con, "span_data")  # a day a file, sorted by room as merges sort
+        assert sorted(files) == [["a"] * 300, ["a"] * 20 + ["b"] * 40]
         got = [con.execute(sql).fetchall() for sql in [spans, *others]]
         for g, e in zip(got, expected, strict=True):
             for a, b in zip(g, e, strict=True):

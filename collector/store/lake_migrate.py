@@ -18,7 +18,7 @@ import duckdb
 
 from ..errors import StoreError
 from .ducklake_store import DuckLakeStore
-from .lake_layout import PARTITIONS
+from .lake_layout import PARTITIONS, SORTED
 from .schema import ATTRIBUTE_KEYS, SCHEMA_VERSION, TABLES, TRACE_INDEX
 from .span_archive import POSITIONS, REST, SPAN_ROWS
 
@@ -124,12 +124,17 @@ def _copy(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, int]:
             f" {SCHEMA_VERSION}: start a collector on it once (roomscope serve --db {path})"
         )
     copied: dict[str, int] = {}
-    # The source's order does not matter (DuckLake sorts each file it writes by the table's
-    # SORTED BY): without it DuckDB streams each copy instead of buffering rows to keep it.
-    con.execute("SET preserve_insertion_order = false")
     statements = [(t, f"SELECT * FROM {SOURCE}.main.{t}") for t in COPIED]
     statements.append(("span_data", _span_select()))
     for table, select in statements:
-        copied[table] = sum(_insert(con, table, part) for part in _day_parts(con, table, select))
+        # The lake writes inserts as they come (lake_layout.INSERT_OPTIONS): a sorted table's
+        # copy is sorted here, a day at a time, so that each day's file is sorted as
+        # maintenance's merges would sort it. The other tables' order does not matter: without
+        # keeping it DuckDB streams each copy instead of buffering rows.
+        keep = table in SORTED
+        con.execute(f"SET preserve_insertion_order = {'true' if keep else 'false'}")
+        order = f" ORDER BY {SORTED[table]}" if keep else ""
+        parts = _day_parts(con, table, select)
+        copied[table] = sum(_insert(con, table, part + order) for part in parts)
     con.execute("RESET preserve_insertion_order")
     return copied
