@@ -97,8 +97,7 @@ class Reader:
         return stream_session_spans(self.con, session_id, f, batch, relieve)
 
     def session_logs(self, session_id: str, f: LogFilter) -> Result:
-        sessions.resolve_session(self.con, session_id)
-        page = sessions.session_logs(self.con, session_id, f, self.default_limit)
+        page = sessions.session_logs(self.con, session_id, f, self.default_limit)  # resolves it
         return {"session_id": session_id, "logs": page.records, "next": page.next}
 
     def session_metrics(self, session_id: str, f: MetricFilter) -> Result:

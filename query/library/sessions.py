@@ -132,12 +132,16 @@ _WINDOW = {
 
 
 def session_window(
-    con: duckdb.DuckDBPyConnection, session_id: str, table: str, alias: str = ""
+    con: duckdb.DuckDBPyConnection,
+    session_id: str,
+    table: str,
+    alias: str = "",
+    must_exist: bool = False,
 ) -> tuple[str, list[Any]]:
     """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window (and, for
     spans, its room), when they hold all of the session's records of ``table``; else the window
     alone, or no condition (:func:`session_windows` for one table)."""
-    return session_windows(con, session_id, (table,), alias)[table]
+    return session_windows(con, session_id, (table,), alias, must_exist)[table]
 
 
 def session_windows(
@@ -294,12 +298,13 @@ LOG_KEYS = (Key("time", ts=True), Key("received_at", ts=True), Key(f"hash({LOG_R
 
 
 def session_logs(con: duckdb.DuckDBPyConnection, session_id: str, f: LogFilter, limit: int) -> Page:
-    """A page of the session's log records in time order (then receive time, then content)."""
+    """A page of the session's log records in time order (then receive time, then content).
+    Raises NotFound for a session in no table (from the read of its window)."""
     n = f.limit or limit
     listed = fingerprint("logs", session_id, {**f.__dict__, "limit": None, "cursor": None})
     pos = decode_cursor(f.cursor, "logs", listed, LOG_KEYS)
     conds, params = log_where(f)
-    window, wparams = session_window(con, session_id, "logs")
+    window, wparams = session_window(con, session_id, "logs", must_exist=True)
     after, aparams = from_position(LOG_KEYS, pos)
     where = where_sql(["session_id = ?", *conds, *after]) + window
     args = [session_id, *params, *aparams, *wparams, read_limit(n, pos)]
