@@ -29,7 +29,7 @@ from postgres import Postgres, free_port, running_postgres
 from test_sessions import log_request, post
 
 from collector.decode import decode_body
-from collector.store import SCHEMA_VERSION, DuckLakeStore, create_store
+from collector.store import SCHEMA_VERSION, DuckLakeStore, create_store, lake_migrate
 from collector.store.lake_connect import EXTENSIONS, LakeConfig, connect
 from collector.store.lake_maintenance import LakeMaintenance, MaintenancePlan, retention_cutoff
 from collector.store.maintenance.compaction import compact_all
@@ -289,6 +289,10 @@ def test_inserts_are_written_as_they_come_and_merges_sort_them(postgres, tmp_pat
         store.append(tables)
         con = store.cursor()
         assert rooms_of_files(con, "span_data") == [["z"] * 3 + ["m"] * 3 + ["a"] * 3]
+        options = "SELECT option_name, value FROM lake.options() WHERE scope_entry = ?"
+        assert ("target_file_size", str(64 * 2**20)) in con.execute(
+            options, ["main.span_data"]
+        ).fetchall()  # merges make slices of time (lake_layout.WRITE_OPTIONS)
         body = trace_request(3, room="b", start_ns=day).SerializeToString()
         decoded = decode_body("traces", body, "protobuf", make_tagger())
         store.append({decoded.signal: [decoded.table], **{k: [v] for k, v in decoded.side.items()}})
@@ -425,6 +429,29 @@ def test_maintenance_retention_deletes_old_records_and_sessions(start_collector)
     assert c.query("SELECT session_id FROM sessions") == [("new",)]
     tracker = c.collector.writer.tracker  # told on the writer thread
     wait_for(lambda: tracker.get("old") is None and tracker.get("new") is not None)
+
+
+def test_migrate_cuts_a_day_partitioned_table_into_slices_of_time(monkeypatch) -> None:
+    """Each slice becomes one lake file, sorted by room: slices of about FILE_ROWS rows, cut
+    at whole minutes and at the end of each day, together every row once."""
+    monkeypatch.setattr(lake_migrate, "FILE_ROWS", 100)
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT TIMESTAMP_NS '2026-01-01 23:50:00' + to_minutes(i // 60)"
+        " + to_seconds(i % 60) AS time FROM range(1200) r(i)"  # 20 minutes, 60 rows each
+    )
+    con.execute("INSERT INTO t VALUES (NULL)")
+    parts = lake_migrate._parts(con, "log_data", "SELECT * FROM t")
+    counts = [con.execute(f"SELECT count(*) FROM ({p})").fetchone()[0] for p in parts]
+    days = [
+        con.execute(
+            f"SELECT count(DISTINCT time::DATE) FROM ({p}) WHERE time IS NOT NULL"
+        ).fetchone()[0]
+        for p in parts[1:]
+    ]
+    assert counts == [1, 120, 120, 120, 120, 120, 120, 120, 120, 120, 120]
+    assert days == [1] * 10  # 23:50-23:59 is 600 rows: five slices, then the next day's
+    assert lake_migrate._parts(con, "sessions", "SELECT 1") == ["SELECT 1"]
 
 
 def test_retention_of_a_day_or_more_cuts_at_the_start_of_a_utc_day() -> None:

@@ -34,7 +34,7 @@ from .interface import Busy, Job, Recount, Run
 from .lake_connect import LAKE, LakeConfig, connect, make_views
 from .lake_maintenance import LakeMaintenance, MaintenancePlan
 from .lake_sessions import SessionLock, apply_plan, changed_sessions, current_snapshot
-from .lake_setup import create_tables, give_statistics, tune_inserts
+from .lake_setup import create_tables, give_statistics, tune_writes
 from .outbox import OutboxBatch
 from .schema import (
     ATTRIBUTE_KEYS,
@@ -135,7 +135,7 @@ class DuckLakeStore:
             self._con.execute(f"USE {LAKE}")
             create_tables(self._transaction, self.location, CONFLICT_RETRIES)
             give_statistics(self._transaction)
-            tune_inserts(self._transaction)
+            tune_writes(self._transaction)
             make_views(self._db)
             self._load_known()
             self._seen = current_snapshot(self._con, LAKE)

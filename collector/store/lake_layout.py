@@ -58,18 +58,29 @@ SORTED = {
 }
 
 
-# How an INSERT into a sorted table writes: as it comes. DuckLake sorts every insert by SORTED
-# BY unless ``sort_on_insert`` is off and nothing is inlined (with inlining on, 1.5.5 sorts
-# what passes the inliner all the same). An ingest commit is one small file, one row group,
-# which a sort does not let a read skip any better, and the merges maintenance runs sort by
-# SORTED BY whatever these say: an 8,192-span insert took 33-37 ms sorted, 28 without.
-# Table options, so they are set after the tables exist (lake_setup.tune_inserts).
-INSERT_OPTIONS = {"sort_on_insert": "false", "data_inlining_row_limit": "0"}
+# How the sorted tables' files are written (DuckLake table options, set after the tables
+# exist: lake_setup.tune_writes):
+# - Inserts as they come. DuckLake sorts every insert by SORTED BY unless ``sort_on_insert``
+#   is off and nothing is inlined (with inlining on, 1.5.5 sorts what passes the inliner all
+#   the same). An ingest commit is one small file, one row group, which a sort does not let a
+#   read skip any better; maintenance's merges sort by SORTED BY whatever these say (an
+#   8,192-span insert took 33-37 ms sorted, 28 without).
+# - Files of at most ~64 MiB (~1 M spans; DuckLake's default is 512 MiB). A merge joins files
+#   next to each other in commit order, so each merged file holds a slice of time, sorted by
+#   room within it, as the file store's compaction ranges are: a search of the newest minutes
+#   reads the newest slice, not the whole day (a busy day is one sorted file otherwise).
+# Each option: (value in the SQL, value as the catalog stores it).
+WRITE_OPTIONS = {
+    "sort_on_insert": ("false", "false"),
+    "data_inlining_row_limit": ("0", "0"),
+    "target_file_size": ("'64MiB'", str(64 * 2**20)),
+}
+FILE_ROWS = 1_000_000  # about the rows of a 64 MiB file: migrate's slices (lake_migrate)
 
 
-def insert_option_statements(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
-    """The ``set_option`` calls that give the sorted tables :data:`INSERT_OPTIONS`, for
-    those the lake does not have yet (none: nothing to write)."""
+def write_option_statements(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
+    """The ``set_option`` calls that give the sorted tables :data:`WRITE_OPTIONS`, for those
+    the lake does not have yet (none: nothing to write)."""
     have = {
         (scope_entry, name, value)
         for name, _, value, scope, scope_entry in con.execute(
@@ -78,10 +89,10 @@ def insert_option_statements(con: duckdb.DuckDBPyConnection, catalog: str) -> li
         if scope == "TABLE"
     }
     return [
-        f"CALL {catalog}.set_option('{name}', {value}, table_name => '{table}')"
+        f"CALL {catalog}.set_option('{name}', {sql}, table_name => '{table}')"
         for table in SORTED
-        for name, value in INSERT_OPTIONS.items()
-        if (f"main.{table}", name, value) not in have
+        for name, (sql, stored) in WRITE_OPTIONS.items()
+        if (f"main.{table}", name, stored) not in have
     ]
 
 

@@ -1,11 +1,12 @@
 """``roomscope migrate --to ducklake:...``: a store file's contents copied into a new lake.
 
-The file is attached read-only to the lake's connection and each table copied with one
-``INSERT … SELECT`` (one DuckLake commit a table: large Parquet files, written as DuckDB
-streams the rows). The tables have the same columns on both sides, except the spans: a file
-keeps settled spans in ``span_archive`` (values in columns by keyset position), a lake keeps
-every span in ``span_data`` (values as one list), so spans are read through the file's
-``span_rows`` view and their values put back into one list, cut to their keyset's length.
+The file is attached read-only to the lake's connection and each table copied with
+``INSERT … SELECT``: a table partitioned by day a slice of time per commit (see
+:func:`_parts`), the others in one commit. The tables have the same columns on both sides,
+except the spans: a file keeps settled spans in ``span_archive`` (values in columns by keyset
+position), a lake keeps every span in ``span_data`` (values as one list), so spans are read
+through the file's ``span_rows`` view and their values put back into one list, cut to their
+keyset's length.
 
 The lake must hold no records yet: a second run would store everything twice.
 """
@@ -18,7 +19,7 @@ import duckdb
 
 from ..errors import StoreError
 from .ducklake_store import DuckLakeStore
-from .lake_layout import PARTITIONS, SORTED
+from .lake_layout import FILE_ROWS, PARTITIONS, SORTED
 from .schema import ATTRIBUTE_KEYS, SCHEMA_VERSION, TABLES, TRACE_INDEX
 from .span_archive import POSITIONS, REST, SPAN_ROWS
 
@@ -82,23 +83,33 @@ def copy_to_lake(path: str, store: DuckLakeStore) -> dict[str, int]:
         store.close()
 
 
-def _day_parts(con: duckdb.DuckDBPyConnection, table: str, select: str) -> list[str]:
-    """``select`` cut into one SELECT per day of a day-partitioned table (a lake writes one
-    file a partition, each buffering its rows: one insert of a month of spans would hold them
-    all in memory at once), or ``select`` itself for the others."""
+def _parts(con: duckdb.DuckDBPyConnection, table: str, select: str) -> list[str]:
+    """``select`` cut into SELECTs of consecutive time, each within one day and of about
+    lake_layout.FILE_ROWS rows at most (cut at whole minutes), for a day-partitioned table;
+    ``select`` itself for the others. A lake writes one file a partition, buffering its rows
+    (one insert of a month of spans would hold them all in memory at once), and each slice,
+    sorted by room, becomes one file of the size maintenance's merges make: a slice of time,
+    as live ingest's merged files are."""
     if table not in PARTITIONS:
         return [select]
-    column = ("s." if table == "span_data" else "") + PARTITIONS[table]
-    days = con.execute(
-        f"SELECT DISTINCT date_trunc('day', {PARTITIONS[table]}) AS d FROM ({select}) ORDER BY d"
+    time = PARTITIONS[table]
+    column = ("s." if table == "span_data" else "") + time
+    minutes = con.execute(
+        f"SELECT date_trunc('minute', {time}) AS m, count(*) FROM ({select})"
+        " WHERE m IS NOT NULL GROUP BY m ORDER BY m"
     ).fetchall()
     parts = [f"{select} WHERE {column} IS NULL"]
-    for (day,) in days:
-        if day is not None:
-            parts.append(
-                f"{select} WHERE {column} >= '{day}'::TIMESTAMP"
-                f" AND {column} < '{day}'::TIMESTAMP + INTERVAL 1 DAY"
-            )
+    first, rows = None, 0
+    for i, (minute, n) in enumerate(minutes):
+        if first is None:
+            first, rows = minute, 0
+        rows += n
+        last = i + 1 == len(minutes)
+        next_minute = None if last else minutes[i + 1][0]
+        if last or rows >= FILE_ROWS or next_minute.date() != first.date():
+            upper = f" AND {column} < '{next_minute}'::TIMESTAMP" if next_minute else ""
+            parts.append(f"{select} WHERE {column} >= '{first}'::TIMESTAMP{upper}")
+            first = None
     return parts
 
 
@@ -127,14 +138,14 @@ def _copy(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, int]:
     statements = [(t, f"SELECT * FROM {SOURCE}.main.{t}") for t in COPIED]
     statements.append(("span_data", _span_select()))
     for table, select in statements:
-        # The lake writes inserts as they come (lake_layout.INSERT_OPTIONS): a sorted table's
-        # copy is sorted here, a day at a time, so that each day's file is sorted as
-        # maintenance's merges would sort it. The other tables' order does not matter: without
-        # keeping it DuckDB streams each copy instead of buffering rows.
+        # The lake writes inserts as they come (lake_layout.WRITE_OPTIONS): a sorted table's
+        # copy is sorted here, a slice at a time, as maintenance's merges would sort it. The
+        # other tables' order does not matter: without keeping it DuckDB streams each copy
+        # instead of buffering rows.
         keep = table in SORTED
         con.execute(f"SET preserve_insertion_order = {'true' if keep else 'false'}")
         order = f" ORDER BY {SORTED[table]}" if keep else ""
-        parts = _day_parts(con, table, select)
+        parts = _parts(con, table, select)
         copied[table] = sum(_insert(con, table, part + order) for part in parts)
     con.execute("RESET preserve_insertion_order")
     return copied

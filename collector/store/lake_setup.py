@@ -1,7 +1,7 @@
 """What a replica does to a lake when it opens it, before it writes: make the tables (once per
 lake), bring an older lake to this roomscope's schema version, give the tables that never
 held a row their statistics (lake_layout.seed_statistics) and the sorted tables their insert
-options (lake_layout.INSERT_OPTIONS).
+and file options (lake_layout.WRITE_OPTIONS).
 
 Replicas starting together may race: the loser of a conflict finds the tables made, and a
 replica that loses the statistics' commit leaves them to the one that won.
@@ -21,11 +21,11 @@ from .faults import is_conflict
 from .lake_connect import LAKE
 from .lake_layout import (
     META,
-    insert_option_statements,
     seed_statistics,
     table_statements,
     tuning_statements,
     upgrade,
+    write_option_statements,
 )
 from .schema import SCHEMA_VERSION
 
@@ -85,13 +85,13 @@ def give_statistics(transaction: Transaction) -> None:
         log.info("lake: statistics made for the empty tables %s", ", ".join(seeded))
 
 
-def tune_inserts(transaction: Transaction) -> None:
-    """lake_layout.INSERT_OPTIONS on the sorted tables, where the lake lacks them (a new lake,
+def tune_writes(transaction: Transaction) -> None:
+    """lake_layout.WRITE_OPTIONS on the sorted tables, where the lake lacks them (a new lake,
     or one made by an older roomscope); a conflict leaves them to the replica that won it,
     and a replica that finds them set writes nothing."""
     try:
         with transaction() as con:
-            statements = insert_option_statements(con, LAKE)
+            statements = write_option_statements(con, LAKE)
             for statement in statements:
                 con.execute(statement)
     except duckdb.Error as exc:
@@ -99,7 +99,7 @@ def tune_inserts(transaction: Transaction) -> None:
             raise
         return
     if statements:
-        log.info("lake: sorted tables set to write inserts unsorted (maintenance sorts them)")
+        log.info("lake: the sorted tables' write options set (%d)", len(statements))
 
 
 def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
