@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ from .columns import Decoded
 from .errors import Overloaded, StoreUnavailable
 from .store import SessionPlan, Store, Task
 from .writer_load import WriterLoad
+from .writer_queue import STOP, Item, TaskItem, group_tables
 
 log = logging.getLogger("roomscope.writer")
 
@@ -50,30 +50,6 @@ class Tracker(Protocol):
 
     @property
     def pending(self) -> bool: ...
-
-
-@dataclass
-class _Item:
-    decoded: Decoded
-    future: Future = field(default_factory=Future)
-    nbytes: int = 0  # its tables' Arrow buffers, counted against max_queue_bytes
-
-
-_STOP = object()
-
-
-@dataclass
-class _Task:
-    """A function run on the writer thread between commits (see :meth:`Writer.run`)."""
-
-    fn: Task
-    future: Future = field(default_factory=Future)
-
-    def __call__(self, store: Store) -> None:
-        try:
-            self.future.set_result(self.fn(store))
-        except BaseException as exc:  # the caller gets it from the future
-            self.future.set_exception(exc)
 
 
 LINGER_SECONDS = 0.002  # longest a group waits for requests still being decoded
@@ -176,7 +152,7 @@ class Writer:
     def submit(self, decoded: Decoded) -> Future:
         """Queue a decoded request; the future resolves (None) once it is committed."""
         n = decoded.accepted
-        item = _Item(decoded)
+        item = Item(decoded)
         if n == 0:
             item.future.set_result(None)
             return item.future
@@ -193,7 +169,7 @@ class Writer:
     def run(self, fn: Task) -> Future:
         """Run ``fn(store)`` on the writer thread, between group commits (maintenance such as
         retention deletes: the writer owns the connection). The future has its result."""
-        task = _Task(fn)
+        task = TaskItem(fn)
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("collector is shutting down")
@@ -205,7 +181,7 @@ class Writer:
         with self._lock:
             self._closed = True
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             self._thread.join(timeout)
         st = self.stats
         log.info(
@@ -236,15 +212,15 @@ class Writer:
             except queue.Empty:
                 item = None
                 self._flush_sessions()
-            if item is _STOP:
+            if item is STOP:
                 self._drain_and_stop()
                 return
-            if isinstance(item, _Task):
+            if isinstance(item, TaskItem):
                 item(self.store)
             elif item is not None:
                 group, after = self._gather(item)
                 self._commit(group)
-                if after is _STOP:
+                if after is STOP:
                     self._drain_and_stop()
                     return
                 if after is not None:
@@ -266,12 +242,12 @@ class Writer:
         except Exception as exc:
             log.warning("%s checkpoint failed: %s", "idle" if idle else "load", exc)
 
-    def _gather(self, first: _Item) -> tuple[list[_Item], Any]:
+    def _gather(self, first: Item) -> tuple[list[Item], Any]:
         """The next group commit: what is queued, up to max_batch_records. When requests are
         still being decoded, wait up to LINGER_SECONDS for them: each group pays a commit and
         the session bookkeeping once, so fewer, bigger groups cost less per record.
 
-        Also returns what ends the group early, to be done right after its commit: _STOP, or
+        Also returns what ends the group early, to be done right after its commit: STOP, or
         a task (``run``). A task is not put back at the end of the queue: under sustained load
         the queue never empties, and retention and compaction would wait for the load to end."""
         group = [first]
@@ -288,7 +264,7 @@ class Writer:
                     item = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
-            if item is _STOP or isinstance(item, _Task):
+            if item is STOP or isinstance(item, TaskItem):
                 return group, item
             group.append(item)
             n += item.decoded.accepted
@@ -300,9 +276,9 @@ class Writer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Task):
+            if isinstance(item, TaskItem):
                 item(self.store)
-            elif item is not _STOP:
+            elif item is not STOP:
                 self._commit([item])
         self._sweep()
 
@@ -337,19 +313,15 @@ class Writer:
         except Exception:
             log.exception("%s failed; will retry", what)
 
-    def _write(self, group: list[_Item]) -> None:
-        tables: dict[str, list[pa.Table]] = {}
-        summaries: dict[str, list[Any]] = {}  # the tracker's, from where requests were decoded
-        side: dict[str, list[pa.Table]] = {}  # rows the signals' rows refer to (resources)
-        for item in group:
-            tables.setdefault(item.decoded.signal, []).append(item.decoded.table)
-            summaries.setdefault(item.decoded.signal, []).append(item.decoded.sessions)
-            for name, table in item.decoded.side.items():
-                side.setdefault(name, []).append(table)
+    def _write(self, group: list[Item], join: bool = True) -> None:
         if self.tracker is None:
+            tables, _, side = group_tables(group)
             self.store.append({**side, **tables})
             return
         with self.store.session_turn() as changed:  # other collectors' session rows, if any
+            if join and self.store.shared:
+                self._join_waiting(group)
+            tables, summaries, side = group_tables(group)
             self.tracker.adopt(changed)
             # A lone request with nothing queued behind it writes its session-row changes now;
             # under load they wait (for IDLE_FLUSH_SECONDS of quiet, the next sweep, or 1 s),
@@ -360,19 +332,35 @@ class Writer:
             if plan is not None:
                 self.tracker.commit(plan)
 
-    def _commit(self, group: list[_Item]) -> None:
+    def _join_waiting(self, group: list[Item]) -> None:
+        """Add to ``group`` the requests queued behind it, up to max_batch_records: on a shared
+        store they arrived while this replica waited for its session turn (another held it),
+        and turns do not overlap, so each should carry what is there (a lake's turn costs
+        ~25 ms besides its records: docs/scale-out.md). A task or stop stays queued."""
         n = sum(item.decoded.accepted for item in group)
+        while n < self.max_batch_records:
+            with self._queue.mutex:  # only this thread takes from the queue
+                head = self._queue.queue[0] if self._queue.queue else None
+            if not isinstance(head, Item):
+                return
+            item = self._queue.get_nowait()
+            group.append(item)
+            n += item.decoded.accepted
+
+    def _commit(self, group: list[Item], join: bool = True) -> None:
+        """Commit ``group`` (which _write may extend, when ``join``) and answer its requests."""
         started = time.monotonic()
         try:
-            self._write(group)
+            self._write(group, join)
         except Exception as exc:
             if len(group) > 1 and not isinstance(exc, StoreUnavailable):
                 # One bad request must not fail the others: commit them one by one.
                 for item in group:
-                    self._commit([item])
+                    self._commit([item], join=False)
                 return
-            self._fail(group, n, exc)
+            self._fail(group, sum(item.decoded.accepted for item in group), exc)
             return
+        n = sum(item.decoded.accepted for item in group)
         self.healthy = True
         with self._lock:
             self._pending -= n
@@ -385,7 +373,7 @@ class Writer:
         for item in group:
             item.future.set_result(None)
 
-    def _fail(self, group: list[_Item], n: int, exc: Exception) -> None:
+    def _fail(self, group: list[Item], n: int, exc: Exception) -> None:
         log.error("commit of %d records failed: %s", n, exc)
         if isinstance(exc, StoreUnavailable):
             # Retryable (503 / UNAVAILABLE); nothing of the group was committed.

@@ -6,9 +6,11 @@ parametrized over conftest.BACKENDS); this file tests what only a lake has."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from postgres import Postgres, free_port, running_postgres
 from test_sessions import log_request, post
 
 from collector.decode import decode_body
-from collector.store import SCHEMA_VERSION, DuckLakeStore, create_store, lake_migrate
+from collector.store import SCHEMA_VERSION, DuckDBStore, DuckLakeStore, create_store, lake_migrate
 from collector.store.lake_connect import EXTENSIONS, LakeConfig, connect
 from collector.store.lake_maintenance import LakeMaintenance, MaintenancePlan, retention_cutoff
 from collector.store.maintenance.compaction import compact_all
@@ -256,6 +258,59 @@ def test_maintenance_runs_on_one_replica_and_moves_when_its_lease_runs_out(
     finally:
         a.stop()
         b.stop()
+
+
+class HeldTurnStore(DuckDBStore):
+    """A store shared with other collectors (as far as the writer knows) whose next session
+    turn, once ``armed``, waits for ``gate``: another replica holding the turn."""
+
+    armed = False
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def session_turn(self) -> Iterator[list]:
+        if self.armed:
+            self.armed = False
+            self.waiting.set()
+            self.gate.wait(30)
+        yield []
+
+
+def test_a_turn_carries_the_requests_that_queued_while_it_waited(start_collector, tmp_path):
+    """Turns do not overlap across replicas; the requests that arrive while one waits for its
+    turn go into the same commit (a lake's turn costs ~25 ms besides its records)."""
+    settings = make_settings(tmp_path / "held.duckdb", **{"sessions.sweep_interval": 3600})
+    base = create_store(settings)
+    store = HeldTurnStore(
+        base.path,
+        checkpoint_wal_bytes=base.checkpoint_wal_bytes,
+        idle_checkpoint_bytes=base.idle_checkpoint_bytes,
+        threads=base.threads,
+        memory_limit=base.memory_limit,
+        maintenance=base.maintenance,
+    )
+    store.waiting, store.gate = threading.Event(), threading.Event()
+    c = start_collector(
+        db=tmp_path / "held.duckdb", store=store, **{"sessions.sweep_interval": 3600}
+    )
+    store.armed = True
+    start = time.time_ns() - 60 * S
+    bodies = [trace_request(10, room="r", session="s", start_ns=start, seed=i) for i in range(6)]
+    posts = [threading.Thread(target=post, args=(c, b)) for b in bodies]
+    posts[0].start()
+    assert store.waiting.wait(30)  # the first request's turn waits
+    for t in posts[1:]:
+        t.start()
+    writer = c.collector.writer
+    wait_for(lambda: writer._queue.qsize() == 5)
+    store.gate.set()
+    for t in posts:
+        t.join(30)
+    assert (writer.stats["commits"], writer.stats["requests"]) == (1, 6)
+    assert c.query("SELECT count(*) FROM spans") == [(60,)]
 
 
 def rooms_of_files(con: duckdb.DuckDBPyConnection, table: str) -> list[list[str]]:
