@@ -103,11 +103,13 @@ def session_scope(
     f: SpanFilter,
     as_of: int,
     window: tuple[str, list[Any]] | None = None,
+    must_exist: bool = False,
 ) -> tuple[str, list[Any], str, list[Any]]:
     """What a listing of the session's spans (``f``'s filters, received by ``as_of``) reads:
     the conditions on span_rows of the session's spans and their parameters, and ``AND
     trace_id IN (...)`` with its parameters, the traces with a matching span ("" when ``f``
-    filters nothing). ``window``: the session's window condition (default: session_window's)."""
+    filters nothing). ``window``: the session's window condition (default: session_window's,
+    which raises NotFound for a session in no table when ``must_exist``)."""
     from .sessions import session_window  # sessions imports this module's neighbours
 
     maps = attribute_key_maps(con, filter_keys(f))
@@ -115,7 +117,7 @@ def session_scope(
         SpanFilter(**{**f.__dict__, "session": session_id, "limit": None, "cursor": None}),
         key_maps=maps,
     )
-    window, wparams = window or session_window(con, session_id, "spans")
+    window, wparams = window or session_window(con, session_id, "spans", must_exist=must_exist)
     mine = f"session_id = ?{window} AND received_at <= make_timestamp_ns(?)"
     if len(conds) <= 1:  # the session itself only
         return mine, [session_id, *wparams, as_of], "", []
@@ -128,8 +130,6 @@ def session_spans(
 ) -> Page:
     """A page of the spans of the session's traces in which at least one span matches (Jaeger
     semantics), in trace order (SESSION_KEYS). Raises NotFound for a session in no table."""
-    from .sessions import resolve_session  # sessions imports this module's neighbours
-
     n = f.limit or limit
     listed = fingerprint("spans", session_id, {**f.__dict__, "limit": None, "cursor": None})
     pos = decode_cursor(f.cursor, "spans", listed, SESSION_KEYS)
@@ -140,13 +140,13 @@ def session_spans(
         raise QueryError("invalid cursor")
     after, aparams = from_position(SESSION_KEYS, pos)
     keys: list[Record] | None = None
-    if f == SpanFilter(limit=f.limit, cursor=f.cursor):  # the whole session, unfiltered
+    filtered = f != SpanFilter(limit=f.limit, cursor=f.cursor)
+    if not filtered:  # the whole session: _checked_keys finds out whether it exists
         keys, mine, margs = _checked_keys(con, session_id, f, as_of, (after, aparams), n, pos)
-    else:
-        resolve_session(con, session_id)
     if keys is None:
-        mine, margs, matching, targs = session_scope(con, session_id, f, as_of)
-        keys = _page_keys(con, (mine, margs, matching, targs), (after, aparams), n, pos)
+        scope = session_scope(con, session_id, f, as_of, must_exist=filtered)
+        mine, margs = scope[0], scope[1]
+        keys = _page_keys(con, scope, (after, aparams), n, pos)
     page = page_of(keys, SESSION_KEYS, pos, n, lambda p: encode_cursor("spans", listed, p), True)
     page.records = _whole_spans(con, mine, margs, page.records)
     return page
