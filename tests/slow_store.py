@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,9 +29,14 @@ class SlowStore(DuckDBStore):
         super().append(tables, sessions)
 
 
-def slow_store(settings: Settings, delay: float) -> SlowStore:
+S = TypeVar("S", bound=DuckDBStore)
+
+
+def store_of(cls: type[S], settings: Settings) -> S:
+    """A ``cls`` (a DuckDBStore of a test's own) configured as the settings' store."""
     base = create_store(settings)
-    store = SlowStore(
+    assert isinstance(base, DuckDBStore)
+    return cls(
         base.path,
         checkpoint_wal_bytes=base.checkpoint_wal_bytes,
         idle_checkpoint_bytes=base.idle_checkpoint_bytes,
@@ -39,6 +44,10 @@ def slow_store(settings: Settings, delay: float) -> SlowStore:
         memory_limit=base.memory_limit,
         maintenance=base.maintenance,
     )
+
+
+def slow_store(settings: Settings, delay: float) -> SlowStore:
+    store = store_of(SlowStore, settings)
     store.delay = delay
     return store
 

@@ -28,6 +28,7 @@ from conftest import (
 )
 from otlp_factory import trace_request
 from postgres import Postgres, free_port, running_postgres
+from slow_store import store_of
 from test_sessions import log_request, post
 
 from collector.decode import decode_body
@@ -283,15 +284,7 @@ def test_a_turn_carries_the_requests_that_queued_while_it_waited(start_collector
     """Turns do not overlap across replicas; the requests that arrive while one waits for its
     turn go into the same commit (a lake's turn costs ~25 ms besides its records)."""
     settings = make_settings(tmp_path / "held.duckdb", **{"sessions.sweep_interval": 3600})
-    base = create_store(settings)
-    store = HeldTurnStore(
-        base.path,
-        checkpoint_wal_bytes=base.checkpoint_wal_bytes,
-        idle_checkpoint_bytes=base.idle_checkpoint_bytes,
-        threads=base.threads,
-        memory_limit=base.memory_limit,
-        maintenance=base.maintenance,
-    )
+    store = store_of(HeldTurnStore, settings)
     store.waiting, store.gate = threading.Event(), threading.Event()
     c = start_collector(
         db=tmp_path / "held.duckdb", store=store, **{"sessions.sweep_interval": 3600}
