@@ -23,6 +23,7 @@ from collector.store import DuckDBStore
 from collector.store.maintenance.compaction import Chunk, compact, compact_all, next_chunk
 from collector.store.maintenance.retention import prune_connection
 from collector.store.span_archive import SORT_KEY
+from query.library import catalog
 from query.library.filters import SpanFilter
 from query.library.sessions import session_window
 
@@ -252,3 +253,30 @@ def test_the_collectors_job_compacts_settled_spans(start_collector):
         assert len(found) == 3 * PER
     finally:
         con.close()
+
+
+def test_dependencies_join_archived_parents_and_children_that_arrive_late(tmp_path):
+    """Jaeger's dependencies join spans on their ids as numbers (span_rows' trace_num and
+    span_num): an archived parent keeps its ids as numbers, a late child in span_data has
+    them as hex text, and the pair is still one call."""
+    store = make_store(tmp_path / "c.duckdb")
+    store.open()
+    parents = trace_request(8, room="a-room", service="agent", start_ns=BASE, seed=1)
+    write(store, parents)
+    assert compact_all(store, 1, 0, now_ns=BASE + HOUR) == 8
+    late = trace_request(3, room="a-room", service="tools", start_ns=BASE + 10**6, seed=2)
+    for span, parent in zip(late.resource_spans[0].scope_spans[0].spans, range(3), strict=True):
+        called = parents.resource_spans[0].scope_spans[0].spans[parent]
+        span.trace_id, span.parent_span_id = called.trace_id, called.span_id
+    write(store, late)
+    (hot,) = store.con.execute("SELECT count(*) FROM span_data").fetchone()
+    assert hot == 3
+    calls = catalog.dependencies(store.con, BASE, BASE + HOUR)
+    assert calls == [{"parent": "agent", "child": "tools", "callCount": 3}]
+    # The same pairs as the ids' text gives (every parent formatted as hex).
+    (by_text,) = store.con.execute(
+        "SELECT count(*) FROM span_rows c JOIN span_rows p ON p.trace_id = c.trace_id"
+        " AND p.span_id = c.parent_span_id WHERE p.service_name <> c.service_name"
+    ).fetchone()
+    assert by_text == 3
+    store.close()

@@ -213,6 +213,25 @@ _V9_SPAN_ROWS = (
 )
 assert _V9_SPAN_ROWS.count("trace_hi") == 3
 
+# Version 10: span_rows gets the ids as numbers, for joins (span_archive.TRACE_NUM, SPAN_NUM).
+_V10_HOT_NUMS = (
+    "coalesce(TRY_CAST('0x' || trace_id[17:32] AS UBIGINT), hash(trace_id)) AS trace_num,"
+    " coalesce(TRY_CAST('0x' || span_id AS UBIGINT), hash(span_id)) AS span_num"
+)
+_V10_ARCHIVED_NUMS = (
+    "coalesce(trace_lo, coalesce(TRY_CAST('0x' || trace_id[17:32] AS UBIGINT),"
+    " hash(trace_id))) AS trace_num, coalesce(span_key, coalesce(TRY_CAST('0x' || span_id"
+    " AS UBIGINT), hash(span_id))) AS span_num"
+)
+_V10_SPAN_ROWS = _V9_SPAN_ROWS.replace(
+    "NULL::UBIGINT AS trace_hi\nFROM span_data",
+    f"NULL::UBIGINT AS trace_hi, {_V10_HOT_NUMS}\nFROM span_data",
+).replace(
+    "attribute_rest, trace_hi\nFROM span_archive",
+    f"attribute_rest, trace_hi, {_V10_ARCHIVED_NUMS}\nFROM span_archive",
+)
+assert _V10_SPAN_ROWS.count("trace_num") == 2
+
 # Version 6 also moves the log records into log_data, behind the logs view. Their resources
 # get DuckDB's hash as id, as version 3 did for the spans' (new rows get collector.columns'
 # ids; one id still names one set of attributes).
@@ -286,6 +305,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE span_archive ADD COLUMN trace_lo UBIGINT",
         _V9_SPAN_ROWS,
     ],
+    10: [_V10_SPAN_ROWS],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 

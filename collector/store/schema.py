@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 9  # collector.store.migrations takes a file from any older one
+SCHEMA_VERSION = 10  # collector.store.migrations takes a file from any older one
 
 MAP = "MAP(VARCHAR, VARCHAR)"
 TS = "TIMESTAMP_NS"

@@ -60,6 +60,29 @@ TRACE_ID_SQL = f"coalesce(trace_id, printf('%016x%016x', {TRACE_HI}, {TRACE_LO})
 SPAN_ID_SQL = f"coalesce(span_id, printf('%016x', {SPAN_KEY}))"
 
 
+def _number(text: str, whole: str | None = None) -> str:
+    """SQL: hex ``text`` as a UBIGINT, else the hash of ``whole`` (default ``text``)."""
+    return f"coalesce(TRY_CAST('0x' || {text} AS UBIGINT), hash({whole or text}))"
+
+
+# span_rows' ids as numbers, for joins of many spans on ids (a parent and its children):
+# ``trace_num`` is the trace id's last 64 bits, ``span_num`` the span id; an id that is not
+# hex is hashed. An archived hex id is its stored number, so neither formats the hex text
+# (TRACE_ID_SQL, SPAN_ID_SQL: ~130 ns a row each); a parent span id is compared as
+# ``id_number(parent_span_id)``.
+TRACE_NUM, SPAN_NUM = "trace_num", "span_num"
+_HOT_NUMS = {TRACE_NUM: _number("trace_id[17:32]", "trace_id"), SPAN_NUM: _number("span_id")}
+_ARCHIVED_NUMS = {
+    TRACE_NUM: f"coalesce({TRACE_LO}, {_HOT_NUMS[TRACE_NUM]})",
+    SPAN_NUM: f"coalesce({SPAN_KEY}, {_HOT_NUMS[SPAN_NUM]})",
+}
+
+
+def id_number(column: str) -> str:
+    """SQL: a span id column (text) as span_rows' ``span_num`` has it."""
+    return _number(column)
+
+
 def _archive_columns() -> list[tuple[str, str]]:
     columns: list[tuple[str, str]] = []
     for name, sql_type in TABLES["span_data"]:
@@ -117,6 +140,8 @@ def _union_sql() -> str:
     archived += [*_VALUE_COLUMNS, REST]
     hot.append(f"NULL::UBIGINT AS {TRACE_HI}")  # for trace_ids_where
     archived.append(TRACE_HI)
+    hot += [f"{sql} AS {name}" for name, sql in _HOT_NUMS.items()]
+    archived += [f"{sql} AS {name}" for name, sql in _ARCHIVED_NUMS.items()]
     return (
         f"CREATE OR REPLACE VIEW {SPAN_ROWS} AS SELECT {', '.join(hot)} FROM span_data"
         f" UNION ALL SELECT {', '.join(archived)} FROM {ARCHIVE}"

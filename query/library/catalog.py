@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from collector.store.reads import KEYSETS, RESOURCES, SPAN_ROWS
+from collector.store.reads import KEYSETS, RESOURCES, SPAN_ROWS, id_number
 
 from .search import attribute_key_maps, span_value_sql
 from .traces import newest_start
@@ -131,19 +131,22 @@ def _attribute_values(
 
 def dependencies(con: duckdb.DuckDBPyConnection, start_ns: int, end_ns: int) -> list[dict]:
     """Calls between services: (parent service, child service, count) of the parent/child span
-    pairs whose child started in [start, end] and whose services differ."""
+    pairs whose child started in [start, end] and whose services differ. Joined on the ids
+    as numbers (span_rows' ``trace_num``, ``span_num``): the hex text of every archived span
+    of the hour would be formatted otherwise."""
     rows = con.execute(
         f"""
         WITH c AS (
-            SELECT trace_id, parent_span_id, service_name FROM {SPAN_ROWS}
+            SELECT trace_num, {id_number("parent_span_id")} AS parent_num, service_name
+            FROM {SPAN_ROWS}
             WHERE start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)
               AND parent_span_id IS NOT NULL
         ), p AS (
-            SELECT trace_id, span_id, service_name FROM {SPAN_ROWS}
+            SELECT trace_num, span_num, service_name FROM {SPAN_ROWS}
             WHERE start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)
         )
         SELECT p.service_name, c.service_name, count(*) FROM c
-        JOIN p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+        JOIN p ON p.trace_num = c.trace_num AND p.span_num = c.parent_num
         WHERE p.service_name IS DISTINCT FROM c.service_name
         GROUP BY 1, 2 ORDER BY 1, 2
         """,
