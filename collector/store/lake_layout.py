@@ -119,6 +119,7 @@ LAKE_UPGRADES: dict[int, list[str]] = {
         "ALTER TABLE span_archive ADD COLUMN trace_hi UBIGINT",
         "ALTER TABLE span_archive ADD COLUMN trace_lo UBIGINT",
     ],
+    10: [],  # span_rows' id numbers: the views are each connection's own (view_statements)
 }
 
 
