@@ -96,7 +96,7 @@ def wide_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("query.cli.commands.STREAM_PAGE", BATCH)
+    monkeypatch.setattr("query.cli.session_commands.STREAM_PAGE", BATCH)
     monkeypatch.setattr("query.cli.pages.STREAM_PAGE", BATCH)
 
 

@@ -56,7 +56,7 @@ def test_a_streamed_session_export_trims_after_each_page(
     """-o jsonl and csv, --db and --server: malloc trimmed once a page (through --db a batch of
     whole traces: 150 spans of 3-span traces); the same lines."""
     monkeypatch.setattr("query.cli.pages.STREAM_PAGE", 150)
-    monkeypatch.setattr("query.cli.commands.STREAM_PAGE", 150)
+    monkeypatch.setattr("query.cli.session_commands.STREAM_PAGE", 150)
     trims: list[int] = []
     monkeypatch.setattr("query.cli.pages.release_freed_memory", lambda: trims.append(1))
     runner = CliRunner()
