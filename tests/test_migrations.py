@@ -201,7 +201,7 @@ def test_a_new_store_has_every_table_and_view(fresh_layout):
             "span_clusters", "span_data", "trace_index",
         ]
     )  # fmt: skip
-    assert [v for (v,) in fresh_layout["views"]] == ["logs", "span_rows", "spans"]
+    assert [v for (v,) in fresh_layout["views"]] == ["logs", "resource_rows", "span_rows", "spans"]
 
 
 @pytest.mark.parametrize("version", range(1, SCHEMA_VERSION + 1))

@@ -22,6 +22,7 @@ import duckdb
 
 from .schema import (
     ATTRIBUTE_KEYS,
+    RESOURCE_ROWS,
     SCHEMA_VERSION,
     SPAN_CLUSTERS_SQL,
     TABLES,
@@ -174,7 +175,7 @@ def lake_tables() -> list[str]:
 
 def view_statements(catalog: str) -> list[str]:
     """The in-memory database's views: each lake table under its own name (shared rows once
-    per id), then the file store's ``span_rows``, ``spans`` and ``logs``."""
+    per id), then the file store's ``span_rows``, ``spans``, ``logs`` and ``resource_rows``."""
     out = []
     for table in lake_tables():
         source = f"{catalog}.main.{table}"
@@ -191,7 +192,10 @@ def view_statements(catalog: str) -> list[str]:
         else:
             select = f"SELECT * FROM {source}"
         out.append(f"CREATE OR REPLACE VIEW memory.main.{table} AS {select}")
-    return [*out, LAKE_SPAN_ROWS_SQL, SPANS_VIEW_SQL, logs_view_sql()]
+    # The resources as stored (an id's rows from several replicas), for lookups by id.
+    rows = f"SELECT * FROM {catalog}.main.resources"
+    rows = f"CREATE OR REPLACE VIEW memory.main.{RESOURCE_ROWS} AS {rows}"
+    return [*out, LAKE_SPAN_ROWS_SQL, SPANS_VIEW_SQL, logs_view_sql(), rows]
 
 
 # A lake's span_rows: span_data alone, with the archive's columns NULL (the file store's view

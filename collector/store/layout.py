@@ -8,6 +8,7 @@ from __future__ import annotations
 from .outbox import ENDPOINTS_SQL, OUTBOX_SQL
 from .schema import (
     ATTRIBUTE_KEYS_SQL,
+    RESOURCE_ROWS_SQL,
     SPAN_CLUSTERS_SQL,
     TRACE_INDEX_SQL,
     create_table_sql,
@@ -33,4 +34,5 @@ def latest_sql() -> list[str]:
         logs_view_sql(),
         OUTBOX_SQL,
         ENDPOINTS_SQL,
+        RESOURCE_ROWS_SQL,
     ]

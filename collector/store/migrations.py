@@ -305,7 +305,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE span_archive ADD COLUMN trace_lo UBIGINT",
         _V9_SPAN_ROWS,
     ],
-    10: [_V10_SPAN_ROWS],
+    # ... and a view of the resources as stored, for lookups by id (schema.RESOURCE_ROWS).
+    10: [_V10_SPAN_ROWS, "CREATE OR REPLACE VIEW resource_rows AS SELECT * FROM resources"],
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 

@@ -192,9 +192,14 @@ SHARED_TABLES = {"resources": "resource_id", "attribute_keysets": "keyset_id"}
 # A span row ``s`` joined to its resource ``r`` and its keyset ``k``; a log_data row ``l`` to
 # its resource ``r``.
 RESOURCE_JOIN = "LEFT JOIN resources {r} ON {r}.resource_id = {s}.resource_id"
-SPAN_JOINS = (
-    RESOURCE_JOIN + " LEFT JOIN attribute_keysets {k} ON {k}.keyset_id = {s}.attribute_keyset"
-)
+# The resources as stored, where one id may have several rows, all the same (a lake's replicas
+# each insert a resource they have not seen yet; its ``resources`` view keeps one row an id):
+# what a lookup of a few ids reads (query.library.records.read_table), with the ids as
+# constants DuckDB filters the scan on.
+RESOURCE_ROWS = "resource_rows"
+RESOURCE_ROWS_SQL = f"CREATE OR REPLACE VIEW {RESOURCE_ROWS} AS SELECT * FROM resources"
+KEYSET_JOIN = "LEFT JOIN attribute_keysets {k} ON {k}.keyset_id = {s}.attribute_keyset"
+SPAN_JOINS = f"{RESOURCE_JOIN} {KEYSET_JOIN}"
 LOG_JOINS = RESOURCE_JOIN.format(r="r", s="l")
 
 _MAP_PA = pa.map_(pa.string(), pa.string())

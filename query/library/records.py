@@ -12,12 +12,13 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.store.reads import (
-    LOG_JOINS,
+    KEYSET_JOIN,
     LOG_ROWS,
+    RESOURCE_ROWS,
     SPAN_ATTRIBUTES,
-    SPAN_JOINS,
     SPAN_ROWS,
     TABLES,
     TS,
@@ -35,6 +36,7 @@ __all__ = [
     "format_ts",
     "jsonable",
     "parse_ts",
+    "read_table",
     "select_list",
     "table_records",
 ]
@@ -75,17 +77,21 @@ _NESTED = {
 }
 
 
+# Where a read of spans or log records has its resource attributes, it selects the resource id
+# under this name; read_table puts the attributes in its place.
+RESOURCE_ID = "_resource_id"
+
 # The spans columns that span_data does not store, over a span_data row ``s`` joined to its
-# resources row ``r`` (see span_rows_sql).
+# keyset row ``k`` (see span_rows_sql).
 _SPAN_DERIVED = {
     "end_time": "epoch_ns(s.start_time) + s.duration_ns AS end_time",
     "attributes": f"{SPAN_ATTRIBUTES.format(k='k', s='s')} AS attributes",
-    "resource_attributes": "r.attributes AS resource_attributes",
+    "resource_attributes": f"s.resource_id AS {RESOURCE_ID}",
 }
 
 
-# ... and of the logs, over a log_data row ``l`` joined to its resources row ``r``.
-_LOG_DERIVED = {"resource_attributes": "r.attributes AS resource_attributes"}
+# ... and of the logs, over a log_data row ``l``.
+_LOG_DERIVED = {"resource_attributes": f"l.resource_id AS {RESOURCE_ID}"}
 _DERIVED = {("spans", "s"): _SPAN_DERIVED, ("logs", "l"): _LOG_DERIVED}
 
 
@@ -115,21 +121,22 @@ def span_rows_sql(
     ordered by them, their values selected too; ``source``: the rows (default span_rows).
 
     Filtering, ordering and limiting run on span_rows alone; only the rows that remain are
-    joined to their resources and attribute keys (through the ``spans`` view, DuckDB would join
-    every match before the LIMIT: 10x slower for a search over many spans)."""
+    joined to their attribute keys (through the ``spans`` view, DuckDB would join every match
+    before the LIMIT: 10x slower for a search over many spans), and their resources are looked
+    up by id after the read (:func:`read_table`)."""
     inner, outer = _keyed(source, where, order, limit, keys)
-    joins = SPAN_JOINS.format(s="s", r="r", k="k")
+    joins = KEYSET_JOIN.format(s="s", k="k")
     return f"SELECT {select_list('spans', 's')}{outer[0]} FROM ({inner}) s {joins}{outer[1]}"
 
 
 def log_rows_sql(where: str, order: str, limit: bool = False, keys: Sequence[Key] = ()) -> str:
     """The read columns of the log records (SPEC 4) whose log_data rows meet ``where``, in
     ``order``, with a ``LIMIT ?`` parameter when ``limit`` (``keys``: as span_rows_sql): like
-    :func:`span_rows_sql`, the rows are chosen on log_data alone and only they are joined to
-    their resources (through the ``logs`` view, the benchmark's ``session logs S --severity
-    error`` took 11.2 ms warm at 10 M spans; this way 8.1)."""
+    :func:`span_rows_sql`, the rows are chosen on log_data alone, and their resources looked up
+    by id after the read (through the ``logs`` view, the benchmark's ``session logs S
+    --severity error`` took 11.2 ms warm at 10 M spans; joined after the choice 8.1)."""
     inner, outer = _keyed(LOG_ROWS, where, order, limit, keys)
-    return f"SELECT {select_list('logs', 'l')}{outer[0]} FROM ({inner}) l {LOG_JOINS}{outer[1]}"
+    return f"SELECT {select_list('logs', 'l')}{outer[0]} FROM ({inner}) l{outer[1]}"
 
 
 def _keyed(
@@ -184,7 +191,41 @@ def fetch_records(
 
     Rows travel as Arrow (about twice as fast as ``fetchall`` for rows with maps and lists)
     and are converted column by column (:func:`query.library.values.arrow_values`)."""
-    return table_records(con.execute(sql, list(params)).to_arrow_table(), data)
+    return table_records(read_table(con, sql, params), data)
+
+
+def read_table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+    """Run a read as an Arrow table; a read of :func:`span_rows_sql` or :func:`log_rows_sql`
+    gets its rows' ``resource_attributes`` in place of their resource id.
+
+    The resources are looked up by id after the read, in one statement with the ids as
+    constants (RESOURCE_ROWS), which the scan filters on: on a lake, a join in the read
+    scanned every resource's attributes (80 k resources with 10 M spans: a trace's read 80 ->
+    52 ms); on a file, DuckDB filtered the join's scan by the ids already (no change)."""
+    table = con.execute(sql, list(params)).to_arrow_table()
+    if RESOURCE_ID not in table.column_names:
+        return table
+    ids = table[RESOURCE_ID]
+    wanted = pc.unique(ids.drop_null()).to_pylist()
+    found = (
+        con.execute(
+            f"SELECT resource_id, attributes FROM {RESOURCE_ROWS}"
+            f" WHERE resource_id IN ({', '.join('?' * len(wanted))})",
+            wanted,
+        ).to_arrow_table()
+        if wanted
+        else None
+    )
+    if found is None or found.num_rows == 0:
+        attributes = pa.nulls(table.num_rows, _RESOURCE_TYPE)
+    else:
+        at = pc.index_in(ids, value_set=found["resource_id"].combine_chunks())
+        attributes = found["attributes"].combine_chunks().take(at)
+    i = table.column_names.index(RESOURCE_ID)
+    return table.set_column(i, "resource_attributes", attributes)
+
+
+_RESOURCE_TYPE = pa.map_(pa.string(), pa.string())
 
 
 def table_records(table: pa.Table, data: Collection[str] = ()) -> list[dict[str, Any]]:
