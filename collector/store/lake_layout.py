@@ -6,8 +6,8 @@ or suggests:
 
 - No PRIMARY KEY: DuckLake has no constraints. The shared rows (``resources``,
   ``attribute_keysets``) are keyed by a hash of their content, so two replicas that insert the
-  same id insert the same row; the read views keep one row per id (:data:`DEDUPED`), and the
-  maintenance replica deletes the extra copies.
+  same id insert the same row; the read views keep one row per id (:data:`DISTINCT_ROWS`,
+  :data:`FIRST_ROW`), and the maintenance replica deletes the extra copies.
 - Partitioning by day of the records' time (never by room: a commit would write a file per
   room) and a sort order for DuckLake's compaction (``merge_adjacent_files``), so that a
   room's spans of a day end up together, as the file store's compaction sorts them.
@@ -40,8 +40,8 @@ LEASES = "roomscope_leases"  # in the catalog database itself (PostgreSQL): main
 # same row, so the small tables' views keep their distinct rows (one scan: each table a
 # statement binds costs a round of catalog reads, ~4 ms on PostgreSQL); ``resources`` keeps
 # each id's first row by row id (DISTINCT would compare every row's map).
-DEDUPED = {"resources": "resource_id", "attribute_keysets": "keyset_id", ATTRIBUTE_KEYS: "map, key"}
 DISTINCT_ROWS = ("attribute_keysets", ATTRIBUTE_KEYS)
+FIRST_ROW = {"resources": "resource_id"}  # table → its id column
 
 # Day partitions and compaction sort order per table (DuckLake's ALTER TABLE … SET …).
 PARTITIONS = {
@@ -181,13 +181,13 @@ def view_statements(catalog: str) -> list[str]:
         source = f"{catalog}.main.{table}"
         if table in DISTINCT_ROWS:
             select = f"SELECT DISTINCT * FROM {source}"
-        elif table in DEDUPED:
-            # The first row of each id by row id, not DISTINCT ON: the aggregate then reads
-            # the ids alone, and a join on the view still filters the table's scan by the
-            # ids it wants (a page of spans joined to 80 k resources: 51 -> 31 ms).
+        elif table in FIRST_ROW:
+            # The first row of each id by row id, not DISTINCT ON: the aggregate reads the ids
+            # alone (DISTINCT ON aggregated every row with its map). Reads of records look
+            # their resources up in resource_rows instead (query.library.records.read_table).
             select = (
                 f"SELECT * FROM {source} WHERE rowid IN"
-                f" (SELECT min(rowid) FROM {source} GROUP BY {DEDUPED[table]})"
+                f" (SELECT min(rowid) FROM {source} GROUP BY {FIRST_ROW[table]})"
             )
         else:
             select = f"SELECT * FROM {source}"
