@@ -184,7 +184,7 @@ def view_statements(catalog: str) -> list[str]:
         elif table in FIRST_ROW:
             # The first row of each id by row id, not DISTINCT ON: the aggregate reads the ids
             # alone (DISTINCT ON aggregated every row with its map). Reads of records look
-            # their resources up in resource_rows instead (query.library.records.read_table).
+            # their resources up in resource_rows instead (query.library.records.with_resources).
             select = (
                 f"SELECT * FROM {source} WHERE rowid IN"
                 f" (SELECT min(rowid) FROM {source} GROUP BY {FIRST_ROW[table]})"

@@ -194,7 +194,7 @@ SHARED_TABLES = {"resources": "resource_id", "attribute_keysets": "keyset_id"}
 RESOURCE_JOIN = "LEFT JOIN resources {r} ON {r}.resource_id = {s}.resource_id"
 # The resources as stored, where one id may have several rows, all the same (a lake's replicas
 # each insert a resource they have not seen yet; its ``resources`` view keeps one row an id):
-# what a lookup of a few ids reads (query.library.records.read_table), with the ids as
+# what a lookup of a few ids reads (query.library.records.with_resources), with the ids as
 # constants DuckDB filters the scan on.
 RESOURCE_ROWS = "resource_rows"
 RESOURCE_ROWS_SQL = f"CREATE OR REPLACE VIEW {RESOURCE_ROWS} AS SELECT * FROM resources"

@@ -36,9 +36,9 @@ __all__ = [
     "format_ts",
     "jsonable",
     "parse_ts",
-    "read_table",
     "select_list",
     "table_records",
+    "with_resources",
 ]
 
 # The columns of the tables the read side returns (SPEC 4): those of each table's one
@@ -78,7 +78,7 @@ _NESTED = {
 
 
 # Where a read of spans or log records has its resource attributes, it selects the resource id
-# under this name; read_table puts the attributes in its place.
+# under this name; with_resources puts the attributes in its place.
 RESOURCE_ID = "_resource_id"
 
 # The spans columns that span_data does not store, over a span_data row ``s`` joined to its
@@ -123,7 +123,7 @@ def span_rows_sql(
     Filtering, ordering and limiting run on span_rows alone; only the rows that remain are
     joined to their attribute keys (through the ``spans`` view, DuckDB would join every match
     before the LIMIT: 10x slower for a search over many spans), and their resources are looked
-    up by id after the read (:func:`read_table`)."""
+    up by id after the read (:func:`with_resources`)."""
     inner, outer = _keyed(source, where, order, limit, keys)
     joins = KEYSET_JOIN.format(s="s", k="k")
     return f"SELECT {select_list('spans', 's')}{outer[0]} FROM ({inner}) s {joins}{outer[1]}"
@@ -191,18 +191,18 @@ def fetch_records(
 
     Rows travel as Arrow (about twice as fast as ``fetchall`` for rows with maps and lists)
     and are converted column by column (:func:`query.library.values.arrow_values`)."""
-    return table_records(read_table(con, sql, params), data)
+    return table_records(with_resources(con, con.execute(sql, list(params)).to_arrow_table()), data)
 
 
-def read_table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> pa.Table:
-    """Run a read as an Arrow table; a read of :func:`span_rows_sql` or :func:`log_rows_sql`
-    gets its rows' ``resource_attributes`` in place of their resource id.
+def with_resources(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    """A read of :func:`span_rows_sql` or :func:`log_rows_sql` with its rows'
+    ``resource_attributes`` in place of their resource id (other tables as they are). A read
+    that may drop rows looks their resources up after that, for the rows it keeps.
 
-    The resources are looked up by id after the read, in one statement with the ids as
-    constants (RESOURCE_ROWS), which the scan filters on: on a lake, a join in the read
-    scanned every resource's attributes (80 k resources with 10 M spans: a trace's read 80 ->
-    52 ms); on a file, DuckDB filtered the join's scan by the ids already (no change)."""
-    table = con.execute(sql, list(params)).to_arrow_table()
+    The resources are looked up by id, in one statement with the ids as constants
+    (RESOURCE_ROWS), which the scan filters on: on a lake, a join in the read scanned every
+    resource's attributes (80 k resources with 10 M spans: a trace's read 80 -> 52 ms); on a
+    file, DuckDB filtered the join's scan by the ids already (no change)."""
     if RESOURCE_ID not in table.column_names:
         return table
     ids = table[RESOURCE_ID]

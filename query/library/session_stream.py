@@ -28,7 +28,7 @@ from collector.store.reads import SPAN_ROWS
 from .as_of import spans_high_water
 from .filters import SpanFilter
 from .paging import Key, Position, from_position, page_of, read_limit
-from .records import fetch_records, read_table, span_rows_sql, table_records
+from .records import fetch_records, span_rows_sql, table_records, with_resources
 from .traces import WHOLE_READ, session_scope
 
 Record = dict[str, Any]
@@ -138,13 +138,13 @@ def _batch_spans(
             f" WHERE {mine} AND start_time BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
         )
         sql = span_rows_sql(where, "start_time, span_id", True)
-        table = read_table(con, sql, [*margs, lo, hi, cap + 1])
+        table = con.execute(sql, [*margs, lo, hi, cap + 1]).to_arrow_table()
         if table.num_rows > cap:
             table = None
     if table is None:  # by trace id
         marks = ", ".join("?" * len(ids))
         sql = span_rows_sql(f" WHERE {mine} AND trace_id IN ({marks})", "start_time, span_id")
-        table = read_table(con, sql, [*margs, *ids.to_pylist()])
+        table = con.execute(sql, [*margs, *ids.to_pylist()]).to_arrow_table()
     # Trace order: a span's trace's place in ``part`` (null: another trace, dropped), its start
     # (nulls last, as DuckDB orders them), its id.
     # Arrow's own allocator (mimalloc) keeps what a batch freed: ~20 MB more at the peak.
@@ -153,4 +153,4 @@ def _batch_spans(
     table = pc.filter(table.append_column("_place", place), pc.is_valid(place), memory_pool=pool)
     order = [("_place", "ascending"), ("start_time", "ascending"), ("span_id", "ascending")]
     table = pc.take(table, pc.sort_indices(table, order, memory_pool=pool), memory_pool=pool)
-    return table_records(table.drop_columns(["_place"]))
+    return table_records(with_resources(con, table.drop_columns(["_place"])))

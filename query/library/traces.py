@@ -29,7 +29,7 @@ from .paging import (
     page_of,
     read_limit,
 )
-from .records import fetch_records, read_table, span_rows_sql, table_records
+from .records import fetch_records, span_rows_sql, table_records, with_resources
 from .search import attribute_key_maps, filter_keys, span_where, where_sql
 
 Record = dict[str, Any]
@@ -241,11 +241,11 @@ def _whole_spans(
     # Counted as Arrow rows before they become records: a page's worth of whole spans as
     # Python objects is the biggest thing a streamed export holds (query.cli.streamed).
     sql = span_rows_sql(where, "start_time, span_id", True)
-    table = read_table(con, sql, [*args, cap + 1])
+    table = con.execute(sql, [*args, cap + 1]).to_arrow_table()
     by_range = table.num_rows <= cap
     if by_range:  # only the page's spans become records
         table = table.filter(pc.is_in(table["span_id"], pa.array(ids)))
-        found = table_records(table)
+        found = table_records(with_resources(con, table))
     del table
     if not by_range:
         found = fetch_records(
