@@ -138,9 +138,9 @@ def session_window(
     alias: str = "",
     must_exist: bool = False,
 ) -> tuple[str, list[Any]]:
-    """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window (and, for
-    spans, its room), when they hold all of the session's records of ``table``; else the window
-    alone, or no condition (:func:`session_windows` for one table)."""
+    """`` AND <time> BETWEEN ...[ AND room = ...]``: the session's known time window (and its
+    room), when they hold all of the session's records of ``table``; else the window alone, or
+    no condition (:func:`session_windows` for one table)."""
     return session_windows(con, session_id, (table,), alias, must_exist)[table]
 
 
@@ -152,18 +152,17 @@ def session_windows(
     must_exist: bool = False,
 ) -> dict[str, tuple[str, list[Any]]]:
     """For each of ``tables`` ("spans", "logs"): `` AND <time> BETWEEN ...[ AND room = ...]``,
-    the session's known time window (and, for spans, its room), when they hold all of the
-    session's records of that table; else the window alone, or no condition. ``must_exist``:
-    raise NotFound when the session is in no table (resolve_session), from the same read of
-    its row.
+    the session's known time window (and its room), when they hold all of the session's
+    records of that table; else the window alone, or no condition. ``must_exist``: raise
+    NotFound when the session is in no table (resolve_session), from the same read of its row.
 
     Records arrive roughly in time order, so the window lets DuckDB's zone maps skip every row
-    group outside it; compaction (store.maintenance) sorts older spans by room, and the room
-    then skips the row groups of other rooms. A condition is used only when a count under it
-    equals the session's own count: records placed at their receive time (clock skew, no
-    timestamp), of another room, or removed by retention make the counts differ, and the
-    query then reads more of the table (still right). One statement reads the row, one counts
-    every table under its first try, one more the window alone where needed.
+    group outside it; compaction (store.maintenance) sorts older spans and log records by room,
+    and the room then skips the row groups of other rooms. A condition is used only when a
+    count under it equals the session's own count: records placed at their receive time
+    (clock skew, no timestamp), of another room, or removed by retention make the counts
+    differ, and the query then reads more of the table (still right). One statement reads the
+    row, one counts every table under its first try, one more the window alone where needed.
     """
     row = _session_row(con, session_id)
     if row is None and must_exist:
@@ -215,14 +214,14 @@ def _session_row(con: duckdb.DuckDBPyConnection, session_id: str) -> tuple[Any, 
 
 def _window_tries(row: tuple[Any, ...], table: str, p: str) -> list[tuple[str, list[Any]]]:
     """The conditions session_windows tries for ``table`` (``p``: alias and dot, or ""), best
-    first: the session's window and room (spans: sorted by room once compacted), the window."""
+    first: the session's window and room (sorted by room once compacted), the window."""
     first, last, room = row[0], row[1], row[4]
     # Under sustained ingest the row trails the newest records by up to a second (the tracker
     # writes row changes in batches, docs/performance.md "Session rows under load"); records
     # newer than its window show once it is written.
     window = f" AND {p}{_WINDOW[table][1]} BETWEEN make_timestamp_ns(?) AND make_timestamp_ns(?)"
     tries = [(window, [first, last])]
-    if table == "spans" and room is not None:
+    if room is not None:
         tries.insert(0, (f"{window} AND {p}room = ?", [first, last, room]))
     return tries
 

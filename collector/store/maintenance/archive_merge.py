@@ -17,6 +17,13 @@ appended one after the other, so the merged range runs room by room in storage o
 sees each span once, before or after its piece; after a crash the next run merges the same
 ranges again (the pieces done already are rewritten once more). The ``span_clusters`` rows of
 the ranges are replaced by the merged range's once every piece is done.
+
+The log records of a range are sorted with its spans, in place in ``log_data`` (by room,
+project, session, time; :func:`sort_logs`): by the move and by each merge piece, in the same
+transaction, so that a session's or a room's records of the range lie together as its spans do
+and its reads skip the other rooms' row groups (the session's timeline and logs add the room
+they know). Records that arrive for a range already sorted stay where they were appended until
+a merge covers the range.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ import duckdb
 from ..schema import SPAN_CLUSTERS
 from ..span_archive import ARCHIVE, SORT_KEY, SPAN_RANGE, START_RANGE
 from ..statements import rewrite_rows, transaction
+
+LOGS = "log_data"
+LOG_SORT_KEY = "room, project, session_id, time"
+LOG_RANGE = START_RANGE.format(c="time")
 
 
 @dataclass(frozen=True)
@@ -96,12 +107,26 @@ def pieces(con: duckdb.DuckDBPyConnection, merge: Merge, rows: int) -> list[Piec
 
 def merge_piece(con: duckdb.DuckDBPyConnection, merge: Merge, piece: Piece) -> int:
     """Rewrite the piece's spans of the merged range at the end of span_archive, sorted by
-    room, and delete their old copies (one transaction); returns how many moved."""
+    room, and delete their old copies, and sort its log records likewise (one transaction);
+    returns how many spans moved."""
+    bounds = [merge.first_ns, merge.last_ns]
     where = f"{SPAN_RANGE} AND {piece.where}"
     with transaction(con):
-        return rewrite_rows(
-            con, ARCHIVE, where, [merge.first_ns, merge.last_ns, *piece.params], SORT_KEY
-        )
+        moved = rewrite_rows(con, ARCHIVE, where, [*bounds, *piece.params], SORT_KEY)
+        sort_logs(con, bounds, piece)
+        return moved
+
+
+def sort_logs(con: duckdb.DuckDBPyConnection, bounds: list[int], piece: Piece | None = None) -> int:
+    """Rewrite the log records of a range of times ``[first, last)`` (ns; of one slice of rooms,
+    ``piece``) at the end of log_data sorted by LOG_SORT_KEY and delete their old copies, in the
+    caller's transaction (a move, a merge piece); returns how many."""
+    where, params = (
+        (LOG_RANGE, bounds)
+        if piece is None
+        else (f"{LOG_RANGE} AND {piece.where}", [*bounds, *piece.params])
+    )
+    return rewrite_rows(con, LOGS, where, params, LOG_SORT_KEY)
 
 
 def finish_merge(

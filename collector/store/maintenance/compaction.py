@@ -42,7 +42,16 @@ from ..interface import Busy
 from ..schema import SPAN_CLUSTERS
 from ..span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
 from ..statements import transaction
-from .archive_merge import Merge, Piece, add_cluster, finish_merge, merge_piece, next_merge, pieces
+from .archive_merge import (
+    Merge,
+    Piece,
+    add_cluster,
+    finish_merge,
+    merge_piece,
+    next_merge,
+    pieces,
+    sort_logs,
+)
 from .periodic import Periodic, Run
 from .reclaim import file_blocks, fragmented, reclaim_step
 
@@ -95,8 +104,9 @@ def next_chunk(
 
 
 def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = None) -> int:
-    """Move the chunk's spans into span_archive sorted by room (one transaction, on the
-    writer's connection); returns how many were moved."""
+    """Move the chunk's spans into span_archive sorted by room and sort its log records in
+    log_data likewise (archive_merge.sort_logs; one transaction, on the writer's connection);
+    returns how many spans were moved."""
     bounds = [chunk.first_ns, chunk.last_ns]
     with transaction(con):
         (moved,) = con.execute(
@@ -107,6 +117,7 @@ def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = N
         (deleted,) = con.execute(f"DELETE FROM span_data WHERE {SPAN_RANGE}", bounds).fetchone()
         if deleted != moved:  # cannot happen: rolled back rather than keep two copies
             raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
+        sort_logs(con, bounds)
         add_cluster(con, bounds, moved, 0, now_ns)
     return int(moved)
 
