@@ -19,7 +19,14 @@ from test_span_storage import Done
 
 from collector.store import DuckDBStore
 from collector.store.maintenance.compaction import compact_all
-from collector.store.maintenance.reclaim import file_blocks, fragmented, reclaim_step, stored_tables
+from collector.store.maintenance.reclaim import (
+    file_blocks,
+    fragmented,
+    keyed_tables,
+    reclaim_keyed,
+    reclaim_step,
+    stored_tables,
+)
 from query.library.filters import SpanFilter
 
 ROOMS = ("a-room", "b-room", "c-room", "d-room")
@@ -97,6 +104,55 @@ def test_a_table_with_a_key_is_rewritten_too(tmp_path):
     con.execute("CHECKPOINT")
     assert contents(con) == before
     assert max(table_blocks(con, "keyed")) < min(blocks)  # now in the holes
+
+
+def index_at_the_end(path) -> duckdb.DuckDBPyConnection:
+    """A file whose last blocks are a keyed table's index and whose rows all lie below free
+    blocks: the keyed rows, then many plain rows, then a change to the keyed table alone (a
+    delete changes its index, not its row groups), then the plain rows deleted."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE keyed (k VARCHAR PRIMARY KEY, v INTEGER)")
+    con.execute("CREATE TABLE plain (v VARCHAR)")
+    con.execute("INSERT INTO keyed SELECT md5(i::VARCHAR), i FROM range(200000) r(i)")
+    con.execute("CHECKPOINT")
+    con.execute("INSERT INTO plain SELECT md5(i::VARCHAR) FROM range(1000000) r(i)")
+    con.execute("CHECKPOINT")
+    con.execute("DELETE FROM keyed WHERE v % 2 = 0")
+    con.execute("CHECKPOINT")
+    con.execute("DELETE FROM plain")
+    con.execute("CHECKPOINT")
+    return con
+
+
+def test_an_index_at_the_end_of_the_file_goes_down_when_its_table_is_rewritten(tmp_path):
+    con = index_at_the_end(tmp_path / "i.duckdb")
+    total, _, free = file_blocks(con)
+    assert fragmented((total, 0, free), 0.3)
+    before = contents(con)
+    assert reclaim_step(con, 10**9) == 0  # no row past the used size
+    con.execute("CHECKPOINT")
+    assert file_blocks(con)[0] == total  # the index holds the free blocks below it
+    assert dict(keyed_tables(con)) == {"keyed": 100_000}
+    assert reclaim_keyed(con, ["keyed"]) == 100_000
+    con.execute("CHECKPOINT")
+    assert contents(con) == before
+    assert file_blocks(con)[0] < total - free // 2
+
+
+def test_the_job_rewrites_the_keyed_tables_smallest_first_once_no_row_is_past_the_end(tmp_path):
+    store = make_store(tmp_path / "j.duckdb")
+    store.open()
+    store.close()
+    index_at_the_end(store.path).close()
+    store.open()
+    total = file_blocks(store.con)[0]
+    job = compaction_job(lambda fn: Done(fn(store)), store.cursor, 20_000, reclaim=0.05)
+    job._stop.wait = lambda seconds: False  # no rests
+    job.run_once(now_ns=BASE)
+    # The store's own keyed tables (a few rows) in one step, then "keyed" (over a step's rows).
+    assert job.stats["reclaimed"] > 100_000 and file_blocks(store.con)[0] < total
+    assert contents(store.con)["keyed"][0] == 100_000
+    store.close()
 
 
 def table_blocks(con, table: str) -> list[int]:

@@ -53,7 +53,7 @@ from .archive_merge import (
     sort_logs,
 )
 from .periodic import Periodic, Run
-from .reclaim import file_blocks, fragmented, reclaim_step
+from .reclaim import file_blocks, fragmented, keyed_tables, reclaim_keyed, reclaim_step
 
 log = logging.getLogger("roomscope.compaction")
 
@@ -162,6 +162,9 @@ class Compaction(Periodic):
         self.merge = merge  # archive_merge.py: ranges per merge, and the highest level
         self.levels = levels
         self.reclaim = reclaim  # reclaim.py: the free share of the file that is too much
+        # The keyed tables rewritten for their indexes (reclaim_keyed) while the file had
+        # this many blocks: each is rewritten once for a file of one size.
+        self._keyed: tuple[int, set[str]] = (-1, set())
         self.stats.update(chunks=0, spans=0, merges=0, merged=0, reclaimed=0)
 
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
@@ -227,12 +230,37 @@ class Compaction(Periodic):
                 after[2],
             )
             self._count(reclaimed=n)
-            # No row past the used size: what stays free is behind metadata, not rows. (The
-            # count of free blocks is no measure of a step: until the last row behind them has
-            # moved, each step fills as many holes as it leaves at the end.)
+            # No row past the used size: what stays free is behind an index or metadata, not
+            # rows; the keyed tables are rewritten for their indexes, once for a file of this
+            # size. (The count of free blocks is no measure of a step: until the last row
+            # behind them has moved, each step fills as many holes as it leaves at the end.)
             if n == 0:
-                return
+                n, took = self._reclaim_keyed(before[0])
+                if n == 0:
+                    return
             self._stop.wait(took)
+
+    def _reclaim_keyed(self, blocks: int) -> tuple[int, float]:
+        """Rewrite the next keyed tables not yet rewritten for a file of ``blocks`` blocks,
+        smallest first, ~``rows`` rows (at least one table): one step; (0, 0) when none is
+        left."""
+        if self._keyed[0] != blocks:
+            self._keyed = (blocks, set())
+        done = self._keyed[1]
+        batch: list[str] = []
+        rows = 0
+        for table, n in self._read(keyed_tables):
+            if table in done or (batch and rows + n > self.rows):
+                continue
+            batch.append(table)
+            rows += n
+        if not batch:
+            return 0, 0.0
+        done.update(batch)
+        n, took = self._step(reclaim_keyed, batch)
+        log.info("rewrote %s (%d rows) for their indexes in %.1f s", ", ".join(batch), n, took)
+        self._count(reclaimed=n)
+        return max(n, 1), took
 
     def _move_due(self, now_ns: int | None) -> int:
         """Move every chunk that is due, one writer task each; returns the spans moved."""

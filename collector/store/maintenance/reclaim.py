@@ -104,6 +104,28 @@ def reclaim_step(con: duckdb.DuckDBPyConnection, max_rows: int) -> int:
     return total
 
 
+def keyed_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """The tables with a key and their rows, smallest first (:func:`reclaim_keyed`)."""
+    keyed = [t for t, has_key in stored_tables(con).items() if has_key]
+    return sorted(
+        ((t, con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in keyed),
+        key=lambda tn: (tn[1], tn[0]),
+    )
+
+
+def reclaim_keyed(con: duckdb.DuckDBPyConnection, tables: list[str]) -> int:
+    """Rewrite ``tables`` (tables with a key) whole, in one transaction; returns the rows.
+
+    For when no row is past the used size and the file is still fragmented: a table's index
+    is not rows (pragma_storage_info shows none of its blocks), and an index written while the
+    file grew (the resources of the first minutes, say) stays at the end of the file for as
+    long as its table does not change, holding every free block below it in the file (307 of
+    2,525 blocks after a 10 M-span build). Rewritten, a table's index goes into the lowest free
+    blocks at the next checkpoint, which then shortens the file (66.2 -> 59.1 bytes a span)."""
+    with transaction(con):
+        return sum(_rewrite_keyed(con, table, "TRUE") for table in tables)
+
+
 def _rewrite_keyed(con: duckdb.DuckDBPyConnection, table: str, where: str) -> int:
     """rewrite_rows for a table with a key (small: resources, sessions, keysets): the rows go
     to a temporary table, are deleted, and come back, since a copy beside them would collide
