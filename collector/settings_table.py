@@ -388,10 +388,11 @@ url = "grpc://otel-collector:4317"
     Setting(
         "compaction",
         "reclaim",
-        0.05,
+        0.02,
         "When more than this share of the database file is free blocks (left by moves, merges"
-        " and retention until appends reuse them), rewrite the row groups at the end of the file"
-        " into them, so that the checkpoint can shorten the file; 0 turns it off.",
+        " and retention until appends reuse them), rewrite the row groups (or the keyed tables'"
+        " indexes) at the end of the file into them, so that the checkpoint can shorten the"
+        " file; 0 turns it off.",
         float,
         lambda v: None if 0 <= v < 1 else "must be at least 0 and below 1",
     ),
