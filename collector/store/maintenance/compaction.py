@@ -53,7 +53,14 @@ from .archive_merge import (
     sort_logs,
 )
 from .periodic import Periodic, Run
-from .reclaim import file_blocks, fragmented, keyed_tables, reclaim_keyed, reclaim_step
+from .reclaim import (
+    file_blocks,
+    fragmented,
+    keyed_tables,
+    reclaim_keyed,
+    reclaim_step,
+    rows_past_end,
+)
 
 log = logging.getLogger("roomscope.compaction")
 
@@ -165,6 +172,7 @@ class Compaction(Periodic):
         # The keyed tables rewritten for their indexes (reclaim_keyed) while the file had
         # this many blocks: each is rewritten once for a file of one size.
         self._keyed: tuple[int, set[str]] = (-1, set())
+        self._stuck_at = -1  # the file's blocks when a step's rows came back to its end
         self.stats.update(chunks=0, spans=0, merges=0, merged=0, reclaimed=0)
 
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
@@ -217,8 +225,9 @@ class Compaction(Periodic):
             if not self._ingest_first():
                 return
             before = self._read(file_blocks)
-            if self.stopping or not fragmented(before, self.reclaim):
+            if self.stopping or not fragmented(before, self.reclaim) or before[0] == self._stuck_at:
                 return
+            past = self._read(rows_past_end)
             n, took = self._step(reclaim_step, self.rows)
             after = self._read(file_blocks)
             log.info(
@@ -238,6 +247,11 @@ class Compaction(Periodic):
                 n, took = self._reclaim_keyed(before[0])
                 if n == 0:
                     return
+            elif after[0] >= before[0] and self._read(rows_past_end) >= past:
+                # The rows came back to the end: too few free blocks below held them (a small
+                # file). Tried again once the file has changed size.
+                self._stuck_at = after[0]
+                return
             self._stop.wait(took)
 
     def _reclaim_keyed(self, blocks: int) -> tuple[int, float]:

@@ -94,6 +94,12 @@ def tail_row_groups(con: duckdb.DuckDBPyConnection, table: str, limit: int) -> l
     ).fetchall()
 
 
+def rows_past_end(con: duckdb.DuckDBPyConnection) -> int:
+    """The rows of the row groups with a block past the used size (what reclaim_step moves)."""
+    _, used, _ = file_blocks(con)
+    return sum(n for table in stored_tables(con) for _, _, n in tail_row_groups(con, table, used))
+
+
 def reclaim_step(con: duckdb.DuckDBPyConnection, max_rows: int) -> int:
     """Rewrite the row groups with the last blocks of the file, about ``max_rows`` rows at most
     (whole row groups, the furthest first), in one transaction; returns the rows rewritten."""
