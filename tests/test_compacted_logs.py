@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 from conftest import make_reader, make_store, make_tagger, wait_for_job
 from otlp_factory import trace_request
 from test_compaction import post
@@ -95,9 +94,9 @@ def test_a_sessions_log_reads_add_its_room_once_its_records_are_sorted(start_col
             start = BASE + h * HOUR + j
             post(rc, trace_request(PER, room=room, session=room, start_ns=start, seed=h * 10 + j))
             times = [start + i * 10**8 for i in range(LOGS)]
-            post_logs(rc, log_request(times, room=room, session=room, severity=17))
+            post(rc, log_request(times, room=room, session=room, severity=17), "logs")
     # One record of b-room's session was sent from another room: its reads may not add one.
-    post_logs(rc, log_request([BASE + 5], room="c-room", session="b-room", severity=17))
+    post(rc, log_request([BASE + 5], room="c-room", session="b-room", severity=17), "logs")
     wait_for_job(rc.job("compaction"), lambda stats: stats["spans"] >= 3 * PER * len(ROOMS))
     con = rc.collector.store.cursor()
     try:
@@ -113,12 +112,3 @@ def test_a_sessions_log_reads_add_its_room_once_its_records_are_sorted(start_col
             assert sum(e["type"] == "log" for e in events) == n
     finally:
         con.close()
-
-
-def post_logs(rc, req) -> None:
-    r = httpx.post(
-        f"{rc.http_url}/v1/logs",
-        content=req.SerializeToString(),
-        headers={"content-type": "application/x-protobuf"},
-    )
-    assert r.status_code == 200, r.text

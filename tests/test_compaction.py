@@ -199,9 +199,9 @@ def test_reads_by_room_session_and_trace_agree_before_and_after(tmp_path):
     store.close()
 
 
-def post(rc, req) -> None:
+def post(rc, req, signal: str = "traces") -> None:
     r = httpx.post(
-        f"{rc.http_url}/v1/traces",
+        f"{rc.http_url}/v1/{signal}",
         content=req.SerializeToString(),
         headers={"content-type": "application/x-protobuf"},
     )
