@@ -142,7 +142,7 @@ def reclaim_keyed(con: duckdb.DuckDBPyConnection, tables: list[str]) -> int:
     file grew (the resources of the first minutes, say) stays at the end of the file for as
     long as its table does not change, holding every free block below it in the file (307 of
     2,525 blocks after a 10 M-span build). Rewritten, a table's index goes into the lowest free
-    blocks at the next checkpoint, which then shortens the file (66.2 -> 59.1 bytes a span)."""
+    blocks at the next checkpoint, which then shortens the file (66.2 -> 59.2 bytes a span)."""
     with transaction(con):
         return sum(_rewrite_keyed(con, table, "TRUE") for table in tables)
 
