@@ -64,6 +64,9 @@ class Piece:
     params: tuple[str, ...]
 
 
+EVERY_ROOM = Piece("TRUE", ())
+
+
 def next_merge(
     con: duckdb.DuckDBPyConnection, fanin: int, levels: int, oldest_ns: int | None = None
 ) -> Merge | None:
@@ -98,7 +101,7 @@ def pieces(con: duckdb.DuckDBPyConnection, merge: Merge, rows: int) -> list[Piec
         if found and found[0] is not None:  # else no span has a room
             bounds = sorted({b for b in found[1:]} - {found[0]})
     if not bounds:
-        return [Piece("TRUE", ())]
+        return [EVERY_ROOM]
     out = [Piece("room < ?", (bounds[0],))]
     out += [Piece("room >= ? AND room < ?", (a, b)) for a, b in itertools.pairwise(bounds)]
     out.append(Piece("(room >= ? OR room IS NULL)", (bounds[-1],)))
@@ -117,16 +120,12 @@ def merge_piece(con: duckdb.DuckDBPyConnection, merge: Merge, piece: Piece) -> i
         return moved
 
 
-def sort_logs(con: duckdb.DuckDBPyConnection, bounds: list[int], piece: Piece | None = None) -> int:
+def sort_logs(con: duckdb.DuckDBPyConnection, bounds: list[int], piece: Piece = EVERY_ROOM) -> int:
     """Rewrite the log records of a range of times ``[first, last)`` (ns; of one slice of rooms,
     ``piece``) at the end of log_data sorted by LOG_SORT_KEY and delete their old copies, in the
     caller's transaction (a move, a merge piece); returns how many."""
-    where, params = (
-        (LOG_RANGE, bounds)
-        if piece is None
-        else (f"{LOG_RANGE} AND {piece.where}", [*bounds, *piece.params])
-    )
-    return rewrite_rows(con, LOGS, where, params, LOG_SORT_KEY)
+    where = f"{LOG_RANGE} AND {piece.where}"
+    return rewrite_rows(con, LOGS, where, [*bounds, *piece.params], LOG_SORT_KEY)
 
 
 def finish_merge(

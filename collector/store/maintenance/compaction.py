@@ -244,9 +244,10 @@ class Compaction(Periodic):
             # size. (The count of free blocks is no measure of a step: until the last row
             # behind them has moved, each step fills as many holes as it leaves at the end.)
             if n == 0:
-                n, took = self._reclaim_keyed(before[0])
-                if n == 0:
+                keyed = self._reclaim_keyed(before[0])
+                if keyed is None:
                     return
+                took = keyed
             elif after[0] >= before[0] and self._read(rows_past_end) >= past:
                 # The rows came back to the end: too few free blocks below held them (a small
                 # file). Tried again once the file has changed size.
@@ -254,10 +255,10 @@ class Compaction(Periodic):
                 return
             self._stop.wait(took)
 
-    def _reclaim_keyed(self, blocks: int) -> tuple[int, float]:
+    def _reclaim_keyed(self, blocks: int) -> float | None:
         """Rewrite the next keyed tables not yet rewritten for a file of ``blocks`` blocks,
-        smallest first, ~``rows`` rows (at least one table): one step; (0, 0) when none is
-        left."""
+        smallest first, ~``rows`` rows (at least one table): one step; returns the seconds it
+        took, None when no table is left."""
         if self._keyed[0] != blocks:
             self._keyed = (blocks, set())
         done = self._keyed[1]
@@ -269,12 +270,12 @@ class Compaction(Periodic):
             batch.append(table)
             rows += n
         if not batch:
-            return 0, 0.0
+            return None
         done.update(batch)
         n, took = self._step(reclaim_keyed, batch)
         log.info("rewrote %s (%d rows) for their indexes in %.1f s", ", ".join(batch), n, took)
         self._count(reclaimed=n)
-        return max(n, 1), took
+        return took
 
     def _move_due(self, now_ns: int | None) -> int:
         """Move every chunk that is due, one writer task each; returns the spans moved."""

@@ -22,6 +22,7 @@ worst a wrong guess can do is rewrite rows that did not need it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import duckdb
 
@@ -94,23 +95,28 @@ def tail_row_groups(con: duckdb.DuckDBPyConnection, table: str, limit: int) -> l
     ).fetchall()
 
 
-def rows_past_end(con: duckdb.DuckDBPyConnection) -> int:
-    """The rows of the row groups with a block past the used size (what reclaim_step moves)."""
+def past_end(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> list[tuple]:
+    """(last block, table, first row id, rows) of each row group of ``tables`` with a block
+    past the used size of the file (what reclaim_step moves)."""
     _, used, _ = file_blocks(con)
-    return sum(n for table in stored_tables(con) for _, _, n in tail_row_groups(con, table, used))
+    return [
+        (last, table, first, rows)
+        for table in tables
+        for last, first, rows in tail_row_groups(con, table, used)
+    ]
+
+
+def rows_past_end(con: duckdb.DuckDBPyConnection) -> int:
+    """The rows of the row groups with a block past the used size."""
+    return sum(rows for *_, rows in past_end(con, stored_tables(con)))
 
 
 def reclaim_step(con: duckdb.DuckDBPyConnection, max_rows: int) -> int:
     """Rewrite the row groups with the last blocks of the file, about ``max_rows`` rows at most
     (whole row groups, the furthest first), in one transaction; returns the rows rewritten."""
     with transaction(con):
-        _, used, _ = file_blocks(con)
         tables = stored_tables(con)
-        found = [
-            (last, table, first, rows)
-            for table in tables
-            for last, first, rows in tail_row_groups(con, table, used)
-        ]
+        found = past_end(con, tables)
         chosen: dict[str, list[tuple[int, int]]] = {}
         planned = total = 0
         for _, table, first, rows in sorted(found, reverse=True):
