@@ -2,9 +2,9 @@
 
 Covers when a chunk is due (enough spans, all of them settled, cut at an hour boundary), the
 rewrite (same rows before and after, each range sorted by room, a ``span_clusters`` row per
-range, nothing left for a second run, late spans left in place), the reads that add a room
-condition (a session's spans, also when one of its spans has another room), and the collector's
-background job over HTTP.
+range, nothing left for a second run, late spans moved with the next range), the reads that
+add a room condition (a session's spans, also when one of its spans has another room), and the
+collector's background job over HTTP.
 """
 
 from __future__ import annotations
@@ -109,11 +109,41 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     for i in range(3):
         part = [r for r in rows if cuts[i] <= r[5] < cuts[i + 1]]
         assert part == sorted(part) and [r[0] for r in part[:: 2 * PER]] == sorted(ROOMS)
-    # Nothing is due any more; a late span for a compacted range stays where it lands.
-    assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0
-    write(store, trace_request(3, room="a-room", start_ns=BASE + HOUR, seed=99))
-    assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0
-    assert len(all_spans(con)) == len(before) + 3
+    assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0  # nothing is due any more
+    store.close()
+
+
+def test_late_spans_move_with_the_next_chunk_oldest_first_at_most_rows(tmp_path):
+    """Spans that arrive for a compacted range (a long span is sent when it ends) wait in
+    span_data for the next chunk, and move with it: at most ``rows`` of them, whole seconds,
+    oldest first; those retention is about to delete stay."""
+    store = filled_store(tmp_path, hours=2)
+    con = store.con
+    hour = PER * len(ROOMS)
+    assert compact_all(store, hour, 0, now_ns=BASE + 2 * HOUR) == 2 * hour
+    for i, h in enumerate((0, 1, 1)):  # 4 late spans each, in the first and second hour
+        write(
+            store,
+            trace_request(4, room="a-room", start_ns=BASE + h * HOUR + 10**8 * i, seed=90 + i),
+        )
+    assert compact_all(store, hour, 0, now_ns=BASE + 2 * HOUR) == 0  # they wait for a chunk
+    write_hours(store, [2])
+    before = all_spans(con)
+    now = BASE + 3 * HOUR
+    chunk = next_chunk(con, now, hour, 0, oldest_ns=BASE + HOUR // 2)
+    mark = BASE + HOUR + SECOND  # the end of the ranges compacted so far
+    assert chunk == Chunk(mark, BASE + 2 * HOUR + SECOND, hour, (BASE + HOUR, mark))
+    # At most rows late spans: whole seconds, the oldest first (the next second holds 8 more).
+    assert next_chunk(con, now, 4, 0).late == (BASE, BASE + SECOND)
+    assert compact(con, chunk) == hour + 8
+    assert con.execute("SELECT count(*) FROM span_data").fetchone() == (4,)  # retention's
+    assert all_spans(con) == before
+    # Moved into the chunk's rows, sorted with them by room.
+    rows = con.execute(
+        "SELECT room, epoch_ns(start_time) FROM span_archive ORDER BY rowid"
+    ).fetchall()[-(hour + 8) :]
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert sum(r[1] < BASE + 2 * HOUR for r in rows) == 8
     store.close()
 
 

@@ -19,8 +19,11 @@ so ranges are cut at whole seconds (a busy minute is millions of spans), and the
 while ingest needs the writer (``busy``, Writer.busy: the queue filling, requests refused, or
 ingest commits taking over a quarter of the writer's time): at such rates the spans stay in
 span_data until the rate drops.
-Spans that arrive for an already compacted range (late, clock skew) stay in span_data; only
-the time order of the newest data is kept, which the searches' newest-first windows rely on.
+Spans that arrive for an already compacted range (long spans, which are sent when they end;
+clock skew; an import of old data) are moved with the next chunk, sorted into it, at most
+``compaction.rows`` of them a move, oldest first: left in span_data, they would be read by
+every search by room for good. Only the time order of the newest data is kept, which the
+searches' newest-first windows rely on.
 
 After its moves, the job merges ranges of the archive into bigger ones, sorted by room again
 (``compaction.merge``, ``compaction.levels``; archive_merge.py), piece by piece through
@@ -72,11 +75,14 @@ BUSY_POLL = 1.0  # seconds between looks at whether ingest still needs the write
 
 @dataclass(frozen=True)
 class Chunk:
-    """A range of start times, ``[first_ns, last_ns)``, and how many spans it held when planned."""
+    """A range of start times, ``[first_ns, last_ns)``, and how many spans it held when planned;
+    ``late``: the range of start times before it, ``[from, to)``, whose spans in span_data (in
+    ranges compacted already) move with it, or None."""
 
     first_ns: int
     last_ns: int
     spans: int
+    late: tuple[int, int] | None = None
 
 
 def next_chunk(
@@ -107,21 +113,44 @@ def next_chunk(
         return None
     # From the last range on; past a gap left to retention, from the first second.
     start = mark if mark is not None and mark == lower else first
-    return Chunk(start, cut + CUT_NS, int(total))
+    return Chunk(start, cut + CUT_NS, int(total), _late(con, oldest_ns, start, rows))
+
+
+def _late(
+    con: duckdb.DuckDBPyConnection, oldest_ns: int | None, before_ns: int, rows: int
+) -> tuple[int, int] | None:
+    """The start times ``[from, to)`` of the oldest spans in span_data that start before
+    ``before_ns`` (the ranges compacted already), whole seconds until ``rows`` are reached;
+    None when there are none. Spans older than ``oldest_ns`` are left to retention."""
+    lower = -(2**62) if oldest_ns is None else oldest_ns
+    first, last = con.execute(
+        "WITH b AS (SELECT time_bucket(INTERVAL 1 second, start_time) AS m, count(*) AS c"
+        " FROM span_data WHERE start_time >= make_timestamp_ns(?)"
+        " AND start_time < make_timestamp_ns(?) GROUP BY m)"
+        " SELECT epoch_ns(min(m)), epoch_ns(max(m))"
+        " FROM (SELECT m, sum(c) OVER (ORDER BY m) - c AS before FROM b) WHERE before < ?",
+        [lower, before_ns, rows],
+    ).fetchone()
+    if first is None:
+        return None
+    return max(first, lower), min(last + CUT_NS, before_ns)
 
 
 def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = None) -> int:
-    """Move the chunk's spans into span_archive sorted by room and sort its log records in
-    log_data likewise (archive_merge.sort_logs; one transaction, on the writer's connection);
-    returns how many spans were moved."""
+    """Move the chunk's spans, and its late ones, into span_archive sorted by room and sort its
+    log records in log_data likewise (archive_merge.sort_logs; one transaction, on the
+    writer's connection); returns how many spans were moved."""
     bounds = [chunk.first_ns, chunk.last_ns]
+    where, params = SPAN_RANGE, bounds
+    if chunk.late is not None:
+        where, params = f"({SPAN_RANGE} OR {SPAN_RANGE})", [*chunk.late, *bounds]
     with transaction(con):
         (moved,) = con.execute(
-            f"INSERT INTO {ARCHIVE} SELECT {ARCHIVE_SELECT} FROM span_data WHERE {SPAN_RANGE}"
+            f"INSERT INTO {ARCHIVE} SELECT {ARCHIVE_SELECT} FROM span_data WHERE {where}"
             f" ORDER BY {SORT_KEY}",
-            bounds,
+            params,
         ).fetchone()
-        (deleted,) = con.execute(f"DELETE FROM span_data WHERE {SPAN_RANGE}", bounds).fetchone()
+        (deleted,) = con.execute(f"DELETE FROM span_data WHERE {where}", params).fetchone()
         if deleted != moved:  # cannot happen: rolled back rather than keep two copies
             raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
         sort_logs(con, bounds)
