@@ -359,10 +359,11 @@ url = "grpc://otel-collector:4317"
     Setting(
         "compaction",
         "after",
-        "5m",
+        "1m",
         "Only spans whose start time is older than this are compacted (newer ones stay in"
-        " arrival order, which searches of the newest minutes read first; a span that arrives"
-        " later than this after its start, for a range already compacted, stays there).",
+        " arrival order, which searches of the newest seconds read first; a span that arrives"
+        " for a range already compacted, such as a long span sent when it ends, moves with the"
+        " next range).",
         str,
         lambda v: check.age(v),
     ),
