@@ -29,6 +29,7 @@ from test_span_storage import Done
 from collector.store import SCHEMA_VERSION, DuckDBStore
 from collector.store.maintenance.archive_merge import Merge, merge_piece, next_merge, pieces
 from collector.store.maintenance.compaction import compact_all, merge_all
+from collector.store.span_archive import TRACE_START
 from query.library.filters import SpanFilter
 from query.library.reader import Reader
 
@@ -51,14 +52,13 @@ def compacted_store(tmp_path, hours: int = 6) -> DuckDBStore:
 
 
 def storage_order(con, first: int, last: int) -> list[tuple]:
-    """(room, project, session, trace, start) of the archive's spans in [first, last), in
-    storage order (each range sorted so: span_archive.SORT_KEY)."""
+    """(room, project, session, trace's first start, trace, start) of the archive's spans in
+    [first, last), in storage order (each range sorted so: span_archive.SORT_KEY)."""
     rows = con.execute(
-        "SELECT room, project, session_id, trace_hi, trace_lo, epoch_ns(start_time)"
-        " FROM span_archive"
-        " ORDER BY rowid"
+        f"SELECT room, project, session_id, epoch_ns({TRACE_START}), trace_hi, trace_lo,"
+        " epoch_ns(start_time) FROM span_archive ORDER BY rowid"
     )
-    return [r for r in rows.fetchall() if first <= r[5] < last]
+    return [r for r in rows.fetchall() if first <= r[6] < last]
 
 
 def room_spans(reader: Reader, room: str) -> list[str]:

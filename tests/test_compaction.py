@@ -22,7 +22,7 @@ from test_span_storage import Done, write
 from collector.store import DuckDBStore
 from collector.store.maintenance.compaction import Chunk, compact, compact_all, next_chunk
 from collector.store.maintenance.retention import prune_connection
-from collector.store.span_archive import SORT_KEY
+from collector.store.span_archive import SORT_KEY, TRACE_START
 from query.library import catalog
 from query.library.filters import SpanFilter
 from query.library.sessions import session_window
@@ -97,17 +97,19 @@ def test_compaction_keeps_every_span_once_and_sorts_each_range_by_room(tmp_path)
     cuts = [BASE, *(BASE + (2 * i + 1) * HOUR + SECOND for i in range(3))]
     assert ranges == [(cuts[i], cuts[i + 1], 240) for i in range(3)]
     # All moved to span_archive; in storage order, each range's spans run room by room, each
-    # room session by session, trace by trace, each trace in time order (SORT_KEY).
+    # room session by session, its traces by their first start, each in time order (SORT_KEY).
     assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
     rows = con.execute(
-        "SELECT room, project, session_id, trace_hi, trace_lo, epoch_ns(start_time)"
-        " FROM span_archive"
-        " ORDER BY rowid"
+        f"SELECT room, project, session_id, epoch_ns({TRACE_START}), trace_hi, trace_lo,"
+        " epoch_ns(start_time) FROM span_archive ORDER BY rowid"
     ).fetchall()
-    assert SORT_KEY == "room, project, session_id, trace_hi, trace_lo, trace_id, start_time"
-    assert len({r[3:5] for r in rows}) > len(ROOMS)  # rooms hold several traces
+    assert (
+        f"room, project, session_id, {TRACE_START}, trace_hi, trace_lo, trace_id, start_time"
+        == SORT_KEY
+    )
+    assert len({r[4:6] for r in rows}) > len(ROOMS)  # rooms hold several traces
     for i in range(3):
-        part = [r for r in rows if cuts[i] <= r[5] < cuts[i + 1]]
+        part = [r for r in rows if cuts[i] <= r[6] < cuts[i + 1]]
         assert part == sorted(part) and [r[0] for r in part[:: 2 * PER]] == sorted(ROOMS)
     assert compact_all(store, 1, 0, now_ns=BASE + 6 * HOUR) == 0  # nothing is due any more
     store.close()

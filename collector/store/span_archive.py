@@ -28,9 +28,14 @@ SPAN_ROWS = "span_rows"
 # How each range of the archive is sorted (maintenance.compaction, maintenance.archive_merge):
 # by room, so that a room's spans fill few row groups; then by session and trace, so that the
 # values a session's spans share (its resources, receive times, trace ids, services) lie side
-# by side and compress (10 M spans: 5.7 bytes a span less than by room and start time alone).
+# by side and compress (10 M spans: 5.7 bytes a span less than by room and start time alone);
+# a session's traces in the order of their first start (a session's pages' order): the row
+# groups of a big session then each hold a stretch of its time, which a search's windows of
+# start time skip by their zone maps (burst shape, query 1 cold: 49 -> 41-46 ms), and start
+# and receive times compress better (44.3 -> 42.8 bytes a span in span_archive).
 # The names are span_archive's columns; ARCHIVE_SELECT gives its expressions the same names.
-SORT_KEY = "room, project, session_id, trace_hi, trace_lo, trace_id, start_time"
+TRACE_START = "min(start_time) OVER (PARTITION BY trace_hi, trace_lo, trace_id)"
+SORT_KEY = f"room, project, session_id, {TRACE_START}, trace_hi, trace_lo, trace_id, start_time"
 # A range of start times [first, last) in epoch ns, on column ``c``; on the spans' start_time.
 START_RANGE = "{c} >= make_timestamp_ns(?) AND {c} < make_timestamp_ns(?)"
 SPAN_RANGE = START_RANGE.format(c="start_time")
