@@ -31,8 +31,8 @@ SPAN_ROWS = "span_rows"
 # by side and compress (10 M spans: 5.7 bytes a span less than by room and start time alone);
 # a session's traces in the order of their first start (a session's pages' order): the row
 # groups of a big session then each hold a stretch of its time, which a search's windows of
-# start time skip by their zone maps (burst shape, query 1 cold: 49 -> 41-46 ms), and start
-# and receive times compress better (44.3 -> 42.8 bytes a span in span_archive).
+# start time skip by their zone maps (burst shape, query 1 cold: 54 -> 49 ms; the size is
+# the same within half a byte a span).
 # The names are span_archive's columns; ARCHIVE_SELECT gives its expressions the same names.
 TRACE_START = "min(start_time) OVER (PARTITION BY trace_hi, trace_lo, trace_id)"
 SORT_KEY = f"room, project, session_id, {TRACE_START}, trace_hi, trace_lo, trace_id, start_time"
