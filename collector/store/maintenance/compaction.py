@@ -71,6 +71,13 @@ log = logging.getLogger("roomscope.compaction")
 # the writer ~40 s in one move (every request refused meanwhile), a second's ~0.5 s.
 CUT_NS = 10**9
 BUSY_POLL = 1.0  # seconds between looks at whether ingest still needs the writer
+NO_FLOOR = -(2**62)  # epoch ns below any start time
+# Each second's count of the spans in span_data that start in [?, ?) (epoch ns): ``b(m, c)``.
+_SECONDS = (
+    "WITH b AS (SELECT time_bucket(INTERVAL 1 second, start_time) AS m, count(*) AS c"
+    " FROM span_data WHERE start_time >= make_timestamp_ns(?)"
+    " AND start_time < make_timestamp_ns(?) GROUP BY m)"
+)
 
 
 @dataclass(frozen=True)
@@ -99,13 +106,10 @@ def next_chunk(
     Reads only the row groups past the last compacted range (zone maps on start_time)."""
     (mark,) = con.execute(f"SELECT epoch_ns(max(last_start)) FROM {SPAN_CLUSTERS}").fetchone()
     upper = (now_ns - after_ns) // CUT_NS * CUT_NS  # the seconds that are over (data time)
-    lower = max(x for x in (mark, oldest_ns, -(2**62)) if x is not None)
+    lower = max(x for x in (mark, oldest_ns, NO_FLOOR) if x is not None)
     # Each second's count, summed in order in SQL: a backlog of days is millions of seconds.
     first, cut, total = con.execute(
-        "WITH b AS (SELECT time_bucket(INTERVAL 1 second, start_time) AS m, count(*) AS c"
-        " FROM span_data WHERE start_time >= make_timestamp_ns(?)"
-        " AND start_time < make_timestamp_ns(?) GROUP BY m)"
-        " SELECT epoch_ns((SELECT min(m) FROM b)), epoch_ns(min(m)), min_by(total, m)"
+        _SECONDS + " SELECT epoch_ns((SELECT min(m) FROM b)), epoch_ns(min(m)), min_by(total, m)"
         " FROM (SELECT m, sum(c) OVER (ORDER BY m) AS total FROM b) WHERE total >= ?",
         [lower, upper, rows],
     ).fetchone()
@@ -113,7 +117,9 @@ def next_chunk(
         return None
     # From the last range on; past a gap left to retention, from the first second.
     start = mark if mark is not None and mark == lower else first
-    return Chunk(start, cut + CUT_NS, int(total), _late(con, oldest_ns, start, rows))
+    # Late spans lie below the last range; from the first second on, none are left below.
+    late = _late(con, oldest_ns, start, rows) if start == mark else None
+    return Chunk(start, cut + CUT_NS, int(total), late)
 
 
 def _late(
@@ -122,12 +128,9 @@ def _late(
     """The start times ``[from, to)`` of the oldest spans in span_data that start before
     ``before_ns`` (the ranges compacted already), whole seconds until ``rows`` are reached;
     None when there are none. Spans older than ``oldest_ns`` are left to retention."""
-    lower = -(2**62) if oldest_ns is None else oldest_ns
+    lower = NO_FLOOR if oldest_ns is None else oldest_ns
     first, last = con.execute(
-        "WITH b AS (SELECT time_bucket(INTERVAL 1 second, start_time) AS m, count(*) AS c"
-        " FROM span_data WHERE start_time >= make_timestamp_ns(?)"
-        " AND start_time < make_timestamp_ns(?) GROUP BY m)"
-        " SELECT epoch_ns(min(m)), epoch_ns(max(m))"
+        _SECONDS + " SELECT epoch_ns(min(m)), epoch_ns(max(m))"
         " FROM (SELECT m, sum(c) OVER (ORDER BY m) - c AS before FROM b) WHERE before < ?",
         [lower, before_ns, rows],
     ).fetchone()
