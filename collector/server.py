@@ -24,7 +24,6 @@ from typing import Any
 import duckdb
 import uvicorn
 
-from .absent_modules import skip_absent
 from .auth import Auth
 from .errors import RoomscopeError, SettingsError
 from .forwarder import Forwarder
@@ -131,7 +130,6 @@ class Collector:
 
     async def start(self) -> None:
         s = self.settings
-        skip_absent("pandas")
         await asyncio.to_thread(self.store.open)
         tracker = await asyncio.to_thread(SessionTracker.from_settings, s, self.store)
         self.writer = Writer.from_settings(self.store, s, tracker)

@@ -44,6 +44,7 @@ STORE_MAY_IMPORT = {  # rule (e): the collector's leaf modules
     "collector.settings",
     "collector.durations",
     "collector.memory_budget",
+    "collector.absent_modules",
 }
 STORE_CALL = re.compile(r"(?<![\w])_?store\.\w+\s*\(")
 TYPE_IGNORE = re.compile(r"#\s*type:\s*ignore")

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from ..absent_modules import skip_absent
 from ..errors import StoreError, StoreUnavailable
 from .batches import attribute_keys, insert_batch, known_ids, one_table, unseen_rows
 from .faults import is_store_trouble, needs_reopen
@@ -121,6 +122,7 @@ class DuckDBStore:
                 raise StoreError(
                     f"cannot open store {self.path}: directory {parent} does not exist"
                 )
+        skip_absent()
         try:
             self._con = duckdb.connect(
                 self.path,

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import duckdb
 
+from ..absent_modules import skip_absent
 from ..errors import StoreError
 from .lake_layout import view_statements
 
@@ -131,6 +132,7 @@ def connect(
     """A new in-memory database with the lake attached as ``lake`` and the read views made
     (see the module). Raises StoreError when the lake cannot be reached."""
     config.check()
+    skip_absent()
     con = duckdb.connect(
         config={
             "extension_directory": extension_directory(),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from ..absent_modules import skip_absent
 from ..errors import StoreError
 from .lake_connect import LakeConfig, connect, make_views, parse_store
 from .memory import apply_memory_limit
@@ -100,6 +101,7 @@ def open_reader(path: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
     e.g. ``1GiB``). Raises StoreError (StoreInUse when a collector holds it)."""
     if path != ":memory:" and not Path(path).expanduser().is_file():
         raise StoreError(f"store file {path} does not exist")
+    skip_absent()
     try:
         con = duckdb.connect(str(Path(path).expanduser()), read_only=True)
     except duckdb.IOException as exc:
