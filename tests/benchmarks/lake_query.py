@@ -4,8 +4,8 @@ Starts a throwaway PostgreSQL (tests/postgres.py), copies a store file built by
 tests/benchmarks/query.py into a new lake with ``roomscope migrate``'s code (files in a temp
 dir), runs the lake's maintenance round once (DuckLake's merge, sorted by room and start time,
 as the replica holding the lease does), then times the seed queries through the query library
-and through the REST API (the query port's ASGI app in process), warm and cold, as query.py
-does on the file; and prints the lake's bytes a span.
+and through the REST API (the query port's app served over loopback HTTP), warm and cold, as
+query.py does on the file; and prints the lake's bytes a span.
 
     python tests/benchmarks/lake_query.py --store /tmp/rs-10m.duckdb --runs 5
 """

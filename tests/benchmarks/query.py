@@ -19,8 +19,9 @@ receiver takes, minus the socket. The shapes (query_store.py): **archive**, 30 d
 
 Warm: one connection, 1 untimed run, then 10 timed runs. Cold: 10 times a fresh read-only
 connection (DuckDB's buffer cache empty; the OS page cache is not dropped), the first query on it
-timed. The API: the query port's ASGI app in process (as tests/benchmarks/grafana.py), cold with
-a fresh connection and app per run. After a build, the timing runs in a fresh process.
+timed. The API: the query port's app served by uvicorn on a loopback port in this process, over
+HTTP (query_api.py); cold, the server's connection is replaced by a fresh one before each
+request. After a build, the timing runs in a fresh process.
 """
 
 from __future__ import annotations

@@ -1,23 +1,27 @@
 """The query benchmark's REST API timings (tests/benchmarks/query.py): the seed queries as HTTP
-requests to the query port's real ASGI app, in process over a read-only connection to the
-store (as tests/benchmarks/grafana.py), median of ``runs`` warm (one app, after one untimed
-request) and cold (a fresh connection and app per request)."""
+requests to the query port's real app, served by uvicorn (with the collector's HTTP protocol and
+TCP_NODELAY, as ``roomscope serve``) on a free loopback port in a thread of this process, over a
+read-only connection to the store; httpx sends them on one keep-alive connection. Median of
+``runs`` warm (after one untimed request) and cold (the server's connection replaced by a fresh
+one before each request: a running server whose DuckDB buffer cache is empty)."""
 
 from __future__ import annotations
 
+import socket
 import statistics
+import threading
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import duckdb
+import httpx
+import uvicorn
+from starlette.applications import Starlette
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
-
-from collector.settings import load_settings
+from collector.http_protocol import guarded_protocol
+from collector.settings import Settings, load_settings
 from collector.store.reads import open_reader
 from query.http.api import create_app
 
@@ -28,14 +32,53 @@ def file_connection(path: str) -> Callable[[], duckdb.DuckDBPyConnection]:
 
 
 class Side:
-    """The read side a collector gives its API, over a new read-only connection."""
+    """The read side a collector gives its API, over a read-only connection from ``connect``."""
 
     def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection]):
+        self.connect = connect
         self.con = connect()
-        self.cursor = self.con.cursor
         self.ready = lambda: True
         self.accepting = lambda: False
         self.auth = None
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.con.cursor()
+
+    def renew(self) -> None:
+        """A fresh connection, DuckDB's buffer cache empty (the old one is closed first: a
+        second connection to an open file shares its database and cache)."""
+        self.con.close()
+        self.con = self.connect()
+
+
+@contextmanager
+def serving(app: Starlette, settings: Settings) -> Iterator[httpx.Client]:
+    """``app`` served by uvicorn on a free loopback port until the block ends: a client of it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as collector/server.py
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        http=guarded_protocol(settings.get("limits.header_timeout")),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    port = sock.getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            while not server.started:  # readiness, then requests
+                if not thread.is_alive():
+                    raise RuntimeError("the benchmark's API server did not start")
+                time.sleep(0.01)
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
 
 
 def requests(s: dict, sql_count: Callable[[int | None], str]) -> list[tuple[str, str, dict]]:
@@ -58,7 +101,7 @@ def requests(s: dict, sql_count: Callable[[int | None], str]) -> list[tuple[str,
     ]  # fmt: skip
 
 
-def _send(client: TestClient, path: str, params: dict):
+def _send(client: httpx.Client, path: str, params: dict) -> httpx.Response:
     if "json" in params:
         r = client.post(path, json=params["json"])
     else:
@@ -67,7 +110,7 @@ def _send(client: TestClient, path: str, params: dict):
     return r
 
 
-def _timed(client: TestClient, path: str, params: dict) -> float:
+def _timed(client: httpx.Client, path: str, params: dict) -> float:
     t = time.perf_counter()
     _send(client, path, params)
     return (time.perf_counter() - t) * 1000
@@ -88,15 +131,13 @@ def time_api(
         if only and not label.startswith(only):
             continue
         side = Side(connect)
-        client = TestClient(create_app(side, settings))
-        size = len(_send(client, url, params).content)  # untimed first run
-        warm = [_timed(client, url, params) for _ in range(runs)]
+        with serving(create_app(side, settings), settings) as client:
+            size = len(_send(client, url, params).content)  # untimed first run
+            warm = [_timed(client, url, params) for _ in range(runs)]
+            cold = []
+            for _ in range(runs):
+                side.renew()
+                cold.append(_timed(client, url, params))
         side.con.close()
-        cold = []
-        for _ in range(runs):
-            side = Side(connect)
-            client = TestClient(create_app(side, settings))
-            cold.append(_timed(client, url, params))
-            side.con.close()
         print(f"{label:<58} {size:>8} {statistics.median(warm):>8.1f}"
               f" {statistics.median(cold):>8.1f}", flush=True)  # fmt: skip
