@@ -369,6 +369,17 @@ url = "grpc://otel-collector:4317"
     ),
     Setting(
         "compaction",
+        "wait",
+        "2m",
+        "Settled spans fewer than compaction.rows wait in arrival order at most this long after"
+        " compaction.after; then they are moved as a smaller range, which the next move takes"
+        " back and sorts with its own spans (so that after a busy period no search reads them"
+        " unsorted for long); 0: they wait for a range's worth.",
+        str,
+        lambda v: check.age(v),
+    ),
+    Setting(
+        "compaction",
         "merge",
         4,
         "Merge this many compacted ranges of one level, consecutive in time, into one range of"

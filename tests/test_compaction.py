@@ -20,7 +20,8 @@ from otlp_factory import trace_request
 from test_span_storage import Done, write
 
 from collector.store import DuckDBStore
-from collector.store.maintenance.compaction import Chunk, compact, compact_all, next_chunk
+from collector.store.maintenance.compaction import compact_all
+from collector.store.maintenance.moves import Chunk, compact, next_chunk
 from collector.store.maintenance.retention import prune_connection
 from collector.store.span_archive import SORT_KEY, TRACE_START
 from query.library import catalog
@@ -149,6 +150,60 @@ def test_late_spans_move_with_the_next_chunk_oldest_first_at_most_rows(tmp_path)
     store.close()
 
 
+def test_spans_that_waited_move_as_a_smaller_range_that_the_next_move_takes_back(tmp_path):
+    """Fewer than ``rows`` settled spans that waited ``compaction.wait`` move as a smaller
+    range; the next move rewrites it with its own spans, sorted as one range, until a range
+    holds ``rows`` spans. Every span stays once."""
+    store = filled_store(tmp_path, hours=2)
+    con = store.con
+    hour = PER * len(ROOMS)  # each hour's spans all start in its first second
+    rows = 5 * hour
+    now = BASE + 2 * HOUR
+    assert next_chunk(con, now, rows, 0) is None  # no wait: they wait for a range's worth
+    assert next_chunk(con, now, rows, 0, wait_ns=3 * HOUR) is None  # not waited long enough
+    chunk = next_chunk(con, now, rows, 0, wait_ns=HOUR)
+    assert chunk == Chunk(BASE, BASE + HOUR + SECOND, 2 * hour)  # to its newest second's end
+    assert compact(con, chunk) == 2 * hour
+
+    def ranges() -> list[tuple]:
+        return con.execute(
+            "SELECT epoch_ns(first_start), epoch_ns(last_start), spans, level"
+            " FROM span_clusters ORDER BY first_start"
+        ).fetchall()
+
+    def archive_sorted() -> bool:
+        got = con.execute("SELECT rowid FROM span_archive ORDER BY rowid").fetchall()
+        want = con.execute(f"SELECT rowid FROM span_archive ORDER BY {SORT_KEY}").fetchall()
+        return got == want
+
+    mark = BASE + HOUR + SECOND
+    assert ranges() == [(BASE, mark, 2 * hour, 0)]
+    write_hours(store, [2, 3])
+    now = BASE + 4 * HOUR
+    chunk = next_chunk(con, now, rows, 0, wait_ns=HOUR)
+    assert chunk == Chunk(mark, BASE + 3 * HOUR + SECOND, 2 * hour, back=(BASE, mark))
+    before = all_spans(con)
+    assert compact(con, chunk) == 2 * hour  # the spans that left span_data
+    assert all_spans(con) == before
+    mark = BASE + 3 * HOUR + SECOND
+    assert ranges() == [(BASE, mark, 4 * hour, 0)]  # one range, sorted as one
+    assert archive_sorted()
+    # A range's worth takes the smaller range back too; a range of rows spans is kept.
+    write_hours(store, range(4, 9))
+    now = BASE + 9 * HOUR
+    chunk = next_chunk(con, now, rows, 0, wait_ns=HOUR)
+    assert chunk == Chunk(mark, BASE + 8 * HOUR + SECOND, rows, back=(BASE, mark))
+    before = all_spans(con)
+    assert compact(con, chunk) == rows
+    assert all_spans(con) == before and archive_sorted()
+    assert ranges() == [(BASE, BASE + 8 * HOUR + SECOND, 9 * hour, 0)]
+    assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
+    write_hours(store, [9])
+    chunk = next_chunk(con, BASE + 12 * HOUR, rows, 0, wait_ns=HOUR)
+    assert chunk is not None and chunk.back is None
+    store.close()
+
+
 def test_the_job_waits_while_ingest_needs_the_writer(tmp_path):
     """While ``busy`` (Writer.busy: a filling queue, refused requests) says ingest needs the
     writer, the job moves nothing; it moves what is due once ingest has room again."""
@@ -269,7 +324,8 @@ def post_hours(rc, hours: int = 3) -> None:
 
 def test_the_collectors_job_compacts_settled_spans(start_collector):
     settings = {"compaction.rows": 100, "compaction.after": "1h", "compaction.interval": 0.05}
-    rc = start_collector(**settings)
+    # Moves of rows spans (an hour's 120 each), none of fewer while the hours still arrive.
+    rc = start_collector(**settings, **{"compaction.wait": "0"})
     post_hours(rc)
     job = rc.job("compaction")
     wait_for_job(job, lambda stats: stats["spans"] >= 3 * PER * len(ROOMS))

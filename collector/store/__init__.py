@@ -95,6 +95,7 @@ def create_store(settings: Settings) -> DuckDBStore | DuckLakeStore:
             retention_interval=s.get("retention.interval"),
             rows=s.get("compaction.rows"),
             after=durations.seconds(s.get("compaction.after")),
+            wait=durations.seconds(s.get("compaction.wait")),
             merge=s.get("compaction.merge"),
             levels=s.get("compaction.levels"),
             reclaim=s.get("compaction.reclaim"),

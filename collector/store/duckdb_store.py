@@ -62,6 +62,7 @@ class Maintenance:
     retention_interval: float
     rows: int  # compaction's chunk size; 0 turns compaction off
     after: float  # seconds before a range of start times is compacted
+    wait: float  # seconds settled spans wait for a range's worth before a smaller range moves
     merge: int
     levels: int
     reclaim: float
@@ -379,6 +380,7 @@ class DuckDBStore:
                 self.cursor,
                 rows=m.rows,
                 after=m.after,
+                wait=m.wait,
                 interval=m.compaction_interval,
                 max_age=m.max_age,
                 merge=m.merge,

@@ -20,10 +20,10 @@ while ingest needs the writer (``busy``, Writer.busy: the queue filling, request
 ingest commits taking over a quarter of the writer's time): at such rates the spans stay in
 span_data until the rate drops.
 Spans that arrive for an already compacted range (long spans, which are sent when they end;
-clock skew; an import of old data) are moved with the next chunk, sorted into it, at most
-``compaction.rows`` of them a move, oldest first: left in span_data, they would be read by
-every search by room for good. Only the time order of the newest data is kept, which the
-searches' newest-first windows rely on.
+clock skew; an import of old data) move with the next chunk, and settled spans that waited
+``compaction.wait`` for a range's worth move as a smaller range that the next move takes back
+(moves.py: what a move takes, and the move). Only the time order of the newest data is kept,
+which the searches' newest-first windows rely on.
 
 After its moves, the job merges ranges of the archive into bigger ones, sorted by room again
 (``compaction.merge``, ``compaction.levels``; archive_merge.py), piece by piece through
@@ -35,26 +35,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
-from ...errors import StoreError
 from ..interface import Busy
-from ..schema import SPAN_CLUSTERS
-from ..span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
-from ..statements import transaction
-from .archive_merge import (
-    Merge,
-    Piece,
-    add_cluster,
-    finish_merge,
-    merge_piece,
-    next_merge,
-    pieces,
-    sort_logs,
-)
+from .archive_merge import Merge, Piece, finish_merge, merge_piece, next_merge, pieces
+from .moves import Chunk, compact, next_chunk
 from .periodic import Periodic, Run
 from .reclaim import (
     file_blocks,
@@ -67,106 +54,17 @@ from .reclaim import (
 
 log = logging.getLogger("roomscope.compaction")
 
-# Ranges are cut at whole seconds of start time: at 100 k spans/s a minute's spans would hold
-# the writer ~40 s in one move (every request refused meanwhile), a second's ~0.5 s.
-CUT_NS = 10**9
 BUSY_POLL = 1.0  # seconds between looks at whether ingest still needs the writer
-NO_FLOOR = -(2**62)  # epoch ns below any start time
-# Each second's count of the spans in span_data that start in [?, ?) (epoch ns): ``b(m, c)``.
-_SECONDS = (
-    "WITH b AS (SELECT time_bucket(INTERVAL 1 second, start_time) AS m, count(*) AS c"
-    " FROM span_data WHERE start_time >= make_timestamp_ns(?)"
-    " AND start_time < make_timestamp_ns(?) GROUP BY m)"
-)
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """A range of start times, ``[first_ns, last_ns)``, and how many spans it held when planned;
-    ``late``: the range of start times before it, ``[from, to)``, whose spans in span_data (in
-    ranges compacted already) move with it, or None."""
-
-    first_ns: int
-    last_ns: int
-    spans: int
-    late: tuple[int, int] | None = None
-
-
-def next_chunk(
-    con: duckdb.DuckDBPyConnection,
-    now_ns: int,
-    rows: int,
-    after_ns: int,
-    oldest_ns: int | None = None,
-) -> Chunk | None:
-    """The oldest range past the last compacted one that holds at least ``rows`` spans, all of
-    them older than ``now_ns - after_ns``, cut at the first second boundary where the count is
-    reached (so a range holds at most a second of spans more than ``rows``); None while fewer
-    have gathered. Spans older than ``oldest_ns`` (retention deletes them soon) are not counted.
-    Reads only the row groups past the last compacted range (zone maps on start_time)."""
-    (mark,) = con.execute(f"SELECT epoch_ns(max(last_start)) FROM {SPAN_CLUSTERS}").fetchone()
-    upper = (now_ns - after_ns) // CUT_NS * CUT_NS  # the seconds that are over (data time)
-    lower = max(x for x in (mark, oldest_ns, NO_FLOOR) if x is not None)
-    # Each second's count, summed in order in SQL: a backlog of days is millions of seconds.
-    first, cut, total = con.execute(
-        _SECONDS + " SELECT epoch_ns((SELECT min(m) FROM b)), epoch_ns(min(m)), min_by(total, m)"
-        " FROM (SELECT m, sum(c) OVER (ORDER BY m) AS total FROM b) WHERE total >= ?",
-        [lower, upper, rows],
-    ).fetchone()
-    if cut is None:
-        return None
-    # From the last range on; past a gap left to retention, from the first second.
-    start = mark if mark is not None and mark == lower else first
-    # Late spans lie below the last range; from the first second on, none are left below.
-    late = _late(con, oldest_ns, start, rows) if start == mark else None
-    return Chunk(start, cut + CUT_NS, int(total), late)
-
-
-def _late(
-    con: duckdb.DuckDBPyConnection, oldest_ns: int | None, before_ns: int, rows: int
-) -> tuple[int, int] | None:
-    """The start times ``[from, to)`` of the oldest spans in span_data that start before
-    ``before_ns`` (the ranges compacted already), whole seconds until ``rows`` are reached;
-    None when there are none. Spans older than ``oldest_ns`` are left to retention."""
-    lower = NO_FLOOR if oldest_ns is None else oldest_ns
-    first, last = con.execute(
-        _SECONDS + " SELECT epoch_ns(min(m)), epoch_ns(max(m))"
-        " FROM (SELECT m, sum(c) OVER (ORDER BY m) - c AS before FROM b) WHERE before < ?",
-        [lower, before_ns, rows],
-    ).fetchone()
-    if first is None:
-        return None
-    return max(first, lower), min(last + CUT_NS, before_ns)
-
-
-def compact(con: duckdb.DuckDBPyConnection, chunk: Chunk, now_ns: int | None = None) -> int:
-    """Move the chunk's spans, and its late ones, into span_archive sorted by room and sort its
-    log records in log_data likewise (archive_merge.sort_logs; one transaction, on the
-    writer's connection); returns how many spans were moved."""
-    bounds = [chunk.first_ns, chunk.last_ns]
-    where, params = SPAN_RANGE, bounds
-    if chunk.late is not None:
-        where, params = f"({SPAN_RANGE} OR {SPAN_RANGE})", [*chunk.late, *bounds]
-    with transaction(con):
-        (moved,) = con.execute(
-            f"INSERT INTO {ARCHIVE} SELECT {ARCHIVE_SELECT} FROM span_data WHERE {where}"
-            f" ORDER BY {SORT_KEY}",
-            params,
-        ).fetchone()
-        (deleted,) = con.execute(f"DELETE FROM span_data WHERE {where}", params).fetchone()
-        if deleted != moved:  # cannot happen: rolled back rather than keep two copies
-            raise StoreError(f"compaction moved {moved} spans but deleted {deleted}")
-        sort_logs(con, bounds)
-        add_cluster(con, bounds, moved, 0, now_ns)
-    return int(moved)
-
-
-def compact_all(store: Any, rows: int, after_ns: int, now_ns: int | None = None) -> int:
+def compact_all(
+    store: Any, rows: int, after_ns: int, now_ns: int | None = None, wait_ns: int = 0
+) -> int:
     """Every chunk that is due, one transaction each, on ``store`` (a DuckDBStore nobody else
-    writes: the benchmark's build, tests); returns the spans moved."""
+    writes: tests); returns the spans moved."""
     moved = 0
     now = time.time_ns() if now_ns is None else now_ns
-    while (chunk := next_chunk(store.con, now, rows, after_ns)) is not None:
+    while (chunk := next_chunk(store.con, now, rows, after_ns, None, wait_ns)) is not None:
         moved += _on_all_cores(compact, chunk, now)(store)
         store.checkpoint()
     return moved
@@ -186,6 +84,7 @@ class Compaction(Periodic):
         rows: int,
         after: float,
         interval: float,
+        wait: float = 0.0,
         max_age: float,
         merge: int,
         levels: int,
@@ -197,6 +96,7 @@ class Compaction(Periodic):
         self.cursor = cursor  # DuckDBStore.cursor: plans are read beside the writer
         self.rows = rows
         self.after_ns = int(after * 1e9)
+        self.wait_ns = int(wait * 1e9)  # moves.py: settled spans wait for a range's worth
         self.max_age_ns = int(max_age * 1e9)  # retention's: older spans are not worth a move
         self.merge = merge  # archive_merge.py: ranges per merge, and the highest level
         self.levels = levels
@@ -315,7 +215,9 @@ class Compaction(Periodic):
         while self._ingest_first():
             now, oldest = self._now(now_ns)
             chunk = self._read(
-                lambda con, t=now, o=oldest: next_chunk(con, t, self.rows, self.after_ns, o)
+                lambda con, t=now, o=oldest: next_chunk(
+                    con, t, self.rows, self.after_ns, o, self.wait_ns
+                )
             )
             if chunk is None:
                 break
