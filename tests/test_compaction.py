@@ -204,6 +204,26 @@ def test_spans_that_waited_move_as_a_smaller_range_that_the_next_move_takes_back
     store.close()
 
 
+def test_the_job_moves_a_smaller_range_only_in_a_run_without_a_ranges_worth(tmp_path):
+    """A run that moved a range's worth leaves the rest for the next range (spans are still
+    arriving); a run that found none moves the spans that waited, as a smaller range."""
+    store = filled_store(tmp_path, hours=3)
+    con = store.con
+    hour = PER * len(ROOMS)
+    job = compaction_job(lambda fn: Done(fn(store)), store.cursor, 2 * hour, wait=HOUR / 1e9)
+    job._stop.wait = lambda seconds: False  # no rests between moves
+    now = BASE + 4 * HOUR  # hour 2's spans waited an hour past settling
+    assert job.run_once(now_ns=now) == 2 * hour
+    assert con.execute("SELECT count(*) FROM span_data").fetchone() == (hour,)
+    assert job.run_once(now_ns=now) == hour
+    assert con.execute("SELECT count(*) FROM span_data").fetchone() == (0,)
+    assert con.execute("SELECT spans FROM span_clusters ORDER BY first_start").fetchall() == [
+        (2 * hour,),
+        (hour,),
+    ]
+    store.close()
+
+
 def test_the_job_waits_while_ingest_needs_the_writer(tmp_path):
     """While ``busy`` (Writer.busy: a filling queue, refused requests) says ingest needs the
     writer, the job moves nothing; it moves what is due once ingest has room again."""

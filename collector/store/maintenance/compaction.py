@@ -124,7 +124,7 @@ class Compaction(Periodic):
         return now, now - self.max_age_ns if self.max_age_ns > 0 else None
 
     def run_once(self, now_ns: int | None = None) -> int:
-        moved = self._move_due(now_ns)
+        moved = self._move_due(now_ns, drain=True)
         while not self.stopping and (moved_meanwhile := self._merge_once(now_ns)) is not None:
             moved += moved_meanwhile
         self._reclaim()
@@ -209,14 +209,18 @@ class Compaction(Periodic):
         self._count(reclaimed=n)
         return took
 
-    def _move_due(self, now_ns: int | None) -> int:
-        """Move every chunk that is due, one writer task each; returns the spans moved."""
+    def _move_due(self, now_ns: int | None, drain: bool = False) -> int:
+        """Move every chunk that is due, one writer task each; returns the spans moved.
+        ``drain``: also the settled spans that waited ``compaction.wait``, as a smaller range,
+        unless a range's worth moved in this call: then spans are still arriving (a backlog,
+        a busy hour) and the next run's range will hold them."""
         moved = 0
         while self._ingest_first():
             now, oldest = self._now(now_ns)
+            wait = self.wait_ns if drain and not moved else 0
             chunk = self._read(
-                lambda con, t=now, o=oldest: next_chunk(
-                    con, t, self.rows, self.after_ns, o, self.wait_ns
+                lambda con, t=now, o=oldest, w=wait: next_chunk(
+                    con, t, self.rows, self.after_ns, o, w
                 )
             )
             if chunk is None:
