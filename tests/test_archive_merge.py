@@ -135,6 +135,10 @@ def test_which_ranges_are_due(tmp_path):
     assert next_merge(con, 2, 2) == Merge(0, BASE + 2 * HOUR, BASE + 4 * HOUR, 20, 2)
     assert next_merge(con, 3, 2) == Merge(0, BASE + 5 * HOUR, BASE + 8 * HOUR, 30, 3)
     assert next_merge(con, 4, 2) is None  # no four level-0 ranges follow each other
+    # The newest range, of fewer than rows spans, is the next move's to take back.
+    assert next_merge(con, 3, 2, rows=11) is None
+    assert next_merge(con, 2, 2, rows=11) == Merge(0, BASE + 2 * HOUR, BASE + 4 * HOUR, 20, 2)
+    assert next_merge(con, 3, 2, rows=10) == Merge(0, BASE + 5 * HOUR, BASE + 8 * HOUR, 30, 3)
     # Ranges retention is about to delete are left alone.
     assert next_merge(con, 2, 2, oldest_ns=BASE + 3 * HOUR) == Merge(
         0, BASE + 5 * HOUR, BASE + 7 * HOUR, 20, 2

@@ -68,20 +68,28 @@ EVERY_ROOM = Piece("TRUE", ())
 
 
 def next_merge(
-    con: duckdb.DuckDBPyConnection, fanin: int, levels: int, oldest_ns: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    fanin: int,
+    levels: int,
+    oldest_ns: int | None = None,
+    rows: int = 0,
 ) -> Merge | None:
     """The oldest ``fanin`` ranges of the lowest level below ``levels`` that follow each other
     in time (no range of another level, or of span_data, between them), or None. Ranges that
-    start before ``oldest_ns`` are left to retention."""
+    start before ``oldest_ns`` are left to retention; the newest range, when it is of level 0
+    and holds fewer than ``rows`` spans, is left to the next move, which takes it back
+    (moves.py)."""
     if fanin < 2 or levels < 1:
         return None
-    rows = con.execute(
+    ranges = con.execute(
         f"SELECT epoch_ns(first_start), epoch_ns(last_start), spans, level FROM {SPAN_CLUSTERS}"
         " ORDER BY first_start"
     ).fetchall()
+    if ranges and ranges[-1][3] == 0 and ranges[-1][2] < rows:
+        ranges.pop()
     for level in range(levels):
-        for i in range(len(rows) - fanin + 1):
-            run = rows[i : i + fanin]
+        for i in range(len(ranges) - fanin + 1):
+            run = ranges[i : i + fanin]
             if all(r[3] == level for r in run) and (oldest_ns is None or run[0][0] >= oldest_ns):
                 return Merge(level, run[0][0], run[-1][1], sum(r[2] for r in run), fanin)
     return None

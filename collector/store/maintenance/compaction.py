@@ -246,7 +246,7 @@ class Compaction(Periodic):
         oldest = self._now(now_ns)[1]
 
         def plan_merge(con: duckdb.DuckDBPyConnection) -> tuple[Merge, list[Piece]] | None:
-            plan = next_merge(con, self.merge, self.levels, oldest)
+            plan = next_merge(con, self.merge, self.levels, oldest, self.rows)
             return None if plan is None else (plan, pieces(con, plan, self.rows))
 
         planned = self._read(plan_merge)
