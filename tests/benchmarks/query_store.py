@@ -13,8 +13,9 @@ Two shapes of the same telemetry (1,000 rooms, ~20,000 explicit sessions, 20 ser
 The compaction job runs beside the build on the data's clock (the newest start sent so far),
 so the store ends as a live collector's would right after the data arrived: the spans older
 than ``compaction.after`` moved into span_archive, the newer ones still in span_data. After
-the data, the job runs again until a run gives no more space back (at most three runs), as a
-live collector's job would within minutes; the build prints the file's size before and after.
+the data, the job runs again until a run does nothing (at most five runs: the settled spans
+short of a range's worth move after ``compaction.wait``, free space is given back), as a live
+collector's job would within minutes; the build prints the file's size before and after.
 """
 
 from __future__ import annotations
@@ -412,13 +413,17 @@ def build(
         print(f"compaction: {compaction.stats['chunks']} chunks, {compaction.stats['spans']:,}"
               f" spans; file {_mb(path)} MB")  # fmt: skip
         # The job's next runs, as a live collector's within minutes of the data's end: the
-        # space its moves and merges left free is given back (at most a run's steps each).
-        for _ in range(3):
-            size = Path(path).stat().st_size
+        # settled spans short of a range's worth move (compaction.wait), and the space its
+        # moves and merges left free is given back (at most a run's steps each); until a run
+        # does nothing.
+        work = ("spans", "merged", "reclaimed")
+        for _ in range(5):
+            before = [compaction.stats[k] for k in work]
             compaction.run_once(now_ns=end_ns)
-            if Path(path).stat().st_size >= size:
+            if [compaction.stats[k] for k in work] == before:
                 break
-            print(f"the job's next run gave space back: file {_mb(path)} MB", flush=True)
+            print(f"the job's next run: {compaction.stats['spans']:,} spans moved in all,"
+                  f" file {_mb(path)} MB", flush=True)  # fmt: skip
     finally:
         done.set()
         compaction.stop()  # a run in progress ends after its current step
