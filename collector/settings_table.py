@@ -370,11 +370,12 @@ url = "grpc://otel-collector:4317"
     Setting(
         "compaction",
         "wait",
-        "2m",
+        "0",
         "Settled spans fewer than compaction.rows wait in arrival order at most this long after"
-        " compaction.after; then they are moved as a smaller range, which the next move takes"
-        " back and sorts with its own spans (so that after a busy period no search reads them"
-        " unsorted for long); 0: they wait for a range's worth.",
+        " compaction.after (e.g. 2m); then a run that finds no range's worth moves them as a"
+        " smaller range, which the next move takes back and sorts with its own spans. Faster"
+        " searches of one room after a busy period, slower searches across rooms of the newest"
+        " minutes; 0: they wait for a range's worth.",
         str,
         lambda v: check.age(v),
     ),

@@ -7,11 +7,12 @@ and its reasons: compaction.py). Three things ride along:
 * **Late spans**: spans in span_data below the ranges moved already (a long span is sent when
   it ends; clock skew; an import) move with the next range, sorted into it, at most ``rows`` of
   them, whole seconds, oldest first.
-* **Smaller ranges after a wait**: when fewer than ``rows`` settled spans have waited
-  ``compaction.wait`` past ``compaction.after`` (a busy period ended, and the rate that would
-  fill a range is gone), they move anyway, as a range of fewer than ``rows`` spans: every
-  search by room reads span_data whole, and these would otherwise stay there until the next
-  range's worth arrives, hours at a quiet time.
+* **Smaller ranges after a wait** (``compaction.wait``, off by default): when fewer than
+  ``rows`` settled spans have waited that long past ``compaction.after`` (a busy period ended,
+  and the rate that would fill a range is gone), they move anyway, as a range of fewer than
+  ``rows`` spans: every search by room reads span_data whole, and these would otherwise stay
+  there until the next range's worth arrives, hours at a quiet time. (Searches across rooms
+  of the newest minutes read them faster unsorted: docs/performance.md.)
 * **Taking such a range back**: the next move that starts where a smaller range ends rewrites
   the smaller range's spans with its own, sorted as one range, so that ranges keep about
   ``rows`` spans (a room's spans in few row groups) whatever the rate. Each wait costs one
