@@ -85,7 +85,7 @@ def next_merge(
         f"SELECT epoch_ns(first_start), epoch_ns(last_start), spans, level FROM {SPAN_CLUSTERS}"
         " ORDER BY first_start"
     ).fetchall()
-    if ranges and ranges[-1][3] == 0 and ranges[-1][2] < rows:
+    if ranges and provisional(ranges[-1][3], ranges[-1][2], rows):
         ranges.pop()
     for level in range(levels):
         for i in range(len(ranges) - fanin + 1):
@@ -93,6 +93,12 @@ def next_merge(
             if all(r[3] == level for r in run) and (oldest_ns is None or run[0][0] >= oldest_ns):
                 return Merge(level, run[0][0], run[-1][1], sum(r[2] for r in run), fanin)
     return None
+
+
+def provisional(level: int | None, spans: int, rows: int) -> bool:
+    """Whether the newest range (its ``level`` and ``spans``) is one the next move takes back:
+    of level 0 and fewer than ``rows`` spans (moves.py)."""
+    return level == 0 and spans < rows
 
 
 def pieces(con: duckdb.DuckDBPyConnection, merge: Merge, rows: int) -> list[Piece]:

@@ -34,7 +34,7 @@ from ...errors import StoreError
 from ..schema import SPAN_CLUSTERS
 from ..span_archive import ARCHIVE, ARCHIVE_SELECT, SORT_KEY, SPAN_RANGE
 from ..statements import transaction
-from .archive_merge import add_cluster, sort_logs
+from .archive_merge import add_cluster, provisional, sort_logs
 
 # Ranges are cut at whole seconds of start time: at 100 k spans/s a minute's spans would hold
 # the writer ~40 s in one move (every request refused meanwhile), a second's ~0.5 s.
@@ -106,9 +106,7 @@ def next_chunk(
     if start != mark:
         return Chunk(start, last, spans)
     # Late spans lie below the last range; from the first second on, none are left below.
-    back = None
-    if newest is not None and newest[2] == 0 and newest[3] < rows:
-        back = (newest[0], newest[1])
+    back = (newest[0], newest[1]) if provisional(newest[2], newest[3], rows) else None
     return Chunk(start, last, spans, _late(con, oldest_ns, start, rows), back)
 
 
